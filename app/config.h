@@ -1,0 +1,96 @@
+/* config: the effective settings of one node, layered as built-in default <
+ * turbochat.conf < .env < environment < command-line flag, validated in one table. */
+#ifndef TURBOCHAT_CONFIG_H
+#define TURBOCHAT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_FILE "turbochat.conf"
+
+enum config_command {
+    CONFIG_CMD_SERVE = 0, /* run the server */
+    CONFIG_CMD_HELP,      /* --help: print usage, exit 0 */
+    CONFIG_CMD_VERSION,   /* --version */
+    CONFIG_CMD_CHECK,     /* --check-config: print effective config, exit 0 or 1 */
+    CONFIG_CMD_TOKEN,     /* "token" subcommand: mint a JWT (auth issue) */
+};
+
+struct config {
+    /* operator interface */
+    char *listen;           /* "8080", "127.0.0.1:8080", "8080,8443s" */
+    char *tls_cert;         /* PEM file, NULL when unset */
+    char *tls_key;          /* PEM file, NULL when unset */
+    char *db_path;          /* SQLite log, default ./data/turbochat.db */
+    char *node_id;          /* default "<hostname>:<first port>" */
+    char *www_dir;          /* serve this directory instead of the embedded site */
+    int log_level;          /* enum log_level */
+    char *auth_secret;      /* HS256 secret; NULL: auth off (secret) */
+    char *allowed_origins;  /* comma-separated; NULL: the server's own origin */
+    int threads;            /* CivetWeb worker threads (one per WebSocket) */
+    int request_timeout_ms; /* CivetWeb read/write timeout */
+    int ws_ping_ms;         /* idle time before the server pings a WebSocket */
+
+    /* limits of PROTOCOL.md */
+    int max_frame_bytes;     /* WebSocket payload from a client, 16384 */
+    int max_text_chars;      /* message text in code points, 4000 */
+    int max_rooms_per_conn;  /* 50 */
+    double rate_limit;       /* send frames per second, sustained, 5 */
+    int rate_burst;          /* token bucket size, 20 */
+    int max_body_bytes;      /* REST request body */
+    int history_limit_max;   /* REST page size clamp, 200 */
+    int ref_ttl_s;           /* idempotency window of a ref, 300 */
+
+    /* fan-out */
+    int sender_threads;      /* hub threads that write to sockets */
+    int outbound_max_frames; /* per-connection queue bound before 1013 */
+    int outbound_max_kib;    /* per-connection queue bound in KiB */
+
+    /* store */
+    int commit_batch_max; /* messages per group commit */
+
+    /* broker (cluster mode when redis_host is set) */
+    char *redis_url;      /* redis[s]:// or valkey[s]://user:pass@host:port */
+    char *redis_host;     /* NULL: single node, embedded broker */
+    int redis_port;       /* 6379 */
+    char *redis_username; /* ACL user, NULL for password-only AUTH */
+    char *redis_password; /* secret */
+    int redis_tls;        /* -1 auto (on unless loopback), 0 off, 1 on */
+    char *redis_ca_file;  /* PEM bundle; NULL: system CA store */
+    int redis_timeout_ms; /* connect and command timeout */
+    int replay_max;       /* messages kept per room in the replay window */
+    int replay_ttl_s;     /* age limit of the replay window */
+
+    /* subcommand "token" */
+    char *token_user;  /* --user */
+    char *token_rooms; /* --rooms */
+    int token_ttl_s;   /* --ttl */
+
+    char *config_file; /* the file that was read, NULL if none */
+};
+
+/* Fill cfg from every layer. Returns the command to run, or a negative code
+ * when any value is bad; then every problem ("file:line: key: reason", or
+ * "environment TURBOCHAT_X: reason", or "--flag: reason") has been appended,
+ * one per line, to err. Reads the files relative to the working directory.
+ * The caller owns cfg and frees it with config_dispose. Main thread only. */
+int config_load(struct config *cfg, int argc, char **argv, char **environ_vars, char *err,
+                size_t errlen);
+
+/* Free every string cfg owns; cfg itself is the caller's. Accepts a zeroed cfg. */
+void config_dispose(struct config *cfg);
+
+/* True when a Valkey broker is configured (cluster mode). */
+bool config_is_cluster(const struct config *cfg);
+
+/* Port of the first listener, for the default node id and tests. */
+int config_first_port(const struct config *cfg);
+
+/* Print every effective setting as "key = value", secrets masked as "****". */
+void config_print(const struct config *cfg, void *file);
+
+/* Print --help text. */
+void config_print_usage(void *file);
+
+#endif

@@ -1,0 +1,481 @@
+/* http_api: REST handlers. Every request is validated before anything is
+ * read or written; every answer is JSON, errors as {"error":{...}}. */
+#define _GNU_SOURCE
+#include "http_api.h"
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "config.h"
+#include "hub.h"
+#include "log.h"
+#include "metrics.h"
+#include "proto.h"
+#include "ratelimit.h"
+#include "store.h"
+#include "strmap.h"
+#include "util.h"
+
+#define API_CLIENTS_MAX 10000 /* rate-limit buckets kept before they are reset */
+#define API_DEFAULT_LIMIT 50
+
+struct api {
+    const struct config *config;
+    struct store *store;
+    struct broker *broker;
+    struct hub *hub;
+    struct metrics *metrics;
+    pthread_mutex_t clients_lock;
+    struct strmap *clients; /* remote address -> struct ratelimit, for POST */
+};
+
+/* ---------------------------------------------------------------- responses */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+void api_send_json(struct mg_connection *mc, int status, const char *json, const char *extra_headers)
+{
+    size_t len = strlen(json);
+    mg_printf(mc,
+              "HTTP/1.1 %d %s\r\n"
+              "Content-Type: application/json; charset=utf-8\r\n"
+              "Content-Length: %zu\r\n"
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "%s\r\n",
+              status, status_text(status), len, extra_headers ? extra_headers : "");
+    if (strcmp(mg_get_request_info(mc)->request_method, "HEAD") != 0)
+        mg_write(mc, json, len);
+}
+
+void api_send_error(struct mg_connection *mc, int status, const char *code, const char *message)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON *error = cJSON_AddObjectToObject(obj, "error");
+    cJSON_AddStringToObject(error, "code", code);
+    cJSON_AddStringToObject(error, "message", message);
+    char *json = proto_encode_json(obj, NULL);
+    cJSON_Delete(obj);
+    api_send_json(mc, status, json, NULL);
+    free(json);
+}
+
+static void send_object(struct mg_connection *mc, int status, cJSON *obj)
+{
+    char *json = proto_encode_json(obj, NULL);
+    cJSON_Delete(obj);
+    api_send_json(mc, status, json, NULL);
+    free(json);
+}
+
+static void method_not_allowed(struct mg_connection *mc, const char *allow)
+{
+    char header[64];
+    snprintf(header, sizeof(header), "Allow: %s\r\n", allow);
+    api_send_json(mc, 405,
+                  "{\"error\":{\"code\":\"bad_request\",\"message\":\"method not allowed\"}}",
+                  header);
+}
+
+static cJSON *message_object(const struct chat_msg *msg)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "room", msg->room);
+    cJSON_AddNumberToObject(obj, "id", (double)msg->id);
+    cJSON_AddStringToObject(obj, "user", msg->user);
+    cJSON_AddStringToObject(obj, "text", msg->text);
+    cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
+    return obj;
+}
+
+/* ---------------------------------------------------------------- GET /api/rooms */
+
+struct room_row {
+    const char *name;
+    uint64_t last_id;
+    size_t online;
+};
+
+static int compare_rows(const void *a, const void *b)
+{
+    return strcmp(((const struct room_row *)a)->name, ((const struct room_row *)b)->name);
+}
+
+/* Rooms of the log and rooms with members here, by name. */
+static void get_rooms(struct api *api, struct mg_connection *mc)
+{
+    struct store_room *stored = NULL;
+    size_t stored_count = 0;
+    char **live = NULL;
+    size_t *online = NULL;
+    size_t live_count = 0;
+    if (store_list_rooms(api->store, &stored, &stored_count) < 0) {
+        api_send_error(mc, 503, "unavailable", "the message log cannot be read now");
+        return;
+    }
+    hub_list_rooms(api->hub, &live, &online, &live_count);
+    struct room_row *rows = xcalloc(stored_count + live_count + 1, sizeof(*rows));
+    size_t n = 0;
+    for (size_t i = 0; i < stored_count; i++)
+        rows[n++] = (struct room_row){stored[i].name, stored[i].last_id, 0};
+    qsort(rows, n, sizeof(*rows), compare_rows);
+    size_t sorted = n;
+    for (size_t i = 0; i < live_count; i++) {
+        struct room_row key = {live[i], 0, 0};
+        struct room_row *row = bsearch(&key, rows, sorted, sizeof(*rows), compare_rows);
+        if (!row)
+            row = &rows[n++], *row = key;
+        row->online = online[i];
+    }
+    qsort(rows, n, sizeof(*rows), compare_rows);
+    cJSON *obj = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(obj, "rooms");
+    for (size_t i = 0; i < n; i++) {
+        cJSON *room = cJSON_CreateObject();
+        cJSON_AddStringToObject(room, "name", rows[i].name);
+        cJSON_AddNumberToObject(room, "last_id", (double)rows[i].last_id);
+        cJSON_AddNumberToObject(room, "online", (double)rows[i].online);
+        cJSON_AddItemToArray(list, room);
+    }
+    send_object(mc, 200, obj);
+    free(rows);
+    hub_free_names(live, live_count);
+    free(online);
+    store_free_rooms(stored, stored_count);
+}
+
+/* ---------------------------------------------------------------- GET messages */
+
+/* Read a query parameter as an integer in [min, max]. 1 found, 0 absent, -1 bad. */
+static int query_int(const struct mg_request_info *ri, const char *name, int64_t min, int64_t max,
+                     int64_t *out)
+{
+    char value[32];
+    const char *qs = ri->query_string ? ri->query_string : "";
+    int n = mg_get_var(qs, strlen(qs), name, value, sizeof(value));
+    if (n == -1)
+        return 0;
+    if (n < 0 || util_parse_int64(value, min, max, out) < 0)
+        return -1;
+    return 1;
+}
+
+static void get_messages(struct api *api, struct mg_connection *mc, const char *room)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    int64_t before = 0, after = 0, limit = API_DEFAULT_LIMIT;
+    if (query_int(ri, "before", 1, INT64_MAX, &before) < 0 ||
+        query_int(ri, "after", 0, INT64_MAX, &after) < 0) {
+        api_send_error(mc, 400, "bad_request", "before and after must be positive integers");
+        return;
+    }
+    if (query_int(ri, "limit", 1, INT64_MAX, &limit) < 0) {
+        api_send_error(mc, 400, "bad_request", "limit must be an integer of at least 1");
+        return;
+    }
+    if (limit > api->config->history_limit_max)
+        limit = api->config->history_limit_max;
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    bool has_more = false;
+    if (store_fetch(api->store, room, (uint64_t)before, (uint64_t)after, (int)limit, &msgs, &count,
+                    &has_more) < 0) {
+        api_send_error(mc, 503, "unavailable", "the message log cannot be read now");
+        return;
+    }
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "room", room);
+    cJSON *list = cJSON_AddArrayToObject(obj, "messages");
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(list, message_object(msgs[i]));
+    cJSON_AddBoolToObject(obj, "has_more", has_more);
+    store_free_messages(msgs, count);
+    send_object(mc, 200, obj);
+}
+
+/* ---------------------------------------------------------------- POST messages */
+
+/* A publish the handler waits for. */
+struct sync_publish {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    bool done;
+    int status;
+    struct chat_msg *result; /* copy of the accepted message */
+};
+
+static void on_published(void *ctx, int status, const struct chat_msg *msg)
+{
+    struct sync_publish *p = ctx;
+    pthread_mutex_lock(&p->lock);
+    p->status = status;
+    p->result = status >= 0 ? chat_msg_clone(msg) : NULL;
+    p->done = true;
+    pthread_cond_signal(&p->done_cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Publish msg (consumed) and wait for the outcome. */
+static int publish_and_wait(struct api *api, struct chat_msg *msg, struct chat_msg **result)
+{
+    struct sync_publish p = {.done = false};
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.done_cond, NULL);
+    int rc = broker_publish(api->broker, msg, on_published, &p);
+    if (rc == 0) {
+        pthread_mutex_lock(&p.lock);
+        while (!p.done)
+            pthread_cond_wait(&p.done_cond, &p.lock);
+        pthread_mutex_unlock(&p.lock);
+        rc = p.status;
+        *result = p.result;
+    }
+    pthread_cond_destroy(&p.done_cond);
+    pthread_mutex_destroy(&p.lock);
+    return rc;
+}
+
+/* True when the remote address is within the send rate. */
+static bool client_within_rate(struct api *api, const struct mg_request_info *ri)
+{
+    pthread_mutex_lock(&api->clients_lock);
+    if (strmap_count(api->clients) >= API_CLIENTS_MAX) {
+        strmap_free(api->clients);
+        api->clients = strmap_create(free);
+    }
+    struct ratelimit *rl = strmap_get(api->clients, ri->remote_addr);
+    uint64_t now = util_mono_ns();
+    if (!rl) {
+        rl = xmalloc(sizeof(*rl));
+        ratelimit_init(rl, api->config->rate_limit, api->config->rate_burst, now);
+        strmap_put(api->clients, ri->remote_addr, rl);
+    }
+    bool ok = ratelimit_take(rl, now);
+    pthread_mutex_unlock(&api->clients_lock);
+    return ok;
+}
+
+/* Read the whole body into a NUL-terminated buffer; NULL after answering 400/413. */
+static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    size_t limit = (size_t)api->config->max_body_bytes;
+    if (ri->content_length > (long long)limit) {
+        api_send_error(mc, 413, "too_large", "the request body is too large");
+        return NULL;
+    }
+    char *body = xmalloc(limit + 2);
+    size_t n = 0;
+    int r;
+    while (n <= limit && (r = mg_read(mc, body + n, limit + 1 - n)) > 0)
+        n += (size_t)r;
+    if (n > limit) {
+        free(body);
+        api_send_error(mc, 413, "too_large", "the request body is too large");
+        return NULL;
+    }
+    body[n] = '\0';
+    *len = n;
+    return body;
+}
+
+/* Check the fields of a POST body; on success *msg is the message to publish. */
+static bool parse_post(struct api *api, struct mg_connection *mc, const char *room,
+                       const cJSON *body, struct chat_msg **msg)
+{
+    bool bad = false;
+    const char *user = proto_get_string(body, "user", &bad);
+    const char *text = proto_get_string(body, "text", &bad);
+    const char *ref = proto_get_string(body, "ref", &bad);
+    if (bad || !user || !text) {
+        api_send_error(mc, 400, "bad_request", "user and text are required strings");
+        return false;
+    }
+    if (ref && !proto_ref_is_valid(ref)) {
+        api_send_error(mc, 400, "bad_request", "ref must be a string of 1 to 64 characters");
+        return false;
+    }
+    *msg = chat_msg_create(room, user, text, ref);
+    const char *why = NULL;
+    if (!proto_user_normalize((*msg)->user)) {
+        why = "user must be 1 to 32 characters without control characters";
+        api_send_error(mc, 400, "bad_request", why);
+    } else if (!proto_text_normalize((*msg)->text, api->config->max_text_chars, &why)) {
+        api_send_error(mc, 400, "text_invalid", why);
+    } else {
+        return true;
+    }
+    chat_msg_free(*msg);
+    *msg = NULL;
+    return false;
+}
+
+static void post_message(struct api *api, struct mg_connection *mc, const char *room)
+{
+    size_t len = 0;
+    char *body = read_body(api, mc, &len);
+    if (!body)
+        return;
+    cJSON *json = util_utf8_is_valid(body, len) ? proto_parse_object(body, len) : NULL;
+    free(body);
+    if (!json) {
+        api_send_error(mc, 400, "bad_json", "the body is not a JSON object");
+        return;
+    }
+    struct chat_msg *msg = NULL;
+    bool valid = parse_post(api, mc, room, json, &msg);
+    cJSON_Delete(json);
+    if (!valid)
+        return;
+    if (!client_within_rate(api, mg_get_request_info(mc))) {
+        chat_msg_free(msg);
+        atomic_fetch_add(&api->metrics->rate_limited, 1);
+        api_send_error(mc, 429, "rate_limited", "too many messages; slow down");
+        return;
+    }
+    struct chat_msg *stored = NULL;
+    int rc = publish_and_wait(api, msg, &stored);
+    if (rc < 0) {
+        api_send_error(mc, 503, "unavailable",
+                       "the message could not be accepted now; retry with the same ref");
+        return;
+    }
+    send_object(mc, rc == BROKER_DUPLICATE ? 200 : 201, message_object(stored));
+    chat_msg_free(stored);
+}
+
+/* ---------------------------------------------------------------- members */
+
+static void get_members(struct api *api, struct mg_connection *mc, const char *room)
+{
+    char **names;
+    size_t count;
+    hub_room_members(api->hub, room, &names, &count);
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "room", room);
+    cJSON *list = cJSON_AddArrayToObject(obj, "members");
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
+    hub_free_names(names, count);
+    send_object(mc, 200, obj);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static bool method_is(const struct mg_request_info *ri, const char *method)
+{
+    return strcmp(ri->request_method, method) == 0;
+}
+
+/* /api/rooms/{room}/{what}: copies room, returns what, or NULL when no match. */
+static const char *split_room_path(const char *uri, char *room, size_t room_size)
+{
+    const char *prefix = "/api/rooms/";
+    if (strncmp(uri, prefix, strlen(prefix)) != 0)
+        return NULL;
+    const char *start = uri + strlen(prefix);
+    const char *slash = strchr(start, '/');
+    if (!slash || (size_t)(slash - start) >= room_size)
+        return NULL;
+    memcpy(room, start, (size_t)(slash - start));
+    room[slash - start] = '\0';
+    return slash + 1;
+}
+
+static void route_room(struct api *api, struct mg_connection *mc, const char *room,
+                       const char *what)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    bool get = method_is(ri, "GET") || method_is(ri, "HEAD");
+    if (strcmp(what, "messages") == 0) {
+        if (get)
+            get_messages(api, mc, room);
+        else if (method_is(ri, "POST"))
+            post_message(api, mc, room);
+        else
+            method_not_allowed(mc, "GET, HEAD, POST");
+    } else if (strcmp(what, "members") == 0) {
+        if (get)
+            get_members(api, mc, room);
+        else
+            method_not_allowed(mc, "GET, HEAD");
+    } else {
+        api_send_error(mc, 404, "not_found", "no such resource");
+    }
+}
+
+static int api_handler(struct mg_connection *mc, void *cbdata)
+{
+    struct api *api = cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    const char *uri = ri->local_uri ? ri->local_uri : "";
+    char room[PROTO_ROOM_MAX + 2];
+    const char *what;
+    if (strcmp(uri, "/api/rooms") == 0 || strcmp(uri, "/api/rooms/") == 0) {
+        if (method_is(ri, "GET") || method_is(ri, "HEAD"))
+            get_rooms(api, mc);
+        else
+            method_not_allowed(mc, "GET, HEAD");
+    } else if ((what = split_room_path(uri, room, sizeof(room))) != NULL) {
+        if (!proto_room_is_valid(room))
+            api_send_error(mc, 400, "room_invalid",
+                           "room must be 1 to 64 characters of A-Z a-z 0-9 _ . - and not "
+                           "start with .");
+        else
+            route_room(api, mc, room, what);
+    } else {
+        api_send_error(mc, 404, "not_found", "no such resource");
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- module */
+
+struct api *api_create(const struct config *config, struct store *store, struct broker *broker,
+                       struct hub *hub, struct metrics *metrics)
+{
+    struct api *api = xcalloc(1, sizeof(*api));
+    api->config = config;
+    api->store = store;
+    api->broker = broker;
+    api->hub = hub;
+    api->metrics = metrics;
+    pthread_mutex_init(&api->clients_lock, NULL);
+    api->clients = strmap_create(free);
+    return api;
+}
+
+void api_free(struct api *api)
+{
+    if (!api)
+        return;
+    strmap_free(api->clients);
+    pthread_mutex_destroy(&api->clients_lock);
+    free(api);
+}
+
+void api_register(struct api *api, struct mg_context *ctx)
+{
+    mg_set_request_handler(ctx, "/api", api_handler, api);
+}

@@ -1,0 +1,29 @@
+/* http_api: the REST API under /api/ of docs/PROTOCOL.md (rooms, history
+ * paging, posting, members), JSON in and out through cJSON. */
+#ifndef TURBOCHAT_HTTP_API_H
+#define TURBOCHAT_HTTP_API_H
+
+struct api;
+struct broker;
+struct config;
+struct hub;
+struct metrics;
+struct mg_connection;
+struct mg_context;
+struct store;
+
+/* The API; the pointers must outlive it. Free with api_free (accepts NULL). */
+struct api *api_create(const struct config *config, struct store *store, struct broker *broker,
+                       struct hub *hub, struct metrics *metrics);
+void api_free(struct api *api);
+
+/* Register the /api handler on a started CivetWeb context. Main thread. */
+void api_register(struct api *api, struct mg_context *ctx);
+
+/* Send {"error":{"code","message"}} with status. Worker thread. */
+void api_send_error(struct mg_connection *mc, int status, const char *code, const char *message);
+
+/* Send a JSON body (a NUL-terminated string) with status. Worker thread. */
+void api_send_json(struct mg_connection *mc, int status, const char *json, const char *extra_headers);
+
+#endif

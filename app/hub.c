@@ -1,0 +1,971 @@
+/* hub: rooms and members of this node, presence and typing, and fan-out.
+ * A broadcast is encoded once into a reference-counted WebSocket frame; each
+ * connection has a bounded queue; sender threads write queues to sockets,
+ * never under the hub lock. Lock order: hub->lock, then conn->lock, then
+ * hub->pending_lock. */
+#define _GNU_SOURCE
+#include "hub.h"
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "proto.h"
+#include "strmap.h"
+#include "util.h"
+
+#define HUB_WRITE_BATCH_BYTES (64 * 1024) /* coalesce queued frames up to this */
+#define HUB_CLOSE_REASON_MAX 64
+
+/* One server-to-client WebSocket frame, shared by every queue it is in. */
+struct hub_frame {
+    atomic_int refs;
+    uint64_t msg_id;      /* chat message id, 0 for other frames */
+    size_t len;           /* bytes of wire */
+    unsigned char wire[]; /* header and payload, ready to write */
+};
+
+/* conn in room. Both indexes point at it: room->members and conn->rooms. */
+struct membership {
+    struct hub_room *room;
+    struct hub_conn *conn;
+    bool syncing;             /* join in progress: live frames are held */
+    uint64_t skip_upto;       /* held messages with id <= this were replayed */
+    struct hub_frame **held;  /* frames that arrived while syncing */
+    size_t held_count;
+    size_t held_cap;
+};
+
+struct hub_room {
+    char *name;
+    struct membership **members;
+    size_t member_count;
+    size_t member_cap;
+    uint64_t last_id;    /* highest id delivered or read from history */
+    bool last_id_known;  /* last_id includes the history's */
+};
+
+struct hub_conn {
+    struct hub *hub;
+    struct mg_connection *mc; /* valid until hub_conn_closed returns */
+    atomic_int refs;
+    char *user;               /* set once after hello */
+    struct membership **rooms; /* under hub->lock */
+    size_t room_count;
+    size_t room_cap;
+    struct hub_conn *prev_conn; /* hub->conns list, under hub->lock */
+    struct hub_conn *next_conn;
+
+    pthread_mutex_t lock;     /* guards the fields below */
+    pthread_cond_t idle;      /* signalled when writing ends */
+    struct hub_frame **queue; /* ring buffer */
+    size_t q_head;
+    size_t q_len;
+    size_t q_cap;
+    size_t q_bytes;
+    bool scheduled;           /* in the pending list or being drained */
+    bool writing;             /* a thread is writing to mc */
+    bool closing;             /* no more frames are accepted */
+    bool closed;              /* the close handler ran: never touch mc */
+    int close_code;           /* close frame still to write, 0 none */
+    char close_reason[HUB_CLOSE_REASON_MAX];
+    struct hub_conn *next_pending; /* under hub->pending_lock */
+};
+
+struct hub {
+    const struct config *config;
+    struct metrics *metrics;
+    struct hub_history history;
+
+    pthread_mutex_t lock;     /* rooms, memberships, conns list */
+    struct strmap *rooms;     /* name -> struct hub_room */
+    struct hub_conn *conns;   /* every open connection */
+
+    pthread_mutex_t pending_lock;
+    pthread_cond_t pending_cond;
+    struct hub_conn *pending_head;
+    struct hub_conn *pending_tail;
+    bool stopping;
+    pthread_t *senders;
+    int sender_count;
+};
+
+/* ---------------------------------------------------------------- frames */
+
+static struct hub_frame *frame_alloc(int opcode, const void *payload, size_t len, uint64_t msg_id)
+{
+    unsigned char header[10];
+    size_t header_len;
+    header[0] = (unsigned char)(0x80 | opcode);
+    if (len < 126) {
+        header[1] = (unsigned char)len;
+        header_len = 2;
+    } else if (len <= 0xFFFF) {
+        header[1] = 126;
+        header[2] = (unsigned char)(len >> 8);
+        header[3] = (unsigned char)len;
+        header_len = 4;
+    } else {
+        header[1] = 127;
+        for (int i = 0; i < 8; i++)
+            header[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+        header_len = 10;
+    }
+    struct hub_frame *f = xmalloc(sizeof(*f) + header_len + len);
+    atomic_init(&f->refs, 1);
+    f->msg_id = msg_id;
+    f->len = header_len + len;
+    memcpy(f->wire, header, header_len);
+    memcpy(f->wire + header_len, payload, len);
+    return f;
+}
+
+static struct hub_frame *frame_text(const char *json, size_t len, uint64_t msg_id)
+{
+    return frame_alloc(MG_WEBSOCKET_OPCODE_TEXT, json, len, msg_id);
+}
+
+static struct hub_frame *frame_close(int code, const char *reason)
+{
+    unsigned char payload[2 + HUB_CLOSE_REASON_MAX];
+    size_t reason_len = strnlen(reason, HUB_CLOSE_REASON_MAX);
+    payload[0] = (unsigned char)(code >> 8);
+    payload[1] = (unsigned char)code;
+    memcpy(payload + 2, reason, reason_len);
+    return frame_alloc(MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, payload, 2 + reason_len, 0);
+}
+
+static void frame_ref(struct hub_frame *f)
+{
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+static void frame_unref(struct hub_frame *f)
+{
+    if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+        free(f);
+}
+
+/* Encode a cJSON object into a frame and free the object. */
+static struct hub_frame *frame_from_json(cJSON *obj)
+{
+    size_t len;
+    char *json = proto_encode_json(obj, &len);
+    cJSON_Delete(obj);
+    struct hub_frame *f = frame_text(json, len, 0);
+    free(json);
+    return f;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static size_t queue_limit_bytes(const struct hub *hub)
+{
+    return (size_t)hub->config->outbound_max_kib * 1024;
+}
+
+/* Drop every queued frame. conn->lock held. */
+static void queue_clear(struct hub_conn *conn)
+{
+    struct metrics *m = conn->hub->metrics;
+    while (conn->q_len > 0) {
+        frame_unref(conn->queue[conn->q_head]);
+        conn->q_head = (conn->q_head + 1) % conn->q_cap;
+        conn->q_len--;
+        atomic_fetch_sub(&m->outbound_queued, 1);
+    }
+    conn->q_bytes = 0;
+}
+
+/* Put conn on the pending list for a sender. conn->lock held. */
+static void schedule(struct hub_conn *conn)
+{
+    struct hub *hub = conn->hub;
+    if (conn->scheduled)
+        return;
+    conn->scheduled = true;
+    hub_conn_ref(conn);
+    pthread_mutex_lock(&hub->pending_lock);
+    conn->next_pending = NULL;
+    if (hub->pending_tail)
+        hub->pending_tail->next_pending = conn;
+    else
+        hub->pending_head = conn;
+    hub->pending_tail = conn;
+    pthread_cond_signal(&hub->pending_cond);
+    pthread_mutex_unlock(&hub->pending_lock);
+}
+
+/* A slow consumer: forget its queue and close it with 1013. conn->lock held. */
+static void mark_overflow(struct hub_conn *conn)
+{
+    queue_clear(conn);
+    conn->closing = true;
+    conn->close_code = HUB_CLOSE_TRY_AGAIN;
+    snprintf(conn->close_reason, sizeof(conn->close_reason), "slow consumer");
+    atomic_fetch_add(&conn->hub->metrics->slow_consumers, 1);
+    log_msg(LOG_WARN, "slow_consumer", "user=%s queued_bytes_limit=%zu",
+            conn->user ? conn->user : "-", queue_limit_bytes(conn->hub));
+    schedule(conn);
+}
+
+/* Queue f (taking a reference) for conn. 0, -EPIPE when closing, -ENOBUFS on overflow. */
+static int conn_enqueue(struct hub_conn *conn, struct hub_frame *f)
+{
+    struct hub *hub = conn->hub;
+    int rc = 0;
+    pthread_mutex_lock(&conn->lock);
+    if (conn->closing) {
+        rc = -EPIPE;
+        goto out_unlock;
+    }
+    if (conn->q_len >= (size_t)hub->config->outbound_max_frames ||
+        conn->q_bytes + f->len > queue_limit_bytes(hub)) {
+        mark_overflow(conn);
+        rc = -ENOBUFS;
+        goto out_unlock;
+    }
+    if (conn->q_len == conn->q_cap) {
+        size_t cap = conn->q_cap ? conn->q_cap * 2 : 16;
+        struct hub_frame **q = xmalloc(cap * sizeof(*q));
+        for (size_t i = 0; i < conn->q_len; i++)
+            q[i] = conn->queue[(conn->q_head + i) % conn->q_cap];
+        free(conn->queue);
+        conn->queue = q;
+        conn->q_cap = cap;
+        conn->q_head = 0;
+    }
+    frame_ref(f);
+    conn->queue[(conn->q_head + conn->q_len) % conn->q_cap] = f;
+    conn->q_len++;
+    conn->q_bytes += f->len;
+    atomic_fetch_add(&hub->metrics->outbound_queued, 1);
+    schedule(conn);
+out_unlock:
+    pthread_mutex_unlock(&conn->lock);
+    return rc;
+}
+
+/* Move up to max_bytes of queued frames (at least one) into out. conn->lock held. */
+static size_t queue_take(struct hub_conn *conn, struct hub_frame ***out, size_t max_bytes)
+{
+    size_t n = 0, bytes = 0;
+    while (n < conn->q_len) {
+        struct hub_frame *f = conn->queue[(conn->q_head + n) % conn->q_cap];
+        if (n > 0 && bytes + f->len > max_bytes)
+            break;
+        bytes += f->len;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    struct hub_frame **frames = xmalloc(n * sizeof(*frames));
+    for (size_t i = 0; i < n; i++) {
+        frames[i] = conn->queue[conn->q_head];
+        conn->q_head = (conn->q_head + 1) % conn->q_cap;
+    }
+    conn->q_len -= n;
+    conn->q_bytes -= bytes;
+    atomic_fetch_sub(&conn->hub->metrics->outbound_queued, (int_fast64_t)n);
+    *out = frames;
+    return n;
+}
+
+/* Write frames (and a close frame when close is not NULL) to mc in one write.
+ * Called with conn->writing set, without any lock. True when all was written. */
+static bool write_frames(struct hub_conn *conn, struct hub_frame **frames, size_t n,
+                         struct hub_frame *close, struct util_buf *scratch)
+{
+    const void *data;
+    size_t len;
+    if (n == 1 && !close) {
+        data = frames[0]->wire;
+        len = frames[0]->len;
+    } else {
+        scratch->len = 0;
+        for (size_t i = 0; i < n; i++)
+            util_buf_append(scratch, frames[i]->wire, frames[i]->len);
+        if (close)
+            util_buf_append(scratch, close->wire, close->len);
+        data = scratch->data;
+        len = scratch->len;
+    }
+    if (len == 0)
+        return true;
+    mg_lock_connection(conn->mc);
+    int written = mg_write(conn->mc, data, len);
+    mg_unlock_connection(conn->mc);
+    return written == (int)len;
+}
+
+/* Write out what conn has queued; on a sender thread. */
+static void drain_conn(struct hub_conn *conn, struct util_buf *scratch)
+{
+    struct hub_frame **frames = NULL;
+    struct hub_frame *close = NULL;
+    pthread_mutex_lock(&conn->lock);
+    size_t n = conn->closed ? 0 : queue_take(conn, &frames, HUB_WRITE_BATCH_BYTES);
+    if (!conn->closed && conn->q_len == 0 && conn->close_code) {
+        close = frame_close(conn->close_code, conn->close_reason);
+        conn->close_code = 0;
+    }
+    if (n == 0 && !close) {
+        conn->scheduled = false;
+        pthread_mutex_unlock(&conn->lock);
+        return;
+    }
+    conn->writing = true;
+    pthread_mutex_unlock(&conn->lock);
+
+    bool ok = write_frames(conn, frames, n, close, scratch);
+    for (size_t i = 0; i < n; i++)
+        frame_unref(frames[i]);
+    free(frames);
+    frame_unref(close);
+
+    pthread_mutex_lock(&conn->lock);
+    conn->writing = false;
+    if (!ok) {
+        /* A failed or partial write leaves the stream unusable: stop writing. */
+        conn->closing = true;
+        conn->close_code = 0;
+        queue_clear(conn);
+    }
+    pthread_cond_broadcast(&conn->idle);
+    conn->scheduled = false;
+    if (!conn->closed && (conn->q_len > 0 || conn->close_code))
+        schedule(conn);
+    pthread_mutex_unlock(&conn->lock);
+}
+
+static void *sender_main(void *arg)
+{
+    struct hub *hub = arg;
+    struct util_buf scratch;
+    util_buf_init(&scratch);
+    for (;;) {
+        pthread_mutex_lock(&hub->pending_lock);
+        while (!hub->pending_head && !hub->stopping)
+            pthread_cond_wait(&hub->pending_cond, &hub->pending_lock);
+        struct hub_conn *conn = hub->pending_head;
+        if (!conn) {
+            pthread_mutex_unlock(&hub->pending_lock);
+            break;
+        }
+        hub->pending_head = conn->next_pending;
+        if (!hub->pending_head)
+            hub->pending_tail = NULL;
+        pthread_mutex_unlock(&hub->pending_lock);
+        drain_conn(conn, &scratch);
+        hub_conn_unref(conn);
+    }
+    util_buf_dispose(&scratch);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- hub */
+
+static void room_free(void *value)
+{
+    struct hub_room *room = value;
+    free(room->members);
+    free(room->name);
+    free(room);
+}
+
+struct hub *hub_create(const struct config *config, struct metrics *metrics,
+                       const struct hub_history *history)
+{
+    struct hub *hub = xcalloc(1, sizeof(*hub));
+    hub->config = config;
+    hub->metrics = metrics;
+    hub->history = *history;
+    pthread_mutex_init(&hub->lock, NULL);
+    pthread_mutex_init(&hub->pending_lock, NULL);
+    pthread_cond_init(&hub->pending_cond, NULL);
+    hub->rooms = strmap_create(room_free);
+    hub->sender_count = config->sender_threads;
+    hub->senders = xcalloc((size_t)hub->sender_count, sizeof(*hub->senders));
+    for (int i = 0; i < hub->sender_count; i++) {
+        if (pthread_create(&hub->senders[i], NULL, sender_main, hub) != 0) {
+            log_msg(LOG_ERROR, "thread_failed", "what=hub_sender");
+            abort();
+        }
+    }
+    return hub;
+}
+
+void hub_free(struct hub *hub)
+{
+    if (!hub)
+        return;
+    pthread_mutex_lock(&hub->pending_lock);
+    hub->stopping = true;
+    pthread_cond_broadcast(&hub->pending_cond);
+    pthread_mutex_unlock(&hub->pending_lock);
+    for (int i = 0; i < hub->sender_count; i++)
+        pthread_join(hub->senders[i], NULL);
+    free(hub->senders);
+    strmap_free(hub->rooms);
+    pthread_cond_destroy(&hub->pending_cond);
+    pthread_mutex_destroy(&hub->pending_lock);
+    pthread_mutex_destroy(&hub->lock);
+    free(hub);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+struct hub_conn *hub_conn_create(struct hub *hub, struct mg_connection *mc)
+{
+    struct hub_conn *conn = xcalloc(1, sizeof(*conn));
+    conn->hub = hub;
+    conn->mc = mc;
+    atomic_init(&conn->refs, 1);
+    pthread_mutex_init(&conn->lock, NULL);
+    pthread_cond_init(&conn->idle, NULL);
+    pthread_mutex_lock(&hub->lock);
+    conn->next_conn = hub->conns;
+    if (hub->conns)
+        hub->conns->prev_conn = conn;
+    hub->conns = conn;
+    pthread_mutex_unlock(&hub->lock);
+    atomic_fetch_add(&hub->metrics->connections, 1);
+    atomic_fetch_add(&hub->metrics->connections_total, 1);
+    return conn;
+}
+
+void hub_conn_ref(struct hub_conn *conn)
+{
+    atomic_fetch_add_explicit(&conn->refs, 1, memory_order_relaxed);
+}
+
+void hub_conn_unref(struct hub_conn *conn)
+{
+    if (!conn || atomic_fetch_sub_explicit(&conn->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(conn->queue);
+    free(conn->rooms);
+    free(conn->user);
+    pthread_cond_destroy(&conn->idle);
+    pthread_mutex_destroy(&conn->lock);
+    free(conn);
+}
+
+void hub_conn_set_user(struct hub_conn *conn, const char *user)
+{
+    pthread_mutex_lock(&conn->hub->lock);
+    free(conn->user);
+    conn->user = xstrdup(user);
+    pthread_mutex_unlock(&conn->hub->lock);
+}
+
+bool hub_conn_is_closing(struct hub_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    bool closing = conn->closing;
+    pthread_mutex_unlock(&conn->lock);
+    return closing;
+}
+
+int hub_send(struct hub_conn *conn, const char *json, size_t len)
+{
+    struct hub_frame *f = frame_text(json, len, 0);
+    int rc = conn_enqueue(conn, f);
+    frame_unref(f);
+    return rc;
+}
+
+/* Wait until no thread writes to conn, then claim writing. conn->lock held. */
+static void claim_writer(struct hub_conn *conn)
+{
+    while (conn->writing)
+        pthread_cond_wait(&conn->idle, &conn->lock);
+    conn->writing = true;
+}
+
+void hub_close_now(struct hub_conn *conn, int code, const char *reason)
+{
+    struct hub_frame **frames = NULL;
+    struct util_buf scratch;
+    util_buf_init(&scratch);
+    pthread_mutex_lock(&conn->lock);
+    claim_writer(conn);
+    bool already_closed = conn->closed;
+    bool stream_broken = conn->closing && !conn->close_code && conn->q_len == 0;
+    size_t n = already_closed ? 0 : queue_take(conn, &frames, SIZE_MAX);
+    conn->closing = true;
+    conn->close_code = 0;
+    pthread_mutex_unlock(&conn->lock);
+
+    if (!already_closed && !stream_broken) {
+        struct hub_frame *close = frame_close(code, reason);
+        write_frames(conn, frames, n, close, &scratch);
+        frame_unref(close);
+    }
+    for (size_t i = 0; i < n; i++)
+        frame_unref(frames[i]);
+    free(frames);
+    util_buf_dispose(&scratch);
+
+    pthread_mutex_lock(&conn->lock);
+    conn->writing = false;
+    pthread_cond_broadcast(&conn->idle);
+    pthread_mutex_unlock(&conn->lock);
+}
+
+/* ---------------------------------------------------------------- rooms */
+
+/* Number of user's connections in room. hub->lock held. */
+static size_t room_user_connections(const struct hub_room *room, const char *user)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < room->member_count; i++) {
+        const char *u = room->members[i]->conn->user;
+        n += u && strcmp(u, user) == 0;
+    }
+    return n;
+}
+
+static struct membership *find_membership(struct hub_conn *conn, const char *room)
+{
+    for (size_t i = 0; i < conn->room_count; i++) {
+        if (strcmp(conn->rooms[i]->room->name, room) == 0)
+            return conn->rooms[i];
+    }
+    return NULL;
+}
+
+/* Give f to one member: held while it syncs, else queued. hub->lock held. */
+static void member_push(struct membership *m, struct hub_frame *f)
+{
+    if (!m->syncing) {
+        conn_enqueue(m->conn, f);
+        return;
+    }
+    if (m->held_count >= (size_t)m->conn->hub->config->outbound_max_frames) {
+        pthread_mutex_lock(&m->conn->lock);
+        if (!m->conn->closing)
+            mark_overflow(m->conn);
+        pthread_mutex_unlock(&m->conn->lock);
+        return;
+    }
+    if (m->held_count == m->held_cap) {
+        m->held_cap = m->held_cap ? m->held_cap * 2 : 8;
+        m->held = xrealloc(m->held, m->held_cap * sizeof(*m->held));
+    }
+    frame_ref(f);
+    m->held[m->held_count++] = f;
+}
+
+/* Send f to every member of room except those of user skip_user. hub->lock held.
+ * Returns how many members it reached. */
+static size_t room_broadcast(struct hub_room *room, struct hub_frame *f, const char *skip_user)
+{
+    size_t reached = 0;
+    for (size_t i = 0; i < room->member_count; i++) {
+        struct membership *m = room->members[i];
+        if (skip_user && m->conn->user && strcmp(m->conn->user, skip_user) == 0)
+            continue;
+        member_push(m, f);
+        reached++;
+    }
+    return reached;
+}
+
+static void broadcast_presence(struct hub_room *room, const char *user, const char *event)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "type", "presence");
+    cJSON_AddStringToObject(obj, "room", room->name);
+    cJSON_AddStringToObject(obj, "user", user);
+    cJSON_AddStringToObject(obj, "event", event);
+    struct hub_frame *f = frame_from_json(obj);
+    room_broadcast(room, f, user);
+    frame_unref(f);
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Distinct user names of room, sorted. hub->lock held. */
+static char **room_names(const struct hub_room *room, size_t *count)
+{
+    char **names = xcalloc(room->member_count + 1, sizeof(*names));
+    size_t n = 0;
+    for (size_t i = 0; i < room->member_count; i++) {
+        const char *u = room->members[i]->conn->user;
+        if (u)
+            names[n++] = (char *)u;
+    }
+    qsort(names, n, sizeof(*names), compare_names);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (distinct == 0 || strcmp(names[distinct - 1], names[i]) != 0)
+            names[distinct++] = names[i];
+    }
+    for (size_t i = 0; i < distinct; i++)
+        names[i] = xstrdup(names[i]);
+    *count = distinct;
+    return names;
+}
+
+void hub_free_names(char **names, size_t count)
+{
+    if (!names)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+static struct hub_room *room_get_or_create(struct hub *hub, const char *name)
+{
+    struct hub_room *room = strmap_get(hub->rooms, name);
+    if (!room) {
+        room = xcalloc(1, sizeof(*room));
+        room->name = xstrdup(name);
+        strmap_put(hub->rooms, name, room);
+    }
+    return room;
+}
+
+/* Add conn to room in the syncing state, announcing a new user. hub->lock held. */
+static struct membership *membership_add(struct hub *hub, struct hub_conn *conn,
+                                         struct hub_room *room)
+{
+    struct membership *m = xcalloc(1, sizeof(*m));
+    m->room = room;
+    m->conn = conn;
+    m->syncing = true;
+    if (conn->user && room_user_connections(room, conn->user) == 0)
+        broadcast_presence(room, conn->user, "join");
+    if (room->member_count == room->member_cap) {
+        room->member_cap = room->member_cap ? room->member_cap * 2 : 4;
+        room->members = xrealloc(room->members, room->member_cap * sizeof(*room->members));
+    }
+    room->members[room->member_count++] = m;
+    if (conn->room_count == conn->room_cap) {
+        conn->room_cap = conn->room_cap ? conn->room_cap * 2 : 4;
+        conn->rooms = xrealloc(conn->rooms, conn->room_cap * sizeof(*conn->rooms));
+    }
+    conn->rooms[conn->room_count++] = m;
+    (void)hub;
+    return m;
+}
+
+static void held_clear(struct membership *m)
+{
+    for (size_t i = 0; i < m->held_count; i++)
+        frame_unref(m->held[i]);
+    free(m->held);
+    m->held = NULL;
+    m->held_count = m->held_cap = 0;
+}
+
+/* Remove m from both indexes, announce the user's departure, free m and an
+ * empty room. hub->lock held. */
+static void membership_remove(struct hub *hub, struct membership *m)
+{
+    struct hub_room *room = m->room;
+    struct hub_conn *conn = m->conn;
+    for (size_t i = 0; i < room->member_count; i++) {
+        if (room->members[i] == m) {
+            room->members[i] = room->members[--room->member_count];
+            break;
+        }
+    }
+    for (size_t i = 0; i < conn->room_count; i++) {
+        if (conn->rooms[i] == m) {
+            conn->rooms[i] = conn->rooms[--conn->room_count];
+            break;
+        }
+    }
+    held_clear(m);
+    free(m);
+    if (conn->user && room_user_connections(room, conn->user) == 0)
+        broadcast_presence(room, conn->user, "leave");
+    if (room->member_count == 0)
+        strmap_remove(hub->rooms, room->name);
+}
+
+static struct hub_frame *joined_frame(struct hub_room *room, bool recovered)
+{
+    size_t count;
+    char **names = room_names(room, &count);
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "type", "joined");
+    cJSON_AddStringToObject(obj, "room", room->name);
+    cJSON_AddNumberToObject(obj, "last_id", (double)room->last_id);
+    cJSON *members = cJSON_AddArrayToObject(obj, "members");
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(members, cJSON_CreateString(names[i]));
+    cJSON_AddBoolToObject(obj, "recovered", recovered);
+    hub_free_names(names, count);
+    return frame_from_json(obj);
+}
+
+/* Queue the replayed messages and then the held frames not already replayed. hub->lock held. */
+static void finish_sync(struct membership *m, struct chat_msg **replay, size_t replay_count)
+{
+    struct hub_conn *conn = m->conn;
+    for (size_t i = 0; i < replay_count; i++) {
+        size_t len;
+        char *json = proto_encode_message(replay[i], "message", &len);
+        struct hub_frame *f = frame_text(json, len, replay[i]->id);
+        free(json);
+        conn_enqueue(conn, f);
+        frame_unref(f);
+        if (replay[i]->id > m->skip_upto)
+            m->skip_upto = replay[i]->id;
+    }
+    for (size_t i = 0; i < m->held_count; i++) {
+        struct hub_frame *f = m->held[i];
+        if (f->msg_id == 0 || f->msg_id > m->skip_upto)
+            conn_enqueue(conn, f);
+    }
+    held_clear(m);
+    m->syncing = false;
+}
+
+int hub_join(struct hub *hub, struct hub_conn *conn, const char *room_name, const uint64_t *since)
+{
+    pthread_mutex_lock(&hub->lock);
+    struct membership *m = find_membership(conn, room_name);
+    if (!m) {
+        if (conn->room_count >= (size_t)hub->config->max_rooms_per_conn) {
+            pthread_mutex_unlock(&hub->lock);
+            return -E2BIG;
+        }
+        m = membership_add(hub, conn, room_get_or_create(hub, room_name));
+    } else {
+        m->syncing = true;
+    }
+    uint64_t delivered = m->room->last_id;
+    pthread_mutex_unlock(&hub->lock);
+
+    /* Outside the lock: live frames for this room are held meanwhile. */
+    uint64_t stored = 0;
+    if (hub->history.last_id(hub->history.ctx, room_name, &stored) < 0)
+        stored = 0;
+    uint64_t upto = stored > delivered ? stored : delivered;
+    struct chat_msg **replay = NULL;
+    size_t replay_count = 0;
+    bool recovered = true;
+    if (since && *since < upto) {
+        int rc = hub->history.replay(hub->history.ctx, room_name, *since, upto,
+                                     hub->config->replay_max, &replay, &replay_count, &recovered);
+        if (rc < 0) {
+            replay_count = 0;
+            recovered = false;
+        }
+    }
+
+    pthread_mutex_lock(&hub->lock);
+    struct hub_room *room = m->room;
+    if (upto > room->last_id)
+        room->last_id = upto;
+    room->last_id_known = true;
+    m->skip_upto = since ? *since : 0;
+    struct hub_frame *joined = joined_frame(room, recovered);
+    conn_enqueue(conn, joined);
+    frame_unref(joined);
+    finish_sync(m, replay, replay_count);
+    pthread_mutex_unlock(&hub->lock);
+
+    for (size_t i = 0; i < replay_count; i++)
+        chat_msg_free(replay[i]);
+    free(replay);
+    return 0;
+}
+
+int hub_leave(struct hub *hub, struct hub_conn *conn, const char *room)
+{
+    pthread_mutex_lock(&hub->lock);
+    struct membership *m = find_membership(conn, room);
+    if (m)
+        membership_remove(hub, m);
+    pthread_mutex_unlock(&hub->lock);
+    return m ? 0 : -ENOENT;
+}
+
+bool hub_is_member(struct hub *hub, struct hub_conn *conn, const char *room)
+{
+    pthread_mutex_lock(&hub->lock);
+    bool member = find_membership(conn, room) != NULL;
+    pthread_mutex_unlock(&hub->lock);
+    return member;
+}
+
+void hub_conn_closed(struct hub_conn *conn)
+{
+    struct hub *hub = conn->hub;
+    pthread_mutex_lock(&conn->lock);
+    conn->closing = true;
+    conn->closed = true;
+    while (conn->writing)
+        pthread_cond_wait(&conn->idle, &conn->lock);
+    queue_clear(conn);
+    conn->close_code = 0;
+    pthread_mutex_unlock(&conn->lock);
+
+    pthread_mutex_lock(&hub->lock);
+    while (conn->room_count > 0)
+        membership_remove(hub, conn->rooms[conn->room_count - 1]);
+    if (conn->prev_conn)
+        conn->prev_conn->next_conn = conn->next_conn;
+    else
+        hub->conns = conn->next_conn;
+    if (conn->next_conn)
+        conn->next_conn->prev_conn = conn->prev_conn;
+    pthread_mutex_unlock(&hub->lock);
+    atomic_fetch_sub(&hub->metrics->connections, 1);
+    hub_conn_unref(conn);
+}
+
+/* ---------------------------------------------------------------- fan-out */
+
+void hub_deliver(struct hub *hub, const struct chat_msg *msg)
+{
+    size_t len;
+    char *json = proto_encode_message(msg, "message", &len);
+    struct hub_frame *f = frame_text(json, len, msg->id);
+    free(json);
+    pthread_mutex_lock(&hub->lock);
+    struct hub_room *room = strmap_get(hub->rooms, msg->room);
+    size_t reached = 0;
+    if (room) {
+        if (msg->id > room->last_id)
+            room->last_id = msg->id;
+        reached = room_broadcast(room, f, NULL);
+    }
+    pthread_mutex_unlock(&hub->lock);
+    frame_unref(f);
+    atomic_fetch_add(&hub->metrics->messages_delivered, reached);
+}
+
+void hub_typing(struct hub *hub, struct hub_conn *conn, const char *room_name)
+{
+    pthread_mutex_lock(&hub->lock);
+    struct membership *m = find_membership(conn, room_name);
+    if (m && conn->user) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddStringToObject(obj, "type", "typing");
+        cJSON_AddStringToObject(obj, "room", room_name);
+        cJSON_AddStringToObject(obj, "user", conn->user);
+        struct hub_frame *f = frame_from_json(obj);
+        room_broadcast(m->room, f, conn->user);
+        frame_unref(f);
+    }
+    pthread_mutex_unlock(&hub->lock);
+}
+
+int hub_room_members(struct hub *hub, const char *room_name, char ***names, size_t *count)
+{
+    pthread_mutex_lock(&hub->lock);
+    struct hub_room *room = strmap_get(hub->rooms, room_name);
+    if (room) {
+        *names = room_names(room, count);
+    } else {
+        *names = xcalloc(1, sizeof(char *));
+        *count = 0;
+    }
+    pthread_mutex_unlock(&hub->lock);
+    return 0;
+}
+
+size_t hub_room_online(struct hub *hub, const char *room)
+{
+    char **names;
+    size_t count;
+    hub_room_members(hub, room, &names, &count);
+    hub_free_names(names, count);
+    return count;
+}
+
+struct room_list {
+    char **names;
+    size_t *online;
+    size_t count;
+};
+
+static bool collect_room(void *ctx, const char *key, void *value)
+{
+    struct room_list *list = ctx;
+    size_t online;
+    char **names = room_names(value, &online);
+    hub_free_names(names, online);
+    list->names[list->count] = xstrdup(key);
+    list->online[list->count] = online;
+    list->count++;
+    return true;
+}
+
+int hub_list_rooms(struct hub *hub, char ***names, size_t **online, size_t *count)
+{
+    pthread_mutex_lock(&hub->lock);
+    size_t n = strmap_count(hub->rooms);
+    struct room_list list = {xcalloc(n + 1, sizeof(char *)), xcalloc(n + 1, sizeof(size_t)), 0};
+    strmap_each(hub->rooms, collect_room, &list);
+    pthread_mutex_unlock(&hub->lock);
+    *names = list.names;
+    *online = list.online;
+    *count = list.count;
+    return 0;
+}
+
+long hub_room_count(struct hub *hub)
+{
+    pthread_mutex_lock(&hub->lock);
+    long n = (long)strmap_count(hub->rooms);
+    pthread_mutex_unlock(&hub->lock);
+    return n;
+}
+
+/* ---------------------------------------------------------------- shutdown */
+
+/* True when conn still has something to write. conn->lock held. */
+static bool conn_busy(const struct hub_conn *conn)
+{
+    return !conn->closed && (conn->writing || conn->q_len > 0 || conn->close_code);
+}
+
+void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms)
+{
+    pthread_mutex_lock(&hub->lock);
+    for (struct hub_conn *conn = hub->conns; conn; conn = conn->next_conn) {
+        pthread_mutex_lock(&conn->lock);
+        if (!conn->closing) {
+            conn->closing = true;
+            conn->close_code = code;
+            snprintf(conn->close_reason, sizeof(conn->close_reason), "%s", reason);
+            schedule(conn);
+        }
+        pthread_mutex_unlock(&conn->lock);
+    }
+    pthread_mutex_unlock(&hub->lock);
+
+    uint64_t deadline = util_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        bool busy = false;
+        pthread_mutex_lock(&hub->lock);
+        for (struct hub_conn *conn = hub->conns; conn && !busy; conn = conn->next_conn) {
+            pthread_mutex_lock(&conn->lock);
+            busy = conn_busy(conn);
+            pthread_mutex_unlock(&conn->lock);
+        }
+        pthread_mutex_unlock(&hub->lock);
+        if (!busy || util_mono_ns() > deadline)
+            return;
+        struct timespec pause = {0, 5 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+}

@@ -1,0 +1,49 @@
+/* metrics: the node's atomic counters, gauges and histograms, and their
+ * Prometheus text exposition for GET /metrics. */
+#ifndef TURBOCHAT_METRICS_H
+#define TURBOCHAT_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define METRICS_BUCKETS 12
+
+/* A latency histogram in seconds with fixed bucket bounds. */
+struct metrics_histogram {
+    atomic_uint_fast64_t buckets[METRICS_BUCKETS]; /* cumulative at output time */
+    atomic_uint_fast64_t count;
+    atomic_uint_fast64_t sum_us;
+};
+
+struct metrics {
+    atomic_int_fast64_t connections;          /* open WebSockets (gauge) */
+    atomic_uint_fast64_t connections_total;   /* WebSockets ever accepted */
+    atomic_uint_fast64_t messages_received;   /* chat messages accepted from clients */
+    atomic_uint_fast64_t messages_delivered;  /* message frames queued to clients */
+    atomic_uint_fast64_t frames_rejected;     /* client frames answered with an error */
+    atomic_uint_fast64_t slow_consumers;      /* connections closed with 1013 */
+    atomic_uint_fast64_t rate_limited;        /* sends refused by the token bucket */
+    atomic_uint_fast64_t store_commits;       /* group commits */
+    atomic_uint_fast64_t store_errors;        /* failed commits */
+    atomic_int_fast64_t store_queue_depth;    /* jobs waiting for the writer (gauge) */
+    atomic_int_fast64_t outbound_queued;      /* frames waiting in outbound queues (gauge) */
+    atomic_uint_fast64_t broker_reconnects;   /* Valkey reconnects */
+    atomic_uint_fast64_t broker_gaps_repaired; /* messages fetched to fill gaps */
+    atomic_int_fast64_t broker_connected;     /* 1 when the broker is usable (gauge) */
+    struct metrics_histogram store_commit_seconds;
+    struct metrics_histogram publish_seconds;
+};
+
+/* Zeroed metrics; free with metrics_free (accepts NULL). */
+struct metrics *metrics_create(void);
+void metrics_free(struct metrics *m);
+
+/* Record one observation of elapsed nanoseconds. Any thread. */
+void metrics_observe(struct metrics_histogram *h, uint64_t elapsed_ns);
+
+/* Render the exposition; rooms is the number of rooms with members.
+ * Returns a malloc'd string the caller frees. */
+char *metrics_render(struct metrics *m, long rooms, size_t *len);
+
+#endif

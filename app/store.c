@@ -1,0 +1,1092 @@
+/* store: the node's SQLite log of every message of every room.
+ *
+ * One read-write connection belongs to the writer thread: it takes queued
+ * jobs in batches, inserts them in one transaction (group commit) and runs
+ * their callbacks in submission order. Readers check a read-only connection
+ * out of a small pool; WAL lets them read a consistent snapshot while the
+ * writer commits, so a reader never waits for the writer. This is the only
+ * file that includes sqlite3.h. */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "proto.h"
+#include "util.h"
+
+#define STORE_READERS_MAX 8        /* read-only connections in the pool */
+#define STORE_BUSY_TIMEOUT_MS 5000 /* wait for a lock held by another process */
+#define STORE_VERSION_DIGITS 9     /* at most this many digits in "NNNN_" */
+
+/* ---------------------------------------------------------------- types */
+
+/* One queued write: a message to insert, or a barrier (msg NULL). */
+struct store_job {
+    struct store_job *next; /* queue link */
+    struct chat_msg *msg;   /* owned copy; NULL for a barrier */
+    store_done_cb cb;       /* may be NULL */
+    void *ctx;              /* passed to cb */
+};
+
+/* Prepared statements of a reader connection, indexes into stmts[]. */
+enum reader_stmt {
+    RS_NEWEST = 0,
+    RS_BEFORE,
+    RS_AFTER,
+    RS_RANGE,
+    RS_FIND_REF,
+    RS_ROOMS,
+    RS_LAST_ID,
+    RS_FIRST_ID,
+    RS_PING,
+    RS_COUNT,
+};
+
+static const char *const reader_sql[RS_COUNT] = {
+    [RS_NEWEST] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1"
+                  " ORDER BY id DESC LIMIT ?2",
+    [RS_BEFORE] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1 AND id < ?2"
+                  " ORDER BY id DESC LIMIT ?3",
+    [RS_AFTER] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1 AND id > ?2"
+                 " ORDER BY id ASC LIMIT ?3",
+    [RS_RANGE] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1 AND id > ?2"
+                 " AND id <= ?3 ORDER BY id ASC LIMIT ?4",
+    /* The lowest id wins should a ref ever have been stored twice. Without
+     * statistics the planner prefers walking the whole room by primary key
+     * (it avoids a sort for ORDER BY id); the ref index already holds the
+     * rows of one (room, user, ref) in id order, so name it. */
+    [RS_FIND_REF] = "SELECT id, user, text, ts, ref FROM messages INDEXED BY messages_ref"
+                    " WHERE room = ?1 AND user = ?2 AND ref = ?3 AND ts >= ?4"
+                    " ORDER BY id ASC LIMIT 1",
+    /* A skip scan over the primary key: one seek per room instead of a scan
+     * of every message, which GROUP BY room would do. */
+    [RS_ROOMS] = "WITH RECURSIVE r(name) AS ("
+                 " SELECT (SELECT room FROM messages ORDER BY room LIMIT 1)"
+                 " UNION ALL"
+                 " SELECT (SELECT room FROM messages WHERE room > r.name ORDER BY room LIMIT 1)"
+                 " FROM r WHERE r.name IS NOT NULL)"
+                 " SELECT name, (SELECT MAX(id) FROM messages WHERE room = r.name)"
+                 " FROM r WHERE name IS NOT NULL",
+    [RS_LAST_ID] = "SELECT MAX(id) FROM messages WHERE room = ?1",
+    [RS_FIRST_ID] = "SELECT MIN(id) FROM messages WHERE room = ?1",
+    [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
+};
+
+/* One read-only connection of the pool; used by one thread at a time. */
+struct store_reader {
+    struct store_reader *next;     /* free-list link */
+    sqlite3 *db;                   /* SQLITE_OPEN_READONLY */
+    sqlite3_stmt *stmts[RS_COUNT]; /* prepared once, reset after each use */
+};
+
+struct store {
+    char *path;              /* database file */
+    struct metrics *metrics; /* may be NULL */
+    int batch_max;           /* jobs per group commit */
+
+    /* writer: wdb and its statements are used by one thread at a time
+     * (store_create, then only the writer thread, then store_free) */
+    sqlite3 *wdb;           /* read-write connection */
+    sqlite3_stmt *ins;      /* INSERT OR IGNORE INTO messages */
+    sqlite3_stmt *begin;    /* BEGIN IMMEDIATE */
+    sqlite3_stmt *commit;   /* COMMIT */
+    sqlite3_stmt *rollback; /* ROLLBACK */
+    pthread_t writer;       /* the writer thread */
+    bool writer_started;    /* writer must be joined */
+
+    /* queue, guarded by lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;    /* signalled on a new job and on stop */
+    struct store_job *head; /* oldest job */
+    struct store_job *tail; /* newest job */
+    size_t depth;           /* jobs in the queue */
+    bool stopping;          /* store_free began: refuse new jobs */
+
+    /* reader pool, guarded by pool_lock */
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_cond;  /* signalled when a reader comes back */
+    struct store_reader *idle; /* connections not checked out */
+    int n_readers;             /* open or being opened */
+
+    atomic_bool ready; /* store_create finished */
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* SQLite stores signed 64-bit integers; larger ids clamp to the largest one,
+ * which keeps every comparison of a page query right. */
+static sqlite3_int64 id_param(uint64_t id)
+{
+    return id > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)id;
+}
+
+/* mkdir -p of the directory that will hold path. */
+static int make_parent_dirs(const char *path, char *err, size_t errlen)
+{
+    int rc = 0;
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        goto out_free_dir;
+    *slash = '\0';
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            rc = -errno;
+            set_err(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            goto out_free_dir;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+out_free_dir:
+    free(dir);
+    return rc;
+}
+
+/* Run one constant statement that returns no rows we need. */
+static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        do
+            rc = sqlite3_step(stmt);
+        while (rc == SQLITE_ROW);
+    }
+    if (rc != SQLITE_DONE) {
+        set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+        sqlite3_finalize(stmt);
+        return -TC_ESTORE;
+    }
+    sqlite3_finalize(stmt);
+    return 0;
+}
+
+/* Run a single-value query; *out is 0 when the value is NULL. */
+static int query_int64(sqlite3 *db, const char *sql, int64_t bind1, bool has_bind, int64_t *out,
+                       char *err, size_t errlen)
+{
+    int ret = 0;
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        goto out_fail;
+    if (has_bind && sqlite3_bind_int64(stmt, 1, bind1) != SQLITE_OK)
+        goto out_fail;
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(stmt, 0);
+    else if (rc == SQLITE_DONE)
+        *out = 0;
+    else
+        goto out_fail;
+    goto out_finalize;
+out_fail:
+    set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+    ret = -TC_ESTORE;
+out_finalize:
+    sqlite3_finalize(stmt);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- migrations */
+
+struct migration_ref {
+    int64_t version;
+    const struct store_migration *m;
+    const char *base; /* file name without any directory */
+};
+
+/* "NNNN_name.sql", optionally behind a directory ("migrations/0001_init.sql"):
+ * 1..9 digits, a version above 0, '_', then [A-Za-z0-9_-]+ and ".sql". */
+static bool parse_migration_name(const char *name, int64_t *version, const char **base)
+{
+    const char *b = strrchr(name, '/');
+    b = b ? b + 1 : name;
+    int64_t v = 0;
+    size_t i = 0;
+    while (b[i] >= '0' && b[i] <= '9') {
+        if (i == STORE_VERSION_DIGITS)
+            return false;
+        v = v * 10 + (b[i] - '0');
+        i++;
+    }
+    if (i == 0 || v == 0 || b[i] != '_')
+        return false;
+    size_t start = ++i;
+    while ((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= 'A' && b[i] <= 'Z') ||
+           (b[i] >= '0' && b[i] <= '9') || b[i] == '_' || b[i] == '-')
+        i++;
+    if (i == start || strcmp(b + i, ".sql") != 0)
+        return false;
+    *version = v;
+    *base = b;
+    return true;
+}
+
+static int compare_migrations(const void *a, const void *b)
+{
+    const struct migration_ref *x = a, *y = b;
+    return (x->version > y->version) - (x->version < y->version);
+}
+
+/* Apply one migration and record it, in one transaction; skip it when another
+ * process recorded it first. */
+static int apply_migration(sqlite3 *db, const struct migration_ref *mr, char *err, size_t errlen)
+{
+    int ret = 0;
+    int64_t present = 0;
+    sqlite3_stmt *rec = NULL;
+    char *errmsg = NULL;
+
+    ret = run_sql(db, "BEGIN IMMEDIATE", err, errlen);
+    if (ret)
+        return ret;
+    ret = query_int64(db, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?1", mr->version,
+                      true, &present, err, errlen);
+    if (ret || present)
+        goto out_end;
+    /* Multi-statement text compiled into the binary, never built from input. */
+    if (sqlite3_exec(db, mr->m->sql, NULL, NULL, &errmsg) != SQLITE_OK) {
+        set_err(err, errlen, "migration %s failed: %s", mr->base,
+                errmsg ? errmsg : sqlite3_errmsg(db));
+        ret = -TC_ESTORE;
+        goto out_end;
+    }
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO schema_migrations (version, name, applied_at)"
+                           " VALUES (?1, ?2, ?3)",
+                           -1, &rec, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(rec, 1, mr->version) != SQLITE_OK ||
+        sqlite3_bind_text(rec, 2, mr->base, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(rec, 3, util_now_ms()) != SQLITE_OK ||
+        sqlite3_step(rec) != SQLITE_DONE) {
+        set_err(err, errlen, "recording migration %s: %s", mr->base, sqlite3_errmsg(db));
+        ret = -TC_ESTORE;
+        goto out_end;
+    }
+    log_msg(LOG_INFO, "store_migration_applied", "name=%s version=%" PRId64, mr->base, mr->version);
+out_end:
+    sqlite3_finalize(rec);
+    sqlite3_free(errmsg);
+    if (ret == 0)
+        ret = run_sql(db, "COMMIT", err, errlen);
+    if (ret != 0 && !sqlite3_get_autocommit(db))
+        run_sql(db, "ROLLBACK", NULL, 0);
+    return ret;
+}
+
+/* Check every name and sort by version before the database is touched.
+ * *out (NULL when n is 0) is the caller's to free. */
+static int sort_migrations(const struct store_migration *migrations, size_t n,
+                           struct migration_ref **out, char *err, size_t errlen)
+{
+    struct migration_ref *refs = n ? xcalloc(n, sizeof(*refs)) : NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        refs[i].m = &migrations[i];
+        if (!migrations[i].name || !migrations[i].sql ||
+            !parse_migration_name(migrations[i].name, &refs[i].version, &refs[i].base)) {
+            set_err(err, errlen, "malformed migration name \"%s\" (want NNNN_name.sql)",
+                    migrations[i].name ? migrations[i].name : "(null)");
+            goto out_free_refs;
+        }
+    }
+    if (n)
+        qsort(refs, n, sizeof(*refs), compare_migrations);
+    for (size_t i = 1; i < n; i++) {
+        if (refs[i].version == refs[i - 1].version) {
+            set_err(err, errlen, "migrations %s and %s have the same version", refs[i - 1].base,
+                    refs[i].base);
+            goto out_free_refs;
+        }
+    }
+    *out = refs;
+    return 0;
+out_free_refs:
+    free(refs);
+    return -EINVAL;
+}
+
+/* Refuse a database from a newer binary, then apply what is missing, in
+ * version order. */
+static int run_migrations(sqlite3 *db, const struct migration_ref *refs, size_t n, char *err,
+                          size_t errlen)
+{
+    int ret = run_sql(db,
+                      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                      "version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)",
+                      err, errlen);
+    if (ret)
+        return ret;
+    int64_t db_version = 0;
+    int64_t known = n ? refs[n - 1].version : 0;
+    ret = query_int64(db, "SELECT MAX(version) FROM schema_migrations", 0, false, &db_version, err,
+                      errlen);
+    if (ret)
+        return ret;
+    if (db_version > known) {
+        set_err(err, errlen,
+                "database schema version %" PRId64 " is newer than this binary (%" PRId64 ")",
+                db_version, known);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ret = apply_migration(db, &refs[i], err, errlen);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+static void publish_depth(struct store *s)
+{
+    if (s->metrics)
+        atomic_store(&s->metrics->store_queue_depth, (int_fast64_t)s->depth);
+}
+
+static int bind_message(sqlite3_stmt *st, const struct chat_msg *msg)
+{
+    if (sqlite3_bind_text(st, 1, msg->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)msg->id) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, msg->user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 4, msg->text, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, msg->ts) != SQLITE_OK)
+        return -1;
+    int rc =
+        msg->ref ? sqlite3_bind_text(st, 6, msg->ref, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 6);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Step a statement that returns no rows and reset it; SQLite result code. */
+static int step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Insert every message of the batch in one transaction. 0 or -TC_ESTORE. */
+static int commit_batch(struct store *s, struct store_job *batch)
+{
+    size_t rows = 0;
+    for (struct store_job *j = batch; j; j = j->next)
+        rows += j->msg != NULL;
+    if (rows == 0)
+        return 0;
+
+    const char *what = "begin";
+    uint64_t t0 = util_mono_ns();
+    int rc = step_once(s->begin);
+    if (rc != SQLITE_DONE)
+        goto out_fail;
+    what = "insert";
+    for (struct store_job *j = batch; j; j = j->next) {
+        if (!j->msg)
+            continue;
+        if (bind_message(s->ins, j->msg) != 0) {
+            rc = sqlite3_errcode(s->wdb);
+            goto out_fail;
+        }
+        rc = step_once(s->ins);
+        if (rc != SQLITE_DONE)
+            goto out_fail;
+    }
+    sqlite3_clear_bindings(s->ins);
+    what = "commit";
+    rc = step_once(s->commit);
+    if (rc != SQLITE_DONE)
+        goto out_fail;
+    if (s->metrics) {
+        metrics_observe(&s->metrics->store_commit_seconds, util_mono_ns() - t0);
+        atomic_fetch_add(&s->metrics->store_commits, 1);
+    }
+    return 0;
+
+out_fail:
+    log_msg(LOG_ERROR, "store_commit_failed", "stage=%s rows=%zu rc=%d err=\"%s\"", what, rows, rc,
+            sqlite3_errmsg(s->wdb));
+    sqlite3_clear_bindings(s->ins);
+    if (!sqlite3_get_autocommit(s->wdb)) {
+        rc = step_once(s->rollback);
+        if (rc != SQLITE_DONE)
+            log_msg(LOG_ERROR, "store_rollback_failed", "rc=%d err=\"%s\"", rc,
+                    sqlite3_errmsg(s->wdb));
+    }
+    if (s->metrics)
+        atomic_fetch_add(&s->metrics->store_errors, 1);
+    return -TC_ESTORE;
+}
+
+static void *writer_main(void *arg)
+{
+    struct store *s = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->cond, &s->lock);
+        if (!s->head) {
+            /* stopping and drained */
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        struct store_job *batch = s->head, *last = s->head;
+        size_t n = 1;
+        while (last->next && n < (size_t)s->batch_max) {
+            last = last->next;
+            n++;
+        }
+        s->head = last->next;
+        if (!s->head)
+            s->tail = NULL;
+        last->next = NULL;
+        s->depth -= n;
+        publish_depth(s);
+        pthread_mutex_unlock(&s->lock);
+
+        int status = commit_batch(s, batch);
+        while (batch) {
+            struct store_job *j = batch;
+            batch = j->next;
+            if (j->cb)
+                j->cb(j->ctx, status);
+            chat_msg_free(j->msg);
+            free(j);
+        }
+    }
+    return NULL;
+}
+
+static int enqueue(struct store *s, struct store_job *job)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        return -ESHUTDOWN;
+    }
+    if (s->tail)
+        s->tail->next = job;
+    else
+        s->head = job;
+    s->tail = job;
+    s->depth++;
+    publish_depth(s);
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int store_append(struct store *store, const struct chat_msg *msg, store_done_cb cb, void *ctx)
+{
+    if (!store || !msg || !msg->room || !msg->user || !msg->text || msg->id == 0 ||
+        msg->id > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    struct store_job *job = xcalloc(1, sizeof(*job));
+    job->msg = chat_msg_clone(msg);
+    job->cb = cb;
+    job->ctx = ctx;
+    int rc = enqueue(store, job);
+    if (rc) {
+        chat_msg_free(job->msg);
+        free(job);
+    }
+    return rc;
+}
+
+int store_barrier(struct store *store, store_done_cb cb, void *ctx)
+{
+    if (!store)
+        return -EINVAL;
+    struct store_job *job = xcalloc(1, sizeof(*job));
+    job->cb = cb;
+    job->ctx = ctx;
+    int rc = enqueue(store, job);
+    if (rc)
+        free(job);
+    return rc;
+}
+
+size_t store_queue_depth(struct store *store)
+{
+    if (!store)
+        return 0;
+    pthread_mutex_lock(&store->lock);
+    size_t depth = store->depth;
+    pthread_mutex_unlock(&store->lock);
+    return depth;
+}
+
+/* ---------------------------------------------------------------- reader pool */
+
+static void reader_close(struct store_reader *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < RS_COUNT; i++)
+        sqlite3_finalize(r->stmts[i]);
+    int rc = sqlite3_close(r->db);
+    if (rc != SQLITE_OK)
+        log_msg(LOG_ERROR, "store_close_failed", "conn=reader rc=%d", rc);
+    free(r);
+}
+
+static struct store_reader *reader_open(struct store *s)
+{
+    struct store_reader *r = xcalloc(1, sizeof(*r));
+    int rc = sqlite3_open_v2(s->path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        goto out_fail;
+    sqlite3_busy_timeout(r->db, STORE_BUSY_TIMEOUT_MS);
+    for (int i = 0; i < RS_COUNT; i++) {
+        rc = sqlite3_prepare_v3(r->db, reader_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmts[i],
+                                NULL);
+        if (rc != SQLITE_OK)
+            goto out_fail;
+    }
+    return r;
+out_fail:
+    log_msg(LOG_ERROR, "store_reader_open_failed", "path=%s rc=%d err=\"%s\"", s->path, rc,
+            r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
+    reader_close(r);
+    return NULL;
+}
+
+/* Check a reader out of the pool, opening one when fewer than the maximum
+ * exist; waits only for another reader to come back. NULL on failure. */
+static struct store_reader *reader_get(struct store *s)
+{
+    struct store_reader *r = NULL;
+    pthread_mutex_lock(&s->pool_lock);
+    while (!s->idle && s->n_readers >= STORE_READERS_MAX)
+        pthread_cond_wait(&s->pool_cond, &s->pool_lock);
+    if (s->idle) {
+        r = s->idle;
+        s->idle = r->next;
+        r->next = NULL;
+        pthread_mutex_unlock(&s->pool_lock);
+        return r;
+    }
+    s->n_readers++; /* reserve the slot, open outside the lock */
+    pthread_mutex_unlock(&s->pool_lock);
+
+    r = reader_open(s);
+    if (!r) {
+        pthread_mutex_lock(&s->pool_lock);
+        s->n_readers--;
+        pthread_cond_signal(&s->pool_cond);
+        pthread_mutex_unlock(&s->pool_lock);
+    }
+    return r;
+}
+
+static void reader_put(struct store *s, struct store_reader *r)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    r->next = s->idle;
+    s->idle = r;
+    pthread_cond_signal(&s->pool_cond);
+    pthread_mutex_unlock(&s->pool_lock);
+}
+
+/* Log a failed read; internal text stays in the log. */
+static int read_failed(struct store_reader *r, const char *what, int rc)
+{
+    log_msg(LOG_ERROR, "store_read_failed", "query=%s rc=%d err=\"%s\"", what, rc,
+            sqlite3_errmsg(r->db));
+    return -TC_ESTORE;
+}
+
+/* Copy the current row (id, user, text, ts, ref) into a new message. */
+static int row_to_msg(sqlite3_stmt *st, const char *room, struct chat_msg **out)
+{
+    const char *user = (const char *)sqlite3_column_text(st, 1);
+    const char *text = (const char *)sqlite3_column_text(st, 2);
+    const char *ref = (const char *)sqlite3_column_text(st, 4);
+    if (!user || !text)
+        return -ENOMEM; /* the columns are NOT NULL: only OOM gives NULL */
+    struct chat_msg *msg = chat_msg_create(room, user, text, ref);
+    msg->id = (uint64_t)sqlite3_column_int64(st, 0);
+    msg->ts = sqlite3_column_int64(st, 3);
+    *out = msg;
+    return 0;
+}
+
+/* Step st to the end, collecting at most max rows; *more tells whether a row
+ * beyond max existed. The statement is reset. */
+static int collect_rows(struct store_reader *r, sqlite3_stmt *st, const char *what,
+                        const char *room, size_t max, struct chat_msg ***out, size_t *count,
+                        bool *more)
+{
+    struct chat_msg **msgs = NULL;
+    size_t n = 0, cap = 0;
+    int ret = 0, rc;
+
+    *more = false;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == max) {
+            *more = true;
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            msgs = xrealloc(msgs, cap * sizeof(*msgs));
+        }
+        ret = row_to_msg(st, room, &msgs[n]);
+        if (ret)
+            goto out_free;
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        ret = read_failed(r, what, rc);
+        goto out_free;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    *out = msgs;
+    *count = n;
+    return 0;
+out_free:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    store_free_messages(msgs, n);
+    return ret;
+}
+
+static void reverse_msgs(struct chat_msg **msgs, size_t n)
+{
+    for (size_t i = 0; i < n / 2; i++) {
+        struct chat_msg *t = msgs[i];
+        msgs[i] = msgs[n - 1 - i];
+        msgs[n - 1 - i] = t;
+    }
+}
+
+/* ---------------------------------------------------------------- reads */
+
+int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after, int limit,
+                struct chat_msg ***out, size_t *count, bool *has_more)
+{
+    if (!store || !room || !out || !count || !has_more || limit < 1)
+        return -EINVAL;
+    *out = NULL;
+    *count = 0;
+    *has_more = false;
+
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    /* One row more than asked tells whether the page has a successor. */
+    sqlite3_int64 want = (sqlite3_int64)limit + 1;
+    sqlite3_stmt *st;
+    const char *what;
+    bool ok;
+    if (after > 0) {
+        st = r->stmts[RS_AFTER];
+        what = "fetch_after";
+        ok = sqlite3_bind_int64(st, 2, id_param(after)) == SQLITE_OK &&
+             sqlite3_bind_int64(st, 3, want) == SQLITE_OK;
+    } else if (before > 0) {
+        st = r->stmts[RS_BEFORE];
+        what = "fetch_before";
+        ok = sqlite3_bind_int64(st, 2, id_param(before)) == SQLITE_OK &&
+             sqlite3_bind_int64(st, 3, want) == SQLITE_OK;
+    } else {
+        st = r->stmts[RS_NEWEST];
+        what = "fetch_newest";
+        ok = sqlite3_bind_int64(st, 2, want) == SQLITE_OK;
+    }
+    int ret;
+    if (!ok || sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK) {
+        ret = read_failed(r, what, sqlite3_errcode(r->db));
+        sqlite3_clear_bindings(st);
+        goto out_put;
+    }
+    ret = collect_rows(r, st, what, room, (size_t)limit, out, count, has_more);
+    if (ret == 0 && after == 0)
+        reverse_msgs(*out, *count); /* newest first from SQLite; ascending out */
+out_put:
+    reader_put(store, r);
+    return ret;
+}
+
+int store_fetch_range(struct store *store, const char *room, uint64_t after, uint64_t upto,
+                      int limit, struct chat_msg ***out, size_t *count)
+{
+    if (!store || !room || !out || !count || limit < 1)
+        return -EINVAL;
+    *out = NULL;
+    *count = 0;
+    if (upto <= after)
+        return 0;
+
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_RANGE];
+    int ret;
+    bool more;
+    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(after)) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, id_param(upto)) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, limit) != SQLITE_OK) {
+        ret = read_failed(r, "fetch_range", sqlite3_errcode(r->db));
+        sqlite3_clear_bindings(st);
+        goto out_put;
+    }
+    ret = collect_rows(r, st, "fetch_range", room, (size_t)limit, out, count, &more);
+out_put:
+    reader_put(store, r);
+    return ret;
+}
+
+void store_free_messages(struct chat_msg **msgs, size_t count)
+{
+    if (!msgs)
+        return;
+    for (size_t i = 0; i < count; i++)
+        chat_msg_free(msgs[i]);
+    free(msgs);
+}
+
+int store_find_ref(struct store *store, const char *room, const char *user, const char *ref,
+                   int64_t since_ts, struct chat_msg **out)
+{
+    if (!store || !room || !user || !ref || !out)
+        return -EINVAL;
+    *out = NULL;
+
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_FIND_REF];
+    struct chat_msg **msgs = NULL;
+    size_t n = 0;
+    bool more;
+    int ret;
+    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, ref, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, since_ts) != SQLITE_OK) {
+        ret = read_failed(r, "find_ref", sqlite3_errcode(r->db));
+        sqlite3_clear_bindings(st);
+        goto out_put;
+    }
+    ret = collect_rows(r, st, "find_ref", room, 1, &msgs, &n, &more);
+    if (ret == 0 && n == 0)
+        ret = -ENOENT;
+    if (ret == 0) {
+        *out = msgs[0];
+        free(msgs);
+    }
+out_put:
+    reader_put(store, r);
+    return ret;
+}
+
+int store_list_rooms(struct store *store, struct store_room **out, size_t *count)
+{
+    if (!store || !out || !count)
+        return -EINVAL;
+    *out = NULL;
+    *count = 0;
+
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_ROOMS];
+    struct store_room *rooms = NULL;
+    size_t n = 0, cap = 0;
+    int ret = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (!name) {
+            ret = -ENOMEM;
+            goto out_reset;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            rooms = xrealloc(rooms, cap * sizeof(*rooms));
+        }
+        rooms[n].name = xstrdup(name);
+        rooms[n].last_id = (uint64_t)sqlite3_column_int64(st, 1);
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        ret = read_failed(r, "list_rooms", rc);
+out_reset:
+    sqlite3_reset(st);
+    reader_put(store, r);
+    if (ret) {
+        store_free_rooms(rooms, n);
+        return ret;
+    }
+    *out = rooms;
+    *count = n;
+    return 0;
+}
+
+void store_free_rooms(struct store_room *rooms, size_t count)
+{
+    if (!rooms)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(rooms[i].name);
+    free(rooms);
+}
+
+/* MIN or MAX of a room's ids; 0 when the room is empty. */
+static int room_bound(struct store *store, const char *room, enum reader_stmt which,
+                      const char *what, uint64_t *out)
+{
+    if (!store || !room || !out)
+        return -EINVAL;
+    *out = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[which];
+    int ret = 0;
+    int rc = sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = (uint64_t)sqlite3_column_int64(st, 0); /* NULL reads as 0 */
+    else
+        ret = read_failed(r, what, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(store, r);
+    return ret;
+}
+
+int store_last_id(struct store *store, const char *room, uint64_t *out)
+{
+    return room_bound(store, room, RS_LAST_ID, "last_id", out);
+}
+
+int store_first_id(struct store *store, const char *room, uint64_t *out)
+{
+    return room_bound(store, room, RS_FIRST_ID, "first_id", out);
+}
+
+bool store_is_ready(struct store *store)
+{
+    if (!store || !atomic_load(&store->ready))
+        return false;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return false;
+    sqlite3_stmt *st = r->stmts[RS_PING];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        read_failed(r, "ping", rc);
+    reader_put(store, r);
+    return rc == SQLITE_ROW;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/* Open the read-write connection and set it up for a durable WAL log. */
+static int open_writer(struct store *s, char *err, size_t errlen)
+{
+    int rc = sqlite3_open_v2(
+        s->path, &s->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        set_err(err, errlen, "cannot open %s: %s", s->path,
+                s->wdb ? sqlite3_errmsg(s->wdb) : sqlite3_errstr(rc));
+        return -TC_ESTORE;
+    }
+    sqlite3_busy_timeout(s->wdb, STORE_BUSY_TIMEOUT_MS);
+
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(s->wdb, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        set_err(err, errlen, "cannot open %s: %s", s->path, sqlite3_errmsg(s->wdb));
+        sqlite3_finalize(st);
+        return -TC_ESTORE;
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    if (!mode || strcmp(mode, "wal") != 0) {
+        set_err(err, errlen, "%s: cannot switch to WAL (journal_mode is %s)", s->path,
+                mode ? mode : "unknown");
+        sqlite3_finalize(st);
+        return -TC_ESTORE;
+    }
+    sqlite3_finalize(st);
+
+    /* FULL, not NORMAL: an ack promises the message is stored. With WAL,
+     * NORMAL already survives kill -9 (the WAL is in the OS's page cache),
+     * but a power loss or kernel crash can drop the last commits. FULL adds
+     * one fsync of the WAL per commit, and group commit shares that fsync
+     * among every message of a batch, so the cost stays small. */
+    int ret = run_sql(s->wdb, "PRAGMA synchronous=FULL", err, errlen);
+    if (ret == 0)
+        ret = run_sql(s->wdb, "PRAGMA foreign_keys=ON", err, errlen);
+    return ret;
+}
+
+static int prepare_writer(struct store *s, char *err, size_t errlen)
+{
+    static const struct {
+        size_t offset;
+        const char *sql;
+    } stmts[] = {
+        {offsetof(struct store, ins),
+         "INSERT OR IGNORE INTO messages (room, id, user, text, ts, ref)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+        {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
+        {offsetof(struct store, commit), "COMMIT"},
+        {offsetof(struct store, rollback), "ROLLBACK"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(stmts); i++) {
+        sqlite3_stmt **slot = (sqlite3_stmt **)((char *)s + stmts[i].offset);
+        if (sqlite3_prepare_v3(s->wdb, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
+            SQLITE_OK) {
+            set_err(err, errlen, "%s: %s", stmts[i].sql, sqlite3_errmsg(s->wdb));
+            return -TC_ESTORE;
+        }
+    }
+    return 0;
+}
+
+/* Start the writer with every signal blocked, so signals reach main. */
+static int start_writer(struct store *s, char *err, size_t errlen)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&s->writer, NULL, writer_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        set_err(err, errlen, "cannot start the store writer: %s", strerror(rc));
+        return -rc;
+    }
+    s->writer_started = true;
+    return 0;
+}
+
+struct store *store_create(const char *path, const struct store_migration *migrations,
+                           size_t n_migrations, int batch_max, struct metrics *metrics, char *err,
+                           size_t errlen)
+{
+    if (!path || !*path || (n_migrations && !migrations)) {
+        set_err(err, errlen, "no database path");
+        return NULL;
+    }
+    if (batch_max < 1) {
+        set_err(err, errlen, "commit batch size must be at least 1 (got %d)", batch_max);
+        return NULL;
+    }
+    struct migration_ref *refs = NULL;
+    if (sort_migrations(migrations, n_migrations, &refs, err, errlen) != 0)
+        return NULL;
+    struct store *s = xcalloc(1, sizeof(*s));
+    s->path = xstrdup(path);
+    s->metrics = metrics;
+    s->batch_max = batch_max;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_cond_init(&s->pool_cond, NULL);
+    publish_depth(s);
+
+    if (make_parent_dirs(path, err, errlen) != 0 || open_writer(s, err, errlen) != 0 ||
+        run_migrations(s->wdb, refs, n_migrations, err, errlen) != 0 ||
+        prepare_writer(s, err, errlen) != 0)
+        goto out_free;
+
+    /* Open one reader now: a file readers cannot use fails here, not later. */
+    struct store_reader *r = reader_get(s);
+    if (!r) {
+        set_err(err, errlen, "cannot open %s for reading (see the log)", path);
+        goto out_free;
+    }
+    reader_put(s, r);
+
+    if (start_writer(s, err, errlen) != 0)
+        goto out_free;
+    atomic_store(&s->ready, true);
+    log_msg(LOG_INFO, "store_opened", "path=%s batch_max=%d", path, batch_max);
+    free(refs);
+    return s;
+
+out_free:
+    log_msg(LOG_ERROR, "store_open_failed", "path=%s reason=\"%s\"", path,
+            err && errlen ? err : "");
+    store_free(s);
+    free(refs);
+    return NULL;
+}
+
+void store_free(struct store *store)
+{
+    if (!store)
+        return;
+    atomic_store(&store->ready, false);
+    pthread_mutex_lock(&store->lock);
+    store->stopping = true;
+    pthread_cond_signal(&store->cond);
+    pthread_mutex_unlock(&store->lock);
+    if (store->writer_started)
+        pthread_join(store->writer, NULL); /* the writer drains the queue first */
+
+    while (store->idle) {
+        struct store_reader *r = store->idle;
+        store->idle = r->next;
+        reader_close(r);
+    }
+    sqlite3_finalize(store->ins);
+    sqlite3_finalize(store->begin);
+    sqlite3_finalize(store->commit);
+    sqlite3_finalize(store->rollback);
+    /* The last connection to close checkpoints the WAL into the database. */
+    int rc = sqlite3_close(store->wdb);
+    if (rc != SQLITE_OK)
+        log_msg(LOG_ERROR, "store_close_failed", "conn=writer rc=%d", rc);
+
+    pthread_cond_destroy(&store->pool_cond);
+    pthread_mutex_destroy(&store->pool_lock);
+    pthread_cond_destroy(&store->cond);
+    pthread_mutex_destroy(&store->lock);
+    free(store->path);
+    free(store);
+}

@@ -1,0 +1,85 @@
+/* store: the node's SQLite log of every message of every room. Migrations
+ * at start-up, one writer thread with group commit, readers that never wait. */
+#ifndef TURBOCHAT_STORE_H
+#define TURBOCHAT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct chat_msg;
+struct store;
+struct metrics;
+
+/* One migration: file name "NNNN_name.sql" and its SQL text. */
+struct store_migration {
+    const char *name;
+    const char *sql;
+};
+
+/* Called on the writer thread once per submitted job after its transaction
+ * committed (status 0) or failed (negative); must not block. */
+typedef void (*store_done_cb)(void *ctx, int status);
+
+/* Open (creating the file and its directory) the database at path, set WAL,
+ * apply the migrations not yet applied, in name order, each in a transaction,
+ * and start the writer thread. A database whose schema version is newer than
+ * the last migration is refused. NULL on failure with the reason in err.
+ * metrics may be NULL. Free with store_free. */
+struct store *store_create(const char *path, const struct store_migration *migrations,
+                           size_t n_migrations, int batch_max, struct metrics *metrics,
+                           char *err, size_t errlen);
+
+/* Commit everything queued, stop the writer thread, close. Accepts NULL. */
+void store_free(struct store *store);
+
+/* Queue msg (copied) for insertion; INSERT OR IGNORE on (room, id), so a
+ * message stored twice is stored once. cb runs exactly once on the writer
+ * thread after the commit, in submission order, when this returns 0.
+ * cb may be NULL. Any thread. */
+int store_append(struct store *store, const struct chat_msg *msg, store_done_cb cb, void *ctx);
+
+/* Queue a job with nothing to write: cb runs after every job queued before it. */
+int store_barrier(struct store *store, store_done_cb cb, void *ctx);
+
+/* Number of jobs waiting for the writer. */
+size_t store_queue_depth(struct store *store);
+
+/* A page of messages of room, in ascending id order. With after > 0: the
+ * oldest limit with id > after; else with before > 0: the newest limit with
+ * id < before; else the newest limit. *has_more tells whether more exist in
+ * the paging direction. The array and messages are the caller's: free with
+ * store_free_messages. 0 or negative. Any thread; never waits for the writer. */
+int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after,
+                int limit, struct chat_msg ***out, size_t *count, bool *has_more);
+
+/* Messages of room with after < id <= upto, ascending, at most limit. */
+int store_fetch_range(struct store *store, const char *room, uint64_t after, uint64_t upto,
+                      int limit, struct chat_msg ***out, size_t *count);
+
+void store_free_messages(struct chat_msg **msgs, size_t count);
+
+/* The message that (room, user, ref) produced at or after since_ts, copied into
+ * *out (caller frees with chat_msg_free). 0, -ENOENT, or negative. */
+int store_find_ref(struct store *store, const char *room, const char *user, const char *ref,
+                   int64_t since_ts, struct chat_msg **out);
+
+/* One row per room in the log. */
+struct store_room {
+    char *name;
+    uint64_t last_id;
+};
+/* Every room with its highest id, sorted by name; free with store_free_rooms. */
+int store_list_rooms(struct store *store, struct store_room **out, size_t *count);
+void store_free_rooms(struct store_room *rooms, size_t count);
+
+/* Highest id stored for room, 0 when none; negative on error. */
+int store_last_id(struct store *store, const char *room, uint64_t *out);
+
+/* Lowest id stored for room, 0 when none. */
+int store_first_id(struct store *store, const char *room, uint64_t *out);
+
+/* True once store_create succeeded and the database answers. */
+bool store_is_ready(struct store *store);
+
+#endif

@@ -1,0 +1,56 @@
+/* util: allocation that aborts on failure, clocks, UTF-8 checks and the
+ * project's error codes; small helpers every module shares. */
+#ifndef TURBOCHAT_UTIL_H
+#define TURBOCHAT_UTIL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Project error codes beyond errno; actions return 0 or a negative code. */
+#define TC_EDUPLICATE 1001 /* an idempotent request was already accepted */
+#define TC_EUNAVAILABLE 1002 /* the broker cannot accept messages now */
+#define TC_ESTORE 1003 /* SQLite failed; details are in the log */
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocate or abort with a log line; never return NULL. Free with free(). */
+void *xmalloc(size_t size);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *ptr, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Wall-clock time in milliseconds since the Unix epoch. */
+int64_t util_now_ms(void);
+/* Monotonic time in nanoseconds, for durations. */
+uint64_t util_mono_ns(void);
+
+/* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
+ * nothing above U+10FFFF). */
+bool util_utf8_is_valid(const char *buf, size_t len);
+/* Number of code points in valid UTF-8. */
+size_t util_utf8_count(const char *buf, size_t len);
+
+/* Constant-time comparison of two byte strings of possibly different length. */
+bool util_secret_equals(const char *a, size_t alen, const char *b, size_t blen);
+
+/* Parse a whole decimal string into [min, max]; 0 or -EINVAL / -ERANGE. */
+int util_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Growable byte buffer; init/dispose, the caller embeds it. */
+struct util_buf {
+    char *data; /* NUL-terminated while len < cap */
+    size_t len;
+    size_t cap;
+};
+void util_buf_init(struct util_buf *b);
+void util_buf_dispose(struct util_buf *b);
+void util_buf_append(struct util_buf *b, const void *data, size_t len);
+void util_buf_appendf(struct util_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Hand the data to the caller (free() it) and reset the buffer. */
+char *util_buf_take(struct util_buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,138 @@
+// Shared helpers for the browser tests: launch Debian's Chromium through
+// playwright-core, open a chat page as a named person, watch each page for
+// CSP violations, script errors and dialogs, read the rendered messages, and
+// post messages over REST. Selectors used (all in www/index.html or
+// www/js/render.js):
+//   [data-testid=name-input]        display name field of the name dialog
+//   [data-testid=conn-state]        connection indicator, data-state=online|offline|connecting|refused
+//   [data-testid=composer-input]    message box (Enter sends, Shift+Enter newline)
+//   [data-testid=message]           one message row; data-id when stored,
+//                                   data-ref + data-state=queued|sending|failed while pending
+//   [data-testid=message-text]      the text of a message row
+//   [data-testid=messages]          the scrolling message pane
+//   [data-testid=member]            one entry of the members panel (data-user)
+//   [data-testid=typing]            "alice is typing…" line
+//   [data-testid=room-link]         a room in the room list (data-room)
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'artifacts');
+
+// Generous: the server may be an ASan build.
+export const TIMEOUT = Number(process.env.TURBOCHAT_BROWSER_TIMEOUT_MS) || 20000;
+
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+export function launchBrowser() {
+    return chromium.launch({ executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+// Collects what must never happen on a page: CSP violations, uncaught
+// errors, and dialogs (alert() from injected script would open one).
+function watch(page) {
+    const problems = { csp: [], errors: [], dialogs: [] };
+    page.on('console', (msg) => {
+        if (msg.type() !== 'error') return;
+        const text = msg.text();
+        if (/content security policy/i.test(text)) problems.csp.push(text);
+    });
+    page.on('pageerror', (err) => problems.errors.push(String(err)));
+    page.on('dialog', async (dialog) => {
+        problems.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
+        await dialog.dismiss().catch(() => {});
+    });
+    return problems;
+}
+
+// Opens the chat at #room in a fresh browser context, picks the display
+// name in the first-visit dialog and waits until the room is joined.
+export async function openChat(browser, server, { name, room = 'general', viewport = { width: 1280, height: 800 } }) {
+    const context = await browser.newContext({ viewport });
+    context.setDefaultTimeout(TIMEOUT);
+    const page = await context.newPage();
+    const problems = watch(page);
+    const response = await page.goto(`${server.url}/#${room}`);
+    await page.locator('[data-testid=name-input]').fill(name);
+    await page.locator('[data-testid=name-input]').press('Enter');
+    await waitOnline(page);
+    await waitJoined(page, room);
+    return { page, context, problems, csp: response.headers()['content-security-policy'] || '' };
+}
+
+export function waitOnline(page) {
+    return page.locator('[data-testid=conn-state][data-state=online]').waitFor();
+}
+
+export function waitOffline(page) {
+    return page.locator('[data-testid=conn-state]:not([data-state=online])').waitFor();
+}
+
+// The room's link in the list stops being dimmed once the server confirmed the join.
+export function waitJoined(page, room) {
+    return page.locator(`[data-testid=my-rooms] [data-testid=room-link][data-room="${room}"]:not(.not-joined)`).waitFor();
+}
+
+// Texts of the stored (acknowledged) messages, in page order.
+export function storedTexts(page) {
+    return page.$$eval('[data-testid=message][data-id] [data-testid=message-text]', (nodes) => nodes.map((n) => n.textContent));
+}
+
+// Waits until every text is shown as a stored message.
+export function waitForTexts(page, texts, timeout = TIMEOUT) {
+    return page.waitForFunction((wanted) => {
+        const shown = new Set([...document.querySelectorAll('[data-testid=message][data-id] [data-testid=message-text]')]
+            .map((n) => n.textContent));
+        return wanted.every((t) => shown.has(t));
+    }, texts, { timeout });
+}
+
+export async function send(page, text) {
+    const box = page.locator('[data-testid=composer-input]');
+    await box.fill(text);
+    await box.press('Enter');
+}
+
+export async function postMessage(server, room, user, text, ref) {
+    const res = await fetch(`${server.url}/api/rooms/${encodeURIComponent(room)}/messages`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(ref ? { user, text, ref } : { user, text }),
+    });
+    if (res.status !== 201 && res.status !== 200) throw new Error(`POST ${room}: ${res.status} ${await res.text()}`);
+    return res.json();
+}
+
+export async function history(server, room) {
+    const all = [];
+    let after = 0;
+    for (;;) {
+        const res = await fetch(`${server.url}/api/rooms/${encodeURIComponent(room)}/messages?after=${after}&limit=200`);
+        const body = await res.json();
+        all.push(...body.messages);
+        if (!body.has_more || body.messages.length === 0) return all;
+        after = body.messages.at(-1).id;
+    }
+}
+
+export function count(list, item) {
+    return list.filter((x) => x === item).length;
+}
+
+export async function screenshot(page, name) {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+}
+
+// Nothing a page must never do happened.
+export function assertClean(assert, problems, label) {
+    assert.deepEqual(problems.csp, [], `${label}: CSP violations`);
+    assert.deepEqual(problems.errors, [], `${label}: uncaught page errors`);
+    assert.deepEqual(problems.dialogs, [], `${label}: dialogs opened`);
+}
+
+// Extra server flags for every browser test: TURBOCHAT_TEST_WWW=DIR serves
+// the UI from DIR on disk instead of the copy compiled into the binary.
+export const SERVER_ARGS = process.env.TURBOCHAT_TEST_WWW ? ['--www', process.env.TURBOCHAT_TEST_WWW] : [];

@@ -1,0 +1,93 @@
+// Reconnecting: the server is restarted (SIGTERM, then started again on the
+// same port and database) while others keep sending; the page reconnects by
+// itself, re-joins with `since` and shows every missed message exactly once.
+// A message typed while the server is down is kept, shown as waiting, and
+// delivered exactly once after the reconnect.
+// Selectors: see helpers.mjs.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { RELAXED_RATE_ENV, startServer, stopAll } from '../lib/server.mjs';
+import { SERVER_ARGS, assertClean, count, history, launchBrowser, openChat, postMessage, screenshot, send,
+    storedTexts, waitForTexts, waitOffline, waitOnline } from './helpers.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+    server = await startServer({ env: RELAXED_RATE_ENV, args: SERVER_ARGS });
+    browser = await launchBrowser();
+});
+
+after(async () => {
+    await browser?.close();
+    await stopAll();
+});
+
+async function restart() {
+    const { port, dir, dbPath } = server;
+    server = await startServer({ env: RELAXED_RATE_ENV, args: SERVER_ARGS, port, dir, dbPath });
+}
+
+test('server restart: every missed message shown exactly once', { timeout: 180000 }, async () => {
+    const room = 'recover';
+    const hana = await openChat(browser, server, { name: 'hana', room });
+    const ivan = await openChat(browser, server, { name: 'ivan', room });
+    await send(ivan.page, 'before restart');
+    await waitForTexts(hana.page, ['before restart']);
+
+    await server.stop();
+    await waitOffline(hana.page);
+    await screenshot(hana.page, 'reconnect-offline');
+    await restart();
+
+    // sent over REST right after the restart, mostly before the page is back
+    const missed = Array.from({ length: 15 }, (_, i) => `missed ${i + 1}`);
+    for (const text of missed) await postMessage(server, room, 'judy', text);
+
+    await waitOnline(ivan.page);
+    await send(ivan.page, 'ivan after restart');
+    await waitOnline(hana.page);
+    await send(hana.page, 'hana after restart');
+
+    const expected = ['before restart', ...missed, 'ivan after restart', 'hana after restart'];
+    for (const p of [hana.page, ivan.page]) {
+        await waitForTexts(p, expected);
+        const texts = await storedTexts(p);
+        for (const text of expected) assert.equal(count(texts, text), 1, `"${text}" shown once`);
+        assert.deepEqual(texts.filter((t) => expected.includes(t)), expected, 'in order, without gaps');
+    }
+    await screenshot(hana.page, 'reconnect-recovered');
+    const stored = (await history(server, room)).map((m) => m.text);
+    for (const text of expected) assert.equal(count(stored, text), 1, `"${text}" stored once`);
+
+    assertClean(assert, hana.problems, 'hana');
+    assertClean(assert, ivan.problems, 'ivan');
+    await hana.context.close();
+    await ivan.context.close();
+});
+
+test('a message sent while offline is delivered once after reconnecting', { timeout: 180000 }, async () => {
+    const room = 'outbox';
+    const kim = await openChat(browser, server, { name: 'kim', room });
+    await send(kim.page, 'online first');
+    await waitForTexts(kim.page, ['online first']);
+
+    await server.stop();
+    await waitOffline(kim.page);
+    await send(kim.page, 'typed while offline');
+    await kim.page.locator('[data-testid=message][data-state=queued] [data-testid=message-text]',
+        { hasText: 'typed while offline' }).waitFor();
+    await screenshot(kim.page, 'offline-queued');
+
+    await restart();
+    await waitOnline(kim.page);
+    await waitForTexts(kim.page, ['typed while offline']);
+    await kim.page.locator('[data-testid=message][data-ref]').waitFor({ state: 'detached' });
+    const texts = await storedTexts(kim.page);
+    assert.equal(count(texts, 'typed while offline'), 1, 'shown once');
+    const stored = (await history(server, room)).map((m) => m.text);
+    assert.deepEqual(stored, ['online first', 'typed while offline'], 'stored once');
+
+    assertClean(assert, kim.problems, 'kim');
+    await kim.context.close();
+});

@@ -1,0 +1,912 @@
+/* test_store: the SQLite log against real database files in a temporary
+ * directory: migrations, the writer queue and its callbacks, paging,
+ * idempotency, rooms, refs, durability across reopen and readers running
+ * while the writer commits. */
+#include <errno.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "assets.h"
+#include "metrics.h"
+#include "proto.h"
+#include "store.h"
+#include "test_help.h"
+#include "util.h"
+
+/* ---------------------------------------------------------------- fixtures */
+
+#define MAX_MIGRATIONS 16
+
+static char tmp_dir[256];
+static char db_path[512];
+
+/* The embedded migrations/ files, as main.c passes them, plus extra ones a
+ * test appends; n_base counts the embedded ones. */
+static struct store_migration migs[MAX_MIGRATIONS];
+static size_t n_base;
+
+/* rm -r path */
+static void remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char child[1024];
+            snprintf(child, sizeof(child), "%s/%s", path, e->d_name);
+            remove_tree(child);
+        }
+        if (d)
+            closedir(d);
+    }
+    remove(path);
+}
+
+/* Fresh directory and database path for each test; db in a subdirectory
+ * that does not exist yet, so store_create has to make it. */
+static int setup(void)
+{
+    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_store.XXXXXX");
+    if (!mkdtemp(tmp_dir))
+        return -1;
+    snprintf(db_path, sizeof(db_path), "%s/data/nested/chat.db", tmp_dir);
+
+    size_t n = 0;
+    const struct asset *all = assets_all(&n);
+    n_base = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(all[i].path, "migrations/", 11) != 0 || n_base == MAX_MIGRATIONS)
+            continue;
+        migs[n_base].name = all[i].path;
+        migs[n_base].sql = (const char *)all[i].data;
+        n_base++;
+    }
+    return n_base > 0 ? 0 : -1;
+}
+
+static void teardown(void)
+{
+    remove_tree(tmp_dir);
+}
+
+static struct store *open_store(size_t n_migs, int batch_max, struct metrics *m)
+{
+    char err[256] = "";
+    struct store *s = store_create(db_path, migs, n_migs, batch_max, m, err, sizeof(err));
+    if (!s)
+        fprintf(stderr, "store_create: %s\n", err);
+    return s;
+}
+
+static struct chat_msg *make_msg(const char *room, uint64_t id, const char *user, const char *text,
+                                 const char *ref, int64_t ts)
+{
+    struct chat_msg *m = chat_msg_create(room, user, text, ref);
+    m->id = id;
+    m->ts = ts;
+    return m;
+}
+
+/* Counts callbacks; wait_for blocks until n have run. */
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;        /* callbacks run */
+    int failed;      /* callbacks with status != 0 */
+    int last_status; /* status of the latest callback */
+};
+
+static void waiter_init(struct waiter *w)
+{
+    memset(w, 0, sizeof(*w));
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+static void waiter_dispose(struct waiter *w)
+{
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
+static void waiter_cb(void *ctx, int status)
+{
+    struct waiter *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->done++;
+    w->failed += status != 0;
+    w->last_status = status;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void wait_for(struct waiter *w, int n)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->done < n)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Append one message and wait for its callback; returns its status. */
+static int append_sync(struct store *s, struct chat_msg *msg)
+{
+    struct waiter w;
+    waiter_init(&w);
+    int rc = store_append(s, msg, waiter_cb, &w);
+    if (rc == 0) {
+        wait_for(&w, 1);
+        rc = w.last_status;
+    }
+    waiter_dispose(&w);
+    chat_msg_free(msg);
+    return rc;
+}
+
+/* Wait until every job queued so far has been committed. */
+static int flush(struct store *s)
+{
+    struct waiter w;
+    waiter_init(&w);
+    int rc = store_barrier(s, waiter_cb, &w);
+    if (rc == 0) {
+        wait_for(&w, 1);
+        rc = w.last_status;
+    }
+    waiter_dispose(&w);
+    return rc;
+}
+
+/* Queue ids first..last of room without waiting. */
+static int append_range(struct store *s, const char *room, uint64_t first, uint64_t last)
+{
+    for (uint64_t id = first; id <= last; id++) {
+        char text[32];
+        snprintf(text, sizeof(text), "m%llu", (unsigned long long)id);
+        struct chat_msg *m = make_msg(room, id, "u", text, NULL, 1000 + (int64_t)id);
+        int rc = store_append(s, m, NULL, NULL);
+        chat_msg_free(m);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* True when msgs holds exactly ids first, first+1, ... (count of them). */
+static bool ids_are(struct chat_msg **msgs, size_t count, uint64_t first, size_t want)
+{
+    if (count != want)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        if (msgs[i]->id != first + i)
+            return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- migrations */
+
+static int test_migrations_applied_once(void)
+{
+    TEST_ASSERT(setup() == 0);
+    migs[n_base] =
+        (struct store_migration){"migrations/0002_extra.sql", "CREATE TABLE extra (x INTEGER);"};
+
+    struct store *s = open_store(n_base + 1, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    TEST_ASSERT(store_is_ready(s));
+    store_free(s);
+
+    /* Reapplying 0002 would fail: the table exists. */
+    s = open_store(n_base + 1, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    store_free(s);
+
+    /* The version was recorded: a binary that knows only 0001 is refused. */
+    char err[256] = "";
+    s = store_create(db_path, migs, n_base, 8, NULL, err, sizeof(err));
+    TEST_ASSERT(s == NULL);
+    TEST_ASSERT_STR(err, "database schema version 2 is newer than this binary (1)");
+    teardown();
+    return 0;
+}
+
+static int test_newer_version_refused(void)
+{
+    TEST_ASSERT(setup() == 0);
+    /* Stands for a newer binary that already ran: a row with version 999. */
+    migs[n_base] = (struct store_migration){
+        "0002_future.sql",
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'x', 0);"};
+    struct store *s = open_store(n_base + 1, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    store_free(s);
+
+    char err[256] = "";
+    s = store_create(db_path, migs, n_base + 1, 8, NULL, err, sizeof(err));
+    TEST_ASSERT(s == NULL);
+    TEST_ASSERT_STR(err, "database schema version 999 is newer than this binary (2)");
+    teardown();
+    return 0;
+}
+
+static int test_migration_names_and_failures(void)
+{
+    TEST_ASSERT(setup() == 0);
+    static const char *const bad[] = {
+        "init.sql",  "0001init.sql", "0000_zero.sql",    "0001_.sql",      "0001_x.txt",
+        "abc_x.sql", "0001_a b.sql", "1234567890_x.sql", "0001_x.sql.bak", "migrations/_x.sql",
+    };
+    char err[256];
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        struct store_migration m = {bad[i], "CREATE TABLE t (x);"};
+        err[0] = '\0';
+        TEST_ASSERT(store_create(db_path, &m, 1, 8, NULL, err, sizeof(err)) == NULL);
+        TEST_ASSERT(strstr(err, "malformed migration name") != NULL);
+    }
+    struct store_migration null_name = {NULL, "SELECT 1;"};
+    TEST_ASSERT(store_create(db_path, &null_name, 1, 8, NULL, err, sizeof(err)) == NULL);
+
+    /* Two files with one version. */
+    struct store_migration dup[] = {{"0001_a.sql", "CREATE TABLE a (x);"},
+                                    {"001_b.sql", "CREATE TABLE b (x);"}};
+    TEST_ASSERT(store_create(db_path, dup, 2, 8, NULL, err, sizeof(err)) == NULL);
+    TEST_ASSERT(strstr(err, "same version") != NULL);
+
+    /* A failing migration is rolled back whole, its first statement included:
+     * the fixed one applies cleanly afterwards. Order is by version, not by
+     * position in the array. */
+    struct store_migration broken[] = {{"0002_two.sql", "CREATE TABLE two (x); NOT SQL;"}, migs[0]};
+    TEST_ASSERT(store_create(db_path, broken, 2, 8, NULL, err, sizeof(err)) == NULL);
+    TEST_ASSERT(strstr(err, "migration 0002_two.sql failed") != NULL);
+    struct store_migration fixed[] = {{"0002_two.sql", "CREATE TABLE two (x);"}, migs[0]};
+    struct store *s = store_create(db_path, fixed, 2, 8, NULL, err, sizeof(err));
+    TEST_ASSERT(s != NULL);
+    store_free(s);
+
+    /* Nonsense arguments. */
+    TEST_ASSERT(store_create(db_path, migs, n_base, 0, NULL, err, sizeof(err)) == NULL);
+    TEST_ASSERT(store_create(NULL, migs, n_base, 8, NULL, err, sizeof(err)) == NULL);
+    teardown();
+    return 0;
+}
+
+static int test_not_a_database(void)
+{
+    TEST_ASSERT(setup() == 0);
+    snprintf(db_path, sizeof(db_path), "%s/garbage.db", tmp_dir);
+    FILE *f = fopen(db_path, "w");
+    TEST_ASSERT(f != NULL);
+    for (int i = 0; i < 256; i++)
+        fputs("this is not an sqlite database\n", f);
+    fclose(f);
+    char err[256] = "";
+    TEST_ASSERT(store_create(db_path, migs, n_base, 8, NULL, err, sizeof(err)) == NULL);
+    TEST_ASSERT(err[0] != '\0');
+    teardown();
+    return 0;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+/* Records the order callbacks ran in. */
+struct order_rec {
+    pthread_mutex_t mu;
+    int *seen;      /* job index per callback, in callback order */
+    int n;          /* callbacks run */
+    int bad_status; /* callbacks with status != 0 */
+};
+
+struct order_slot {
+    struct order_rec *rec;
+    int index;
+};
+
+static void order_cb(void *ctx, int status)
+{
+    struct order_slot *slot = ctx;
+    pthread_mutex_lock(&slot->rec->mu);
+    slot->rec->seen[slot->rec->n++] = slot->index;
+    slot->rec->bad_status += status != 0;
+    pthread_mutex_unlock(&slot->rec->mu);
+}
+
+static int test_append_and_barrier_order(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct metrics *m = metrics_create();
+    struct store *s = open_store(n_base, 32, m);
+    TEST_ASSERT(s != NULL);
+
+    enum { JOBS = 2000 };
+    struct order_rec rec = {.seen = calloc(JOBS, sizeof(int))};
+    pthread_mutex_init(&rec.mu, NULL);
+    struct order_slot *slots = calloc(JOBS, sizeof(*slots));
+    uint64_t ids[2] = {0, 0};
+    for (int i = 0; i < JOBS; i++) {
+        slots[i] = (struct order_slot){&rec, i};
+        if (i % 97 == 0) {
+            TEST_ASSERT(store_barrier(s, order_cb, &slots[i]) == 0);
+            continue;
+        }
+        const char *room = i % 2 ? "odd" : "even";
+        struct chat_msg *msg = make_msg(room, ++ids[i % 2], "alice", "hi", NULL, i);
+        TEST_ASSERT(store_append(s, msg, order_cb, &slots[i]) == 0);
+        chat_msg_free(msg);
+    }
+    TEST_ASSERT(flush(s) == 0);
+
+    pthread_mutex_lock(&rec.mu);
+    int n = rec.n, bad = rec.bad_status;
+    bool in_order = true;
+    for (int i = 0; i < n; i++)
+        in_order = in_order && rec.seen[i] == i;
+    pthread_mutex_unlock(&rec.mu);
+    TEST_ASSERT_INT(n, JOBS);
+    TEST_ASSERT_INT(bad, 0);
+    TEST_ASSERT(in_order);
+
+    uint64_t last = 0;
+    TEST_ASSERT(store_last_id(s, "odd", &last) == 0);
+    TEST_ASSERT_INT(last, ids[1]);
+    TEST_ASSERT(store_last_id(s, "even", &last) == 0);
+    TEST_ASSERT_INT(last, ids[0]);
+
+    TEST_ASSERT_INT(store_queue_depth(s), 0);
+    TEST_ASSERT_INT(atomic_load(&m->store_queue_depth), 0);
+    uint64_t commits = atomic_load(&m->store_commits);
+    TEST_ASSERT(commits > 0 && commits <= JOBS);
+    TEST_ASSERT_INT(atomic_load(&m->store_commit_seconds.count), commits);
+    TEST_ASSERT_INT(atomic_load(&m->store_errors), 0);
+
+    store_free(s);
+    metrics_free(m);
+    pthread_mutex_destroy(&rec.mu);
+    free(rec.seen);
+    free(slots);
+    teardown();
+    return 0;
+}
+
+static int test_insert_or_ignore(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+
+    TEST_ASSERT(append_sync(s, make_msg("r", 1, "alice", "first", "a", 10)) == 0);
+    TEST_ASSERT(append_sync(s, make_msg("r", 1, "bob", "second", NULL, 20)) == 0);
+    TEST_ASSERT(append_sync(s, make_msg("other", 1, "carol", "elsewhere", NULL, 30)) == 0);
+
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    bool more = true;
+    TEST_ASSERT(store_fetch(s, "r", 0, 0, 10, &msgs, &count, &more) == 0);
+    TEST_ASSERT_INT(count, 1);
+    TEST_ASSERT(!more);
+    TEST_ASSERT_STR(msgs[0]->room, "r");
+    TEST_ASSERT_STR(msgs[0]->user, "alice");
+    TEST_ASSERT_STR(msgs[0]->text, "first");
+    TEST_ASSERT_STR(msgs[0]->ref, "a");
+    TEST_ASSERT_INT(msgs[0]->ts, 10);
+    store_free_messages(msgs, count);
+
+    TEST_ASSERT(store_fetch(s, "other", 0, 0, 10, &msgs, &count, &more) == 0);
+    TEST_ASSERT_INT(count, 1);
+    TEST_ASSERT_STR(msgs[0]->text, "elsewhere");
+    TEST_ASSERT(msgs[0]->ref == NULL);
+    store_free_messages(msgs, count);
+
+    /* Bad jobs are refused up front and their callbacks never run. */
+    struct chat_msg *zero = make_msg("r", 0, "alice", "no id yet", NULL, 1);
+    TEST_ASSERT_INT(store_append(s, zero, NULL, NULL), -EINVAL);
+    chat_msg_free(zero);
+    TEST_ASSERT_INT(store_append(s, NULL, NULL, NULL), -EINVAL);
+    TEST_ASSERT_INT(store_barrier(NULL, NULL, NULL), -EINVAL);
+
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+/* A trigger makes one message fail: its batch rolls back, gets a negative
+ * status, and the writer goes on with the next batch. */
+static int test_commit_failure(void)
+{
+    TEST_ASSERT(setup() == 0);
+    migs[n_base] = (struct store_migration){
+        "0002_boom.sql", "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom'"
+                         " BEGIN SELECT RAISE(ABORT, 'boom'); END;"};
+    struct metrics *m = metrics_create();
+    struct store *s = open_store(n_base + 1, 8, m);
+    TEST_ASSERT(s != NULL);
+
+    TEST_ASSERT(append_sync(s, make_msg("r", 1, "u", "fine", NULL, 1)) == 0);
+    TEST_ASSERT_INT(append_sync(s, make_msg("r", 2, "u", "boom", NULL, 2)), -TC_ESTORE);
+    TEST_ASSERT(append_sync(s, make_msg("r", 3, "u", "fine again", NULL, 3)) == 0);
+    TEST_ASSERT_INT(atomic_load(&m->store_errors), 1);
+
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    bool more;
+    TEST_ASSERT(store_fetch(s, "r", 0, 0, 10, &msgs, &count, &more) == 0);
+    TEST_ASSERT_INT(count, 2);
+    TEST_ASSERT_INT(msgs[0]->id, 1);
+    TEST_ASSERT_INT(msgs[1]->id, 3);
+    store_free_messages(msgs, count);
+
+    store_free(s);
+    metrics_free(m);
+    teardown();
+    return 0;
+}
+
+/* A callback that blocks the writer until the test opens the gate. */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered; /* the writer is in gate_cb */
+    bool open;    /* gate_cb may return */
+};
+
+static void gate_init(struct gate *g)
+{
+    memset(g, 0, sizeof(*g));
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+static void gate_dispose(struct gate *g)
+{
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+static void gate_cb(void *ctx, int status)
+{
+    struct gate *g = ctx;
+    (void)status;
+    pthread_mutex_lock(&g->mu);
+    g->entered = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_wait_entered(struct gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    while (!g->entered)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_open(struct gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static int test_free_drains_queue(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 16, NULL);
+    TEST_ASSERT(s != NULL);
+
+    /* Hold the writer in a callback until everything is queued. */
+    struct gate g;
+    gate_init(&g);
+    TEST_ASSERT(store_barrier(s, gate_cb, &g) == 0);
+    gate_wait_entered(&g);
+
+    enum { JOBS = 5000 };
+    struct order_rec rec = {.seen = calloc(JOBS, sizeof(int))};
+    pthread_mutex_init(&rec.mu, NULL);
+    struct order_slot *slots = calloc(JOBS, sizeof(*slots));
+    for (int i = 0; i < JOBS; i++) {
+        slots[i] = (struct order_slot){&rec, i};
+        struct chat_msg *msg = make_msg("q", (uint64_t)i + 1, "u", "queued", NULL, i);
+        TEST_ASSERT(store_append(s, msg, order_cb, &slots[i]) == 0);
+        chat_msg_free(msg);
+    }
+    TEST_ASSERT_INT(store_queue_depth(s), JOBS);
+    gate_open(&g);
+    store_free(s);
+    gate_dispose(&g);
+
+    TEST_ASSERT_INT(rec.n, JOBS);
+    TEST_ASSERT_INT(rec.bad_status, 0);
+    for (int i = 0; i < JOBS; i++)
+        TEST_ASSERT_INT(rec.seen[i], i);
+
+    s = open_store(n_base, 16, NULL);
+    TEST_ASSERT(s != NULL);
+    uint64_t first = 0, last = 0;
+    TEST_ASSERT(store_first_id(s, "q", &first) == 0);
+    TEST_ASSERT(store_last_id(s, "q", &last) == 0);
+    TEST_ASSERT_INT(first, 1);
+    TEST_ASSERT_INT(last, JOBS);
+    store_free(s);
+
+    pthread_mutex_destroy(&rec.mu);
+    free(rec.seen);
+    free(slots);
+    teardown();
+    return 0;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+/* Check one page: ids first.. (n of them) and has_more. */
+#define TEST_PAGE(s, room, before, after, limit, first, n, more)                                   \
+    do {                                                                                           \
+        struct chat_msg **pm_ = NULL;                                                              \
+        size_t pc_ = 99;                                                                           \
+        bool pmore_ = !(more);                                                                     \
+        TEST_ASSERT_INT(store_fetch((s), (room), (before), (after), (limit), &pm_, &pc_, &pmore_), \
+                        0);                                                                        \
+        bool ok_ = ids_are(pm_, pc_, (first), (n));                                                \
+        store_free_messages(pm_, pc_);                                                             \
+        TEST_ASSERT(ok_);                                                                          \
+        TEST_ASSERT_INT(pmore_, (more));                                                           \
+    } while (0)
+
+static int test_paging(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 4, NULL);
+    TEST_ASSERT(s != NULL);
+    TEST_ASSERT(append_range(s, "p", 1, 10) == 0);
+    TEST_ASSERT(flush(s) == 0);
+
+    /* newest */
+    TEST_PAGE(s, "p", 0, 0, 3, 8, 3, true);
+    TEST_PAGE(s, "p", 0, 0, 9, 2, 9, true);
+    TEST_PAGE(s, "p", 0, 0, 10, 1, 10, false);
+    TEST_PAGE(s, "p", 0, 0, 200, 1, 10, false);
+    /* before */
+    TEST_PAGE(s, "p", 5, 0, 3, 2, 3, true);
+    TEST_PAGE(s, "p", 4, 0, 3, 1, 3, false);
+    TEST_PAGE(s, "p", 2, 0, 3, 1, 1, false);
+    TEST_PAGE(s, "p", 1, 0, 3, 0, 0, false);
+    TEST_PAGE(s, "p", 11, 0, 10, 1, 10, false);
+    TEST_PAGE(s, "p", UINT64_MAX, 0, 2, 9, 2, true);
+    /* after */
+    TEST_PAGE(s, "p", 0, 6, 3, 7, 3, true);
+    TEST_PAGE(s, "p", 0, 7, 3, 8, 3, false);
+    TEST_PAGE(s, "p", 0, 9, 3, 10, 1, false);
+    TEST_PAGE(s, "p", 0, 10, 3, 0, 0, false);
+    TEST_PAGE(s, "p", 0, UINT64_MAX, 3, 0, 0, false);
+    TEST_PAGE(s, "p", 0, 1, 9, 2, 9, false);
+    TEST_PAGE(s, "p", 0, 1, 8, 2, 8, true);
+    /* after wins over before */
+    TEST_PAGE(s, "p", 3, 4, 2, 5, 2, true);
+    /* unknown room */
+    TEST_PAGE(s, "nowhere", 0, 0, 50, 0, 0, false);
+    TEST_PAGE(s, "P", 0, 0, 50, 0, 0, false); /* case-sensitive */
+
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    bool more;
+    TEST_ASSERT_INT(store_fetch(s, "p", 0, 0, 0, &msgs, &count, &more), -EINVAL);
+    TEST_ASSERT_INT(store_fetch(s, NULL, 0, 0, 5, &msgs, &count, &more), -EINVAL);
+
+    /* ranges: after < id <= upto */
+    TEST_ASSERT(store_fetch_range(s, "p", 2, 5, 10, &msgs, &count) == 0);
+    TEST_ASSERT(ids_are(msgs, count, 3, 3));
+    TEST_ASSERT_STR(msgs[0]->text, "m3");
+    TEST_ASSERT_INT(msgs[0]->ts, 1003);
+    store_free_messages(msgs, count);
+    TEST_ASSERT(store_fetch_range(s, "p", 2, 5, 2, &msgs, &count) == 0);
+    TEST_ASSERT(ids_are(msgs, count, 3, 2));
+    store_free_messages(msgs, count);
+    TEST_ASSERT(store_fetch_range(s, "p", 5, 5, 10, &msgs, &count) == 0);
+    TEST_ASSERT_INT(count, 0);
+    store_free_messages(msgs, count);
+    TEST_ASSERT(store_fetch_range(s, "p", 0, UINT64_MAX, 100, &msgs, &count) == 0);
+    TEST_ASSERT(ids_are(msgs, count, 1, 10));
+    store_free_messages(msgs, count);
+
+    /* a room with holes: pages count rows, not ids */
+    struct chat_msg *m;
+    static const uint64_t holes[] = {2, 5, 9, 30};
+    for (size_t i = 0; i < ARRAY_LEN(holes); i++) {
+        m = make_msg("h", holes[i], "u", "x", NULL, 1);
+        TEST_ASSERT(store_append(s, m, NULL, NULL) == 0);
+        chat_msg_free(m);
+    }
+    TEST_ASSERT(flush(s) == 0);
+    TEST_ASSERT(store_fetch(s, "h", 30, 0, 2, &msgs, &count, &more) == 0);
+    TEST_ASSERT_INT(count, 2);
+    TEST_ASSERT_INT(msgs[0]->id, 5);
+    TEST_ASSERT_INT(msgs[1]->id, 9);
+    TEST_ASSERT(more);
+    store_free_messages(msgs, count);
+    TEST_ASSERT(store_fetch(s, "h", 0, 5, 2, &msgs, &count, &more) == 0);
+    TEST_ASSERT_INT(count, 2);
+    TEST_ASSERT_INT(msgs[0]->id, 9);
+    TEST_ASSERT_INT(msgs[1]->id, 30);
+    TEST_ASSERT(!more);
+    store_free_messages(msgs, count);
+
+    uint64_t id = 99;
+    TEST_ASSERT(store_first_id(s, "h", &id) == 0);
+    TEST_ASSERT_INT(id, 2);
+    TEST_ASSERT(store_last_id(s, "h", &id) == 0);
+    TEST_ASSERT_INT(id, 30);
+    TEST_ASSERT(store_first_id(s, "nowhere", &id) == 0);
+    TEST_ASSERT_INT(id, 0);
+    TEST_ASSERT(store_last_id(s, "nowhere", &id) == 0);
+    TEST_ASSERT_INT(id, 0);
+
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+static int test_text_round_trip(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    const char *text = "h\xc3\xa9llo \xf0\x9f\x98\x80 '); DROP TABLE messages; --\n\t\"x\"";
+    TEST_ASSERT(append_sync(s, make_msg("room.with-odd_name", 1, "\xc3\xa9ve", text, "r'1",
+                                        1700000000123)) == 0);
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    bool more;
+    TEST_ASSERT(store_fetch(s, "room.with-odd_name", 0, 0, 1, &msgs, &count, &more) == 0);
+    TEST_ASSERT_INT(count, 1);
+    TEST_ASSERT_STR(msgs[0]->text, text);
+    TEST_ASSERT_STR(msgs[0]->user, "\xc3\xa9ve");
+    TEST_ASSERT_STR(msgs[0]->ref, "r'1");
+    TEST_ASSERT_INT(msgs[0]->ts, 1700000000123);
+    store_free_messages(msgs, count);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+static int test_list_rooms(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+
+    struct store_room *rooms = NULL;
+    size_t count = 99;
+    TEST_ASSERT(store_list_rooms(s, &rooms, &count) == 0);
+    TEST_ASSERT_INT(count, 0);
+    store_free_rooms(rooms, count);
+
+    TEST_ASSERT(append_range(s, "general", 1, 7) == 0);
+    TEST_ASSERT(append_range(s, "b-room", 1, 3) == 0);
+    TEST_ASSERT(append_range(s, "a.room", 1, 12) == 0);
+    TEST_ASSERT(append_range(s, "Zed", 5, 5) == 0);
+    TEST_ASSERT(append_range(s, "b", 1, 1) == 0);
+    TEST_ASSERT(flush(s) == 0);
+
+    TEST_ASSERT(store_list_rooms(s, &rooms, &count) == 0);
+    TEST_ASSERT_INT(count, 5);
+    static const char *const names[] = {"Zed", "a.room", "b", "b-room", "general"};
+    static const uint64_t last[] = {5, 12, 1, 3, 7};
+    for (size_t i = 0; i < count; i++) {
+        TEST_ASSERT_STR(rooms[i].name, names[i]);
+        TEST_ASSERT_INT(rooms[i].last_id, last[i]);
+    }
+    store_free_rooms(rooms, count);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+static int test_find_ref(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    int64_t now = util_now_ms();
+    TEST_ASSERT(append_sync(s, make_msg("r", 1, "alice", "hello", "k1", now - 1000)) == 0);
+    TEST_ASSERT(append_sync(s, make_msg("r", 2, "bob", "other user", "k1", now)) == 0);
+    TEST_ASSERT(append_sync(s, make_msg("r", 3, "alice", "no ref", NULL, now)) == 0);
+    TEST_ASSERT(append_sync(s, make_msg("r", 4, "alice", "retry", "k1", now)) == 0);
+    TEST_ASSERT(append_sync(s, make_msg("old", 1, "alice", "ancient", "k2", now - 600000)) == 0);
+
+    struct chat_msg *m = NULL;
+    /* within the window: the first message with that ref */
+    TEST_ASSERT(store_find_ref(s, "r", "alice", "k1", now - 300000, &m) == 0);
+    TEST_ASSERT_INT(m->id, 1);
+    TEST_ASSERT_STR(m->text, "hello");
+    TEST_ASSERT_STR(m->room, "r");
+    TEST_ASSERT_STR(m->user, "alice");
+    TEST_ASSERT_STR(m->ref, "k1");
+    TEST_ASSERT_INT(m->ts, now - 1000);
+    chat_msg_free(m);
+    TEST_ASSERT(store_find_ref(s, "r", "bob", "k1", now - 300000, &m) == 0);
+    TEST_ASSERT_INT(m->id, 2);
+    chat_msg_free(m);
+    /* since_ts is inclusive */
+    TEST_ASSERT(store_find_ref(s, "old", "alice", "k2", now - 600000, &m) == 0);
+    TEST_ASSERT_INT(m->id, 1);
+    chat_msg_free(m);
+
+    /* outside the window, other user, room or ref */
+    m = NULL;
+    TEST_ASSERT_INT(store_find_ref(s, "old", "alice", "k2", now - 300000, &m), -ENOENT);
+    TEST_ASSERT(m == NULL);
+    TEST_ASSERT_INT(store_find_ref(s, "r", "carol", "k1", 0, &m), -ENOENT);
+    TEST_ASSERT_INT(store_find_ref(s, "old", "alice", "k1", 0, &m), -ENOENT);
+    TEST_ASSERT_INT(store_find_ref(s, "r", "alice", "k3", 0, &m), -ENOENT);
+    TEST_ASSERT_INT(store_find_ref(s, "r", "alice", "K1", 0, &m), -ENOENT);
+    TEST_ASSERT_INT(store_find_ref(s, "r", "alice", NULL, 0, &m), -EINVAL);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+static int test_survives_reopen(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    TEST_ASSERT(append_range(s, "keep", 1, 300) == 0);
+    TEST_ASSERT(append_sync(s, make_msg("keep", 301, "u", "last", "ref", 5)) == 0);
+    store_free(s);
+
+    s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    TEST_ASSERT(store_is_ready(s));
+    TEST_PAGE(s, "keep", 0, 0, 50, 252, 50, true);
+    uint64_t last = 0;
+    TEST_ASSERT(store_last_id(s, "keep", &last) == 0);
+    TEST_ASSERT_INT(last, 301);
+    struct chat_msg *m = NULL;
+    TEST_ASSERT(store_find_ref(s, "keep", "u", "ref", 0, &m) == 0);
+    TEST_ASSERT_STR(m->text, "last");
+    chat_msg_free(m);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+static int test_null_safety(void)
+{
+    store_free(NULL);
+    store_free_messages(NULL, 0);
+    store_free_rooms(NULL, 0);
+    TEST_ASSERT(!store_is_ready(NULL));
+    TEST_ASSERT_INT(store_queue_depth(NULL), 0);
+    uint64_t id;
+    TEST_ASSERT_INT(store_last_id(NULL, "r", &id), -EINVAL);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- concurrency */
+
+#define CONC_ROWS 20000
+#define CONC_READERS 12 /* more than the pool holds: some wait for a connection */
+
+struct conc {
+    struct store *s;
+    atomic_bool done;  /* the writer finished */
+    atomic_int errors; /* failed calls or broken invariants */
+    atomic_long reads; /* pages read */
+};
+
+static void conc_fail(struct conc *c, const char *what, long a, long b)
+{
+    if (atomic_fetch_add(&c->errors, 1) < 5)
+        fprintf(stderr, "reader: %s (%ld, %ld)\n", what, a, b);
+}
+
+/* Every snapshot a reader sees must be a prefix 1..k of the room: batches
+ * become visible whole and in order. */
+static void *conc_reader(void *arg)
+{
+    struct conc *c = arg;
+    uint64_t seen_last = 0, cursor = 0;
+    while (!atomic_load(&c->done) || cursor < CONC_ROWS) {
+        uint64_t last = 0;
+        if (store_last_id(c->s, "c", &last) != 0) {
+            conc_fail(c, "last_id", 0, 0);
+            break;
+        }
+        if (last < seen_last)
+            conc_fail(c, "last_id went back", (long)last, (long)seen_last);
+        seen_last = last;
+
+        struct chat_msg **msgs = NULL;
+        size_t count = 0;
+        bool more = false;
+        if (store_fetch(c->s, "c", 0, 0, 50, &msgs, &count, &more) != 0) {
+            conc_fail(c, "fetch newest", 0, 0);
+            break;
+        }
+        if (count > 0) {
+            uint64_t top = msgs[count - 1]->id;
+            if (top < last)
+                conc_fail(c, "newest page older than last_id", (long)top, (long)last);
+            if (!ids_are(msgs, count, msgs[0]->id, count))
+                conc_fail(c, "newest page not contiguous", (long)msgs[0]->id, (long)count);
+            if (more != (msgs[0]->id > 1))
+                conc_fail(c, "has_more wrong", (long)msgs[0]->id, more);
+        }
+        store_free_messages(msgs, count);
+
+        /* Walk forward like a client catching up. after = 0 means "no
+         * after" to store_fetch, so the first step is a range. */
+        int rc = cursor == 0 ? store_fetch_range(c->s, "c", 0, UINT64_MAX, 200, &msgs, &count)
+                             : store_fetch(c->s, "c", 0, cursor, 200, &msgs, &count, &more);
+        if (rc != 0) {
+            conc_fail(c, "fetch after", (long)cursor, 0);
+            break;
+        }
+        if (!ids_are(msgs, count, cursor + 1, count))
+            conc_fail(c, "after page not contiguous", (long)cursor, (long)count);
+        cursor += count;
+        store_free_messages(msgs, count);
+        atomic_fetch_add(&c->reads, 1);
+    }
+    if (cursor != CONC_ROWS)
+        conc_fail(c, "reader did not reach the end", (long)cursor, CONC_ROWS);
+    return NULL;
+}
+
+static int test_readers_during_writes(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct metrics *m = metrics_create();
+    struct conc c = {.s = open_store(n_base, 64, m)};
+    TEST_ASSERT(c.s != NULL);
+
+    pthread_t readers[CONC_READERS];
+    for (int i = 0; i < CONC_READERS; i++)
+        TEST_ASSERT(pthread_create(&readers[i], NULL, conc_reader, &c) == 0);
+
+    struct waiter w;
+    waiter_init(&w);
+    for (uint64_t id = 1; id <= CONC_ROWS; id++) {
+        struct chat_msg *msg = make_msg("c", id, "writer", "payload", NULL, (int64_t)id);
+        TEST_ASSERT(store_append(c.s, msg, waiter_cb, &w) == 0);
+        chat_msg_free(msg);
+        if (id % 1000 == 0) /* let readers interleave with many commits */
+            wait_for(&w, (int)id - 500);
+    }
+    wait_for(&w, CONC_ROWS);
+    atomic_store(&c.done, true);
+    for (int i = 0; i < CONC_READERS; i++)
+        pthread_join(readers[i], NULL);
+
+    TEST_ASSERT_INT(w.failed, 0);
+    TEST_ASSERT_INT(atomic_load(&c.errors), 0);
+    TEST_ASSERT(atomic_load(&c.reads) > 0);
+    TEST_ASSERT(atomic_load(&m->store_commits) >= CONC_ROWS / 64);
+    waiter_dispose(&w);
+    store_free(c.s);
+    metrics_free(m);
+    teardown();
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_migrations_applied_once), TEST_CASE(test_newer_version_refused),
+          TEST_CASE(test_migration_names_and_failures), TEST_CASE(test_not_a_database),
+          TEST_CASE(test_append_and_barrier_order), TEST_CASE(test_insert_or_ignore),
+          TEST_CASE(test_commit_failure), TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
+          TEST_CASE(test_text_round_trip), TEST_CASE(test_list_rooms), TEST_CASE(test_find_ref),
+          TEST_CASE(test_survives_reopen), TEST_CASE(test_null_safety),
+          TEST_CASE(test_readers_during_writes))

@@ -1,0 +1,51 @@
+/* api.js — the REST side of PROTOCOL.md: the room directory and message
+ * history. Every function resolves with the parsed JSON body or throws an
+ * ApiError carrying the server's error code and human message. */
+
+export const PAGE_SIZE = 50;
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function request(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store', ...options });
+  } catch {
+    throw new ApiError(0, 'offline', 'The server cannot be reached.');
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    /* a body that is not JSON is reported below by status */
+  }
+  if (!response.ok) {
+    const error = body?.error || {};
+    throw new ApiError(response.status, error.code || 'http_' + response.status,
+      error.message || `The server answered ${response.status}.`);
+  }
+  return body;
+}
+
+function roomPath(room) {
+  return `/api/rooms/${encodeURIComponent(room)}`;
+}
+
+export async function listRooms() {
+  const body = await request('/api/rooms');
+  return Array.isArray(body?.rooms) ? body.rooms : [];
+}
+
+/* {messages (ascending ids), has_more}; with before: the page older than it. */
+export async function fetchMessages(room, { before = 0, limit = PAGE_SIZE } = {}) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (before) query.set('before', String(before));
+  const body = await request(`${roomPath(room)}/messages?${query}`);
+  return { messages: Array.isArray(body?.messages) ? body.messages : [], hasMore: Boolean(body?.has_more) };
+}

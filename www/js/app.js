@@ -1,0 +1,352 @@
+/* app.js — wires the page together: store, connection, REST and view. It
+ * turns server frames into store changes and the person's actions into
+ * frames, and owns the rules that span them: which rooms to (re-)join and
+ * with which `since`, when to fetch history over REST, how sends are queued,
+ * retried with the same ref and acknowledged, and the #room URL. */
+
+import * as api from './api.js';
+import { Connection, socketUrl } from './connection.js';
+import { saved } from './storage.js';
+import { Store } from './store.js';
+import { DEFAULT_ROOM, messageTextProblem, roomNameProblem, userNameProblem } from './validate.js';
+import * as view from './view.js';
+
+const ROOMS_POLL_MS = 10000;
+const TYPING_EVERY_MS = 2500;
+const TYPING_CHECK_MS = 1000;
+
+const ERROR_TEXT = {
+  bad_json: 'The server could not read a message from this page.',
+  bad_request: 'The server refused a malformed request.',
+  hello_required: 'The connection was not introduced properly; reconnecting.',
+  unauthorized: 'You are not signed in.',
+  forbidden: 'You are not allowed in this room.',
+  not_joined: 'You are not in this room any more; rejoining.',
+  room_invalid: 'That room name is not valid.',
+  text_invalid: 'The message cannot be sent as written.',
+  too_large: 'The message is too long.',
+  too_many_rooms: 'You are in too many rooms; leave one first.',
+  rate_limited: 'You are sending too fast; wait a moment, then retry.',
+  unavailable: 'The server cannot accept messages right now; retry later.',
+  internal: 'The server had an internal problem.',
+};
+
+const store = new Store();
+store.me = saved.name();
+const connection = new Connection(socketUrl(location), () => ({ type: 'hello', name: store.me }));
+const joinSince = new Map(); /* room -> the since of the join in flight (null: none) */
+const drafts = saved.drafts();
+let lastTypingSent = 0;
+
+function humanError(frame) {
+  return ERROR_TEXT[frame.code] || frame.message || 'Something went wrong.';
+}
+
+function newRef() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/* --- rendering, batched: many frames in a row paint once --- */
+
+const dirty = new Set();
+let renderTimer = 0;
+let stickToBottom = false;
+
+function onStoreChange({ detail: { room, what } }) {
+  dirty.add('rooms');
+  if (what === 'current') ['messages', 'members', 'typing'].forEach((part) => dirty.add(part));
+  else if (room === store.current) dirty.add(what);
+  if (!renderTimer) renderTimer = setTimeout(paint, 0);
+}
+
+function paint() {
+  renderTimer = 0;
+  if (dirty.has('rooms')) view.renderRooms(store);
+  if (dirty.has('members')) view.renderMembers(store);
+  if (dirty.has('typing')) view.renderTyping(store);
+  if (dirty.has('messages')) {
+    view.renderMessages(store, { forceBottom: stickToBottom });
+    stickToBottom = false;
+    fillViewport();
+  }
+  dirty.clear();
+}
+
+/* --- rooms and history --- */
+
+function roomFromHash() {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return location.hash.slice(1);
+  }
+}
+
+function openRoomFromHash() {
+  const name = roomFromHash();
+  if (!name) {
+    store.setCurrent(null);
+    return;
+  }
+  const problem = roomNameProblem(name);
+  if (problem) {
+    view.joinError(`Cannot open "${name}": ${problem}`);
+    return;
+  }
+  view.closeDrawers();
+  store.enter(name);
+  store.setCurrent(name);
+  view.setComposerText(drafts[name] || '');
+  view.composerError('');
+  const room = store.room(name);
+  if (!room.joined && !joinSince.has(name)) join(room);
+}
+
+function join(room) {
+  const since = room.loaded && room.seenId > 0 ? room.seenId : null;
+  const frame = { type: 'join', room: room.name };
+  if (since !== null) frame.since = since;
+  if (connection.send(frame)) joinSince.set(room.name, since);
+}
+
+function onJoined(frame) {
+  const since = joinSince.get(frame.room) ?? null;
+  joinSince.delete(frame.room);
+  const room = store.joined(frame);
+  if (!room) return;
+  if (since === null || frame.recovered === false) {
+    store.resetMessages(room.name);
+    loadNewest(room.name);
+  }
+  flushOutbox(room.name);
+}
+
+async function loadNewest(name) {
+  store.setHistoryState(name, { historyError: '' });
+  try {
+    const page = await api.fetchMessages(name);
+    store.addMessages(name, page.messages);
+    store.setHistoryState(name, { loaded: true, hasOlder: page.hasMore });
+  } catch (error) {
+    store.setHistoryState(name, { historyError: `Could not load the history: ${error.message}` });
+  }
+}
+
+async function loadOlder() {
+  const room = store.room(store.current);
+  if (!room || !room.loaded || !room.hasOlder || room.loadingOlder) return;
+  store.setHistoryState(room.name, { loadingOlder: true, historyError: '' });
+  try {
+    const page = await api.fetchMessages(room.name, { before: store.oldestId(room.name) });
+    store.addMessages(room.name, page.messages);
+    store.setHistoryState(room.name, { loadingOlder: false, hasOlder: page.hasMore });
+  } catch (error) {
+    store.setHistoryState(room.name, { loadingOlder: false, historyError: `Could not load older messages: ${error.message}` });
+  }
+}
+
+/* A short history does not fill the screen, so no scroll would ever ask for
+ * more: ask now. */
+function fillViewport() {
+  const room = store.room(store.current);
+  if (room?.loaded && room.hasOlder && !room.loadingOlder && !room.historyError && !view.canScroll()) loadOlder();
+}
+
+function leaveCurrent() {
+  const name = store.current;
+  if (!name) return;
+  connection.send({ type: 'leave', room: name });
+  joinSince.delete(name);
+  store.forget(name);
+  const next = [...store.rooms.keys()].sort()[0];
+  location.hash = next || '';
+}
+
+async function pollRooms() {
+  try {
+    store.setDirectory(await api.listRooms());
+  } catch {
+    /* the connection indicator already tells the person the server is away */
+  }
+}
+
+/* --- sending --- */
+
+function send(raw) {
+  const name = store.current;
+  const text = raw.trim();
+  if (!name || !text) return;
+  const problem = messageTextProblem(text);
+  if (problem) {
+    view.composerError(problem);
+    return;
+  }
+  const ref = newRef();
+  store.addPending(name, ref, text);
+  view.setComposerText('');
+  saveDraft(name, '');
+  stickToBottom = true;
+  transmit(name, ref);
+}
+
+function transmit(name, ref) {
+  const room = store.room(name);
+  const item = room?.pending.get(ref);
+  if (!item) return;
+  const sent = room.joined && connection.send({ type: 'send', room: name, text: item.text, ref });
+  store.setPendingState(name, ref, sent ? 'sending' : 'queued');
+}
+
+/* After a (re-)join: everything not yet acknowledged goes out again with its
+ * original ref; the server drops the ones it already stored. */
+function flushOutbox(name) {
+  for (const item of store.pendingList(name)) {
+    if (item.state !== 'failed') transmit(name, item.ref);
+  }
+}
+
+function retry(ref) {
+  const name = store.findPendingRoom(ref);
+  if (name) transmit(name, ref);
+}
+
+function onTyping(text) {
+  saveDraft(store.current, text);
+  const room = store.room(store.current);
+  const now = Date.now();
+  if (!text.trim() || !room?.joined || now - lastTypingSent < TYPING_EVERY_MS) return;
+  if (connection.send({ type: 'typing', room: room.name })) lastTypingSent = now;
+}
+
+function saveDraft(name, text) {
+  if (!name) return;
+  if (text) drafts[name] = text;
+  else delete drafts[name];
+  saved.setDrafts(drafts);
+}
+
+/* --- the display name --- */
+
+function askName(error = '') {
+  view.openNameDialog({ value: store.me, error, required: !store.me || Boolean(error) });
+}
+
+function saveName(name) {
+  const problem = userNameProblem(name);
+  if (problem) {
+    view.nameDialogError(problem);
+    return;
+  }
+  const changed = name !== store.me;
+  store.me = name;
+  saved.setName(name);
+  view.renderMe(name);
+  view.closeNameDialog();
+  view.hideBanner();
+  if (changed || !connection.ready) connection.restart();
+  dirty.add('messages');
+  dirty.add('members');
+  paint();
+}
+
+/* --- frames from the server --- */
+
+function onWelcome({ detail }) {
+  if (detail.user) store.me = detail.user;
+  view.renderMe(store.me);
+  for (const room of store.rooms.values()) join(room);
+  pollRooms();
+}
+
+function onMessage(frame) {
+  const added = store.addMessages(frame.room, [frame]);
+  if (added.length && frame.room === store.current && frame.user !== store.me) {
+    view.announce(`${frame.user}: ${frame.text}`);
+  }
+}
+
+function onError(frame) {
+  const text = humanError(frame);
+  const pendingRoom = frame.ref ? store.findPendingRoom(frame.ref) : null;
+  if (pendingRoom) {
+    store.setPendingState(pendingRoom, frame.ref, 'failed', text);
+  } else if (frame.code === 'not_joined' && store.room(frame.room)) {
+    joinSince.delete(frame.room);
+    join(store.room(frame.room));
+  } else if (frame.room && ['room_invalid', 'forbidden', 'too_many_rooms'].includes(frame.code)) {
+    joinSince.delete(frame.room);
+    view.showBanner(`Cannot join #${frame.room}: ${text}`);
+  } else if (frame.code === 'hello_required') {
+    view.showBanner(text);
+    connection.restart();
+  } else {
+    view.showBanner(text);
+  }
+}
+
+const FRAME_HANDLERS = {
+  joined: onJoined,
+  message: onMessage,
+  ack: (frame) => store.acknowledged(frame),
+  presence: (frame) => store.presence(frame),
+  typing: (frame) => store.typing(frame),
+  error: onError,
+};
+
+function onFrame({ detail: frame }) {
+  FRAME_HANDLERS[frame.type]?.(frame);
+}
+
+function onConnectionState({ detail }) {
+  view.renderConnection(detail);
+  if (detail.state === 'online') return;
+  joinSince.clear();
+  store.disconnected();
+  for (const room of store.rooms.values()) {
+    for (const item of room.pending.values()) {
+      if (item.state === 'sending') store.setPendingState(room.name, item.ref, 'queued');
+    }
+  }
+}
+
+/* --- start --- */
+
+function start() {
+  store.addEventListener('change', onStoreChange);
+  connection.addEventListener('state', onConnectionState);
+  connection.addEventListener('welcome', onWelcome);
+  connection.addEventListener('frame', onFrame);
+  connection.addEventListener('refused', ({ detail }) => askName(`The server refused this name: ${detail.message}`));
+  view.bindActions({
+    join: (name) => {
+      const problem = roomNameProblem(name);
+      if (problem) view.joinError(problem);
+      else location.hash = name;
+    },
+    send,
+    retry,
+    typing: onTyping,
+    needOlder: loadOlder,
+    leave: leaveCurrent,
+    changeName: () => askName(),
+    saveName,
+  });
+  window.addEventListener('hashchange', openRoomFromHash);
+  document.addEventListener('visibilitychange', () => {
+    store.visible = !document.hidden;
+    if (store.visible && store.current) store.markRead(store.current);
+  });
+  setInterval(pollRooms, ROOMS_POLL_MS);
+  setInterval(() => store.expireTyping(), TYPING_CHECK_MS);
+
+  store.visible = !document.hidden;
+  view.renderMe(store.me);
+  if (!location.hash) history.replaceState(null, '', '#' + ([...store.rooms.keys()].sort()[0] || DEFAULT_ROOM));
+  openRoomFromHash();
+  pollRooms();
+  if (store.me) connection.start();
+  else askName();
+}
+
+start();

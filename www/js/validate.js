@@ -1,0 +1,42 @@
+/* validate.js — the PROTOCOL.md rules for room names, user names and message
+ * text, checked in the browser before anything goes on the wire. Each check
+ * returns null when the value is fine, or a sentence saying why it is not. */
+
+export const ROOM_MAX = 64;
+export const USER_MAX = 32;
+export const TEXT_MAX = 4000;
+export const DEFAULT_ROOM = 'general';
+
+const ROOM_CHARS = /^[A-Za-z0-9_.-]+$/;
+const CONTROL_CHARS = /\p{Cc}/u;
+const REFUSED_TEXT_CHARS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+/* Length in Unicode code points, as the server counts it. */
+export function codePoints(text) {
+  return [...text].length;
+}
+
+export function roomNameProblem(name) {
+  if (name.length === 0) return 'Type a room name.';
+  if (name.length > ROOM_MAX) return `Room names are at most ${ROOM_MAX} characters.`;
+  if (!ROOM_CHARS.test(name)) return 'Room names use only letters, digits, "_", "." and "-".';
+  if (name.startsWith('.')) return 'Room names cannot start with ".".';
+  return null;
+}
+
+/* name is expected trimmed. */
+export function userNameProblem(name) {
+  if (name.length === 0) return 'Type a name.';
+  if (codePoints(name) > USER_MAX) return `Names are at most ${USER_MAX} characters.`;
+  if (CONTROL_CHARS.test(name)) return 'Names cannot contain control characters.';
+  return null;
+}
+
+/* text is expected trimmed. */
+export function messageTextProblem(text) {
+  if (text.length === 0) return 'The message is empty.';
+  const length = codePoints(text);
+  if (length > TEXT_MAX) return `Messages are at most ${TEXT_MAX} characters (this one has ${length}).`;
+  if (REFUSED_TEXT_CHARS.test(text)) return 'The message contains a control character that cannot be sent.';
+  return null;
+}

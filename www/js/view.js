@@ -1,0 +1,388 @@
+/* view.js — the page itself: finds its elements once and paints the store
+ * into them (room lists, message list, members, typing line, connection
+ * state, banner, name dialog). It owns the message list's scrolling: it sticks
+ * to the bottom while the reader is there, keeps the reader's place when
+ * older messages are prepended or new ones arrive, and shows a "new messages"
+ * marker instead of moving the view. It announces new messages to screen
+ * readers. It never changes chat state; user actions go back to app.js
+ * through the handlers given to bindActions(). */
+
+import { dayDivider, dayKey, el, hueClass, initials, memberElement, messageElement,
+  pendingElement, roomElement } from './render.js';
+
+const NEAR_BOTTOM_PX = 48;
+const NEAR_TOP_PX = 160;
+const GROUP_GAP_MS = 5 * 60 * 1000;
+const ANNOUNCED_KEPT = 5;
+const COMPOSER_MAX_ROWS = 8;
+
+const $ = (id) => document.getElementById(id);
+
+const els = {
+  body: document.body,
+  connState: $('conn-state'),
+  connText: $('conn-text'),
+  meName: $('me-name'),
+  meAvatar: $('me-avatar'),
+  changeName: $('change-name'),
+  banner: $('banner'),
+  bannerText: $('banner-text'),
+  bannerClose: $('banner-close'),
+  toggleRooms: $('toggle-rooms'),
+  sidebar: $('sidebar'),
+  joinForm: $('join-form'),
+  joinInput: $('join-input'),
+  joinError: $('join-error'),
+  myRooms: $('my-rooms'),
+  otherRooms: $('other-rooms'),
+  roomTitle: $('room-title'),
+  roomMeta: $('room-meta'),
+  toggleMembers: $('toggle-members'),
+  leave: $('leave-room'),
+  scroller: $('messages'),
+  loadOlder: $('load-older'),
+  historyNote: $('history-note'),
+  messageList: $('message-list'),
+  marker: $('new-marker'),
+  typing: $('typing'),
+  composer: $('composer'),
+  composerInput: $('composer-input'),
+  composerError: $('composer-error'),
+  members: $('members'),
+  memberList: $('member-list'),
+  announcer: $('announcer'),
+  nameDialog: $('name-dialog'),
+  nameForm: $('name-form'),
+  nameInput: $('name-input'),
+  nameError: $('name-error'),
+  nameCancel: $('name-cancel'),
+};
+
+/* --- connection state, identity, banner --- */
+
+const CONNECTION_LABELS = {
+  connecting: 'Connecting…',
+  online: 'Online',
+  offline: 'Offline',
+  refused: 'Name refused',
+};
+
+export function renderConnection({ state, retryInMs }) {
+  els.connState.dataset.state = state;
+  let label = CONNECTION_LABELS[state] || state;
+  if (state === 'offline' && retryInMs) label = `Offline — retrying in ${Math.ceil(retryInMs / 1000)} s`;
+  els.connText.textContent = label;
+}
+
+export function renderMe(name) {
+  els.meName.textContent = name || 'Choose a name';
+  els.meAvatar.className = `avatar ${hueClass(name || '?')}`;
+  els.meAvatar.textContent = initials(name || '?');
+}
+
+export function showBanner(text) {
+  els.bannerText.textContent = text;
+  els.banner.hidden = false;
+}
+
+export function hideBanner() {
+  els.banner.hidden = true;
+}
+
+export function announce(text) {
+  els.announcer.append(el('p', '', text));
+  while (els.announcer.childElementCount > ANNOUNCED_KEPT) els.announcer.firstElementChild.remove();
+}
+
+/* --- name dialog --- */
+
+export function openNameDialog({ value = '', error = '', required = false } = {}) {
+  els.nameInput.value = value;
+  els.nameError.textContent = error;
+  els.nameCancel.hidden = required;
+  els.nameDialog.dataset.required = String(required);
+  if (!els.nameDialog.open) els.nameDialog.showModal();
+  els.nameInput.focus();
+  els.nameInput.select();
+}
+
+export function nameDialogError(text) {
+  els.nameError.textContent = text;
+  els.nameInput.focus();
+}
+
+export function closeNameDialog() {
+  if (els.nameDialog.open) els.nameDialog.close();
+}
+
+/* --- rooms --- */
+
+export function renderRooms(store) {
+  const mine = [...store.rooms.keys()].sort();
+  const others = [...store.directory.keys()].filter((name) => !store.rooms.has(name)).sort();
+  els.myRooms.replaceChildren(...mine.map((name) => roomElement({
+    name,
+    online: store.onlineCount(name),
+    unread: name === store.current ? 0 : store.unread(name),
+    current: name === store.current,
+    offline: !store.room(name).joined,
+  })));
+  els.otherRooms.replaceChildren(...others.map((name) => roomElement({
+    name,
+    online: store.onlineCount(name),
+    unread: store.unread(name),
+    current: false,
+    offline: true,
+  })));
+  renderRoomHeader(store);
+}
+
+function renderRoomHeader(store) {
+  const name = store.current;
+  els.roomTitle.textContent = name ? `#${name}` : 'No room';
+  const online = name ? store.onlineCount(name) : null;
+  els.roomMeta.textContent = online === null ? '' : `${online} online`;
+  els.leave.disabled = !name;
+  els.toggleMembers.disabled = !name;
+  els.composerInput.disabled = !name;
+  els.composer.querySelector('button').disabled = !name;
+  document.title = name ? `#${name} · TurboChat` : 'TurboChat';
+}
+
+export function joinError(text) {
+  els.joinError.textContent = text;
+}
+
+/* --- members and typing --- */
+
+export function renderMembers(store) {
+  const room = store.room(store.current);
+  const names = room ? [...room.members].sort((a, b) => a.localeCompare(b)) : [];
+  els.memberList.replaceChildren(...names.map((name) => memberElement(name, store.me)));
+  renderRoomHeader(store);
+}
+
+export function renderTyping(store) {
+  const names = store.typers(store.current);
+  let text = '';
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = `${names.length} people are typing…`;
+  els.typing.textContent = text;
+}
+
+/* --- messages --- */
+
+let renderedRoom = null;
+let renderedSeenId = 0;
+const nodeCache = new Map(); /* key -> {signature, node} */
+
+function cached(key, signature, build) {
+  const hit = nodeCache.get(key);
+  if (hit && hit.signature === signature) return hit.node;
+  const node = build();
+  node.dataset.key = key;
+  nodeCache.set(key, { signature, node });
+  return node;
+}
+
+function messageNodes(store, room) {
+  const nodes = [];
+  let previous = null;
+  const add = (key, signature, ts, user, build) => {
+    if (ts && (!previous?.ts || dayKey(previous.ts) !== dayKey(ts))) {
+      nodes.push(cached('d' + dayKey(ts), '', () => dayDivider(ts)));
+      previous = null;
+    }
+    const node = cached(key, signature, build);
+    const grouped = previous && previous.user === user && (!ts || !previous.ts || ts - previous.ts < GROUP_GAP_MS);
+    node.classList.toggle('grouped', Boolean(grouped));
+    nodes.push(node);
+    previous = { user, ts: ts || previous?.ts };
+  };
+  for (const m of store.sortedMessages(room.name)) {
+    const own = m.user === store.me;
+    add('m' + m.id, `${own}|${m.user}|${m.ts}|${m.text}`, m.ts, m.user, () => messageElement(m, own));
+  }
+  for (const p of store.pendingList(room.name)) {
+    add('p' + p.ref, `${store.me}|${p.state}|${p.problem}`, 0, store.me, () => pendingElement(p, store.me));
+  }
+  return nodes;
+}
+
+/* Puts nodes into the list in order, leaving nodes already in place alone
+ * (so focus and selection inside them survive). */
+function reconcile(list, nodes) {
+  nodes.forEach((node, i) => {
+    const at = list.children[i];
+    if (at !== node) list.insertBefore(node, at || null);
+  });
+  while (list.children.length > nodes.length) list.lastElementChild.remove();
+}
+
+export function isNearBottom() {
+  const s = els.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+}
+
+export function isNearTop() {
+  return els.scroller.scrollTop < NEAR_TOP_PX;
+}
+
+export function canScroll() {
+  return els.scroller.scrollHeight > els.scroller.clientHeight + 1;
+}
+
+export function scrollToBottom() {
+  els.scroller.scrollTop = els.scroller.scrollHeight;
+  els.marker.hidden = true;
+}
+
+/* The first message row visible at the top, and how far below the top it is. */
+function captureAnchor() {
+  const top = els.scroller.scrollTop;
+  for (const node of els.messageList.children) {
+    if (node.offsetTop + node.offsetHeight > top) return { node, offset: node.offsetTop - top };
+  }
+  return null;
+}
+
+function restoreAnchor(anchor) {
+  if (anchor && anchor.node.isConnected) els.scroller.scrollTop = anchor.node.offsetTop - anchor.offset;
+}
+
+function renderHistoryTop(room) {
+  els.loadOlder.hidden = !room?.loaded || !room.hasOlder;
+  els.loadOlder.disabled = Boolean(room?.loadingOlder);
+  let note = '';
+  if (!room) note = 'Join a room to start chatting.';
+  else if (room.historyError) note = room.historyError;
+  else if (!room.loaded) note = 'Loading messages…';
+  else if (room.loadingOlder) note = 'Loading older messages…';
+  else if (!room.hasOlder) note = `This is the beginning of #${room.name}.`;
+  els.historyNote.textContent = note;
+}
+
+/* Repaints the current room's messages. forceBottom: the reader just sent a
+ * message, show it. */
+export function renderMessages(store, { forceBottom = false } = {}) {
+  const room = store.room(store.current);
+  const switched = store.current !== renderedRoom;
+  if (switched) {
+    nodeCache.clear();
+    renderedRoom = store.current;
+    renderedSeenId = 0;
+    els.marker.hidden = true;
+  }
+  const stick = switched || forceBottom || isNearBottom();
+  const anchor = stick ? null : captureAnchor();
+  reconcile(els.messageList, room ? messageNodes(store, room) : []);
+  renderHistoryTop(room);
+  if (stick) scrollToBottom();
+  else restoreAnchor(anchor);
+  const seenId = room?.seenId || 0;
+  if (!stick && renderedSeenId && seenId > renderedSeenId) els.marker.hidden = false;
+  renderedSeenId = seenId;
+}
+
+/* --- composer --- */
+
+export function composerText() {
+  return els.composerInput.value;
+}
+
+export function setComposerText(text) {
+  els.composerInput.value = text;
+  fitComposer();
+}
+
+export function composerError(text) {
+  els.composerError.textContent = text;
+}
+
+function fitComposer() {
+  const lines = els.composerInput.value.split('\n').length;
+  els.composerInput.rows = Math.min(COMPOSER_MAX_ROWS, Math.max(1, lines));
+}
+
+export function focusComposer() {
+  els.composerInput.focus();
+}
+
+/* --- narrow screens: rooms and members open as drawers --- */
+
+function setDrawer(name, open) {
+  const button = name === 'rooms' ? els.toggleRooms : els.toggleMembers;
+  els.body.classList.toggle(`${name}-open`, open);
+  button.setAttribute('aria-expanded', String(open));
+}
+
+export function closeDrawers() {
+  setDrawer('rooms', false);
+  setDrawer('members', false);
+}
+
+function toggleDrawer(name) {
+  const open = !els.body.classList.contains(`${name}-open`);
+  closeDrawers();
+  setDrawer(name, open);
+  if (open) (name === 'rooms' ? els.sidebar.querySelector('a, input') : els.members)?.focus();
+}
+
+/* --- user actions --- */
+
+function onComposerKey(event, handlers) {
+  if (event.key !== 'Enter' || event.shiftKey || event.isComposing) return;
+  event.preventDefault();
+  handlers.send(els.composerInput.value);
+}
+
+export function bindActions(handlers) {
+  els.joinForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    handlers.join(els.joinInput.value.trim());
+  });
+  els.joinInput.addEventListener('input', () => joinError(''));
+  els.composer.addEventListener('submit', (event) => {
+    event.preventDefault();
+    handlers.send(els.composerInput.value);
+  });
+  els.composerInput.addEventListener('keydown', (event) => onComposerKey(event, handlers));
+  els.composerInput.addEventListener('input', () => {
+    fitComposer();
+    composerError('');
+    handlers.typing(els.composerInput.value);
+  });
+  els.messageList.addEventListener('click', (event) => {
+    const retry = event.target.closest('button.retry');
+    if (retry) handlers.retry(retry.dataset.ref);
+  });
+  els.scroller.addEventListener('scroll', () => {
+    if (isNearBottom()) els.marker.hidden = true;
+    if (isNearTop()) handlers.needOlder();
+  }, { passive: true });
+  els.loadOlder.addEventListener('click', () => handlers.needOlder());
+  els.marker.addEventListener('click', () => {
+    scrollToBottom();
+    focusComposer();
+  });
+  els.leave.addEventListener('click', () => handlers.leave());
+  els.changeName.addEventListener('click', () => handlers.changeName());
+  els.nameForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    handlers.saveName(els.nameInput.value.trim());
+  });
+  els.nameCancel.addEventListener('click', closeNameDialog);
+  els.nameDialog.addEventListener('cancel', (event) => {
+    if (els.nameDialog.dataset.required === 'true') event.preventDefault();
+  });
+  els.bannerClose.addEventListener('click', hideBanner);
+  els.toggleRooms.addEventListener('click', () => toggleDrawer('rooms'));
+  els.toggleMembers.addEventListener('click', () => toggleDrawer('members'));
+  els.sidebar.addEventListener('click', (event) => {
+    if (event.target.closest('a.room-link')) closeDrawers();
+  });
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') closeDrawers();
+  });
+}
