@@ -83,19 +83,30 @@ static int check_rooms(const char *value, char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct config, f)
 
-#define STRING_OPT(k, e, fl, d, f, chk, h)                                                        \
-    {.key = k, .env = e, .flag = fl, .type = OPT_STRING, .def = d, .offset = FIELD(f),             \
-     .check = chk, .help = h}
+#define STRING_OPT(k, e, fl, d, f, chk, h)                                                         \
+    {                                                                                              \
+        .key = k, .env = e, .flag = fl, .type = OPT_STRING, .def = d, .offset = FIELD(f),          \
+        .check = chk, .help = h                                                                    \
+    }
 #define SECRET_OPT(k, e, f, h)                                                                     \
-    {.key = k, .env = e, .type = OPT_SECRET, .offset = FIELD(f), .help = h}
+    {                                                                                              \
+        .key = k, .env = e, .type = OPT_SECRET, .offset = FIELD(f), .help = h                      \
+    }
 #define INT_OPT(k, e, d, lo, hi, f, h)                                                             \
-    {.key = k, .env = e, .type = OPT_INT, .def = d, .min = lo, .max = hi, .offset = FIELD(f),     \
-     .help = h}
+    {                                                                                              \
+        .key = k, .env = e, .type = OPT_INT, .def = d, .min = lo, .max = hi, .offset = FIELD(f),   \
+        .help = h                                                                                  \
+    }
 #define DOUBLE_OPT(k, e, d, lo, hi, f, h)                                                          \
-    {.key = k, .env = e, .type = OPT_DOUBLE, .def = d, .dmin = lo, .dmax = hi,                    \
-     .offset = FIELD(f), .help = h}
+    {                                                                                              \
+        .key = k, .env = e, .type = OPT_DOUBLE, .def = d, .dmin = lo, .dmax = hi,                  \
+        .offset = FIELD(f), .help = h                                                              \
+    }
 #define DURATION_OPT(k, e, t, d, lo, hi, f, h)                                                     \
-    {.key = k, .env = e, .type = t, .def = d, .min = lo, .max = hi, .offset = FIELD(f), .help = h}
+    {                                                                                              \
+        .key = k, .env = e, .type = t, .def = d, .min = lo, .max = hi, .offset = FIELD(f),         \
+        .help = h                                                                                  \
+    }
 
 #define DAY_S (24 * 3600)
 
@@ -113,8 +124,12 @@ static const struct config_option options[] = {
                "name of this node; unset: <hostname>:<first port>"),
     STRING_OPT("www", "TURBOCHAT_WWW", "--www", NULL, www_dir, NULL,
                "serve the web UI from this directory instead of the embedded copy"),
-    {.key = "log_level", .env = "TURBOCHAT_LOG_LEVEL", .flag = "--log-level",
-     .type = OPT_LOG_LEVEL, .def = "info", .offset = FIELD(log_level),
+    {.key = "log_level",
+     .env = "TURBOCHAT_LOG_LEVEL",
+     .flag = "--log-level",
+     .type = OPT_LOG_LEVEL,
+     .def = "info",
+     .offset = FIELD(log_level),
      .help = "debug, info, warn or error"},
     SECRET_OPT("auth_secret", "TURBOCHAT_AUTH_SECRET", auth_secret,
                "HS256 token secret; set: auth on, unset: auth off"),
@@ -128,8 +143,8 @@ static const struct config_option options[] = {
                  ws_ping_ms, "idle time before the server pings a WebSocket"),
 
     /* limits of PROTOCOL.md */
-    INT_OPT("max_frame_bytes", "TURBOCHAT_MAX_FRAME_BYTES", "16384", 1024, 1048576,
-            max_frame_bytes, "largest WebSocket message from a client (bytes)"),
+    INT_OPT("max_frame_bytes", "TURBOCHAT_MAX_FRAME_BYTES", "16384", 1024, 1048576, max_frame_bytes,
+            "largest WebSocket message from a client (bytes)"),
     INT_OPT("max_text_chars", "TURBOCHAT_MAX_TEXT_CHARS", "4000", 1, 100000, max_text_chars,
             "longest message text (code points)"),
     INT_OPT("max_rooms_per_conn", "TURBOCHAT_MAX_ROOMS_PER_CONN", "50", 1, 10000,
@@ -138,27 +153,30 @@ static const struct config_option options[] = {
                "sustained send frames per second per connection"),
     INT_OPT("rate_burst", "TURBOCHAT_RATE_BURST", "20", 1, 1000000, rate_burst,
             "send frames a connection may burst"),
-    INT_OPT("max_body_bytes", "TURBOCHAT_MAX_BODY_BYTES", "65536", 1024, 16777216,
-            max_body_bytes, "largest REST request body (bytes)"),
-    INT_OPT("history_limit_max", "TURBOCHAT_HISTORY_LIMIT_MAX", "200", 1, 10000,
-            history_limit_max, "largest history page; bigger limits are clamped"),
-    DURATION_OPT("ref_ttl_s", "TURBOCHAT_REF_TTL_S", OPT_DURATION_S, "300", 1, 7 * DAY_S,
-                 ref_ttl_s, "how long a send ref is remembered for idempotency"),
+    INT_OPT("max_body_bytes", "TURBOCHAT_MAX_BODY_BYTES", "65536", 1024, 16777216, max_body_bytes,
+            "largest REST request body (bytes)"),
+    INT_OPT("history_limit_max", "TURBOCHAT_HISTORY_LIMIT_MAX", "200", 1, 10000, history_limit_max,
+            "largest history page; bigger limits are clamped"),
+    DURATION_OPT("ref_ttl_s", "TURBOCHAT_REF_TTL_S", OPT_DURATION_S, "300", 1, 7 * DAY_S, ref_ttl_s,
+                 "how long a send ref is remembered for idempotency"),
 
     /* fan-out */
     INT_OPT("sender_threads", "TURBOCHAT_SENDER_THREADS", "4", 1, 64, sender_threads,
             "hub threads writing to sockets"),
     INT_OPT("outbound_max_frames", "TURBOCHAT_OUTBOUND_MAX_FRAMES", "4096", 16, 1048576,
             outbound_max_frames, "queued frames per connection before close 1013"),
-    INT_OPT("outbound_max_kib", "TURBOCHAT_OUTBOUND_MAX_KIB", "4096", 16, 1048576,
-            outbound_max_kib, "queued KiB per connection before close 1013"),
+    INT_OPT("outbound_max_kib", "TURBOCHAT_OUTBOUND_MAX_KIB", "4096", 16, 1048576, outbound_max_kib,
+            "queued KiB per connection before close 1013"),
 
     /* store */
     INT_OPT("commit_batch_max", "TURBOCHAT_COMMIT_BATCH_MAX", "256", 1, 65536, commit_batch_max,
             "messages per SQLite group commit"),
 
     /* broker */
-    {.key = "redis_url", .env = "REDIS_URL", .type = OPT_URL, .offset = FIELD(redis_url),
+    {.key = "redis_url",
+     .env = "REDIS_URL",
+     .type = OPT_URL,
+     .offset = FIELD(redis_url),
      .check = check_redis_url,
      .help = "redis[s]:// or valkey[s]://[[user]:password@]host[:port][/0]; set: cluster mode"},
     STRING_OPT("redis_host", "REDIS_HOST", NULL, NULL, redis_host, check_host,
@@ -167,32 +185,59 @@ static const struct config_option options[] = {
     STRING_OPT("redis_username", "REDIS_USERNAME", NULL, NULL, redis_username, NULL,
                "Valkey ACL user; unset: password-only AUTH"),
     SECRET_OPT("redis_password", "REDIS_PASSWORD", redis_password, "Valkey password"),
-    {.key = "redis_tls", .env = "REDIS_TLS", .type = OPT_TRISTATE, .def = "auto",
-     .offset = FIELD(redis_tls), .help = "on, off or auto (on unless the host is loopback)"},
+    {.key = "redis_tls",
+     .env = "REDIS_TLS",
+     .type = OPT_TRISTATE,
+     .def = "auto",
+     .offset = FIELD(redis_tls),
+     .help = "on, off or auto (on unless the host is loopback)"},
     STRING_OPT("redis_ca_file", "REDIS_CA_FILE", NULL, NULL, redis_ca_file, NULL,
                "CA bundle (PEM) for Valkey TLS; unset: system CA store"),
     DURATION_OPT("redis_timeout_ms", "TURBOCHAT_REDIS_TIMEOUT_MS", OPT_DURATION_MS, "5000", 100,
                  600000, redis_timeout_ms, "Valkey connect and command timeout"),
     INT_OPT("replay_max", "TURBOCHAT_REPLAY_MAX", "10000", 1, 10000000, replay_max,
             "messages per room kept for reconnect replay"),
-    DURATION_OPT("replay_ttl_s", "TURBOCHAT_REPLAY_TTL_S", OPT_DURATION_S, "86400", 60,
-                 30 * DAY_S, replay_ttl_s, "age limit of the replay window"),
+    DURATION_OPT("replay_ttl_s", "TURBOCHAT_REPLAY_TTL_S", OPT_DURATION_S, "86400", 60, 30 * DAY_S,
+                 replay_ttl_s, "age limit of the replay window"),
 
     /* subcommand "token" */
-    {.flag = "--user", .type = OPT_STRING, .offset = FIELD(token_user), .check = check_user,
-     .flags = OPTF_TOKEN, .help = "token: user name (the sub claim)"},
-    {.flag = "--rooms", .type = OPT_STRING, .offset = FIELD(token_rooms), .check = check_rooms,
-     .flags = OPTF_TOKEN, .help = "token: rooms or prefixes ending in *, comma-separated"},
-    {.key = "token_ttl_s", .env = "TURBOCHAT_TOKEN_TTL_S", .flag = "--ttl",
-     .type = OPT_DURATION_S, .def = "86400", .min = 60, .max = 366 * DAY_S,
-     .offset = FIELD(token_ttl_s), .flags = OPTF_TOKEN, .help = "token: lifetime"},
+    {.flag = "--user",
+     .type = OPT_STRING,
+     .offset = FIELD(token_user),
+     .check = check_user,
+     .flags = OPTF_TOKEN,
+     .help = "token: user name (the sub claim)"},
+    {.flag = "--rooms",
+     .type = OPT_STRING,
+     .offset = FIELD(token_rooms),
+     .check = check_rooms,
+     .flags = OPTF_TOKEN,
+     .help = "token: rooms or prefixes ending in *, comma-separated"},
+    {.key = "token_ttl_s",
+     .env = "TURBOCHAT_TOKEN_TTL_S",
+     .flag = "--ttl",
+     .type = OPT_DURATION_S,
+     .def = "86400",
+     .min = 60,
+     .max = 366 * DAY_S,
+     .offset = FIELD(token_ttl_s),
+     .flags = OPTF_TOKEN,
+     .help = "token: lifetime"},
 };
 
 #define OPTION_COUNT ARRAY_LEN(options)
 
-/* TURBOCHAT_* variables that belong to the project's scripts, not the server. */
+/* TURBOCHAT_* variables of the project's build and test tooling, not the
+ * server's: ignored rather than reported as typos. */
 static const char *const foreign_env[] = {
-    "TURBOCHAT_CIVETWEB_CACHE", /* scripts/deps.sh */
+    "TURBOCHAT_CIVETWEB_CACHE",     /* scripts/deps.sh */
+    "TURBOCHAT_BIN",                /* Makefile, tests/lib/server.mjs */
+    "TURBOCHAT_SOURCE_DIR",         /* Makefile, CMakeLists.txt (ctest) */
+    "TURBOCHAT_KEEP_TMP",           /* tests/lib/server.mjs */
+    "TURBOCHAT_START_TIMEOUT_MS",   /* tests/lib/server.mjs */
+    "TURBOCHAT_WAIT_MS",            /* tests/lib/client.mjs */
+    "TURBOCHAT_TEST_WWW",           /* tests/browser/helpers.mjs */
+    "TURBOCHAT_BROWSER_TIMEOUT_MS", /* tests/browser/helpers.mjs */
 };
 
 static size_t option_by_offset(size_t offset)
@@ -280,9 +325,8 @@ static size_t edit_distance(const char *a, const char *b)
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t up = row[j];
-            size_t cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1])
-                              ? 0
-                              : 1;
+            size_t cost =
+                tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
             size_t best = diag + cost;
             if (up + 1 < best)
                 best = up + 1;
@@ -444,8 +488,7 @@ static int parse_listen_item(const char *item, size_t len, struct listen_item *o
             memcpy(addr, item, alen);
             addr[alen] = '\0';
             if (inet_pton(AF_INET, addr, &a4) != 1) {
-                snprintf(why, whylen, "'%.*s': '%s' is not an IPv4 address", (int)len, item,
-                         addr);
+                snprintf(why, whylen, "'%.*s': '%s' is not an IPv4 address", (int)len, item, addr);
                 return -1;
             }
             port = colon + 1;
@@ -573,9 +616,10 @@ static int origin_item(const char *item, size_t len, void *arg)
     }
     for (const char *p = host; p < item + len; p++) {
         if (*p == '/' || *p == '?' || *p == '#' || is_blank((unsigned char)*p)) {
-            snprintf(c->why, c->whylen,
-                     "'%.*s': an origin has no path, not even a trailing '/' (http[s]://HOST[:PORT])",
-                     (int)len, item);
+            snprintf(
+                c->why, c->whylen,
+                "'%.*s': an origin has no path, not even a trailing '/' (http[s]://HOST[:PORT])",
+                (int)len, item);
             return -1;
         }
     }
@@ -637,8 +681,9 @@ static int room_item(const char *item, size_t len, void *arg)
     if (item[n - 1] == '*')
         n--; /* a prefix; "*" alone allows every room */
     if (n > 64 || (n > 0 && item[0] == '.')) {
-        snprintf(c->why, c->whylen, "'%.*s': a room is 1..64 of [A-Za-z0-9_.-], not starting with '.'",
-                 (int)len, item);
+        snprintf(c->why, c->whylen,
+                 "'%.*s': a room is 1..64 of [A-Za-z0-9_.-], not starting with '.'", (int)len,
+                 item);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -812,9 +857,10 @@ static int redis_url_parse(const char *url, struct redis_url *out, char *why, si
     if (*auth_end == '/') {
         const char *db = auth_end + 1;
         if (*db != '\0' && strcmp(db, "0") != 0) {
-            snprintf(why, whylen, "database '/%s': only database 0 is supported (write /0 or "
-                                  "nothing)",
-                     db);
+            /* not echoed: an unencoded '/' in a password lands here */
+            snprintf(why, whylen,
+                     "only database 0 is supported (write /0 or nothing after the "
+                     "host; percent-encode '/' in a password as %%2F)");
             goto out_fail;
         }
     } else if (*auth_end != '\0') {
@@ -906,7 +952,7 @@ static int set_value(struct config *cfg, const struct config_option *opt, const 
         double d = strtod(value, &end);
         if (end == value || *end != '\0' || errno != 0 || !isfinite(d) || d < opt->dmin ||
             d > opt->dmax) {
-            snprintf(why, whylen, "'%s': must be a number from %g to %g", value, opt->dmin,
+            snprintf(why, whylen, "'%s': must be a number from %.15g to %.15g", value, opt->dmin,
                      opt->dmax);
             return -1;
         }
@@ -981,7 +1027,8 @@ struct loader {
     int nerr;
 };
 
-static void add_error(struct loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_error(struct loader *ld, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void add_error(struct loader *ld, const char *fmt, ...)
 {
@@ -1356,6 +1403,8 @@ static void parse_cmdline(struct loader *ld, int argc, char **argv, struct cmdli
             const char *hint = suggest(name, NAME_FLAG);
             add_error(ld, "%s: unknown option%s%s%s", name, hint ? " (did you mean " : "",
                       hint ? hint : "", hint ? "?)" : "");
+            if (!eq && i + 1 < argc && argv[i + 1][0] != '-')
+                i++; /* most likely its value: one error is enough */
             continue;
         }
         const char *value;
@@ -1545,8 +1594,7 @@ static void load_config_file(struct loader *ld, const struct cmdline *cl, char *
     for (size_t i = 0; !path && i < dotenv->n; i++) {
         if (strcmp(dotenv->v[i].name, ENV_CONFIG) == 0 && dotenv->v[i].value[0]) {
             path = dotenv->v[i].value;
-            snprintf(where, sizeof(where), "%s:%d: %s", DOTENV_FILE, dotenv->v[i].line,
-                     ENV_CONFIG);
+            snprintf(where, sizeof(where), "%s:%d: %s", DOTENV_FILE, dotenv->v[i].line, ENV_CONFIG);
         }
     }
     if (!path) {
@@ -1688,7 +1736,7 @@ static void print_value(FILE *f, const struct config *cfg, const struct config_o
         fprintf(f, "%d", *(const int *)field);
         return;
     case OPT_DOUBLE:
-        fprintf(f, "%g", *(const double *)field);
+        fprintf(f, "%.15g", *(const double *)field);
         return;
     case OPT_LOG_LEVEL:
         fputs(log_level_name((enum log_level) * (const int *)field), f);
@@ -1713,8 +1761,8 @@ void config_print(const struct config *cfg, void *file)
         fputc('\n', f);
     }
     if (config_is_cluster(cfg))
-        fprintf(f, "mode = cluster (Valkey %s port %d, TLS %s)\n", cfg->redis_host,
-                cfg->redis_port, cfg->redis_tls == 0 ? "off" : "on");
+        fprintf(f, "mode = cluster (Valkey %s port %d, TLS %s)\n", cfg->redis_host, cfg->redis_port,
+                cfg->redis_tls == 0 ? "off" : "on");
     else
         fprintf(f, "mode = single node\n");
 }

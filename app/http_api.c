@@ -109,6 +109,40 @@ static cJSON *message_object(const struct chat_msg *msg)
     return obj;
 }
 
+/* ---------------------------------------------------------------- origins */
+
+static bool origin_in_list(const char *origin, const char *list)
+{
+    size_t len = strlen(origin);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        while (n > 0 && *p == ' ')
+            p++, n--;
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if ((n == 1 && *p == '*') || (n == len && strncmp(p, origin, n) == 0))
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
+bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *config)
+{
+    const char *origin = mg_get_header(mc, "Origin");
+    if (!origin)
+        return true;
+    if (config->allowed_origins)
+        return origin_in_list(origin, config->allowed_origins);
+    const char *host = mg_get_header(mc, "Host");
+    const char *scheme_end = strstr(origin, "://");
+    return host && scheme_end && strcmp(scheme_end + 3, host) == 0 &&
+           (strncmp(origin, "http://", 7) == 0 || strncmp(origin, "https://", 8) == 0);
+}
+
 /* ---------------------------------------------------------------- GET /api/rooms */
 
 struct room_row {
@@ -181,13 +215,30 @@ static int query_int(const struct mg_request_info *ri, const char *name, int64_t
     return 1;
 }
 
+/* One page per PROTOCOL.md; after=0 is a real bound (the oldest page). */
+static int fetch_page(struct api *api, const char *room, int64_t before, int has_after,
+                      int64_t after, int limit, struct chat_msg ***msgs, size_t *count,
+                      bool *has_more)
+{
+    if (!has_after)
+        return store_fetch(api->store, room, (uint64_t)before, 0, limit, msgs, count, has_more);
+    int rc = store_fetch_range(api->store, room, (uint64_t)after, UINT64_MAX, limit + 1, msgs,
+                               count);
+    *has_more = rc == 0 && *count > (size_t)limit;
+    if (*has_more) {
+        chat_msg_free((*msgs)[limit]);
+        *count = (size_t)limit;
+    }
+    return rc;
+}
+
 static void get_messages(struct api *api, struct mg_connection *mc, const char *room)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
     int64_t before = 0, after = 0, limit = API_DEFAULT_LIMIT;
-    if (query_int(ri, "before", 1, INT64_MAX, &before) < 0 ||
-        query_int(ri, "after", 0, INT64_MAX, &after) < 0) {
-        api_send_error(mc, 400, "bad_request", "before and after must be positive integers");
+    int has_after = query_int(ri, "after", 0, INT64_MAX, &after);
+    if (query_int(ri, "before", 1, INT64_MAX, &before) < 0 || has_after < 0) {
+        api_send_error(mc, 400, "bad_request", "before and after must be non-negative integers");
         return;
     }
     if (query_int(ri, "limit", 1, INT64_MAX, &limit) < 0) {
@@ -199,8 +250,8 @@ static void get_messages(struct api *api, struct mg_connection *mc, const char *
     struct chat_msg **msgs = NULL;
     size_t count = 0;
     bool has_more = false;
-    if (store_fetch(api->store, room, (uint64_t)before, (uint64_t)after, (int)limit, &msgs, &count,
-                    &has_more) < 0) {
+    if (fetch_page(api, room, before, has_after, after, (int)limit, &msgs, &count, &has_more) <
+        0) {
         api_send_error(mc, 503, "unavailable", "the message log cannot be read now");
         return;
     }
@@ -333,6 +384,10 @@ static bool parse_post(struct api *api, struct mg_connection *mc, const char *ro
 
 static void post_message(struct api *api, struct mg_connection *mc, const char *room)
 {
+    if (!api_origin_is_allowed(mc, api->config)) {
+        api_send_error(mc, 403, "forbidden", "this origin may not post messages");
+        return;
+    }
     size_t len = 0;
     char *body = read_body(api, mc, &len);
     if (!body)

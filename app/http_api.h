@@ -3,6 +3,8 @@
 #ifndef TURBOCHAT_HTTP_API_H
 #define TURBOCHAT_HTTP_API_H
 
+#include <stdbool.h>
+
 struct api;
 struct broker;
 struct config;
@@ -19,6 +21,11 @@ void api_free(struct api *api);
 
 /* Register the /api handler on a started CivetWeb context. Main thread. */
 void api_register(struct api *api, struct mg_context *ctx);
+
+/* True when the request carries no Origin header (not a browser), or one that
+ * allowed_origins lists ("*" allows all), or, by default, the server's own
+ * origin (the Host header). Worker thread. */
+bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *config);
 
 /* Send {"error":{"code","message"}} with status. Worker thread. */
 void api_send_error(struct mg_connection *mc, int status, const char *code, const char *message);

@@ -50,6 +50,7 @@ struct hub_room {
     size_t member_cap;
     uint64_t last_id;    /* highest id delivered or read from history */
     bool last_id_known;  /* last_id includes the history's */
+    struct strmap *remote; /* user -> number of other nodes reporting them (intptr_t) */
 };
 
 struct hub_conn {
@@ -87,6 +88,8 @@ struct hub {
     pthread_mutex_t lock;     /* rooms, memberships, conns list */
     struct strmap *rooms;     /* name -> struct hub_room */
     struct hub_conn *conns;   /* every open connection */
+    hub_presence_cb presence_cb; /* told of local presence changes (cluster) */
+    void *presence_ctx;
 
     pthread_mutex_t pending_lock;
     pthread_cond_t pending_cond;
@@ -375,6 +378,7 @@ static void *sender_main(void *arg)
 static void room_free(void *value)
 {
     struct hub_room *room = value;
+    strmap_free(room->remote);
     free(room->members);
     free(room->name);
     free(room);
@@ -579,6 +583,12 @@ static size_t room_broadcast(struct hub_room *room, struct hub_frame *f, const c
     return reached;
 }
 
+/* True when user is online in room through another node. hub->lock held. */
+static bool room_has_remote_user(const struct hub_room *room, const char *user)
+{
+    return room->remote && strmap_get(room->remote, user) != NULL;
+}
+
 static void broadcast_presence(struct hub_room *room, const char *user, const char *event)
 {
     cJSON *obj = cJSON_CreateObject();
@@ -596,16 +606,33 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Distinct user names of room, sorted. hub->lock held. */
+struct name_list {
+    char **names;
+    size_t count;
+};
+
+static bool collect_name(void *ctx, const char *key, void *value)
+{
+    struct name_list *list = ctx;
+    (void)value;
+    list->names[list->count++] = (char *)key;
+    return true;
+}
+
+/* Distinct user names of room, local and remote, sorted. hub->lock held. */
 static char **room_names(const struct hub_room *room, size_t *count)
 {
-    char **names = xcalloc(room->member_count + 1, sizeof(*names));
-    size_t n = 0;
+    size_t remote = room->remote ? strmap_count(room->remote) : 0;
+    struct name_list list = {xcalloc(room->member_count + remote + 1, sizeof(char *)), 0};
     for (size_t i = 0; i < room->member_count; i++) {
         const char *u = room->members[i]->conn->user;
         if (u)
-            names[n++] = (char *)u;
+            list.names[list.count++] = (char *)u;
     }
+    if (room->remote)
+        strmap_each(room->remote, collect_name, &list);
+    char **names = list.names;
+    size_t n = list.count;
     qsort(names, n, sizeof(*names), compare_names);
     size_t distinct = 0;
     for (size_t i = 0; i < n; i++) {
@@ -638,6 +665,13 @@ static struct hub_room *room_get_or_create(struct hub *hub, const char *name)
     return room;
 }
 
+/* Forget a room nobody is in, here or elsewhere. hub->lock held. */
+static void room_release_if_empty(struct hub *hub, struct hub_room *room)
+{
+    if (room->member_count == 0 && (!room->remote || strmap_count(room->remote) == 0))
+        strmap_remove(hub->rooms, room->name);
+}
+
 /* Add conn to room in the syncing state, announcing a new user. hub->lock held. */
 static struct membership *membership_add(struct hub *hub, struct hub_conn *conn,
                                          struct hub_room *room)
@@ -646,8 +680,12 @@ static struct membership *membership_add(struct hub *hub, struct hub_conn *conn,
     m->room = room;
     m->conn = conn;
     m->syncing = true;
-    if (conn->user && room_user_connections(room, conn->user) == 0)
-        broadcast_presence(room, conn->user, "join");
+    if (conn->user && room_user_connections(room, conn->user) == 0) {
+        if (!room_has_remote_user(room, conn->user))
+            broadcast_presence(room, conn->user, "join");
+        if (hub->presence_cb)
+            hub->presence_cb(hub->presence_ctx, room->name, conn->user, true);
+    }
     if (room->member_count == room->member_cap) {
         room->member_cap = room->member_cap ? room->member_cap * 2 : 4;
         room->members = xrealloc(room->members, room->member_cap * sizeof(*room->members));
@@ -658,7 +696,6 @@ static struct membership *membership_add(struct hub *hub, struct hub_conn *conn,
         conn->rooms = xrealloc(conn->rooms, conn->room_cap * sizeof(*conn->rooms));
     }
     conn->rooms[conn->room_count++] = m;
-    (void)hub;
     return m;
 }
 
@@ -691,10 +728,13 @@ static void membership_remove(struct hub *hub, struct membership *m)
     }
     held_clear(m);
     free(m);
-    if (conn->user && room_user_connections(room, conn->user) == 0)
-        broadcast_presence(room, conn->user, "leave");
-    if (room->member_count == 0)
-        strmap_remove(hub->rooms, room->name);
+    if (conn->user && room_user_connections(room, conn->user) == 0) {
+        if (!room_has_remote_user(room, conn->user))
+            broadcast_presence(room, conn->user, "leave");
+        if (hub->presence_cb)
+            hub->presence_cb(hub->presence_ctx, room->name, conn->user, false);
+    }
+    room_release_if_empty(hub, room);
 }
 
 static struct hub_frame *joined_frame(struct hub_room *room, bool recovered)
@@ -968,4 +1008,95 @@ void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms
         struct timespec pause = {0, 5 * 1000000};
         nanosleep(&pause, NULL);
     }
+}
+
+/* ---------------------------------------------------------------- cluster presence */
+
+void hub_set_presence_listener(struct hub *hub, hub_presence_cb cb, void *ctx)
+{
+    pthread_mutex_lock(&hub->lock);
+    hub->presence_cb = cb;
+    hub->presence_ctx = ctx;
+    pthread_mutex_unlock(&hub->lock);
+}
+
+void hub_remote_presence(struct hub *hub, const char *room_name, const char *user, int delta)
+{
+    pthread_mutex_lock(&hub->lock);
+    struct hub_room *room = delta > 0 ? room_get_or_create(hub, room_name)
+                                      : strmap_get(hub->rooms, room_name);
+    if (!room)
+        goto out_unlock;
+    if (!room->remote)
+        room->remote = strmap_create(NULL);
+    intptr_t before = (intptr_t)strmap_get(room->remote, user);
+    intptr_t after = before + delta;
+    if (after < 0)
+        after = 0;
+    if (after > 0)
+        strmap_put(room->remote, user, (void *)after);
+    else
+        strmap_remove(room->remote, user);
+    bool local = room_user_connections(room, user) > 0;
+    if (!local && before == 0 && after > 0)
+        broadcast_presence(room, user, "join");
+    else if (!local && before > 0 && after == 0)
+        broadcast_presence(room, user, "leave");
+    room_release_if_empty(hub, room);
+out_unlock:
+    pthread_mutex_unlock(&hub->lock);
+}
+
+struct presence_snapshot {
+    struct hub_presence *entries;
+    size_t count;
+    size_t cap;
+};
+
+static bool snapshot_room(void *ctx, const char *key, void *value)
+{
+    struct presence_snapshot *snap = ctx;
+    struct hub_room *room = value;
+    size_t count;
+    char **names = xcalloc(room->member_count + 1, sizeof(char *));
+    count = 0;
+    for (size_t i = 0; i < room->member_count; i++) {
+        const char *u = room->members[i]->conn->user;
+        bool seen = false;
+        for (size_t j = 0; u && j < count && !seen; j++)
+            seen = strcmp(names[j], u) == 0;
+        if (u && !seen)
+            names[count++] = (char *)u;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (snap->count == snap->cap) {
+            snap->cap = snap->cap ? snap->cap * 2 : 16;
+            snap->entries = xrealloc(snap->entries, snap->cap * sizeof(*snap->entries));
+        }
+        snap->entries[snap->count].room = xstrdup(key);
+        snap->entries[snap->count].user = xstrdup(names[i]);
+        snap->count++;
+    }
+    free(names);
+    return true;
+}
+
+int hub_local_presence(struct hub *hub, struct hub_presence **out, size_t *count)
+{
+    struct presence_snapshot snap = {NULL, 0, 0};
+    pthread_mutex_lock(&hub->lock);
+    strmap_each(hub->rooms, snapshot_room, &snap);
+    pthread_mutex_unlock(&hub->lock);
+    *out = snap.entries;
+    *count = snap.count;
+    return 0;
+}
+
+void hub_free_presence(struct hub_presence *entries, size_t count)
+{
+    for (size_t i = 0; entries && i < count; i++) {
+        free(entries[i].room);
+        free(entries[i].user);
+    }
+    free(entries);
 }

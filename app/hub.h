@@ -90,6 +90,26 @@ int hub_list_rooms(struct hub *hub, char ***names, size_t **online, size_t *coun
 /* Rooms with members on this node. */
 long hub_room_count(struct hub *hub);
 
+/* ---- cluster presence: the broker tells the hub about other nodes' users ---- */
+
+/* Told when a user's first connection on this node joins room (online) or the
+ * last one leaves it. Called with the hub lock held: must not block or call the hub. */
+typedef void (*hub_presence_cb)(void *ctx, const char *room, const char *user, bool online);
+void hub_set_presence_listener(struct hub *hub, hub_presence_cb cb, void *ctx);
+
+/* Another node reports user online in room (delta +1) or gone (-1). The hub
+ * keeps a count per user and announces presence to local members when the user
+ * appears or disappears cluster-wide. Broker thread. */
+void hub_remote_presence(struct hub *hub, const char *room, const char *user, int delta);
+
+/* (room, user) pairs of users connected to this node; free with hub_free_presence. */
+struct hub_presence {
+    char *room;
+    char *user;
+};
+int hub_local_presence(struct hub *hub, struct hub_presence **out, size_t *count);
+void hub_free_presence(struct hub_presence *entries, size_t count);
+
 /* Shutdown: queue close 1001 on every connection and wait (at most timeout_ms)
  * until they are written. Main thread. */
 void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms);

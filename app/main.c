@@ -201,7 +201,7 @@ int main(int argc, char **argv)
         break;
     default:
         fprintf(stderr, "turbochat: invalid configuration:\n%s", err);
-        status = 2;
+        status = 1;
         break;
     }
     config_dispose(&app.config);

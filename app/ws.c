@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "http_api.h"
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
@@ -320,11 +321,18 @@ static int handle_message(struct ws_session *s, const char *data, size_t len)
 
 /* ---------------------------------------------------------------- CivetWeb callbacks */
 
+/* 0 accepts the handshake. A browser page of another origin is refused, so a
+ * foreign site cannot chat in the name of a visitor. */
 static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
 {
     struct ws *ws = cbdata;
-    (void)mc;
-    return atomic_load(&ws->refusing) ? 1 : 0;
+    if (atomic_load(&ws->refusing))
+        return 1;
+    if (!api_origin_is_allowed(mc, ws->config)) {
+        log_msg(LOG_INFO, "ws_origin_refused", "remote=%s", mg_get_request_info(mc)->remote_addr);
+        return 1;
+    }
+    return 0;
 }
 
 /* The session is made here, not in the connect handler: CivetWeb calls the close

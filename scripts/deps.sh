@@ -133,10 +133,15 @@ if [ -n "$missing_main$missing_bpo" ] || [ $need_src = 1 ] || [ $need_bpo_src = 
         # Keep whatever our file already provides, add what is needed now.
         grep -qs '^Types: deb-src' "$our_sources" && need_src=1
         grep -qs "^Suites: $backports" "$our_sources" && need_bpo_src=1
+        stanza() { # types suite
+            printf 'Types: %s\nURIs: %s\nSuites: %s\nComponents: main\n' "$1" "$mirror" "$2"
+            printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+        }
         {
-            [ $need_src = 1 ] && printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n' "$mirror" "$codename"
-            [ $need_bpo_src = 1 ] && printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n' "$mirror" "$backports"
-        } | sed '$d' >"$our_sources"
+            if [ $need_src = 1 ]; then stanza deb-src "$codename"; fi
+            if [ $need_src = 1 ] && [ $need_bpo_src = 1 ]; then echo; fi
+            if [ $need_bpo_src = 1 ]; then stanza deb "$backports"; fi
+        } >"$our_sources"
         log "wrote $our_sources ($mirror)"
     fi
     log "apt-get update"

@@ -36,6 +36,7 @@ test('two pages chat: messages, presence, typing, hostile text, CSP', { timeout:
     // a round trip both ways
     await send(alice.page, 'hello bob');
     await waitForTexts(bob.page, ['hello bob']);
+    await bob.page.locator('[data-testid=announcer]', { hasText: 'alice: hello bob' }).waitFor({ state: 'attached' });
     await send(bob.page, 'hi alice');
     await waitForTexts(alice.page, ['hello bob', 'hi alice']);
     const own = alice.page.locator('[data-testid=message].own [data-testid=message-text]', { hasText: 'hello bob' });

@@ -49,8 +49,9 @@ function watch(page) {
 
 // Opens the chat at #room in a fresh browser context, picks the display
 // name in the first-visit dialog and waits until the room is joined.
-export async function openChat(browser, server, { name, room = 'general', viewport = { width: 1280, height: 800 } }) {
-    const context = await browser.newContext({ viewport });
+export async function openChat(browser, server,
+    { name, room = 'general', viewport = { width: 1280, height: 800 }, colorScheme = 'light' }) {
+    const context = await browser.newContext({ viewport, colorScheme });
     context.setDefaultTimeout(TIMEOUT);
     const page = await context.newPage();
     const problems = watch(page);
@@ -72,7 +73,7 @@ export function waitOffline(page) {
 
 // The room's link in the list stops being dimmed once the server confirmed the join.
 export function waitJoined(page, room) {
-    return page.locator(`[data-testid=my-rooms] [data-testid=room-link][data-room="${room}"]:not(.not-joined)`).waitFor();
+    return page.locator(`[data-testid=my-rooms] [data-testid=room-link][data-room="${room}"]:not(.not-joined)`).waitFor({ state: 'attached' });
 }
 
 // Texts of the stored (acknowledged) messages, in page order.

@@ -44,3 +44,13 @@ test('phone-sized viewport: send, open the room list, switch room', { timeout: 1
 
     assertClean(assert, problems, 'mona');
 });
+
+test('dark colour scheme on a desktop', { timeout: 120000 }, async () => {
+    const { page, problems } = await openChat(browser, server, { name: 'nora', room: 'side', colorScheme: 'dark' });
+    await send(page, 'dark mode: https://example.org/ and some text');
+    await waitForTexts(page, ['a room to switch to', 'dark mode: https://example.org/ and some text']);
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(background, 'rgb(246, 247, 251)', 'the dark palette is used');
+    await screenshot(page, 'desktop-dark');
+    assertClean(assert, problems, 'nora');
+});

@@ -28,9 +28,26 @@ async function restart() {
     server = await startServer({ env: RELAXED_RATE_ENV, args: SERVER_ARGS, port, dir, dbPath });
 }
 
-test('server restart: every missed message shown exactly once', { timeout: 180000 }, async () => {
+// Records the join frames a page sends, and the texts of message frames it receives.
+function recordFrames(page) {
+    const seen = { joins: [], messages: [] };
+    page.on('websocket', (ws) => {
+        ws.on('framesent', ({ payload }) => {
+            const frame = JSON.parse(payload);
+            if (frame.type === 'join') seen.joins.push(frame);
+        });
+        ws.on('framereceived', ({ payload }) => {
+            const frame = JSON.parse(payload);
+            if (frame.type === 'message') seen.messages.push(frame.text);
+        });
+    });
+    return seen;
+}
+
+test('server restart: every missed message shown exactly once', { timeout: 180000 }, async (t) => {
     const room = 'recover';
     const hana = await openChat(browser, server, { name: 'hana', room });
+    const frames = recordFrames(hana.page);
     const ivan = await openChat(browser, server, { name: 'ivan', room });
     await send(ivan.page, 'before restart');
     await waitForTexts(hana.page, ['before restart']);
@@ -57,6 +74,9 @@ test('server restart: every missed message shown exactly once', { timeout: 18000
         assert.deepEqual(texts.filter((t) => expected.includes(t)), expected, 'in order, without gaps');
     }
     await screenshot(hana.page, 'reconnect-recovered');
+    const rejoin = frames.joins.at(-1);
+    assert.ok(rejoin && rejoin.since > 0, `re-joined with since (${JSON.stringify(rejoin)})`);
+    t.diagnostic(`missed messages that came over the socket after the re-join: ${missed.filter((m) => frames.messages.includes(m)).length}/${missed.length}`);
     const stored = (await history(server, room)).map((m) => m.text);
     for (const text of expected) assert.equal(count(stored, text), 1, `"${text}" stored once`);
 

@@ -85,6 +85,8 @@ export class Store extends EventTarget {
     for (const room of this.rooms.values()) {
       room.joined = false;
       room.typing.clear();
+      room.members.clear();
+      this.#changed(room.name, 'members');
     }
     this.#changed(null, 'rooms');
   }

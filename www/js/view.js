@@ -145,6 +145,7 @@ function renderRoomHeader(store) {
   els.leave.disabled = !name;
   els.toggleMembers.disabled = !name;
   els.composerInput.disabled = !name;
+  els.composerInput.placeholder = name ? `Message #${name}` : 'Join a room to write';
   els.composer.querySelector('button').disabled = !name;
   document.title = name ? `#${name} · TurboChat` : 'TurboChat';
 }

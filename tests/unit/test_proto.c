@@ -1,0 +1,172 @@
+/* Unit tests for proto: the validation rules of docs/PROTOCOL.md and safe
+ * JSON parsing and encoding. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "test_help.h"
+
+static int test_room_names(void)
+{
+    TEST_ASSERT(proto_room_is_valid("general"));
+    TEST_ASSERT(proto_room_is_valid("a.b-c_D9"));
+    TEST_ASSERT(!proto_room_is_valid(""));
+    TEST_ASSERT(!proto_room_is_valid(".hidden"));
+    TEST_ASSERT(!proto_room_is_valid("with space"));
+    TEST_ASSERT(!proto_room_is_valid("slash/room"));
+    TEST_ASSERT(!proto_room_is_valid("caf\xc3\xa9"));
+    char room[66];
+    memset(room, 'r', 64);
+    room[64] = '\0';
+    TEST_ASSERT(proto_room_is_valid(room));
+    room[64] = 'r';
+    room[65] = '\0';
+    TEST_ASSERT(!proto_room_is_valid(room));
+    return 0;
+}
+
+static int test_user_names(void)
+{
+    char name[200];
+    strcpy(name, "  alice \n");
+    TEST_ASSERT(proto_user_normalize(name));
+    TEST_ASSERT_STR(name, "alice");
+    strcpy(name, "   ");
+    TEST_ASSERT(!proto_user_normalize(name));
+    strcpy(name, "bad\x01name");
+    TEST_ASSERT(!proto_user_normalize(name));
+    strcpy(name, "c1\xc2\x85x"); /* U+0085, a C1 control */
+    TEST_ASSERT(!proto_user_normalize(name));
+    /* 32 code points of 2 bytes each are fine, 33 are not. */
+    name[0] = '\0';
+    for (int i = 0; i < 32; i++)
+        strcat(name, "\xc3\xa9");
+    TEST_ASSERT(proto_user_normalize(name));
+    strcat(name, "\xc3\xa9");
+    TEST_ASSERT(!proto_user_normalize(name));
+    strcpy(name, "\xff\xfe");
+    TEST_ASSERT(!proto_user_normalize(name));
+    return 0;
+}
+
+static int test_text_rules(void)
+{
+    const char *why = NULL;
+    char text[20000];
+    strcpy(text, " \t hello\n\tworld \r\n");
+    TEST_ASSERT(proto_text_normalize(text, 4000, &why));
+    TEST_ASSERT_STR(text, "hello\n\tworld");
+    strcpy(text, " \n ");
+    TEST_ASSERT(!proto_text_normalize(text, 4000, &why));
+    TEST_ASSERT_STR(why, "text is empty");
+    strcpy(text, "bell\x07");
+    TEST_ASSERT(!proto_text_normalize(text, 4000, &why));
+    TEST_ASSERT_STR(why, "text contains a control character");
+    strcpy(text, "bad \xc0\xaf utf8");
+    TEST_ASSERT(!proto_text_normalize(text, 4000, &why));
+    TEST_ASSERT_STR(why, "text is not valid UTF-8");
+    /* The limit counts code points, not bytes: 4000 three-byte characters pass. */
+    text[0] = '\0';
+    for (int i = 0; i < 4000; i++)
+        memcpy(text + i * 3, "\xe2\x82\xac", 4);
+    TEST_ASSERT(proto_text_normalize(text, 4000, &why));
+    strcat(text, "x");
+    TEST_ASSERT(!proto_text_normalize(text, 4000, &why));
+    TEST_ASSERT_STR(why, "text is longer than the limit");
+    return 0;
+}
+
+static int test_refs(void)
+{
+    TEST_ASSERT(proto_ref_is_valid("abc-123"));
+    TEST_ASSERT(!proto_ref_is_valid(""));
+    char ref[100];
+    memset(ref, 'x', 64);
+    ref[64] = '\0';
+    TEST_ASSERT(proto_ref_is_valid(ref));
+    strcat(ref, "x");
+    TEST_ASSERT(!proto_ref_is_valid(ref));
+    return 0;
+}
+
+static int test_parse_refuses_deep_nesting(void)
+{
+    /* 1.8 KB of nested arrays crashed a test server when cJSON recursed. */
+    size_t depth = 900;
+    char *deep = malloc(depth * 2 + 1);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    deep[depth * 2] = '\0';
+    TEST_ASSERT(proto_parse_object(deep, depth * 2) == NULL);
+    free(deep);
+    const char *nested_in_string = "{\"type\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}";
+    cJSON *obj = proto_parse_object(nested_in_string, strlen(nested_in_string));
+    TEST_ASSERT(obj != NULL);
+    cJSON_Delete(obj);
+    const char *escaped_quote = "{\"a\":\"\\\"[[[[[[[[[[[[[[[[[[[[[[[[\"}";
+    obj = proto_parse_object(escaped_quote, strlen(escaped_quote));
+    TEST_ASSERT(obj != NULL);
+    cJSON_Delete(obj);
+    return 0;
+}
+
+static int test_parse_objects_only(void)
+{
+    TEST_ASSERT(proto_parse_object("[1,2]", 5) == NULL);
+    TEST_ASSERT(proto_parse_object("\"str\"", 5) == NULL);
+    TEST_ASSERT(proto_parse_object("{\"a\":", 5) == NULL);
+    TEST_ASSERT(proto_parse_object("", 0) == NULL);
+    const char *ok = "{\"type\":\"send\",\"room\":\"r\",\"n\":3}";
+    cJSON *obj = proto_parse_object(ok, strlen(ok));
+    TEST_ASSERT(obj != NULL);
+    bool bad = false;
+    TEST_ASSERT_STR(proto_get_string(obj, "type", &bad), "send");
+    TEST_ASSERT(!bad);
+    TEST_ASSERT(proto_get_string(obj, "missing", &bad) == NULL);
+    TEST_ASSERT(!bad);
+    TEST_ASSERT(proto_get_string(obj, "n", &bad) == NULL);
+    TEST_ASSERT(bad);
+    cJSON_Delete(obj);
+    return 0;
+}
+
+static int test_encode_round_trip(void)
+{
+    struct chat_msg *msg = chat_msg_create("room", "bob \"b\"", "line1\n<script>", "r1");
+    msg->id = 42;
+    msg->ts = 1700000000123;
+    size_t len;
+    char *json = proto_encode_message(msg, "message", &len);
+    TEST_ASSERT(strlen(json) == len);
+    cJSON *obj = proto_parse_object(json, len);
+    TEST_ASSERT(obj != NULL);
+    bool bad = false;
+    TEST_ASSERT_STR(proto_get_string(obj, "type", &bad), "message");
+    TEST_ASSERT_STR(proto_get_string(obj, "user", &bad), "bob \"b\"");
+    TEST_ASSERT_STR(proto_get_string(obj, "text", &bad), "line1\n<script>");
+    TEST_ASSERT_INT(cJSON_GetObjectItem(obj, "id")->valuedouble, 42);
+    TEST_ASSERT_INT(cJSON_GetObjectItem(obj, "ts")->valuedouble, 1700000000123);
+    cJSON_Delete(obj);
+    free(json);
+
+    json = proto_encode_ack(msg, &len);
+    TEST_ASSERT(strstr(json, "\"ref\":\"r1\"") != NULL);
+    free(json);
+    free(msg->ref);
+    msg->ref = NULL;
+    json = proto_encode_ack(msg, &len);
+    TEST_ASSERT(strstr(json, "\"ref\":null") != NULL);
+    free(json);
+    chat_msg_free(msg);
+
+    json = proto_encode_error("room_invalid", "bad room", NULL, "r", &len);
+    TEST_ASSERT_STR(json, "{\"type\":\"error\",\"code\":\"room_invalid\",\"message\":\"bad "
+                          "room\",\"room\":\"r\"}");
+    free(json);
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_room_names), TEST_CASE(test_user_names), TEST_CASE(test_text_rules),
+          TEST_CASE(test_refs), TEST_CASE(test_parse_refuses_deep_nesting),
+          TEST_CASE(test_parse_objects_only), TEST_CASE(test_encode_round_trip))

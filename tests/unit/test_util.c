@@ -1,0 +1,113 @@
+/* Unit tests for util (UTF-8, constant-time compare, integers, buffers),
+ * strmap and the ratelimit token bucket. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ratelimit.h"
+#include "strmap.h"
+#include "test_help.h"
+#include "util.h"
+
+static int test_utf8(void)
+{
+    TEST_ASSERT(util_utf8_is_valid("plain", 5));
+    TEST_ASSERT(util_utf8_is_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+    TEST_ASSERT(!util_utf8_is_valid("\xc0\xaf", 2));         /* overlong '/' */
+    TEST_ASSERT(!util_utf8_is_valid("\xe0\x80\xaf", 3));     /* overlong */
+    TEST_ASSERT(!util_utf8_is_valid("\xed\xa0\x80", 3));     /* surrogate */
+    TEST_ASSERT(!util_utf8_is_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+    TEST_ASSERT(!util_utf8_is_valid("\xe2\x82", 2));         /* truncated */
+    TEST_ASSERT(!util_utf8_is_valid("\x80", 1));             /* stray continuation */
+    TEST_ASSERT(util_utf8_is_valid("a\0b", 3));              /* NUL is valid UTF-8 */
+    TEST_ASSERT_INT(util_utf8_count("\xc3\xa9x\xf0\x9f\x98\x80", 7), 3);
+    return 0;
+}
+
+static int test_secret_equals(void)
+{
+    TEST_ASSERT(util_secret_equals("secret", 6, "secret", 6));
+    TEST_ASSERT(!util_secret_equals("secret", 6, "secreT", 6));
+    TEST_ASSERT(!util_secret_equals("secret", 6, "secret2", 7));
+    TEST_ASSERT(!util_secret_equals("", 0, "x", 1));
+    TEST_ASSERT(util_secret_equals("", 0, "", 0));
+    return 0;
+}
+
+static int test_parse_int(void)
+{
+    int64_t v = 0;
+    TEST_ASSERT_INT(util_parse_int64("42", 1, 100, &v), 0);
+    TEST_ASSERT_INT(v, 42);
+    TEST_ASSERT_INT(util_parse_int64("0", 1, 100, &v), -ERANGE);
+    TEST_ASSERT_INT(util_parse_int64("101", 1, 100, &v), -ERANGE);
+    TEST_ASSERT_INT(util_parse_int64("4x", 1, 100, &v), -EINVAL);
+    TEST_ASSERT_INT(util_parse_int64("", 1, 100, &v), -EINVAL);
+    TEST_ASSERT_INT(util_parse_int64("99999999999999999999", 1, INT64_MAX, &v), -ERANGE);
+    return 0;
+}
+
+static int test_buf(void)
+{
+    struct util_buf b;
+    util_buf_init(&b);
+    for (int i = 0; i < 1000; i++)
+        util_buf_appendf(&b, "%d,", i);
+    util_buf_append(&b, "end", 3);
+    size_t len;
+    char *s = util_buf_take(&b, &len);
+    TEST_ASSERT(len == strlen(s));
+    TEST_ASSERT(strncmp(s, "0,1,2,", 6) == 0);
+    TEST_ASSERT(strcmp(s + len - 7, "999,end") == 0);
+    free(s);
+    TEST_ASSERT(b.data == NULL && b.len == 0);
+    return 0;
+}
+
+static int test_strmap(void)
+{
+    struct strmap *map = strmap_create(free);
+    char key[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "room-%d", i);
+        int *v = malloc(sizeof(int));
+        *v = i;
+        strmap_put(map, key, v);
+    }
+    TEST_ASSERT_INT(strmap_count(map), 5000);
+    TEST_ASSERT_INT(*(int *)strmap_get(map, "room-4321"), 4321);
+    int *replacement = malloc(sizeof(int));
+    *replacement = -1;
+    strmap_put(map, "room-7", replacement); /* the old value is freed */
+    TEST_ASSERT_INT(*(int *)strmap_get(map, "room-7"), -1);
+    TEST_ASSERT(strmap_remove(map, "room-7"));
+    TEST_ASSERT(!strmap_remove(map, "room-7"));
+    TEST_ASSERT(strmap_get(map, "room-7") == NULL);
+    TEST_ASSERT_INT(strmap_count(map), 4999);
+    strmap_free(map);
+    return 0;
+}
+
+static int test_token_bucket(void)
+{
+    struct ratelimit rl;
+    uint64_t t = 1000000000ull;
+    ratelimit_init(&rl, 5.0, 20.0, t);
+    for (int i = 0; i < 20; i++)
+        TEST_ASSERT(ratelimit_take(&rl, t)); /* the burst */
+    TEST_ASSERT(!ratelimit_take(&rl, t));
+    t += 199000000ull; /* 0.199 s: not yet one token at 5/s */
+    TEST_ASSERT(!ratelimit_take(&rl, t));
+    t += 1000000ull;
+    TEST_ASSERT(ratelimit_take(&rl, t));
+    TEST_ASSERT(!ratelimit_take(&rl, t));
+    t += 3600ull * 1000000000ull; /* an hour refills only up to the burst */
+    int taken = 0;
+    while (ratelimit_take(&rl, t))
+        taken++;
+    TEST_ASSERT_INT(taken, 20);
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_utf8), TEST_CASE(test_secret_equals), TEST_CASE(test_parse_int),
+          TEST_CASE(test_buf), TEST_CASE(test_strmap), TEST_CASE(test_token_bucket))
