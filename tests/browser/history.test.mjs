@@ -40,6 +40,20 @@ function firstVisible(page) {
     });
 }
 
+// Scrolls the pane to the top and, in the same task (before any older page
+// can arrive), tells which message row is first visible and where.
+function scrollToTop(page) {
+    return page.$eval('[data-testid=messages]', (pane) => {
+        pane.scrollTop = 0;
+        const top = pane.getBoundingClientRect().top;
+        for (const row of pane.querySelectorAll('[data-testid=message][data-id]')) {
+            const box = row.getBoundingClientRect();
+            if (box.bottom > top) return { id: row.dataset.id, offset: box.top - top };
+        }
+        return null;
+    });
+}
+
 test('newest page first, older pages on scroll without jumping, marker, reload', { timeout: 120000 }, async () => {
     const { page, problems } = await openChat(browser, server, { name: 'gina', room: ROOM });
     await waitForTexts(page, [seedText(SEEDED), seedText(SEEDED - 49)]);
@@ -50,8 +64,7 @@ test('newest page first, older pages on scroll without jumping, marker, reload',
         'the view starts at the bottom');
 
     // scroll to the top: the previous page is prepended, the view stays put
-    await page.$eval('[data-testid=messages]', (p) => { p.scrollTop = 0; });
-    const anchor = await firstVisible(page);
+    const anchor = await scrollToTop(page);
     await waitForTexts(page, [seedText(SEEDED - 99)]);
     const after = await page.$eval('[data-testid=messages]', (pane, id) => {
         const row = pane.querySelector(`[data-testid=message][data-id="${id}"]`);
@@ -60,7 +73,7 @@ test('newest page first, older pages on scroll without jumping, marker, reload',
     assert.ok(Math.abs(after - anchor.offset) < 4, `view kept its place (moved ${after - anchor.offset}px)`);
 
     // and again, down to the first message
-    await page.$eval('[data-testid=messages]', (p) => { p.scrollTop = 0; });
+    await scrollToTop(page);
     await waitForTexts(page, [seedText(1)]);
     await page.locator('[data-testid=history-note]', { hasText: 'beginning' }).waitFor();
     texts = await storedTexts(page);

@@ -2,7 +2,7 @@
  * history. Every function resolves with the parsed JSON body or throws an
  * ApiError carrying the server's error code and human message. */
 
-export const PAGE_SIZE = 50;
+const PAGE_SIZE = 50;
 
 export class ApiError extends Error {
   constructor(status, code, message) {

@@ -267,6 +267,7 @@ function onMessage(frame) {
 }
 
 function onError(frame) {
+  if (!connection.ready && ['bad_request', 'unauthorized'].includes(frame.code)) return; /* hello refused: see 'refused' */
   const text = humanError(frame);
   const pendingRoom = frame.ref ? store.findPendingRoom(frame.ref) : null;
   if (pendingRoom) {

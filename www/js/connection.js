@@ -20,7 +20,7 @@ export function socketUrl(location) {
 }
 
 /* Full jitter over an exponentially growing window, never below 250 ms. */
-export function backoffDelay(attempt) {
+function backoffDelay(attempt) {
   const window = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
   return Math.max(250, Math.round(window / 2 + Math.random() * window / 2));
 }

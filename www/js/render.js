@@ -29,7 +29,7 @@ export function initials(name) {
   return [...name.trim()].slice(0, 1).join('').toUpperCase() || '?';
 }
 
-export function avatar(name) {
+function avatar(name) {
   const node = el('span', `avatar ${hueClass(name)}`, initials(name));
   node.setAttribute('aria-hidden', 'true');
   return node;
@@ -68,7 +68,7 @@ function link(url, href) {
 }
 
 /* The text as text nodes, with http(s) URLs as links. */
-export function linkify(text) {
+function linkify(text) {
   const fragment = document.createDocumentFragment();
   let rest = 0;
   for (const match of text.matchAll(URL_PATTERN)) {

@@ -2,9 +2,9 @@
  * text, checked in the browser before anything goes on the wire. Each check
  * returns null when the value is fine, or a sentence saying why it is not. */
 
-export const ROOM_MAX = 64;
-export const USER_MAX = 32;
-export const TEXT_MAX = 4000;
+const ROOM_MAX = 64;
+const USER_MAX = 32;
+const TEXT_MAX = 4000;
 export const DEFAULT_ROOM = 'general';
 
 const ROOM_CHARS = /^[A-Za-z0-9_.-]+$/;
@@ -12,7 +12,7 @@ const CONTROL_CHARS = /\p{Cc}/u;
 const REFUSED_TEXT_CHARS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 
 /* Length in Unicode code points, as the server counts it. */
-export function codePoints(text) {
+function codePoints(text) {
   return [...text].length;
 }
 

@@ -221,12 +221,12 @@ function reconcile(list, nodes) {
   while (list.children.length > nodes.length) list.lastElementChild.remove();
 }
 
-export function isNearBottom() {
+function isNearBottom() {
   const s = els.scroller;
   return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
 }
 
-export function isNearTop() {
+function isNearTop() {
   return els.scroller.scrollTop < NEAR_TOP_PX;
 }
 
@@ -234,15 +234,17 @@ export function canScroll() {
   return els.scroller.scrollHeight > els.scroller.clientHeight + 1;
 }
 
-export function scrollToBottom() {
+function scrollToBottom() {
   els.scroller.scrollTop = els.scroller.scrollHeight;
   els.marker.hidden = true;
 }
 
-/* The first message row visible at the top, and how far below the top it is. */
+/* The first message row visible at the top, and how far below the top it
+ * is. Day dividers are not anchors: the one at the top stays first when
+ * older messages of the same day are prepended. */
 function captureAnchor() {
   const top = els.scroller.scrollTop;
-  for (const node of els.messageList.children) {
+  for (const node of els.messageList.querySelectorAll('.msg')) {
     if (node.offsetTop + node.offsetHeight > top) return { node, offset: node.offsetTop - top };
   }
   return null;
@@ -258,7 +260,7 @@ function renderHistoryTop(room) {
   let note = '';
   if (!room) note = 'Join a room to start chatting.';
   else if (room.historyError) note = room.historyError;
-  else if (!room.loaded) note = 'Loading messages…';
+  else if (!room.loaded) note = room.joined ? 'Loading messages…' : 'Waiting for the connection…';
   else if (room.loadingOlder) note = 'Loading older messages…';
   else if (!room.hasOlder) note = `This is the beginning of #${room.name}.`;
   els.historyNote.textContent = note;
@@ -288,10 +290,6 @@ export function renderMessages(store, { forceBottom = false } = {}) {
 
 /* --- composer --- */
 
-export function composerText() {
-  return els.composerInput.value;
-}
-
 export function setComposerText(text) {
   els.composerInput.value = text;
   fitComposer();
@@ -306,7 +304,7 @@ function fitComposer() {
   els.composerInput.rows = Math.min(COMPOSER_MAX_ROWS, Math.max(1, lines));
 }
 
-export function focusComposer() {
+function focusComposer() {
   els.composerInput.focus();
 }
 
