@@ -22,7 +22,7 @@ RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends \
         libhiredis0.14 libssl3 libcjson1 libsqlite3-0 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin turbochat \
+    && useradd --uid 10001 --user-group --no-create-home --home-dir /data --shell /usr/sbin/nologin turbochat \
     && mkdir -p /data && chown turbochat:turbochat /data
 COPY --from=build /turbochat /usr/local/bin/turbochat
 USER turbochat

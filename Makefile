@@ -3,6 +3,8 @@
 #   make tsan (= test-tsan) | format | format-check | clean
 # `make test` is what CI runs (.ci/run): the normal build, then ASan+UBSan.
 
+MAKEFLAGS += --no-print-directory
+
 BUILD_DIR := build
 ASAN_DIR := build-asan
 TSAN_DIR := build-tsan
@@ -19,12 +21,16 @@ ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/cmake/tsan.supp
 
-NODE_TESTS = $(wildcard tests/integration/*.test.mjs) $(wildcard tests/browser/*.test.mjs)
+# Node test groups run by make test (tests/<group>/*.test.mjs); an empty group is skipped.
+NODE_TEST_GROUPS ?= integration cluster browser
+NODE_TESTS = $(foreach g,$(NODE_TEST_GROUPS),$(wildcard tests/$(g)/*.test.mjs))
 NODE_TEST_FLAGS := --test --test-concurrency=2 --test-timeout=120000
 FORMAT_FILES = $(wildcard app/*.c app/*.h tests/unit/*.c tools/*.c)
 
 .PHONY: all deps deps-test build build-asan build-tsan run test test-unit test-node \
-	test-asan test-unit-asan test-node-asan tsan test-tsan format format-check clean
+	test-asan tsan test-tsan format format-check clean
+# Targets here are steps in order; parallelism lives inside cmake --build -j$(JOBS).
+.NOTPARALLEL:
 
 all: build
 
@@ -40,11 +46,11 @@ define cmake_build
 	$(CMAKE) --build $(1) -j$(JOBS)
 endef
 
-# $(call node_tests,BUILD DIR,ENV): integration + browser tests against
+# $(call node_tests,BUILD DIR,ENV): integration, cluster and browser tests against
 # DIR/turbochat, each test group skipped while it has no files.
 define node_tests
 	@if [ -z "$(strip $(NODE_TESTS))" ]; then \
-		echo "node tests: no tests/integration or tests/browser *.test.mjs yet, skipped"; \
+		echo "node tests: no *.test.mjs in $(NODE_TEST_GROUPS:%=tests/%/) yet, skipped"; \
 	else \
 		echo "TURBOCHAT_BIN=$(CURDIR)/$(1)/turbochat $(NODE) $(NODE_TEST_FLAGS) $(NODE_TESTS)"; \
 		$(2) TURBOCHAT_BIN=$(CURDIR)/$(1)/turbochat TURBOCHAT_SOURCE_DIR=$(CURDIR) \
@@ -66,19 +72,19 @@ run: deps build
 
 # ------------------------------------------------------------------- tests ---
 test: deps-test
-	$(MAKE) --no-print-directory build
-	$(MAKE) --no-print-directory test-unit-only test-node-only
-	$(MAKE) --no-print-directory build-asan
-	$(MAKE) --no-print-directory test-unit-asan-only test-node-asan-only
+	$(MAKE) build
+	$(MAKE) test-unit-only test-node-only
+	$(MAKE) build-asan
+	$(MAKE) test-unit-asan-only test-node-asan-only
 
 test-unit: build
-	$(MAKE) --no-print-directory test-unit-only
+	$(MAKE) test-unit-only
 
 test-node: deps-test build
-	$(MAKE) --no-print-directory test-node-only
+	$(MAKE) test-node-only
 
 test-asan: deps-test build-asan
-	$(MAKE) --no-print-directory test-unit-asan-only test-node-asan-only
+	$(MAKE) test-unit-asan-only test-node-asan-only
 
 tsan test-tsan: deps-test build-tsan
 	$(TSAN_ENV) $(CTEST) --test-dir $(TSAN_DIR) --output-on-failure

@@ -119,8 +119,8 @@ static void write_output(FILE *out, const struct item *items, size_t count)
             /* no '*' (could close or open a comment), nothing unprintable */
             fputc(*p == '*' || *p < 0x20 || *p >= 0x7f ? '_' : *p, out);
         }
-        fprintf(out, " (%zu bytes) */\nstatic const unsigned char asset_data_%zu[%zu] = {", it->size,
-                i, it->size + 1);
+        fprintf(out, " (%zu bytes) */\nstatic const unsigned char asset_data_%zu[%zu] = {",
+                it->size, i, it->size + 1);
         for (size_t j = 0; j < it->size; j++)
             fprintf(out, "%s0x%02x,", j % 16 ? " " : "\n    ", it->data[j]);
         fprintf(out, "%s0x00};\n\n", it->size % 16 ? " " : "\n    ");
