@@ -6,10 +6,10 @@
 #include <stddef.h>
 
 struct asset {
-    const char *path;         /* "www/index.html", "migrations/0001_init.sql" */
+    const char *path;          /* "www/index.html", "migrations/0001_init.sql" */
     const unsigned char *data; /* NUL-terminated after size bytes */
     size_t size;
-    const char *etag;         /* strong ETag, quoted, from the content hash */
+    const char *etag; /* strong ETag, quoted, from the content hash */
 };
 
 /* The asset at path, or NULL. */

@@ -26,22 +26,22 @@ struct seen_ref {
 struct broker_local {
     struct broker base;
     struct broker_deps deps;
-    pthread_mutex_t lock;      /* everything below */
-    struct strmap *next_ids;   /* room -> uint64_t * : last id assigned */
-    struct strmap *refs;       /* "room\x1fuser\x1fref" -> struct seen_ref */
-    int64_t started_ms;        /* refs older than start are only in the store */
+    pthread_mutex_t lock;    /* everything below */
+    struct strmap *next_ids; /* room -> uint64_t * : last id assigned */
+    struct strmap *refs;     /* "room\x1fuser\x1fref" -> struct seen_ref */
+    int64_t started_ms;      /* refs older than start are only in the store */
     int64_t last_prune_ms;
     bool draining;
-    size_t in_flight;          /* jobs queued in the store */
-    pthread_cond_t settled;    /* signalled when in_flight drops to 0 */
+    size_t in_flight;       /* jobs queued in the store */
+    pthread_cond_t settled; /* signalled when in_flight drops to 0 */
 };
 
 /* One publish on its way through the store. */
 struct publish_job {
     struct broker_local *broker;
-    struct chat_msg *msg;   /* owned */
-    bool duplicate;         /* msg is the original of a repeated ref */
-    char *ref_key;          /* owned; set for new messages with a ref */
+    struct chat_msg *msg; /* owned */
+    bool duplicate;       /* msg is the original of a repeated ref */
+    char *ref_key;        /* owned; set for new messages with a ref */
     uint64_t started_ns;
     broker_publish_cb cb;
     void *ctx;
@@ -164,8 +164,7 @@ static void on_stored(void *ctx, int status)
     job_settled(b);
 }
 
-static int local_publish(struct broker *base, struct chat_msg *msg, broker_publish_cb cb,
-                         void *ctx)
+static int local_publish(struct broker *base, struct chat_msg *msg, broker_publish_cb cb, void *ctx)
 {
     struct broker_local *b = (struct broker_local *)base;
     struct publish_job *job = xcalloc(1, sizeof(*job));

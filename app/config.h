@@ -33,14 +33,14 @@ struct config {
     int ws_ping_ms;         /* idle time before the server pings a WebSocket */
 
     /* limits of PROTOCOL.md */
-    int max_frame_bytes;     /* WebSocket payload from a client, 16384 */
-    int max_text_chars;      /* message text in code points, 4000 */
-    int max_rooms_per_conn;  /* 50 */
-    double rate_limit;       /* send frames per second, sustained, 5 */
-    int rate_burst;          /* token bucket size, 20 */
-    int max_body_bytes;      /* REST request body */
-    int history_limit_max;   /* REST page size clamp, 200 */
-    int ref_ttl_s;           /* idempotency window of a ref, 300 */
+    int max_frame_bytes;    /* WebSocket payload from a client, 16384 */
+    int max_text_chars;     /* message text in code points, 4000 */
+    int max_rooms_per_conn; /* 50 */
+    double rate_limit;      /* send frames per second, sustained, 5 */
+    int rate_burst;         /* token bucket size, 20 */
+    int max_body_bytes;     /* REST request body */
+    int history_limit_max;  /* REST page size clamp, 200 */
+    int ref_ttl_s;          /* idempotency window of a ref, 300 */
 
     /* fan-out */
     int sender_threads;      /* hub threads that write to sockets */

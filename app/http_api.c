@@ -40,21 +40,33 @@ struct api {
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
     }
 }
 
-void api_send_json(struct mg_connection *mc, int status, const char *json, const char *extra_headers)
+void api_send_json(struct mg_connection *mc, int status, const char *json,
+                   const char *extra_headers)
 {
     size_t len = strlen(json);
     mg_printf(mc,
@@ -222,8 +234,8 @@ static int fetch_page(struct api *api, const char *room, int64_t before, int has
 {
     if (!has_after)
         return store_fetch(api->store, room, (uint64_t)before, 0, limit, msgs, count, has_more);
-    int rc = store_fetch_range(api->store, room, (uint64_t)after, UINT64_MAX, limit + 1, msgs,
-                               count);
+    int rc =
+        store_fetch_range(api->store, room, (uint64_t)after, UINT64_MAX, limit + 1, msgs, count);
     *has_more = rc == 0 && *count > (size_t)limit;
     if (*has_more) {
         chat_msg_free((*msgs)[limit]);
@@ -250,8 +262,7 @@ static void get_messages(struct api *api, struct mg_connection *mc, const char *
     struct chat_msg **msgs = NULL;
     size_t count = 0;
     bool has_more = false;
-    if (fetch_page(api, room, before, has_after, after, (int)limit, &msgs, &count, &has_more) <
-        0) {
+    if (fetch_page(api, room, before, has_after, after, (int)limit, &msgs, &count, &has_more) < 0) {
         api_send_error(mc, 503, "unavailable", "the message log cannot be read now");
         return;
     }

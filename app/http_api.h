@@ -31,6 +31,7 @@ bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *
 void api_send_error(struct mg_connection *mc, int status, const char *code, const char *message);
 
 /* Send a JSON body (a NUL-terminated string) with status. Worker thread. */
-void api_send_json(struct mg_connection *mc, int status, const char *json, const char *extra_headers);
+void api_send_json(struct mg_connection *mc, int status, const char *json,
+                   const char *extra_headers);
 
 #endif

@@ -36,9 +36,9 @@ struct hub_frame {
 struct membership {
     struct hub_room *room;
     struct hub_conn *conn;
-    bool syncing;             /* join in progress: live frames are held */
-    uint64_t skip_upto;       /* held messages with id <= this were replayed */
-    struct hub_frame **held;  /* frames that arrived while syncing */
+    bool syncing;            /* join in progress: live frames are held */
+    uint64_t skip_upto;      /* held messages with id <= this were replayed */
+    struct hub_frame **held; /* frames that arrived while syncing */
     size_t held_count;
     size_t held_cap;
 };
@@ -48,8 +48,8 @@ struct hub_room {
     struct membership **members;
     size_t member_count;
     size_t member_cap;
-    uint64_t last_id;    /* highest id delivered or read from history */
-    bool last_id_known;  /* last_id includes the history's */
+    uint64_t last_id;      /* highest id delivered or read from history */
+    bool last_id_known;    /* last_id includes the history's */
     struct strmap *remote; /* user -> number of other nodes reporting them (intptr_t) */
 };
 
@@ -57,7 +57,7 @@ struct hub_conn {
     struct hub *hub;
     struct mg_connection *mc; /* valid until hub_conn_closed returns */
     atomic_int refs;
-    char *user;               /* set once after hello */
+    char *user;                /* set once after hello */
     struct membership **rooms; /* under hub->lock */
     size_t room_count;
     size_t room_cap;
@@ -71,11 +71,11 @@ struct hub_conn {
     size_t q_len;
     size_t q_cap;
     size_t q_bytes;
-    bool scheduled;           /* in the pending list or being drained */
-    bool writing;             /* a thread is writing to mc */
-    bool closing;             /* no more frames are accepted */
-    bool closed;              /* the close handler ran: never touch mc */
-    int close_code;           /* close frame still to write, 0 none */
+    bool scheduled; /* in the pending list or being drained */
+    bool writing;   /* a thread is writing to mc */
+    bool closing;   /* no more frames are accepted */
+    bool closed;    /* the close handler ran: never touch mc */
+    int close_code; /* close frame still to write, 0 none */
     char close_reason[HUB_CLOSE_REASON_MAX];
     struct hub_conn *next_pending; /* under hub->pending_lock */
 };
@@ -85,9 +85,9 @@ struct hub {
     struct metrics *metrics;
     struct hub_history history;
 
-    pthread_mutex_t lock;     /* rooms, memberships, conns list */
-    struct strmap *rooms;     /* name -> struct hub_room */
-    struct hub_conn *conns;   /* every open connection */
+    pthread_mutex_t lock;        /* rooms, memberships, conns list */
+    struct strmap *rooms;        /* name -> struct hub_room */
+    struct hub_conn *conns;      /* every open connection */
     hub_presence_cb presence_cb; /* told of local presence changes (cluster) */
     void *presence_ctx;
 
@@ -1023,8 +1023,8 @@ void hub_set_presence_listener(struct hub *hub, hub_presence_cb cb, void *ctx)
 void hub_remote_presence(struct hub *hub, const char *room_name, const char *user, int delta)
 {
     pthread_mutex_lock(&hub->lock);
-    struct hub_room *room = delta > 0 ? room_get_or_create(hub, room_name)
-                                      : strmap_get(hub->rooms, room_name);
+    struct hub_room *room =
+        delta > 0 ? room_get_or_create(hub, room_name) : strmap_get(hub->rooms, room_name);
     if (!room)
         goto out_unlock;
     if (!room->remote)

@@ -47,9 +47,8 @@ static void render_histogram(struct util_buf *b, const char *name, const char *h
             util_buf_appendf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
                              (unsigned long long)cumulative);
     }
-    util_buf_appendf(b, "%s_sum %.6f\n%s_count %llu\n", name,
-                     (double)atomic_load(&h->sum_us) / 1e6, name,
-                     (unsigned long long)atomic_load(&h->count));
+    util_buf_appendf(b, "%s_sum %.6f\n%s_count %llu\n", name, (double)atomic_load(&h->sum_us) / 1e6,
+                     name, (unsigned long long)atomic_load(&h->count));
 }
 
 static void render_value(struct util_buf *b, const char *name, const char *type, const char *help,
@@ -84,8 +83,7 @@ char *metrics_render(struct metrics *m, long rooms, size_t *len)
                  "Connections closed with 1013 because their outbound queue overflowed.",
                  (long long)atomic_load(&m->slow_consumers));
     render_value(&b, "turbochat_outbound_queue_frames", "gauge",
-                 "Frames waiting in outbound queues.",
-                 (long long)atomic_load(&m->outbound_queued));
+                 "Frames waiting in outbound queues.", (long long)atomic_load(&m->outbound_queued));
     render_value(&b, "turbochat_store_queue_depth", "gauge",
                  "Messages waiting for the SQLite writer.",
                  (long long)atomic_load(&m->store_queue_depth));
@@ -93,8 +91,7 @@ char *metrics_render(struct metrics *m, long rooms, size_t *len)
                  (long long)atomic_load(&m->store_commits));
     render_value(&b, "turbochat_store_errors_total", "counter", "Failed SQLite commits.",
                  (long long)atomic_load(&m->store_errors));
-    render_value(&b, "turbochat_broker_connected", "gauge",
-                 "1 when the broker accepts messages.",
+    render_value(&b, "turbochat_broker_connected", "gauge", "1 when the broker accepts messages.",
                  (long long)atomic_load(&m->broker_connected));
     render_value(&b, "turbochat_broker_reconnects_total", "counter", "Valkey reconnects.",
                  (long long)atomic_load(&m->broker_reconnects));
@@ -104,7 +101,6 @@ char *metrics_render(struct metrics *m, long rooms, size_t *len)
     render_histogram(&b, "turbochat_store_commit_seconds", "Latency of SQLite group commits.",
                      &m->store_commit_seconds);
     render_histogram(&b, "turbochat_publish_seconds",
-                     "Time from accepting a message to its acknowledgement.",
-                     &m->publish_seconds);
+                     "Time from accepting a message to its acknowledgement.", &m->publish_seconds);
     return util_buf_take(&b, len);
 }

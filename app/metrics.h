@@ -17,20 +17,20 @@ struct metrics_histogram {
 };
 
 struct metrics {
-    atomic_int_fast64_t connections;          /* open WebSockets (gauge) */
-    atomic_uint_fast64_t connections_total;   /* WebSockets ever accepted */
-    atomic_uint_fast64_t messages_received;   /* chat messages accepted from clients */
-    atomic_uint_fast64_t messages_delivered;  /* message frames queued to clients */
-    atomic_uint_fast64_t frames_rejected;     /* client frames answered with an error */
-    atomic_uint_fast64_t slow_consumers;      /* connections closed with 1013 */
-    atomic_uint_fast64_t rate_limited;        /* sends refused by the token bucket */
-    atomic_uint_fast64_t store_commits;       /* group commits */
-    atomic_uint_fast64_t store_errors;        /* failed commits */
-    atomic_int_fast64_t store_queue_depth;    /* jobs waiting for the writer (gauge) */
-    atomic_int_fast64_t outbound_queued;      /* frames waiting in outbound queues (gauge) */
-    atomic_uint_fast64_t broker_reconnects;   /* Valkey reconnects */
+    atomic_int_fast64_t connections;           /* open WebSockets (gauge) */
+    atomic_uint_fast64_t connections_total;    /* WebSockets ever accepted */
+    atomic_uint_fast64_t messages_received;    /* chat messages accepted from clients */
+    atomic_uint_fast64_t messages_delivered;   /* message frames queued to clients */
+    atomic_uint_fast64_t frames_rejected;      /* client frames answered with an error */
+    atomic_uint_fast64_t slow_consumers;       /* connections closed with 1013 */
+    atomic_uint_fast64_t rate_limited;         /* sends refused by the token bucket */
+    atomic_uint_fast64_t store_commits;        /* group commits */
+    atomic_uint_fast64_t store_errors;         /* failed commits */
+    atomic_int_fast64_t store_queue_depth;     /* jobs waiting for the writer (gauge) */
+    atomic_int_fast64_t outbound_queued;       /* frames waiting in outbound queues (gauge) */
+    atomic_uint_fast64_t broker_reconnects;    /* Valkey reconnects */
     atomic_uint_fast64_t broker_gaps_repaired; /* messages fetched to fill gaps */
-    atomic_int_fast64_t broker_connected;     /* 1 when the broker is usable (gauge) */
+    atomic_int_fast64_t broker_connected;      /* 1 when the broker is usable (gauge) */
     struct metrics_histogram store_commit_seconds;
     struct metrics_histogram publish_seconds;
 };

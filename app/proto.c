@@ -214,8 +214,8 @@ char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t 
     return encode_and_free(obj, len);
 }
 
-char *proto_encode_error(const char *code, const char *message, const char *ref,
-                         const char *room, size_t *len)
+char *proto_encode_error(const char *code, const char *message, const char *ref, const char *room,
+                         size_t *len)
 {
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "type", "error");

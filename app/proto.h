@@ -10,21 +10,21 @@
 struct cJSON;
 
 #define PROTO_VERSION 1
-#define PROTO_ROOM_MAX 64       /* characters of a room name */
-#define PROTO_USER_MAX 32       /* code points of a user name */
+#define PROTO_ROOM_MAX 64 /* characters of a room name */
+#define PROTO_USER_MAX 32 /* code points of a user name */
 #define PROTO_USER_MAX_BYTES 128
-#define PROTO_REF_MAX 64        /* code points of a client ref */
+#define PROTO_REF_MAX 64 /* code points of a client ref */
 #define PROTO_REF_MAX_BYTES 256
 #define PROTO_JSON_MAX_DEPTH 16 /* deeper JSON is refused before parsing */
 
 /* One chat message. Strings are owned by the message. */
 struct chat_msg {
-    uint64_t id;    /* per-room, from 1; 0 until the broker assigns it */
-    int64_t ts;     /* ms since epoch, set when accepted */
+    uint64_t id; /* per-room, from 1; 0 until the broker assigns it */
+    int64_t ts;  /* ms since epoch, set when accepted */
     char *room;
     char *user;
     char *text;
-    char *ref;      /* NULL when the client gave none */
+    char *ref; /* NULL when the client gave none */
 };
 
 /* Make a message from copies of the strings (ref may be NULL). Free with
@@ -54,8 +54,8 @@ const char *proto_get_string(const struct cJSON *obj, const char *name, bool *ba
 /* Encode frames and REST bodies. Each returns a malloc'd NUL-terminated
  * string the caller frees; *len receives strlen when len is not NULL. */
 char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t *len);
-char *proto_encode_error(const char *code, const char *message, const char *ref,
-                         const char *room, size_t *len);
+char *proto_encode_error(const char *code, const char *message, const char *ref, const char *room,
+                         size_t *len);
 char *proto_encode_ack(const struct chat_msg *msg, size_t *len);
 char *proto_encode_json(const struct cJSON *obj, size_t *len);
 

@@ -212,8 +212,7 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
     if (SSL_CTX_use_certificate_chain_file(ctx, config->tls_cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, config->tls_key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        log_msg(LOG_ERROR, "tls_setup_failed", "cert=%s key=%s", config->tls_cert,
-                config->tls_key);
+        log_msg(LOG_ERROR, "tls_setup_failed", "cert=%s key=%s", config->tls_cert, config->tls_key);
         return -1;
     }
     return 1;
@@ -230,24 +229,34 @@ struct server *server_start(const struct config *config, const struct server_rou
     snprintf(timeout, sizeof(timeout), "%d", config->request_timeout_ms);
     snprintf(ping, sizeof(ping), "%d", config->ws_ping_ms);
     const char *options[] = {
-        "listening_ports", config->listen,
-        "num_threads", threads,
-        "request_timeout_ms", timeout,
-        "websocket_timeout_ms", ping,
-        "enable_websocket_ping_pong", "yes",
-        "enable_keep_alive", "yes",
-        "tcp_nodelay", "1",
-        "connection_queue", "1024",
-        "listen_backlog", "1024",
-        "ssl_protocol_version", "4",
+        "listening_ports",
+        config->listen,
+        "num_threads",
+        threads,
+        "request_timeout_ms",
+        timeout,
+        "websocket_timeout_ms",
+        ping,
+        "enable_websocket_ping_pong",
+        "yes",
+        "enable_keep_alive",
+        "yes",
+        "tcp_nodelay",
+        "1",
+        "connection_queue",
+        "1024",
+        "listen_backlog",
+        "1024",
+        "ssl_protocol_version",
+        "4",
         NULL,
     };
     struct mg_callbacks callbacks = {0};
     callbacks.log_message = on_log_message;
     if (config->tls_cert && config->tls_key)
         callbacks.init_ssl = on_init_ssl;
-    struct mg_init_data init = {.callbacks = &callbacks, .user_data = server,
-                                .configuration_options = options};
+    struct mg_init_data init = {
+        .callbacks = &callbacks, .user_data = server, .configuration_options = options};
     struct mg_error_data error = {.text = err, .text_buffer_size = errlen};
     server->ctx = mg_start2(&init, &error);
     if (!server->ctx) {

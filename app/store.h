@@ -27,8 +27,8 @@ typedef void (*store_done_cb)(void *ctx, int status);
  * the last migration is refused. NULL on failure with the reason in err.
  * metrics may be NULL. Free with store_free. */
 struct store *store_create(const char *path, const struct store_migration *migrations,
-                           size_t n_migrations, int batch_max, struct metrics *metrics,
-                           char *err, size_t errlen);
+                           size_t n_migrations, int batch_max, struct metrics *metrics, char *err,
+                           size_t errlen);
 
 /* Commit everything queued, stop the writer thread, close. Accepts NULL. */
 void store_free(struct store *store);
@@ -50,8 +50,8 @@ size_t store_queue_depth(struct store *store);
  * id < before; else the newest limit. *has_more tells whether more exist in
  * the paging direction. The array and messages are the caller's: free with
  * store_free_messages. 0 or negative. Any thread; never waits for the writer. */
-int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after,
-                int limit, struct chat_msg ***out, size_t *count, bool *has_more);
+int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after, int limit,
+                struct chat_msg ***out, size_t *count, bool *has_more);
 
 /* Messages of room with after < id <= upto, ascending, at most limit. */
 int store_fetch_range(struct store *store, const char *room, uint64_t after, uint64_t upto,

@@ -37,10 +37,10 @@ struct ws {
 struct ws_session {
     struct ws *ws;
     struct hub_conn *conn;
-    char *user;                 /* NULL until hello */
+    char *user; /* NULL until hello */
     struct ratelimit sends;
     struct ratelimit typing;
-    struct util_buf fragments;  /* a text message arriving in pieces */
+    struct util_buf fragments; /* a text message arriving in pieces */
     bool in_fragments;
 };
 
@@ -73,8 +73,8 @@ static void send_error_to(struct hub_conn *conn, struct metrics *metrics, const 
     atomic_fetch_add(&metrics->frames_rejected, 1);
 }
 
-static void send_error(struct ws_session *s, const char *code, const char *message,
-                       const char *ref, const char *room)
+static void send_error(struct ws_session *s, const char *code, const char *message, const char *ref,
+                       const char *room)
 {
     send_error_to(s->conn, s->ws->metrics, code, message, ref, room);
 }
@@ -99,8 +99,8 @@ static const char *require_room(struct ws_session *s, const cJSON *frame, const 
     }
     if (!proto_room_is_valid(room)) {
         send_error(s, "room_invalid",
-                   "room must be 1 to 64 characters of A-Z a-z 0-9 _ . - and not start with .",
-                   ref, NULL);
+                   "room must be 1 to 64 characters of A-Z a-z 0-9 _ . - and not start with .", ref,
+                   NULL);
         return NULL;
     }
     return room;
@@ -133,8 +133,7 @@ static bool on_hello(struct ws_session *s, const cJSON *frame)
     if (!user || !proto_user_normalize(user)) {
         free(user);
         send_error(s, "bad_request",
-                   "name is required: 1 to 32 characters without control characters", NULL,
-                   NULL);
+                   "name is required: 1 to 32 characters without control characters", NULL, NULL);
         return false;
     }
     s->user = user;
@@ -199,8 +198,8 @@ static void on_published(void *ctx, int status, const struct chat_msg *msg)
                       "the message could not be accepted now; retry with the same ref", p->ref,
                       p->room);
     } else {
-        send_error_to(p->conn, p->metrics, "internal", "the message could not be stored",
-                      p->ref, p->room);
+        send_error_to(p->conn, p->metrics, "internal", "the message could not be stored", p->ref,
+                      p->room);
     }
     hub_conn_unref(p->conn);
     free(p->ref);
@@ -275,8 +274,8 @@ static bool on_text(struct ws_session *s, const char *data, size_t len)
 {
     cJSON *frame = proto_parse_object(data, len);
     if (!frame) {
-        send_error(s, "bad_json", "the frame is not a JSON object (or is nested too deeply)",
-                   NULL, NULL);
+        send_error(s, "bad_json", "the frame is not a JSON object (or is nested too deeply)", NULL,
+                   NULL);
         return true;
     }
     bool keep_open = true;
@@ -440,8 +439,7 @@ void ws_free(struct ws *ws)
 
 void ws_register(struct ws *ws, struct mg_context *ctx)
 {
-    mg_set_websocket_handler(ctx, "/ws", ws_on_connect, ws_on_ready, ws_on_data, ws_on_close,
-                             ws);
+    mg_set_websocket_handler(ctx, "/ws", ws_on_connect, ws_on_ready, ws_on_data, ws_on_close, ws);
 }
 
 void ws_refuse_new(struct ws *ws)

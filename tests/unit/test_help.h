@@ -65,10 +65,13 @@ static inline int test_run_all(const struct test_case *cases, size_t n, int argc
 #define TEST_MAIN(...)                                                                             \
     int main(int argc, char **argv)                                                                \
     {                                                                                              \
-        static const struct test_case cases[] = {__VA_ARGS__};                                   \
-        return test_run_all(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);                 \
+        static const struct test_case cases[] = {__VA_ARGS__};                                     \
+        return test_run_all(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);                  \
     }
 
-#define TEST_CASE(fn) {#fn, fn}
+#define TEST_CASE(fn)                                                                              \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
 
 #endif
