@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "config.h"
 #include "hub.h"
@@ -169,7 +171,8 @@ static int compare_rows(const void *a, const void *b)
 }
 
 /* Rooms of the log and rooms with members here, by name. */
-static void get_rooms(struct api *api, struct mg_connection *mc)
+/* Rooms of the log and rooms with members, those the token allows (claims NULL: all). */
+static void get_rooms(struct api *api, struct mg_connection *mc, const struct auth_claims *claims)
 {
     struct store_room *stored = NULL;
     size_t stored_count = 0;
@@ -198,6 +201,8 @@ static void get_rooms(struct api *api, struct mg_connection *mc)
     cJSON *obj = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(obj, "rooms");
     for (size_t i = 0; i < n; i++) {
+        if (claims && !auth_room_allowed(claims, rows[i].name))
+            continue;
         cJSON *room = cJSON_CreateObject();
         cJSON_AddStringToObject(room, "name", rows[i].name);
         cJSON_AddNumberToObject(room, "last_id", (double)rows[i].last_id);
@@ -364,10 +369,11 @@ static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
 
 /* Check the fields of a POST body; on success *msg is the message to publish. */
 static bool parse_post(struct api *api, struct mg_connection *mc, const char *room,
-                       const cJSON *body, struct chat_msg **msg)
+                       const cJSON *body, const struct auth_claims *claims, struct chat_msg **msg)
 {
     bool bad = false;
-    const char *user = proto_get_string(body, "user", &bad);
+    /* With auth on the user is the token's, whatever the body says. */
+    const char *user = claims ? claims->sub : proto_get_string(body, "user", &bad);
     const char *text = proto_get_string(body, "text", &bad);
     const char *ref = proto_get_string(body, "ref", &bad);
     if (bad || !user || !text) {
@@ -393,7 +399,8 @@ static bool parse_post(struct api *api, struct mg_connection *mc, const char *ro
     return false;
 }
 
-static void post_message(struct api *api, struct mg_connection *mc, const char *room)
+static void post_message(struct api *api, struct mg_connection *mc, const char *room,
+                         const struct auth_claims *claims)
 {
     if (!api_origin_is_allowed(mc, api->config)) {
         api_send_error(mc, 403, "forbidden", "this origin may not post messages");
@@ -410,7 +417,7 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
         return;
     }
     struct chat_msg *msg = NULL;
-    bool valid = parse_post(api, mc, room, json, &msg);
+    bool valid = parse_post(api, mc, room, json, claims, &msg);
     cJSON_Delete(json);
     if (!valid)
         return;
@@ -470,15 +477,19 @@ static const char *split_room_path(const char *uri, char *room, size_t room_size
 }
 
 static void route_room(struct api *api, struct mg_connection *mc, const char *room,
-                       const char *what)
+                       const char *what, const struct auth_claims *claims)
 {
+    if (claims && !auth_room_allowed(claims, room)) {
+        api_send_error(mc, 403, "forbidden", "the token does not allow this room");
+        return;
+    }
     const struct mg_request_info *ri = mg_get_request_info(mc);
     bool get = method_is(ri, "GET") || method_is(ri, "HEAD");
     if (strcmp(what, "messages") == 0) {
         if (get)
             get_messages(api, mc, room);
         else if (method_is(ri, "POST"))
-            post_message(api, mc, room);
+            post_message(api, mc, room, claims);
         else
             method_not_allowed(mc, "GET, HEAD, POST");
     } else if (strcmp(what, "members") == 0) {
@@ -491,16 +502,27 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
     }
 }
 
-static int api_handler(struct mg_connection *mc, void *cbdata)
+/* With auth on: the bearer token's claims, or false after answering 401. */
+static bool authenticate(struct api *api, struct mg_connection *mc, struct auth_claims *claims)
 {
-    struct api *api = cbdata;
+    const char *header = mg_get_header(mc, "Authorization");
+    const char *why = "an Authorization: Bearer token is required";
+    if (header && strncasecmp(header, "Bearer ", 7) == 0 &&
+        auth_verify(api->config->auth_secret, header + 7, util_now_ms() / 1000, claims, &why) == 0)
+        return true;
+    api_send_error(mc, 401, "unauthorized", why);
+    return false;
+}
+
+static void route(struct api *api, struct mg_connection *mc, const struct auth_claims *claims)
+{
     const struct mg_request_info *ri = mg_get_request_info(mc);
     const char *uri = ri->local_uri ? ri->local_uri : "";
     char room[PROTO_ROOM_MAX + 2];
     const char *what;
     if (strcmp(uri, "/api/rooms") == 0 || strcmp(uri, "/api/rooms/") == 0) {
         if (method_is(ri, "GET") || method_is(ri, "HEAD"))
-            get_rooms(api, mc);
+            get_rooms(api, mc, claims);
         else
             method_not_allowed(mc, "GET, HEAD");
     } else if ((what = split_room_path(uri, room, sizeof(room))) != NULL) {
@@ -509,9 +531,23 @@ static int api_handler(struct mg_connection *mc, void *cbdata)
                            "room must be 1 to 64 characters of A-Z a-z 0-9 _ . - and not "
                            "start with .");
         else
-            route_room(api, mc, room, what);
+            route_room(api, mc, room, what, claims);
     } else {
         api_send_error(mc, 404, "not_found", "no such resource");
+    }
+}
+
+static int api_handler(struct mg_connection *mc, void *cbdata)
+{
+    struct api *api = cbdata;
+    if (!api->config->auth_secret) {
+        route(api, mc, NULL);
+        return 1;
+    }
+    struct auth_claims claims;
+    if (authenticate(api, mc, &claims)) {
+        route(api, mc, &claims);
+        auth_claims_dispose(&claims);
     }
     return 1;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "assets.h"
+#include "auth.h"
 #include "broker.h"
 #include "config.h"
 #include "http_api.h"
@@ -46,6 +47,30 @@ struct app {
 static void deliver_to_hub(void *ctx, const struct chat_msg *msg)
 {
     hub_deliver(ctx, msg);
+}
+
+/* Cluster presence: another node's user, into the hub. */
+static void remote_presence_to_hub(void *ctx, const char *room, const char *user, int delta)
+{
+    hub_remote_presence(ctx, room, user, delta);
+}
+
+/* Cluster presence: this node's users, for the broker's snapshots. */
+static void local_presence_from_hub(void *ctx, broker_presence_visit_fn visit, void *visit_ctx)
+{
+    struct hub_presence *entries = NULL;
+    size_t count = 0;
+    if (hub_local_presence(ctx, &entries, &count) < 0)
+        return;
+    for (size_t i = 0; i < count; i++)
+        visit(visit_ctx, entries[i].room, entries[i].user);
+    hub_free_presence(entries, count);
+}
+
+/* Cluster presence: a local change, from the hub (hub lock held) to the broker. */
+static void presence_to_broker(void *ctx, const char *room, const char *user, bool online)
+{
+    broker_presence_changed(ctx, room, user, online);
 }
 
 static int history_last_id(void *ctx, const char *room, uint64_t *out)
@@ -87,12 +112,18 @@ static struct broker *start_broker(struct app *app, char *err, size_t errlen)
         .metrics = app->metrics,
         .deliver = deliver_to_hub,
         .deliver_ctx = app->hub,
+        .remote_presence = remote_presence_to_hub,
+        .local_presence = local_presence_from_hub,
+        .presence_ctx = app->hub,
     };
-    if (config_is_cluster(&app->config)) {
-        snprintf(err, errlen, "cluster mode (Valkey) is not available in this build yet");
-        return NULL;
-    }
-    return broker_local_create(&deps, err, errlen);
+    if (!config_is_cluster(&app->config))
+        return broker_local_create(&deps, err, errlen);
+    /* Never falls back to the local broker: an unreachable Valkey only makes
+     * the node not ready until it connects. */
+    struct broker *broker = broker_valkey_create(&deps, err, errlen);
+    if (broker)
+        hub_set_presence_listener(app->hub, presence_to_broker, broker);
+    return broker;
 }
 
 static int start(struct app *app)
@@ -137,6 +168,8 @@ static void stop(struct app *app)
     server_stop(app->server);
     api_free(app->api);
     ws_free(app->ws);
+    if (app->hub)
+        hub_set_presence_listener(app->hub, NULL, NULL); /* before the broker goes */
     broker_free(app->broker);
     hub_free(app->hub);
     store_free(app->store);
@@ -175,6 +208,16 @@ static int serve(struct app *app)
     return rc == 0 ? 0 : 1;
 }
 
+/* turbochat token: print a signed token for --user, valid for --ttl. */
+static int print_token(const struct config *config)
+{
+    int64_t exp = util_now_ms() / 1000 + config->token_ttl_s;
+    char *token = auth_mint(config->auth_secret, config->token_user, config->token_rooms, exp);
+    printf("%s\n", token);
+    free(token);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     extern char **environ;
@@ -196,8 +239,7 @@ int main(int argc, char **argv)
         config_print(&app.config, stdout);
         break;
     case CONFIG_CMD_TOKEN:
-        fprintf(stderr, "turbochat token: token auth is not available in this build yet\n");
-        status = 2;
+        status = print_token(&app.config);
         break;
     default:
         fprintf(stderr, "turbochat: invalid configuration:\n%s", err);

@@ -160,12 +160,47 @@ static int json_depth(const char *buf, size_t len, int limit)
     return deepest;
 }
 
+/* cJSON ends its strings at a NUL, which would cut "a\u0000b" to "a". Turn raw
+ * NUL bytes and \u0000 escapes into U+0001 instead, so a NUL inside a string
+ * is refused as a control character like any other. Returns a modified copy, or
+ * NULL when buf has no NUL. */
+static char *mask_nul(const char *buf, size_t len)
+{
+    char *copy = NULL;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] == '\0') {
+            if (!copy)
+                copy = xstrndup(buf, len);
+            copy[i] = '\x01';
+        } else if (in_string && buf[i] == '\\') {
+            if (i + 5 < len && memcmp(buf + i + 1, "u0000", 5) == 0) {
+                if (!copy)
+                    copy = xstrndup(buf, len);
+                copy[i + 5] = '1';
+            }
+            i++;
+        } else if (buf[i] == '"') {
+            in_string = !in_string;
+        }
+    }
+    return copy;
+}
+
 struct cJSON *proto_parse_object(const char *buf, size_t len)
 {
     if (len == 0 || json_depth(buf, len, PROTO_JSON_MAX_DEPTH) > PROTO_JSON_MAX_DEPTH)
         return NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, NULL, false);
-    if (root && !cJSON_IsObject(root)) {
+    char *masked = mask_nul(buf, len);
+    const char *text = masked ? masked : buf;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    /* Anything but white space after the object makes the frame malformed. */
+    while (root && end < text + len && is_trimmable((unsigned char)*end))
+        end++;
+    bool trailing = root && end != text + len;
+    free(masked);
+    if (root && (trailing || !cJSON_IsObject(root))) {
         cJSON_Delete(root);
         return NULL;
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "config.h"
 #include "http_api.h"
@@ -37,7 +38,8 @@ struct ws {
 struct ws_session {
     struct ws *ws;
     struct hub_conn *conn;
-    char *user; /* NULL until hello */
+    char *user;                /* NULL until hello */
+    struct auth_claims claims; /* with auth on: what the token allows */
     struct ratelimit sends;
     struct ratelimit typing;
     struct util_buf fragments; /* a text message arriving in pieces */
@@ -103,6 +105,10 @@ static const char *require_room(struct ws_session *s, const cJSON *frame, const 
                    NULL);
         return NULL;
     }
+    if (s->ws->config->auth_secret && !auth_room_allowed(&s->claims, room)) {
+        send_error(s, "forbidden", "the token does not allow this room", ref, room);
+        return NULL;
+    }
     return room;
 }
 
@@ -120,6 +126,32 @@ static bool optional_ref(struct ws_session *s, const cJSON *frame, const char **
 
 /* ---------------------------------------------------------------- frames */
 
+/* The user name of a hello: from the token with auth on, else from name.
+ * NULL after answering the error. */
+static char *hello_user(struct ws_session *s, const cJSON *frame)
+{
+    bool bad = false;
+    const char *secret = s->ws->config->auth_secret;
+    if (secret) {
+        const char *token = proto_get_string(frame, "token", &bad);
+        const char *why = "a token is required";
+        if (!token || auth_verify(secret, token, util_now_ms() / 1000, &s->claims, &why) < 0) {
+            send_error(s, "unauthorized", why, NULL, NULL);
+            return NULL;
+        }
+        return xstrdup(s->claims.sub);
+    }
+    const char *name = proto_get_string(frame, "name", &bad);
+    char *user = name ? xstrdup(name) : NULL;
+    if (!user || !proto_user_normalize(user)) {
+        free(user);
+        send_error(s, "bad_request",
+                   "name is required: 1 to 32 characters without control characters", NULL, NULL);
+        return NULL;
+    }
+    return user;
+}
+
 /* hello: returns false when the connection must close (1008). */
 static bool on_hello(struct ws_session *s, const cJSON *frame)
 {
@@ -127,15 +159,9 @@ static bool on_hello(struct ws_session *s, const cJSON *frame)
         send_error(s, "bad_request", "hello was already received", NULL, NULL);
         return true;
     }
-    bool bad = false;
-    const char *name = proto_get_string(frame, "name", &bad);
-    char *user = name ? xstrdup(name) : NULL;
-    if (!user || !proto_user_normalize(user)) {
-        free(user);
-        send_error(s, "bad_request",
-                   "name is required: 1 to 32 characters without control characters", NULL, NULL);
+    char *user = hello_user(s, frame);
+    if (!user)
         return false;
-    }
     s->user = user;
     hub_conn_set_user(s->conn, user);
     cJSON *welcome = frame_object("welcome");
@@ -413,6 +439,7 @@ static void ws_on_close(const struct mg_connection *mc, void *cbdata)
     if (!s)
         return;
     hub_conn_closed(s->conn);
+    auth_claims_dispose(&s->claims);
     util_buf_dispose(&s->fragments);
     free(s->user);
     free(s);

@@ -131,6 +131,43 @@ static int test_parse_objects_only(void)
     return 0;
 }
 
+static int test_parse_masks_nul(void)
+{
+    /* cJSON would cut the string at the NUL; it must arrive as a refusable control. */
+    const char *escaped = "{\"text\":\"a\\u0000b\"}";
+    cJSON *obj = proto_parse_object(escaped, strlen(escaped));
+    TEST_ASSERT(obj != NULL);
+    bool bad = false;
+    char *text = strdup(proto_get_string(obj, "text", &bad));
+    TEST_ASSERT_INT(strlen(text), 3);
+    const char *why = NULL;
+    TEST_ASSERT(!proto_text_normalize(text, 4000, &why));
+    free(text);
+    cJSON_Delete(obj);
+    /* An escaped backslash followed by the letters u0000 is ordinary text. */
+    const char *literal = "{\"text\":\"a\\\\u0000\"}";
+    obj = proto_parse_object(literal, strlen(literal));
+    TEST_ASSERT(obj != NULL);
+    TEST_ASSERT_STR(proto_get_string(obj, "text", &bad), "a\\u0000");
+    cJSON_Delete(obj);
+    const char raw[] = "{\"text\":\"a\0b\"}";
+    obj = proto_parse_object(raw, sizeof(raw) - 1);
+    TEST_ASSERT(obj != NULL);
+    TEST_ASSERT_INT(strlen(proto_get_string(obj, "text", &bad)), 3);
+    cJSON_Delete(obj);
+    return 0;
+}
+
+static int test_parse_refuses_trailing_garbage(void)
+{
+    TEST_ASSERT(proto_parse_object("{\"a\":1} x", 10) == NULL);
+    TEST_ASSERT(proto_parse_object("{\"a\":1}{}", 9) == NULL);
+    cJSON *obj = proto_parse_object("{\"a\":1} \n", 9);
+    TEST_ASSERT(obj != NULL);
+    cJSON_Delete(obj);
+    return 0;
+}
+
 static int test_encode_round_trip(void)
 {
     struct chat_msg *msg = chat_msg_create("room", "bob \"b\"", "line1\n<script>", "r1");
@@ -169,4 +206,5 @@ static int test_encode_round_trip(void)
 
 TEST_MAIN(TEST_CASE(test_room_names), TEST_CASE(test_user_names), TEST_CASE(test_text_rules),
           TEST_CASE(test_refs), TEST_CASE(test_parse_refuses_deep_nesting),
-          TEST_CASE(test_parse_objects_only), TEST_CASE(test_encode_round_trip))
+          TEST_CASE(test_parse_objects_only), TEST_CASE(test_parse_masks_nul),
+          TEST_CASE(test_parse_refuses_trailing_garbage), TEST_CASE(test_encode_round_trip))
