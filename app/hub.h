@@ -38,9 +38,13 @@ enum hub_close_code {
     HUB_CLOSE_TRY_AGAIN = 1013,
 };
 
-/* Start the hub and its sender threads. Free with hub_free. */
+/* Writes bytes to a connection's socket; returns what mg_write returns. */
+typedef int (*hub_write_fn)(struct mg_connection *mc, const void *data, size_t len);
+
+/* Start the hub and its sender threads. write NULL means CivetWeb's mg_write
+ * under mg_lock_connection (unit tests pass their own). Free with hub_free. */
 struct hub *hub_create(const struct config *config, struct metrics *metrics,
-                       const struct hub_history *history);
+                       const struct hub_history *history, hub_write_fn write);
 /* Stop the sender threads and free everything; every connection must be closed. */
 void hub_free(struct hub *hub);
 

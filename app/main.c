@@ -137,7 +137,7 @@ static int start(struct app *app)
     if (!app->store)
         goto out_fail;
     struct hub_history history = {history_last_id, history_replay, app};
-    app->hub = hub_create(&app->config, app->metrics, &history);
+    app->hub = hub_create(&app->config, app->metrics, &history, NULL);
     app->broker = start_broker(app, err, sizeof(err));
     if (!app->broker)
         goto out_fail;
