@@ -173,6 +173,7 @@ static int local_publish(struct broker *base, struct chat_msg *msg, broker_publi
     job->ctx = ctx;
     job->started_ns = util_mono_ns();
     int64_t now_ms = util_now_ms();
+    bool duplicate = false;
     int rc;
 
     pthread_mutex_lock(&b->lock);
@@ -189,7 +190,7 @@ static int local_publish(struct broker *base, struct chat_msg *msg, broker_publi
             free(job->ref_key);
             job->ref_key = NULL;
             job->msg = original;
-            job->duplicate = true;
+            job->duplicate = duplicate = true;
             /* The barrier acks after the original's own commit. */
             rc = store_barrier(b->deps.store, on_stored, job);
             goto out_queued;
@@ -213,9 +214,10 @@ out_queued:
             strmap_remove(b->refs, job->ref_key);
         goto out_fail;
     }
+    /* From here the writer thread owns job and may already have freed it. */
     b->in_flight++;
     pthread_mutex_unlock(&b->lock);
-    atomic_fetch_add(&b->deps.metrics->messages_received, !job->duplicate);
+    atomic_fetch_add(&b->deps.metrics->messages_received, duplicate ? 0 : 1);
     return 0;
 
 out_fail:
