@@ -16,6 +16,13 @@
 // mode) with { port, env, urlEnv, stop(), kill(), restart(), command(), ... }:
 // env is what a turbochat node needs (REDIS_HOST...), urlEnv the same as a
 // REDIS_URL. stopAllValkey() stops whatever is left.
+//
+// Also: respConnect()/command() (a tiny RESP2 client), makeCa() and
+// makeServerCert() (openssl CLI), startProxy() (a TCP proxy that can cut one
+// node off Valkey), and helpers for the cluster tests: startNode() (a
+// turbochat node in cluster mode, waited on until /readyz 200), readyz(),
+// waitReady(), waitFor() (poll a state with a deadline), historyOf() and
+// waitHistoryCount().
 import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -25,7 +32,8 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import { freePort } from './server.mjs';
+import { api, fetchAllMessages } from './client.mjs';
+import { freePort, RELAXED_RATE_ENV, startServer } from './server.mjs';
 
 const execFileP = promisify(execFile);
 
@@ -288,7 +296,7 @@ function spawnValkey(v) {
     running.add(v);
 }
 
-async function waitReady(v, timeoutMs) {
+async function waitValkeyPing(v, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
     let lastErr = null;
     for (;;) {
@@ -355,7 +363,7 @@ export async function startValkey({ mode = 'plain', persist = false, port, start
         v.argv = buildArgv(v, persist);
         spawnValkey(v);
         try {
-            await waitReady(v, startTimeoutMs);
+            await waitValkeyPing(v, startTimeoutMs);
             break;
         } catch (err) {
             const taken = /Address already in use|Could not create server TCP listening socket/i.test(v.logs());
@@ -463,7 +471,7 @@ async function restartValkey(v, timeoutMs) {
     for (;;) {
         spawnValkey(v);
         try {
-            await waitReady(v, Math.max(1000, deadline - Date.now()));
+            await waitValkeyPing(v, Math.max(1000, deadline - Date.now()));
             failedDirs.delete(v.dir);
             return v;
         } catch (err) {
@@ -491,3 +499,157 @@ export async function stopAllValkey() {
     if (errors.length) throw errors[0];
 }
 
+
+// ------------------------------------------------------------------ cluster helpers
+// (for tests/cluster; they combine valkey-server with lib/server.mjs)
+
+// Poll fn (sync or async) until it returns a truthy value, which is returned;
+// throws after timeoutMs with what and the last value or error. For waiting
+// on a state with a deadline, not for fixed sleeps.
+export async function waitFor(fn, { timeoutMs = 10000, intervalMs = 100, what = 'condition' } = {}) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    let lastErr;
+    for (;;) {
+        try {
+            last = await fn();
+            lastErr = undefined;
+            if (last) return last;
+        } catch (err) {
+            lastErr = err;
+        }
+        if (Date.now() > deadline) {
+            let lv;
+            try {
+                lv = JSON.stringify(last);
+            } catch {
+                lv = String(last);
+            }
+            if (lv && lv.length > 600) lv = `${lv.slice(0, 600)}...`;
+            throw new Error(
+                `timed out after ${timeoutMs} ms waiting for ${what}` +
+                    (lastErr ? `; last error: ${lastErr.message}` : `; last value: ${lv}`),
+            );
+        }
+        await delay(intervalMs);
+    }
+}
+
+// GET /readyz: { status, text }; status 0 when the node does not answer.
+export async function readyz(node, timeoutMs = 3000) {
+    try {
+        const r = await api(node.url, '/readyz', { timeoutMs });
+        return { status: r.status, text: r.text };
+    } catch (err) {
+        return { status: 0, text: err.message };
+    }
+}
+
+// Wait until GET /readyz answers want (200 by default).
+export async function waitReady(node, { want = 200, timeoutMs = 20000 } = {}) {
+    let last;
+    await waitFor(
+        async () => {
+            last = await readyz(node);
+            return last.status === want;
+        },
+        { timeoutMs, what: `/readyz ${want} on ${node.url} (last: ${last ? `${last.status} ${last.text}` : '-'})` },
+    ).catch((err) => {
+        err.message += ` (last /readyz: ${last ? `${last.status} ${last.text}` : '-'})`;
+        throw err;
+    });
+}
+
+// Start a turbochat node in cluster mode with the given Valkey env (the
+// relaxed send rate unless env overrides it); waits for /readyz 200 unless
+// ready: false. Other options go to startServer (dir, dbPath, port...).
+export async function startNode(valkeyEnv, { env = {}, ready = true, readyTimeoutMs = 20000, ...opts } = {}) {
+    const node = await startServer({ env: { ...RELAXED_RATE_ENV, ...valkeyEnv, ...env }, ...opts });
+    if (ready) await waitReady(node, { timeoutMs: readyTimeoutMs });
+    return node;
+}
+
+// Every message of room on node (paging with after=).
+export function historyOf(node, room) {
+    return fetchAllMessages(node.url, room);
+}
+
+// Wait until every node's history of room has count messages; resolves with
+// the histories (one array per node).
+export async function waitHistoryCount(nodes, room, count, timeoutMs = 15000) {
+    const hs = new Array(nodes.length);
+    await waitFor(
+        async () => {
+            for (let i = 0; i < nodes.length; i++) hs[i] = await historyOf(nodes[i], room);
+            return hs.every((h) => h.length >= count);
+        },
+        { timeoutMs, what: `${count} messages in ${room} on every node` },
+    ).catch((err) => {
+        err.message += ` (history lengths: ${hs.map((h) => (h ? h.length : '?')).join(', ')})`;
+        throw err;
+    });
+    return hs;
+}
+
+// A TCP proxy on a free loopback port to 127.0.0.1:targetPort, to cut one
+// node off Valkey while the others stay connected. cut(): close the listener
+// and reset every proxied connection (new connections are refused);
+// restore(): listen again on the same port. env(valkeyEnv) gives the node env
+// pointing at the proxy. close() at the end.
+export async function startProxy(targetPort) {
+    const conns = new Set();
+    let server = null;
+    const proxy = { port: await freePort(), connections: 0 };
+    const listen = () =>
+        new Promise((resolve, reject) => {
+            server = net.createServer((client) => {
+                proxy.connections += 1;
+                const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
+                conns.add(client);
+                conns.add(upstream);
+                const drop = () => {
+                    client.destroy();
+                    upstream.destroy();
+                    conns.delete(client);
+                    conns.delete(upstream);
+                };
+                client.on('error', drop);
+                upstream.on('error', drop);
+                client.on('close', drop);
+                upstream.on('close', drop);
+                client.pipe(upstream);
+                upstream.pipe(client);
+            });
+            server.once('error', reject);
+            server.listen(proxy.port, '127.0.0.1', () => {
+                server.off('error', reject);
+                resolve();
+            });
+        });
+    const closeServer = () =>
+        new Promise((resolve) => {
+            if (!server) return resolve();
+            const s = server;
+            server = null;
+            s.close(() => resolve());
+            for (const c of conns) c.resetAndDestroy ? c.resetAndDestroy() : c.destroy();
+            conns.clear();
+        });
+    proxy.cut = closeServer;
+    proxy.restore = async () => {
+        const deadline = Date.now() + 5000;
+        for (;;) {
+            try {
+                await listen();
+                return;
+            } catch (err) {
+                if (err.code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+                await delay(100);
+            }
+        }
+    };
+    proxy.close = closeServer;
+    proxy.env = (valkeyEnv) => ({ ...valkeyEnv, REDIS_PORT: String(proxy.port) });
+    await listen();
+    return proxy;
+}
