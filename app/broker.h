@@ -26,6 +26,17 @@ typedef void (*broker_deliver_cb)(void *ctx, const struct chat_msg *msg);
  * broker thread; must not block. msg is only valid during the call. */
 typedef void (*broker_publish_cb)(void *ctx, int status, const struct chat_msg *msg);
 
+/* Cluster presence; the broker knows nothing of the hub, main.c wires these.
+ * Another node's user came online in room (delta +1) or went away (-1).
+ * Runs on a broker thread with no broker lock held; may take the hub lock. */
+typedef void (*broker_remote_presence_cb)(void *ctx, const char *room, const char *user, int delta);
+/* Called once per (room, user) online on this node. */
+typedef void (*broker_presence_visit_fn)(void *visit_ctx, const char *room, const char *user);
+/* Visit every (room, user) online on this node, each once. Runs on a broker
+ * thread with no broker lock held; may take the hub lock. */
+typedef void (*broker_local_presence_cb)(void *ctx, broker_presence_visit_fn visit,
+                                         void *visit_ctx);
+
 struct broker_ops {
     const char *name;
     /* Assign msg its id and ts and make it durable, then call cb; msg is consumed. */
@@ -40,6 +51,10 @@ struct broker_ops {
     bool (*is_ready)(struct broker *broker, char *why, size_t whylen);
     /* Refuse further publishes with -TC_EUNAVAILABLE (shutdown). */
     void (*drain)(struct broker *broker);
+    /* This node's first connection of user joined room (online) or its last one
+     * left. Called with the hub lock held: only queues. NULL: single node. */
+    void (*presence_changed)(struct broker *broker, const char *room, const char *user,
+                             bool online);
     void (*free)(struct broker *broker);
 };
 
@@ -54,10 +69,20 @@ struct broker_deps {
     struct metrics *metrics;
     broker_deliver_cb deliver;
     void *deliver_ctx;
+    broker_remote_presence_cb remote_presence; /* cluster only; NULL: presence not shared */
+    broker_local_presence_cb local_presence;   /* cluster only; NULL: presence not shared */
+    void *presence_ctx;                        /* passed to both */
 };
 
 /* The embedded single-node backend: ids from the store, ack after commit. */
 struct broker *broker_local_create(const struct broker_deps *deps, char *err, size_t errlen);
+
+/* The cluster backend over the Valkey of deps->config (redis_*): cluster-wide
+ * ids, replay window, gap repair, presence across nodes. Starts a publisher
+ * and a subscriber thread and returns at once: an unreachable Valkey is not an
+ * error (the broker is not ready and retries with backoff). NULL only when
+ * the configuration cannot work, with the reason in err. Main thread. */
+struct broker *broker_valkey_create(const struct broker_deps *deps, char *err, size_t errlen);
 
 static inline int broker_publish(struct broker *b, struct chat_msg *msg, broker_publish_cb cb,
                                  void *ctx)
@@ -84,6 +109,15 @@ static inline bool broker_is_ready(struct broker *b, char *why, size_t whylen)
 static inline void broker_drain(struct broker *b)
 {
     b->ops->drain(b);
+}
+
+/* Tell the other nodes about a local presence change; nothing in single-node
+ * mode. Matches hub_presence_cb's rules: hub lock held, never blocks. */
+static inline void broker_presence_changed(struct broker *b, const char *room, const char *user,
+                                           bool online)
+{
+    if (b->ops->presence_changed)
+        b->ops->presence_changed(b, room, user, online);
 }
 
 /* Free the backend; accepts NULL. Publishes in flight complete first. */

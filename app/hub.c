@@ -37,7 +37,7 @@ struct membership {
     struct hub_room *room;
     struct hub_conn *conn;
     bool syncing;            /* join in progress: live frames are held */
-    uint64_t skip_upto;      /* held messages with id <= this were replayed */
+    uint64_t skip_upto;      /* messages with id <= this are in joined.last_id or replayed */
     struct hub_frame **held; /* frames that arrived while syncing */
     size_t held_count;
     size_t held_cap;
@@ -558,6 +558,8 @@ static struct membership *find_membership(struct hub_conn *conn, const char *roo
 /* Give f to one member: held while it syncs, else queued. hub->lock held. */
 static void member_push(struct membership *m, struct hub_frame *f)
 {
+    if (f->msg_id != 0 && f->msg_id <= m->skip_upto)
+        return;
     if (!m->syncing) {
         conn_enqueue(m->conn, f);
         return;
@@ -823,7 +825,10 @@ int hub_join(struct hub *hub, struct hub_conn *conn, const char *room_name, cons
     if (upto > room->last_id)
         room->last_id = upto;
     room->last_id_known = true;
-    m->skip_upto = since ? *since : 0;
+    /* Without since, joined.last_id tells the client that history holds
+     * everything up to it: a message committed before the join but delivered
+     * after it must not arrive a second time as a live frame. */
+    m->skip_upto = since && *since < room->last_id ? *since : room->last_id;
     struct hub_frame *joined = joined_frame(room, recovered);
     conn_enqueue(conn, joined);
     frame_unref(joined);
