@@ -44,11 +44,13 @@ describe('malformed JSON', () => {
     it('assorted garbage gets bad_json and the connection stays open', T, withLogs(async () => {
         const c = await connectUser(srv.wsUrl, 'garbage');
         const junk = ['{"type":"send"', '}{', '{"type":"ping"}}', "{'type':'ping'}", '{"type":"ping","ref":"\\x"}', 'NaN', '\ufeff{'];
+        const wrong = [];
         for (const raw of junk) {
             c.sendRaw(raw);
-            const e = await c.next('error');
-            assert.equal(e.code, 'bad_json', `frame ${JSON.stringify(raw)}: ${JSON.stringify(e)}`);
+            const e = await c.next((f) => f.type === 'error' || f.type === 'pong');
+            if (e.type !== 'error' || e.code !== 'bad_json') wrong.push(`${JSON.stringify(raw)} -> ${JSON.stringify(e)}`);
         }
+        assert.deepEqual(wrong, [], 'frames that are not valid JSON must get bad_json');
         await expectOpen(c);
         await c.close();
         await assertHealthy();
@@ -177,10 +179,7 @@ describe('frame limits and kinds', () => {
         let conn = c;
         for (const frame of bad) {
             conn.sendRaw(frame, { binary: false });
-            const f = await Promise.race([
-                conn.next((x) => x.type === 'error' || x.type === 'ack'),
-                conn.closed.then((cl) => ({ type: '__closed', ...cl })),
-            ]);
+            const f = await conn.nextOrClosed((x) => x.type === 'error' || x.type === 'ack');
             if (f.type === '__closed') {
                 assert.equal(f.code, 1007, `invalid UTF-8 closed with ${f.code}`);
                 conn = await connectUser(srv.wsUrl, 'utf8', [room]);
@@ -332,10 +331,9 @@ describe('slow consumer', () => {
         // the stalled client: closed 1013 (slow consumer), or it gets everything
         stalled.ws._socket.resume();
         const outcome = await withTimeout(
-            Promise.race([
-                stalled.closed.then((cl) => ({ closed: cl })),
-                stalled.message(room, maxId, 30000).then(() => ({ complete: true })),
-            ]),
+            stalled
+                .nextOrClosed((f) => f.type === 'message' && f.room === room && f.id === maxId, 30000)
+                .then((f) => (f.type === '__closed' ? { closed: { code: f.code, reason: f.reason } } : { complete: true })),
             35000,
             'stalled client: closed or caught up',
         );
@@ -355,5 +353,56 @@ describe('slow consumer', () => {
         assert.deepEqual(lost.slice(0, 20), [], `${lost.length} acked messages missing from history`);
         await Promise.all([healthy.close(), sender.close()]);
         if (!stalled.closeInfo) await stalled.close();
+    }));
+
+    it('with a small outbound queue the stalled client is closed (1013) and the others get everything', T, withLogs(async () => {
+        // TURBOCHAT_OUTBOUND_MAX_* are this server's knobs for the queue bound
+        // of PROTOCOL.md's slow-consumer rule (not part of the contract).
+        const small = await startServer({
+            env: { ...RELAXED_RATE_ENV, TURBOCHAT_OUTBOUND_MAX_FRAMES: '256', TURBOCHAT_OUTBOUND_MAX_KIB: '1024' },
+        });
+        try {
+            const room = uniq('flood2');
+            const healthy = await connectUser(small.wsUrl, 'healthy', [room]);
+            const stalled = await connectUser(small.wsUrl, 'stalled', [room]);
+            const sender = await connectUser(small.wsUrl, 'flooder', [room]);
+            stalled.ws._socket.pause();
+            const N = 1500;
+            const filler = '\u20ac'.repeat(3990); // 3 bytes each: ~12 KB per frame, 18 MB in all
+            const acks = [];
+            const errors = [];
+            const inflight = new Set();
+            for (let i = 1; i <= N; i++) {
+                while (inflight.size >= 16) await Promise.race(inflight);
+                const p = sender
+                    .sendMessage(room, `${i} ${filler}`, `fl2-${i}`, 20000)
+                    .then((f) => (f.type === 'ack' ? acks.push(f.id) : errors.push(f)))
+                    .catch((e) => errors.push(e.message.slice(0, 300)))
+                    .finally(() => inflight.delete(p));
+                inflight.add(p);
+                if (i % 250 === 0) await healthy.seenOrNext((f) => f.type === 'message' && f.id === Math.max(...acks), 20000);
+            }
+            await Promise.all([...inflight]);
+            assert.deepEqual(errors.slice(0, 5), [], 'sends refused during the flood');
+            const maxId = Math.max(...acks);
+            await healthy.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === maxId, 20000);
+            const got = new Set(healthy.seen((f) => f.type === 'message' && f.room === room).map((f) => f.id));
+            assert.deepEqual(acks.filter((id) => !got.has(id)).slice(0, 20), [], 'healthy client missed messages');
+            assert.equal(healthy.closeInfo, null, 'the healthy client stays connected');
+            assert.equal(sender.closeInfo, null, 'the sender stays connected');
+
+            stalled.ws._socket.resume();
+            const f = await stalled.nextOrClosed((x) => x.type === 'message' && x.id === maxId, 30000);
+            assert.equal(f.type, '__closed', `18 MB to a client that does not read must overflow a 1 MiB queue`);
+            process.stderr.write(`# small-queue slow consumer closed with ${f.code}\n`);
+            if (f.code !== 1006) assert.equal(f.code, 1013, 'slow consumer close code');
+            const r = await api(small.url, '/healthz');
+            assert.equal(r.status, 200);
+            const hist = await fetchAllMessages(small.url, room);
+            assert.equal(hist.length, acks.length);
+            await Promise.all([healthy.close(), sender.close()]);
+        } finally {
+            await small.stop();
+        }
     }));
 });

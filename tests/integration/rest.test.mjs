@@ -295,6 +295,16 @@ describe('POST messages', () => {
         assert.equal(ok.status, 201, ok.text);
     }));
 
+    it('a POST from a foreign browser Origin is refused (403) and not stored; the own origin is accepted', T, withLogs(async () => {
+        const room = uniq('origin');
+        const evil = await post(room, { user: 'u', text: 'csrf' }, { Origin: 'http://evil.example' });
+        assertJsonError(evil, 403, undefined, 'foreign origin:');
+        const own = await post(room, { user: 'u', text: 'same origin' }, { Origin: srv.url });
+        assert.equal(own.status, 201, own.text);
+        const hist = await fetchAllMessages(srv.url, room);
+        assert.deepEqual(hist.map((m) => m.text), ['same origin']);
+    }));
+
     it('413 for an oversize body', T, withLogs(async () => {
         const big = JSON.stringify({ user: 'u', text: 'x'.repeat(200 * 1024) });
         assertJsonError(await post(uniq('big'), big), 413, undefined, 'oversize body:');

@@ -126,6 +126,15 @@ export class TestClient {
         });
     }
 
+    // Like next(), but a close resolves too, with { type: '__closed', code, reason }.
+    nextOrClosed(pred, timeoutMs = WAIT_MS) {
+        const match = toMatcher(pred);
+        return this.next((f) => match(f), timeoutMs).catch((err) => {
+            if (this.closeInfo) return { type: '__closed', ...this.closeInfo };
+            throw err;
+        });
+    }
+
     // Resolve with the first frame received so far that matches pred, whether
     // or not next() already returned it; otherwise wait for one like next().
     seenOrNext(pred, timeoutMs = WAIT_MS) {
