@@ -36,6 +36,8 @@ typedef void (*broker_presence_visit_fn)(void *visit_ctx, const char *room, cons
  * thread with no broker lock held; may take the hub lock. */
 typedef void (*broker_local_presence_cb)(void *ctx, broker_presence_visit_fn visit,
                                          void *visit_ctx);
+/* Another node's user is typing in room. Same thread rules as remote presence. */
+typedef void (*broker_remote_typing_cb)(void *ctx, const char *room, const char *user);
 
 struct broker_ops {
     const char *name;
@@ -43,8 +45,8 @@ struct broker_ops {
     int (*publish)(struct broker *broker, struct chat_msg *msg, broker_publish_cb cb, void *ctx);
     /* Messages of room with after < id <= upto, ascending, at most limit; *complete is
      * false when the replay window does not reach back to after + 1. */
-    int (*replay)(struct broker *broker, const char *room, uint64_t after, uint64_t upto,
-                  int limit, struct chat_msg ***out, size_t *count, bool *complete);
+    int (*replay)(struct broker *broker, const char *room, uint64_t after, uint64_t upto, int limit,
+                  struct chat_msg ***out, size_t *count, bool *complete);
     /* Highest id of room known to this node (0 when none). */
     int (*last_id)(struct broker *broker, const char *room, uint64_t *out);
     /* True when publish can succeed now; else why names the reason. */
@@ -55,6 +57,9 @@ struct broker_ops {
      * left. Called with the hub lock held: only queues. NULL: single node. */
     void (*presence_changed)(struct broker *broker, const char *room, const char *user,
                              bool online);
+    /* A user of this node is typing in room; best effort, never stored. Hub
+     * lock held: only queues. NULL: single node. */
+    void (*typing)(struct broker *broker, const char *room, const char *user);
     void (*free)(struct broker *broker);
 };
 
@@ -71,7 +76,8 @@ struct broker_deps {
     void *deliver_ctx;
     broker_remote_presence_cb remote_presence; /* cluster only; NULL: presence not shared */
     broker_local_presence_cb local_presence;   /* cluster only; NULL: presence not shared */
-    void *presence_ctx;                        /* passed to both */
+    broker_remote_typing_cb remote_typing;     /* cluster only; NULL: typing not shared */
+    void *presence_ctx;                        /* passed to all three */
 };
 
 /* The embedded single-node backend: ids from the store, ack after commit. */
@@ -118,6 +124,13 @@ static inline void broker_presence_changed(struct broker *b, const char *room, c
 {
     if (b->ops->presence_changed)
         b->ops->presence_changed(b, room, user, online);
+}
+
+/* Tell the other nodes that user is typing in room; nothing in single-node mode. */
+static inline void broker_typing(struct broker *b, const char *room, const char *user)
+{
+    if (b->ops->typing)
+        b->ops->typing(b, room, user);
 }
 
 /* Free the backend; accepts NULL. Publishes in flight complete first. */

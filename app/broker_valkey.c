@@ -552,6 +552,16 @@ static void valkey_presence_changed(struct broker *base, const char *room, const
     enqueue_notice(b, notice_json(obj));
 }
 
+/* Hub lock held: only build and queue the notice. Dropped while Valkey is away. */
+static void valkey_typing(struct broker *base, const char *room, const char *user)
+{
+    struct broker_valkey *b = (struct broker_valkey *)base;
+    cJSON *obj = notice_new(b, "typing");
+    cJSON_AddStringToObject(obj, "room", room);
+    cJSON_AddStringToObject(obj, "user", user);
+    enqueue_notice(b, notice_json(obj));
+}
+
 /* Collects this node's presence into snapshot parts of SNAPSHOT_PART_MAX pairs. */
 struct snapshot_builder {
     struct broker_valkey *b;
@@ -1473,6 +1483,16 @@ static struct remote_node *remote_node_get(struct broker_valkey *b, const char *
     return node;
 }
 
+/* Another node's user is typing: valid names only, straight to the hub. */
+static void receive_typing(struct broker_valkey *b, const cJSON *root)
+{
+    bool bad = false;
+    const char *room = proto_get_string(root, "room", &bad);
+    const char *user = proto_get_string(root, "user", &bad);
+    if (b->deps.remote_typing && room && user && proto_room_is_valid(room))
+        b->deps.remote_typing(b->deps.presence_ctx, room, user);
+}
+
 /* A presence notice from another node. */
 static void receive_presence(struct broker_valkey *b, const char *buf, size_t len)
 {
@@ -1494,6 +1514,8 @@ static void receive_presence(struct broker_valkey *b, const char *buf, size_t le
         apply_delta(b, node, root, op[0] == 'j');
     } else if (strcmp(op, "snapshot") == 0) {
         apply_snapshot_part(b, node, root);
+    } else if (strcmp(op, "typing") == 0) {
+        receive_typing(b, root);
     }
 out_free:
     cJSON_Delete(root);
@@ -1872,6 +1894,7 @@ static const struct broker_ops valkey_ops = {
     .is_ready = valkey_is_ready,
     .drain = valkey_drain,
     .presence_changed = valkey_presence_changed,
+    .typing = valkey_typing,
     .free = valkey_free,
 };
 

@@ -90,6 +90,7 @@ struct hub {
     struct strmap *rooms;        /* name -> struct hub_room */
     struct hub_conn *conns;      /* every open connection */
     hub_presence_cb presence_cb; /* told of local presence changes (cluster) */
+    hub_typing_cb typing_cb;     /* told of local typing (cluster) */
     void *presence_ctx;
 
     pthread_mutex_t pending_lock;
@@ -906,19 +907,36 @@ void hub_deliver(struct hub *hub, const struct chat_msg *msg)
     atomic_fetch_add(&hub->metrics->messages_delivered, reached);
 }
 
+/* Tell the members of room but user's own connections that user is typing. hub->lock held. */
+static void broadcast_typing(struct hub_room *room, const char *user)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "type", "typing");
+    cJSON_AddStringToObject(obj, "room", room->name);
+    cJSON_AddStringToObject(obj, "user", user);
+    struct hub_frame *f = frame_from_json(obj);
+    room_broadcast(room, f, user);
+    frame_unref(f);
+}
+
 void hub_typing(struct hub *hub, struct hub_conn *conn, const char *room_name)
 {
     pthread_mutex_lock(&hub->lock);
     struct membership *m = find_membership(conn, room_name);
     if (m && conn->user) {
-        cJSON *obj = cJSON_CreateObject();
-        cJSON_AddStringToObject(obj, "type", "typing");
-        cJSON_AddStringToObject(obj, "room", room_name);
-        cJSON_AddStringToObject(obj, "user", conn->user);
-        struct hub_frame *f = frame_from_json(obj);
-        room_broadcast(m->room, f, conn->user);
-        frame_unref(f);
+        broadcast_typing(m->room, conn->user);
+        if (hub->typing_cb)
+            hub->typing_cb(hub->presence_ctx, room_name, conn->user);
     }
+    pthread_mutex_unlock(&hub->lock);
+}
+
+void hub_remote_typing(struct hub *hub, const char *room_name, const char *user)
+{
+    pthread_mutex_lock(&hub->lock);
+    struct hub_room *room = strmap_get(hub->rooms, room_name);
+    if (room)
+        broadcast_typing(room, user);
     pthread_mutex_unlock(&hub->lock);
 }
 
@@ -1026,10 +1044,12 @@ void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms
 
 /* ---------------------------------------------------------------- cluster presence */
 
-void hub_set_presence_listener(struct hub *hub, hub_presence_cb cb, void *ctx)
+void hub_set_cluster_listener(struct hub *hub, hub_presence_cb presence, hub_typing_cb typing,
+                              void *ctx)
 {
     pthread_mutex_lock(&hub->lock);
-    hub->presence_cb = cb;
+    hub->presence_cb = presence;
+    hub->typing_cb = typing;
     hub->presence_ctx = ctx;
     pthread_mutex_unlock(&hub->lock);
 }

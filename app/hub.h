@@ -99,12 +99,18 @@ long hub_room_count(struct hub *hub);
 /* Told when a user's first connection on this node joins room (online) or the
  * last one leaves it. Called with the hub lock held: must not block or call the hub. */
 typedef void (*hub_presence_cb)(void *ctx, const char *room, const char *user, bool online);
-void hub_set_presence_listener(struct hub *hub, hub_presence_cb cb, void *ctx);
+/* Told when a user of this node is typing in room; same rules. */
+typedef void (*hub_typing_cb)(void *ctx, const char *room, const char *user);
+void hub_set_cluster_listener(struct hub *hub, hub_presence_cb presence, hub_typing_cb typing,
+                              void *ctx);
 
 /* Another node reports user online in room (delta +1) or gone (-1). The hub
  * keeps a count per user and announces presence to local members when the user
  * appears or disappears cluster-wide. Broker thread. */
 void hub_remote_presence(struct hub *hub, const char *room, const char *user, int delta);
+
+/* Another node's user is typing in room: tell the local members but that user. */
+void hub_remote_typing(struct hub *hub, const char *room, const char *user);
 
 /* (room, user) pairs of users connected to this node; free with hub_free_presence. */
 struct hub_presence {

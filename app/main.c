@@ -67,6 +67,18 @@ static void local_presence_from_hub(void *ctx, broker_presence_visit_fn visit, v
     hub_free_presence(entries, count);
 }
 
+/* Cluster typing: another node's user, into the hub. */
+static void remote_typing_to_hub(void *ctx, const char *room, const char *user)
+{
+    hub_remote_typing(ctx, room, user);
+}
+
+/* Cluster typing: a local user, from the hub (hub lock held) to the broker. */
+static void typing_to_broker(void *ctx, const char *room, const char *user)
+{
+    broker_typing(ctx, room, user);
+}
+
 /* Cluster presence: a local change, from the hub (hub lock held) to the broker. */
 static void presence_to_broker(void *ctx, const char *room, const char *user, bool online)
 {
@@ -114,6 +126,7 @@ static struct broker *start_broker(struct app *app, char *err, size_t errlen)
         .deliver_ctx = app->hub,
         .remote_presence = remote_presence_to_hub,
         .local_presence = local_presence_from_hub,
+        .remote_typing = remote_typing_to_hub,
         .presence_ctx = app->hub,
     };
     if (!config_is_cluster(&app->config))
@@ -122,7 +135,7 @@ static struct broker *start_broker(struct app *app, char *err, size_t errlen)
      * the node not ready until it connects. */
     struct broker *broker = broker_valkey_create(&deps, err, errlen);
     if (broker)
-        hub_set_presence_listener(app->hub, presence_to_broker, broker);
+        hub_set_cluster_listener(app->hub, presence_to_broker, typing_to_broker, broker);
     return broker;
 }
 
@@ -143,8 +156,8 @@ static int start(struct app *app)
         goto out_fail;
     app->ws = ws_create(&app->config, app->hub, app->broker, app->metrics);
     app->api = api_create(&app->config, app->store, app->broker, app->hub, app->metrics);
-    struct server_routes routes = {app->ws, app->api, app->hub, app->broker, app->store,
-                                   app->metrics};
+    struct server_routes routes = {app->ws,     app->api,   app->hub,
+                                   app->broker, app->store, app->metrics};
     app->server = server_start(&app->config, &routes, err, sizeof(err));
     if (!app->server)
         goto out_fail;
@@ -169,7 +182,7 @@ static void stop(struct app *app)
     api_free(app->api);
     ws_free(app->ws);
     if (app->hub)
-        hub_set_presence_listener(app->hub, NULL, NULL); /* before the broker goes */
+        hub_set_cluster_listener(app->hub, NULL, NULL, NULL); /* before the broker goes */
     broker_free(app->broker);
     hub_free(app->hub);
     store_free(app->store);

@@ -201,8 +201,16 @@ static int node_start(struct node *n, const char *name)
         fprintf(stderr, "store: %s\n", err);
         return -1;
     }
-    struct broker_deps deps = {&n->cfg,  n->store,           n->metrics,        on_deliver,
-                               &n->sink, on_remote_presence, on_local_presence, n};
+    struct broker_deps deps = {
+        .config = &n->cfg,
+        .store = n->store,
+        .metrics = n->metrics,
+        .deliver = on_deliver,
+        .deliver_ctx = &n->sink,
+        .remote_presence = on_remote_presence,
+        .local_presence = on_local_presence,
+        .presence_ctx = n,
+    };
     n->broker = broker_valkey_create(&deps, err, sizeof(err));
     return n->broker ? 0 : -1;
 }

@@ -304,6 +304,8 @@ static int test_presence_local_and_remote(void)
     TEST_ASSERT(wait_frames(2, "joined", 1));
     hub_remote_presence(hub, "r", "carol", +1);
     TEST_ASSERT(wait_frames(0, "\"user\":\"carol\",\"event\":\"join\"", 1));
+    hub_remote_typing(hub, "r", "carol");
+    TEST_ASSERT(wait_frames(0, "\"type\":\"typing\",\"room\":\"r\",\"user\":\"carol\"", 1));
     char **names;
     size_t count;
     hub_room_members(hub, "r", &names, &count);
