@@ -13,7 +13,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -128,19 +127,6 @@ struct store {
 
 /* ---------------------------------------------------------------- helpers */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* SQLite stores signed 64-bit integers; larger ids clamp to the largest one,
  * which keeps every comparison of a page query right. */
 static sqlite3_int64 id_param(uint64_t id)
@@ -164,7 +150,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen)
         *p = '\0';
         if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
             rc = -errno;
-            set_err(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            util_set_err(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
             goto out_free_dir;
         }
         *p = saved;
@@ -187,7 +173,7 @@ static int run_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
         while (rc == SQLITE_ROW);
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+        util_set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
         sqlite3_finalize(stmt);
         return -TC_ESTORE;
     }
@@ -215,7 +201,7 @@ static int query_int64(sqlite3 *db, const char *sql, int64_t bind1, bool has_bin
         goto out_fail;
     goto out_finalize;
 out_fail:
-    set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
+    util_set_err(err, errlen, "%s: %s", sql, sqlite3_errmsg(db));
     ret = -TC_ESTORE;
 out_finalize:
     sqlite3_finalize(stmt);
@@ -281,8 +267,8 @@ static int apply_migration(sqlite3 *db, const struct migration_ref *mr, char *er
         goto out_end;
     /* Multi-statement text compiled into the binary, never built from input. */
     if (sqlite3_exec(db, mr->m->sql, NULL, NULL, &errmsg) != SQLITE_OK) {
-        set_err(err, errlen, "migration %s failed: %s", mr->base,
-                errmsg ? errmsg : sqlite3_errmsg(db));
+        util_set_err(err, errlen, "migration %s failed: %s", mr->base,
+                     errmsg ? errmsg : sqlite3_errmsg(db));
         ret = -TC_ESTORE;
         goto out_end;
     }
@@ -294,7 +280,7 @@ static int apply_migration(sqlite3 *db, const struct migration_ref *mr, char *er
         sqlite3_bind_text(rec, 2, mr->base, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_int64(rec, 3, util_now_ms()) != SQLITE_OK ||
         sqlite3_step(rec) != SQLITE_DONE) {
-        set_err(err, errlen, "recording migration %s: %s", mr->base, sqlite3_errmsg(db));
+        util_set_err(err, errlen, "recording migration %s: %s", mr->base, sqlite3_errmsg(db));
         ret = -TC_ESTORE;
         goto out_end;
     }
@@ -320,8 +306,8 @@ static int sort_migrations(const struct store_migration *migrations, size_t n,
         refs[i].m = &migrations[i];
         if (!migrations[i].name || !migrations[i].sql ||
             !parse_migration_name(migrations[i].name, &refs[i].version, &refs[i].base)) {
-            set_err(err, errlen, "malformed migration name \"%s\" (want NNNN_name.sql)",
-                    migrations[i].name ? migrations[i].name : "(null)");
+            util_set_err(err, errlen, "malformed migration name \"%s\" (want NNNN_name.sql)",
+                         migrations[i].name ? migrations[i].name : "(null)");
             goto out_free_refs;
         }
     }
@@ -329,8 +315,8 @@ static int sort_migrations(const struct store_migration *migrations, size_t n,
         qsort(refs, n, sizeof(*refs), compare_migrations);
     for (size_t i = 1; i < n; i++) {
         if (refs[i].version == refs[i - 1].version) {
-            set_err(err, errlen, "migrations %s and %s have the same version", refs[i - 1].base,
-                    refs[i].base);
+            util_set_err(err, errlen, "migrations %s and %s have the same version",
+                         refs[i - 1].base, refs[i].base);
             goto out_free_refs;
         }
     }
@@ -359,9 +345,9 @@ static int run_migrations(sqlite3 *db, const struct migration_ref *refs, size_t 
     if (ret)
         return ret;
     if (db_version > known) {
-        set_err(err, errlen,
-                "database schema version %" PRId64 " is newer than this binary (%" PRId64 ")",
-                db_version, known);
+        util_set_err(err, errlen,
+                     "database schema version %" PRId64 " is newer than this binary (%" PRId64 ")",
+                     db_version, known);
         return -EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -929,8 +915,8 @@ static int open_writer(struct store *s, char *err, size_t errlen)
     int rc = sqlite3_open_v2(
         s->path, &s->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "cannot open %s: %s", s->path,
-                s->wdb ? sqlite3_errmsg(s->wdb) : sqlite3_errstr(rc));
+        util_set_err(err, errlen, "cannot open %s: %s", s->path,
+                     s->wdb ? sqlite3_errmsg(s->wdb) : sqlite3_errstr(rc));
         return -TC_ESTORE;
     }
     sqlite3_busy_timeout(s->wdb, STORE_BUSY_TIMEOUT_MS);
@@ -940,14 +926,14 @@ static int open_writer(struct store *s, char *err, size_t errlen)
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        set_err(err, errlen, "cannot open %s: %s", s->path, sqlite3_errmsg(s->wdb));
+        util_set_err(err, errlen, "cannot open %s: %s", s->path, sqlite3_errmsg(s->wdb));
         sqlite3_finalize(st);
         return -TC_ESTORE;
     }
     const char *mode = (const char *)sqlite3_column_text(st, 0);
     if (!mode || strcmp(mode, "wal") != 0) {
-        set_err(err, errlen, "%s: cannot switch to WAL (journal_mode is %s)", s->path,
-                mode ? mode : "unknown");
+        util_set_err(err, errlen, "%s: cannot switch to WAL (journal_mode is %s)", s->path,
+                     mode ? mode : "unknown");
         sqlite3_finalize(st);
         return -TC_ESTORE;
     }
@@ -981,7 +967,7 @@ static int prepare_writer(struct store *s, char *err, size_t errlen)
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)s + stmts[i].offset);
         if (sqlite3_prepare_v3(s->wdb, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
             SQLITE_OK) {
-            set_err(err, errlen, "%s: %s", stmts[i].sql, sqlite3_errmsg(s->wdb));
+            util_set_err(err, errlen, "%s: %s", stmts[i].sql, sqlite3_errmsg(s->wdb));
             return -TC_ESTORE;
         }
     }
@@ -997,7 +983,7 @@ static int start_writer(struct store *s, char *err, size_t errlen)
     int rc = pthread_create(&s->writer, NULL, writer_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        set_err(err, errlen, "cannot start the store writer: %s", strerror(rc));
+        util_set_err(err, errlen, "cannot start the store writer: %s", strerror(rc));
         return -rc;
     }
     s->writer_started = true;
@@ -1009,11 +995,11 @@ struct store *store_create(const char *path, const struct store_migration *migra
                            size_t errlen)
 {
     if (!path || !*path || (n_migrations && !migrations)) {
-        set_err(err, errlen, "no database path");
+        util_set_err(err, errlen, "no database path");
         return NULL;
     }
     if (batch_max < 1) {
-        set_err(err, errlen, "commit batch size must be at least 1 (got %d)", batch_max);
+        util_set_err(err, errlen, "commit batch size must be at least 1 (got %d)", batch_max);
         return NULL;
     }
     struct migration_ref *refs = NULL;
@@ -1037,7 +1023,7 @@ struct store *store_create(const char *path, const struct store_migration *migra
     /* Open one reader now: a file readers cannot use fails here, not later. */
     struct store_reader *r = reader_get(s);
     if (!r) {
-        set_err(err, errlen, "cannot open %s for reading (see the log)", path);
+        util_set_err(err, errlen, "cannot open %s for reading (see the log)", path);
         goto out_free;
     }
     reader_put(s, r);

@@ -121,6 +121,16 @@ size_t util_utf8_count(const char *buf, size_t len)
     return count;
 }
 
+void util_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 bool util_secret_equals(const char *a, size_t alen, const char *b, size_t blen)
 {
     /* Compare over the longer length so the time does not depend on where they differ. */

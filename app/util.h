@@ -33,6 +33,10 @@ bool util_utf8_is_valid(const char *buf, size_t len);
 /* Number of code points in valid UTF-8. */
 size_t util_utf8_count(const char *buf, size_t len);
 
+/* Format a reason for a person into err (err may be NULL or errlen 0: nothing). */
+void util_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Constant-time comparison of two byte strings of possibly different length. */
 bool util_secret_equals(const char *a, size_t alen, const char *b, size_t blen);
 

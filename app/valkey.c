@@ -18,7 +18,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,20 +160,7 @@ static redisReplyObjectFunctions reply_functions = {
  * Errors and deadlines
  * ------------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-#define conn_err(conn, ...) set_err((conn)->errstr, sizeof((conn)->errstr), __VA_ARGS__)
+#define conn_err(conn, ...) util_set_err((conn)->errstr, sizeof((conn)->errstr), __VA_ARGS__)
 
 /* Mark the connection broken (the reason is already in errstr); pass rc on. */
 static int fail(struct valkey_conn *conn, int rc)
@@ -710,13 +696,13 @@ static int handshake_command(struct valkey_conn *conn, const struct valkey_optio
 
 struct valkey_conn *valkey_connect(const struct valkey_options *opts, char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
+    util_set_err(err, errlen, "%s", "");
     if (!opts->host || !*opts->host) {
-        set_err(err, errlen, "no Valkey host given");
+        util_set_err(err, errlen, "no Valkey host given");
         return NULL;
     }
     if (opts->port < 0 || opts->port > 65535) {
-        set_err(err, errlen, "invalid Valkey port %d", opts->port);
+        util_set_err(err, errlen, "invalid Valkey port %d", opts->port);
         return NULL;
     }
     int connect_timeout_ms =
@@ -771,7 +757,7 @@ struct valkey_conn *valkey_connect(const struct valkey_options *opts, char *err,
     return conn;
 
 out_close:
-    set_err(err, errlen, "%s", conn->errstr);
+    util_set_err(err, errlen, "%s", conn->errstr);
     conn->broken = true; /* no close_notify on a half-made connection */
     valkey_close(conn);
     return NULL;

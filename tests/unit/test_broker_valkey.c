@@ -27,6 +27,7 @@
 #include "proto.h"
 #include "store.h"
 #include "test_help.h"
+#include "test_net.h"
 #include "util.h"
 #include "valkey.h"
 
@@ -39,32 +40,6 @@
 static char tmpdir[256];
 static pid_t server_pid;
 static int server_port;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        perror("free_port");
-        exit(1);
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
 
 /* valkey-server on server_port (in memory), waited for; -1 on failure. */
 static int start_server(void)
@@ -87,7 +62,7 @@ static int start_server(void)
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
-        if (port_accepts(server_port))
+        if (test_port_accepts(server_port))
             return 0;
         usleep(10000);
     }
@@ -120,7 +95,7 @@ static int setup(void)
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_broker_valkey.XXXXXX");
     if (!mkdtemp(tmpdir))
         return -1;
-    server_port = free_port();
+    server_port = test_free_port();
     return start_server();
 }
 

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "test_help.h"
+#include "test_net.h"
 #include "util.h"
 
 #define MAX_SERVERS 8
@@ -82,32 +83,6 @@ static const char *get_tmpdir(void)
 }
 
 /* A loopback port nobody listens on right now. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        perror("free_port");
-        exit(1);
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
 static void dump_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -186,7 +161,7 @@ static pid_t start_server(int port, bool tls, const char *const *extra)
     if (nservers < MAX_SERVERS)
         servers[nservers++] = pid;
     for (int i = 0; i < 500; i++) { /* up to 5 s */
-        if (port_accepts(port))
+        if (test_port_accepts(port))
             return pid;
         if (waitpid(pid, NULL, WNOHANG) == pid)
             break;
@@ -480,7 +455,7 @@ static int exercise_server_kill(const struct valkey_options *o)
 
 static int test_plain(void)
 {
-    int port = free_port();
+    int port = test_free_port();
     TEST_ASSERT(start_server(port, false, NULL) > 0);
     struct valkey_options o = plain_opts(port);
     char err[256];
@@ -517,7 +492,7 @@ static int test_plain(void)
 
 static int test_password_auth(void)
 {
-    int port = free_port();
+    int port = test_free_port();
     TEST_ASSERT(start_server(port, false, (const char *[]){"--requirepass", "pw-s3cret", NULL}) >
                 0);
     struct valkey_options o = plain_opts(port);
@@ -555,7 +530,7 @@ static int setup_acl(const struct valkey_options *admin)
 
 static int test_acl_user(void)
 {
-    int port = free_port();
+    int port = test_free_port();
     TEST_ASSERT(start_server(port, false, NULL) > 0);
     struct valkey_options o = plain_opts(port);
     TEST_ASSERT(setup_acl(&o) == 0);
@@ -590,7 +565,7 @@ static int test_tls(void)
     TEST_ASSERT(make_certs() == 0);
     char ca[320], err[256];
     snprintf(ca, sizeof(ca), "%s/ca.crt", get_tmpdir());
-    int port = free_port();
+    int port = test_free_port();
     TEST_ASSERT(start_server(port, true, NULL) > 0);
 
     struct valkey_options o = plain_opts(port);
@@ -642,7 +617,7 @@ static int test_tls(void)
     o.password = "app-s3cret";
 
     /* A server that only speaks TLS 1.2. */
-    int port12 = free_port();
+    int port12 = test_free_port();
     TEST_ASSERT(start_server(port12, true, (const char *[]){"--tls-protocols", "TLSv1.2", NULL}) >
                 0);
     struct valkey_options o12 = plain_opts(port12);
@@ -749,7 +724,7 @@ static int test_timeouts(void)
 
 static int test_connect_errors(void)
 {
-    struct valkey_options o = plain_opts(free_port());
+    struct valkey_options o = plain_opts(test_free_port());
     TEST_ASSERT(expect_fail(&o, "refused"));
 
     /* Invalid host name syntax: fails in the resolver without any DNS
