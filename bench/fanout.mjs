@@ -1,8 +1,13 @@
 // Fan-out benchmark: one room, many receivers, a few senders, through the
 // real binary on loopback. Prints deliveries per second, delivery latency
-// (p50/p99, send to receipt) and resident memory per idle connection.
+// (p50/p99, send to receipt) and resident memory per idle connection; then,
+// unless --single-only, the same fan-out on a cluster of --nodes nodes sharing
+// a real valkey-server (receivers spread over the nodes, senders on node 0),
+// and the cluster/single ratio of deliveries per second. Each fan-out also
+// runs paced (a message every 10 ms per sender) for latency below saturation.
 //
 //   node bench/fanout.mjs [--receivers 200] [--senders 4] [--messages 500] [--idle 1000]
+//                         [--nodes 3] [--single-only]
 //
 // The server is started by tests/lib/server.mjs (TURBOCHAT_BIN or
 // build/turbochat) with the send rate limit lifted; the load generator is
@@ -11,6 +16,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import WebSocket from '../tests/node_modules/ws/wrapper.mjs';
 import { startServer, stopAll, RELAXED_RATE_ENV } from '../tests/lib/server.mjs';
+import { startNode, startValkey, stopAllValkey } from '../tests/lib/valkey.mjs';
 
 const { values: opts } = parseArgs({
     options: {
@@ -18,12 +24,16 @@ const { values: opts } = parseArgs({
         senders: { type: 'string', default: '4' },
         messages: { type: 'string', default: '500' },
         idle: { type: 'string', default: '1000' },
+        nodes: { type: 'string', default: '3' },
+        'single-only': { type: 'boolean', default: false },
     },
 });
 const RECEIVERS = Number(opts.receivers);
 const SENDERS = Number(opts.senders);
 const MESSAGES = Number(opts.messages); // per sender
 const IDLE = Number(opts.idle);
+const NODES = Number(opts.nodes);
+const PACE_MS = 10; // the paced runs measure latency below saturation
 const ROOM = 'bench';
 
 function rssKiB(pid) {
@@ -83,9 +93,14 @@ async function measureMemory(server) {
     return ((after - before) * 1024) / IDLE;
 }
 
-async function measureFanout(server) {
-    const receivers = await openMany(server.wsUrl, RECEIVERS, 'r', ROOM);
-    const senders = await openMany(server.wsUrl, SENDERS, 's', ROOM);
+// servers[0] carries the senders; receivers are spread over all servers.
+async function measureFanout(servers, paceMs = 0) {
+    const receivers = [];
+    for (let i = 0; i < servers.length; i++) {
+        const share = Math.floor(RECEIVERS / servers.length) + (i < RECEIVERS % servers.length ? 1 : 0);
+        receivers.push(...(await openMany(servers[i].wsUrl, share, `r${i}-`, ROOM)));
+    }
+    const senders = await openMany(servers[0].wsUrl, SENDERS, 's', ROOM);
     const expected = RECEIVERS * SENDERS * MESSAGES;
     const latencies = [];
     let received = 0;
@@ -104,7 +119,8 @@ async function measureFanout(server) {
         senders.map(async (ws) => {
             for (let i = 0; i < MESSAGES; i++) {
                 ws.send(JSON.stringify({ type: 'send', room: ROOM, text: String(performance.now()) }));
-                if (i % 20 === 19) await new Promise((r) => setImmediate(r));
+                if (paceMs > 0) await new Promise((r) => setTimeout(r, paceMs));
+                else if (i % 20 === 19) await new Promise((r) => setImmediate(r));
             }
         }),
     );
@@ -115,18 +131,43 @@ async function measureFanout(server) {
     return { expected, seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
-const server = await startServer({
-    env: { ...RELAXED_RATE_ENV, TURBOCHAT_THREADS: String(IDLE + RECEIVERS + SENDERS + 64) },
-    args: ['--log-level', 'warn'],
-});
-try {
-    const bytesPerConn = await measureMemory(server);
-    const fan = await measureFanout(server);
-    console.log(`turbochat fan-out: ${RECEIVERS} receivers, ${SENDERS} senders x ${MESSAGES} messages`);
+function report(title, fan) {
+    console.log(title);
     console.log(`  deliveries/s     ${Math.round(fan.expected / fan.seconds)} (${fan.expected} in ${fan.seconds.toFixed(2)} s)`);
     console.log(`  latency p50      ${fan.p50.toFixed(2)} ms`);
     console.log(`  latency p99      ${fan.p99.toFixed(2)} ms`);
+}
+
+const threads = String(IDLE + RECEIVERS + SENDERS + 64);
+const workload = `${RECEIVERS} receivers, ${SENDERS} senders x ${MESSAGES} messages`;
+let single;
+try {
+    const server = await startServer({
+        env: { ...RELAXED_RATE_ENV, TURBOCHAT_THREADS: threads },
+        args: ['--log-level', 'warn'],
+    });
+    const bytesPerConn = await measureMemory(server);
+    single = await measureFanout([server]);
+    report(`turbochat single node, fan-out: ${workload}`, single);
+    report(`turbochat single node, paced (one message per ${PACE_MS} ms per sender): latency`,
+        await measureFanout([server], PACE_MS));
     console.log(`  memory/conn      ${(bytesPerConn / 1024).toFixed(1)} KiB RSS (${IDLE} idle connections)`);
 } finally {
     await stopAll();
+}
+if (!opts['single-only']) {
+    try {
+        const valkey = await startValkey();
+        const env = { TURBOCHAT_THREADS: threads };
+        const nodes = [];
+        for (let i = 0; i < NODES; i++) nodes.push(await startNode(valkey.env, { env, args: ['--log-level', 'warn'] }));
+        const cluster = await measureFanout(nodes);
+        report(`turbochat ${NODES} nodes on one valkey-server, same fan-out`, cluster);
+        report(`turbochat ${NODES} nodes, paced: latency`, await measureFanout(nodes, PACE_MS));
+        const ratio = cluster.expected / cluster.seconds / (single.expected / single.seconds);
+        console.log(`  cluster/single   ${ratio.toFixed(2)} x deliveries/s`);
+    } finally {
+        await stopAll();
+        await stopAllValkey();
+    }
 }
