@@ -135,7 +135,7 @@ static const struct config_option options[] = {
                "HS256 token secret; set: auth on, unset: auth off"),
     STRING_OPT("allowed_origins", "TURBOCHAT_ALLOWED_ORIGINS", NULL, NULL, allowed_origins,
                check_origins, "browser origins allowed, comma-separated; unset: own origin"),
-    INT_OPT("threads", "TURBOCHAT_THREADS", "256", 8, 4096, threads,
+    INT_OPT("threads", "TURBOCHAT_THREADS", "1024", 8, 4096, threads,
             "HTTP worker threads; each open WebSocket holds one"),
     DURATION_OPT("request_timeout_ms", "TURBOCHAT_REQUEST_TIMEOUT_MS", OPT_DURATION_MS, "10000",
                  100, 600000, request_timeout_ms, "HTTP read/write timeout"),

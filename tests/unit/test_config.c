@@ -162,7 +162,7 @@ IN_TMPDIR(test_defaults)
     TEST_ASSERT(cfg->www_dir == NULL && cfg->auth_secret == NULL);
     TEST_ASSERT(cfg->allowed_origins == NULL && cfg->config_file == NULL);
     TEST_ASSERT_INT(cfg->log_level, LOG_INFO);
-    TEST_ASSERT_INT(cfg->threads, 256);
+    TEST_ASSERT_INT(cfg->threads, 1024);
     TEST_ASSERT_INT(cfg->request_timeout_ms, 10000);
     TEST_ASSERT_INT(cfg->ws_ping_ms, 20000);
     TEST_ASSERT_INT(cfg->max_frame_bytes, 16384);
@@ -312,7 +312,7 @@ IN_TMPDIR(test_empty_restores_default)
         ARGS("TURBOCHAT_AUTH_SECRET=", "TURBOCHAT_THREADS=  ", "TURBOCHAT_LISTEN=", "REDIS_HOST="),
         CONFIG_CMD_SERVE);
     TEST_ASSERT(cfg->auth_secret == NULL);
-    TEST_ASSERT_INT(cfg->threads, 256);
+    TEST_ASSERT_INT(cfg->threads, 1024);
     TEST_ASSERT_STR(cfg->listen, "8080");
     TEST_ASSERT(cfg->redis_host == NULL);
     TEST_ASSERT(!config_is_cluster(cfg));
