@@ -71,7 +71,7 @@ run: deps build
 	./$(BUILD_DIR)/turbochat $(ARGS)
 
 # ------------------------------------------------------------------- tests ---
-test: deps-test
+test: deps-test format-check
 	$(MAKE) build
 	$(MAKE) test-unit-only test-node-only
 	$(MAKE) build-asan

@@ -34,7 +34,7 @@ backports=$codename-backports
 
 build_pkgs=(build-essential cmake pkg-config libhiredis-dev libssl-dev libcjson-dev
     libsqlite3-dev dpkg-dev ca-certificates openssl)
-test_pkgs=(chromium fonts-dejavu-core openssl ca-certificates)
+test_pkgs=(chromium fonts-dejavu-core openssl ca-certificates clang-format)
 backports_pkgs=(valkey-server) # not in bookworm itself
 civetweb_cache=${TURBOCHAT_CIVETWEB_CACHE:-$here/.deps/civetweb}
 our_sources=/etc/apt/sources.list.d/turbochat.sources
