@@ -954,15 +954,6 @@ int hub_room_members(struct hub *hub, const char *room_name, char ***names, size
     return 0;
 }
 
-size_t hub_room_online(struct hub *hub, const char *room)
-{
-    char **names;
-    size_t count;
-    hub_room_members(hub, room, &names, &count);
-    hub_free_names(names, count);
-    return count;
-}
-
 struct room_list {
     char **names;
     size_t *online;

@@ -87,8 +87,6 @@ void hub_typing(struct hub *hub, struct hub_conn *conn, const char *room);
 /* Distinct user names online in room, sorted; free with hub_free_names. */
 int hub_room_members(struct hub *hub, const char *room, char ***names, size_t *count);
 void hub_free_names(char **names, size_t count);
-/* Number of distinct users online in room. */
-size_t hub_room_online(struct hub *hub, const char *room);
 /* Every room with members: names and online counts; free names with hub_free_names. */
 int hub_list_rooms(struct hub *hub, char ***names, size_t **online, size_t *count);
 /* Rooms with members on this node. */

@@ -51,7 +51,6 @@ enum reader_stmt {
     RS_FIND_REF,
     RS_ROOMS,
     RS_LAST_ID,
-    RS_FIRST_ID,
     RS_PING,
     RS_COUNT,
 };
@@ -82,7 +81,6 @@ static const char *const reader_sql[RS_COUNT] = {
                  " SELECT name, (SELECT MAX(id) FROM messages WHERE room = r.name)"
                  " FROM r WHERE name IS NOT NULL",
     [RS_LAST_ID] = "SELECT MAX(id) FROM messages WHERE room = ?1",
-    [RS_FIRST_ID] = "SELECT MIN(id) FROM messages WHERE room = ?1",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
 };
 
@@ -856,9 +854,7 @@ void store_free_rooms(struct store_room *rooms, size_t count)
     free(rooms);
 }
 
-/* MIN or MAX of a room's ids; 0 when the room is empty. */
-static int room_bound(struct store *store, const char *room, enum reader_stmt which,
-                      const char *what, uint64_t *out)
+int store_last_id(struct store *store, const char *room, uint64_t *out)
 {
     if (!store || !room || !out)
         return -EINVAL;
@@ -866,7 +862,7 @@ static int room_bound(struct store *store, const char *room, enum reader_stmt wh
     struct store_reader *r = reader_get(store);
     if (!r)
         return -TC_ESTORE;
-    sqlite3_stmt *st = r->stmts[which];
+    sqlite3_stmt *st = r->stmts[RS_LAST_ID];
     int ret = 0;
     int rc = sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
@@ -874,21 +870,11 @@ static int room_bound(struct store *store, const char *room, enum reader_stmt wh
     if (rc == SQLITE_ROW)
         *out = (uint64_t)sqlite3_column_int64(st, 0); /* NULL reads as 0 */
     else
-        ret = read_failed(r, what, rc);
+        ret = read_failed(r, "last_id", rc);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     reader_put(store, r);
     return ret;
-}
-
-int store_last_id(struct store *store, const char *room, uint64_t *out)
-{
-    return room_bound(store, room, RS_LAST_ID, "last_id", out);
-}
-
-int store_first_id(struct store *store, const char *room, uint64_t *out)
-{
-    return room_bound(store, room, RS_FIRST_ID, "first_id", out);
 }
 
 bool store_is_ready(struct store *store)

@@ -76,9 +76,6 @@ void store_free_rooms(struct store_room *rooms, size_t count);
 /* Highest id stored for room, 0 when none; negative on error. */
 int store_last_id(struct store *store, const char *room, uint64_t *out);
 
-/* Lowest id stored for room, 0 when none. */
-int store_first_id(struct store *store, const char *room, uint64_t *out);
-
 /* True once store_create succeeded and the database answers. */
 bool store_is_ready(struct store *store);
 

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 /* Project error codes beyond errno; actions return 0 or a negative code. */
-#define TC_EDUPLICATE 1001   /* an idempotent request was already accepted */
 #define TC_EUNAVAILABLE 1002 /* the broker cannot accept messages now */
 #define TC_ESTORE 1003       /* SQLite failed; details are in the log */
 
