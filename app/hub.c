@@ -870,6 +870,7 @@ void hub_conn_closed(struct hub_conn *conn)
         pthread_cond_wait(&conn->idle, &conn->lock);
     queue_clear(conn);
     conn->close_code = 0;
+    pthread_cond_broadcast(&conn->idle); /* hub_close_all may be waiting */
     pthread_mutex_unlock(&conn->lock);
 
     pthread_mutex_lock(&hub->lock);
@@ -1001,9 +1002,14 @@ static bool conn_busy(const struct hub_conn *conn)
     return !conn->closed && (conn->writing || conn->q_len > 0 || conn->close_code);
 }
 
-void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms)
+/* Queue the close frame on every connection; returns them, each with a
+ * reference the caller drops. */
+static struct hub_conn **close_every_conn(struct hub *hub, int code, const char *reason,
+                                          size_t *count)
 {
     pthread_mutex_lock(&hub->lock);
+    size_t n = 0, cap = 16;
+    struct hub_conn **conns = xmalloc(cap * sizeof(*conns));
     for (struct hub_conn *conn = hub->conns; conn; conn = conn->next_conn) {
         pthread_mutex_lock(&conn->lock);
         if (!conn->closing) {
@@ -1013,24 +1019,39 @@ void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms
             schedule(conn);
         }
         pthread_mutex_unlock(&conn->lock);
+        if (n == cap)
+            conns = xrealloc(conns, (cap *= 2) * sizeof(*conns));
+        hub_conn_ref(conn);
+        conns[n++] = conn;
     }
     pthread_mutex_unlock(&hub->lock);
+    *count = n;
+    return conns;
+}
 
-    uint64_t deadline = util_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    for (;;) {
-        bool busy = false;
-        pthread_mutex_lock(&hub->lock);
-        for (struct hub_conn *conn = hub->conns; conn && !busy; conn = conn->next_conn) {
-            pthread_mutex_lock(&conn->lock);
-            busy = conn_busy(conn);
-            pthread_mutex_unlock(&conn->lock);
-        }
-        pthread_mutex_unlock(&hub->lock);
-        if (!busy || util_mono_ns() > deadline)
-            return;
-        struct timespec pause = {0, 5 * 1000000};
-        nanosleep(&pause, NULL);
+void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms)
+{
+    size_t count;
+    struct hub_conn **conns = close_every_conn(hub, code, reason, &count);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
     }
+    /* Senders signal idle after every write; wait for each close frame to go. */
+    for (size_t i = 0; i < count; i++) {
+        struct hub_conn *conn = conns[i];
+        pthread_mutex_lock(&conn->lock);
+        int rc = 0;
+        while (conn_busy(conn) && rc == 0)
+            rc = pthread_cond_timedwait(&conn->idle, &conn->lock, &deadline);
+        pthread_mutex_unlock(&conn->lock);
+        hub_conn_unref(conn);
+    }
+    free(conns);
 }
 
 /* ---------------------------------------------------------------- cluster presence */
