@@ -112,17 +112,6 @@ static void method_not_allowed(struct mg_connection *mc, const char *allow)
                   header);
 }
 
-static cJSON *message_object(const struct chat_msg *msg)
-{
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "room", msg->room);
-    cJSON_AddNumberToObject(obj, "id", (double)msg->id);
-    cJSON_AddStringToObject(obj, "user", msg->user);
-    cJSON_AddStringToObject(obj, "text", msg->text);
-    cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
-    return obj;
-}
-
 /* ---------------------------------------------------------------- origins */
 
 static bool origin_in_list(const char *origin, const char *list)
@@ -275,7 +264,7 @@ static void get_messages(struct api *api, struct mg_connection *mc, const char *
     cJSON_AddStringToObject(obj, "room", room);
     cJSON *list = cJSON_AddArrayToObject(obj, "messages");
     for (size_t i = 0; i < count; i++)
-        cJSON_AddItemToArray(list, message_object(msgs[i]));
+        cJSON_AddItemToArray(list, proto_message_object(msgs[i], NULL));
     cJSON_AddBoolToObject(obj, "has_more", has_more);
     store_free_messages(msgs, count);
     send_object(mc, 200, obj);
@@ -434,7 +423,7 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
                        "the message could not be accepted now; retry with the same ref");
         return;
     }
-    send_object(mc, rc == BROKER_DUPLICATE ? 200 : 201, message_object(stored));
+    send_object(mc, rc == BROKER_DUPLICATE ? 200 : 201, proto_message_object(stored, NULL));
     chat_msg_free(stored);
 }
 

@@ -236,7 +236,7 @@ static char *encode_and_free(cJSON *obj, size_t *len)
     return out;
 }
 
-char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t *len)
+struct cJSON *proto_message_object(const struct chat_msg *msg, const char *type)
 {
     cJSON *obj = cJSON_CreateObject();
     if (type)
@@ -246,7 +246,12 @@ char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t 
     cJSON_AddStringToObject(obj, "user", msg->user);
     cJSON_AddStringToObject(obj, "text", msg->text);
     cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
-    return encode_and_free(obj, len);
+    return obj;
+}
+
+char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t *len)
+{
+    return encode_and_free(proto_message_object(msg, type), len);
 }
 
 char *proto_encode_error(const char *code, const char *message, const char *ref, const char *room,

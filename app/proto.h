@@ -53,6 +53,9 @@ const char *proto_get_string(const struct cJSON *obj, const char *name, bool *ba
 
 /* Encode frames and REST bodies. Each returns a malloc'd NUL-terminated
  * string the caller frees; *len receives strlen when len is not NULL. */
+/* The message as a cJSON object (with "type" when type is not NULL): the
+ * WebSocket frame and the REST message object. Free with cJSON_Delete. */
+struct cJSON *proto_message_object(const struct chat_msg *msg, const char *type);
 char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t *len);
 char *proto_encode_error(const char *code, const char *message, const char *ref, const char *room,
                          size_t *len);
