@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { stopAll } from '../lib/server.mjs';
 import { historyOf, startNode, startValkey, stopAllValkey } from '../lib/valkey.mjs';
-import { SERVER_ARGS, assertClean, count, launchBrowser, openChat, screenshot, send, storedTexts,
+import { SERVER_ARGS, assertClean, count, launchBrowser, openChat, recordFrames, screenshot, send, storedTexts,
     waitForTexts, waitOffline, waitOnline } from './helpers.mjs';
 
 let vk;
@@ -58,26 +58,6 @@ async function idOf(page, text) {
     const rows = (await storedIds(page)).filter((r) => r.text === text);
     assert.equal(rows.length, 1, `"${text}" shown once`);
     return rows[0].id;
-}
-
-// Records the join frames a page sends and every frame it receives, from
-// the sockets it opens from now on (so: those of its reconnects).
-function recordFrames(page) {
-    const seen = { joins: [], received: [] };
-    page.on('websocket', (ws) => {
-        ws.on('framesent', ({ payload }) => {
-            const frame = JSON.parse(payload);
-            if (frame.type === 'join') seen.joins.push(frame);
-        });
-        ws.on('framereceived', ({ payload }) => {
-            try {
-                seen.received.push(JSON.parse(payload));
-            } catch {
-                /* not JSON */
-            }
-        });
-    });
-    return seen;
 }
 
 test('two pages on two nodes: messages, members, typing', { timeout: 90000 }, withNodeLogs(async (t) => {

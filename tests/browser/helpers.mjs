@@ -137,3 +137,23 @@ export function assertClean(assert, problems, label) {
 // Extra server flags for every browser test: TURBOCHAT_TEST_WWW=DIR serves
 // the UI from DIR on disk instead of the copy compiled into the binary.
 export const SERVER_ARGS = process.env.TURBOCHAT_TEST_WWW ? ['--www', process.env.TURBOCHAT_TEST_WWW] : [];
+
+// Records the join frames a page sends and every frame it receives, from
+// the sockets it opens from now on (so: those of its reconnects).
+export function recordFrames(page) {
+    const seen = { joins: [], received: [] };
+    page.on('websocket', (ws) => {
+        ws.on('framesent', ({ payload }) => {
+            const frame = JSON.parse(payload);
+            if (frame.type === 'join') seen.joins.push(frame);
+        });
+        ws.on('framereceived', ({ payload }) => {
+            try {
+                seen.received.push(JSON.parse(payload));
+            } catch {
+                /* not JSON */
+            }
+        });
+    });
+    return seen;
+}

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RELAXED_RATE_ENV, startServer, stopAll } from '../lib/server.mjs';
-import { SERVER_ARGS, assertClean, count, history, launchBrowser, openChat, postMessage, screenshot, send,
+import { SERVER_ARGS, assertClean, count, history, launchBrowser, openChat, postMessage, recordFrames, screenshot, send,
     storedTexts, waitForTexts, waitOffline, waitOnline } from './helpers.mjs';
 
 let server;
@@ -26,22 +26,6 @@ after(async () => {
 async function restart() {
     const { port, dir, dbPath } = server;
     server = await startServer({ env: RELAXED_RATE_ENV, args: SERVER_ARGS, port, dir, dbPath });
-}
-
-// Records the join frames a page sends, and the texts of message frames it receives.
-function recordFrames(page) {
-    const seen = { joins: [], messages: [] };
-    page.on('websocket', (ws) => {
-        ws.on('framesent', ({ payload }) => {
-            const frame = JSON.parse(payload);
-            if (frame.type === 'join') seen.joins.push(frame);
-        });
-        ws.on('framereceived', ({ payload }) => {
-            const frame = JSON.parse(payload);
-            if (frame.type === 'message') seen.messages.push(frame.text);
-        });
-    });
-    return seen;
 }
 
 test('server restart: every missed message shown exactly once', { timeout: 180000 }, async (t) => {
@@ -76,7 +60,7 @@ test('server restart: every missed message shown exactly once', { timeout: 18000
     await screenshot(hana.page, 'reconnect-recovered');
     const rejoin = frames.joins.at(-1);
     assert.ok(rejoin && rejoin.since > 0, `re-joined with since (${JSON.stringify(rejoin)})`);
-    t.diagnostic(`missed messages that came over the socket after the re-join: ${missed.filter((m) => frames.messages.includes(m)).length}/${missed.length}`);
+    t.diagnostic(`missed messages that came over the socket after the re-join: ${missed.filter((m) => frames.received.some((f) => f.type === 'message' && f.text === m)).length}/${missed.length}`);
     const stored = (await history(server, room)).map((m) => m.text);
     for (const text of expected) assert.equal(count(stored, text), 1, `"${text}" stored once`);
 
