@@ -42,9 +42,11 @@ test('two pages chat: messages, presence, typing, hostile text, CSP', { timeout:
     const own = alice.page.locator('[data-testid=message].own [data-testid=message-text]', { hasText: 'hello bob' });
     assert.equal(await own.count(), 1, "alice's own message is marked as hers");
 
-    // typing indicator
+    // typing indicator: bob's message ended his "is typing"; typing again shows it again
+    const bobTyping = alice.page.locator('[data-testid=typing]', { hasText: 'bob is typing' });
+    await bobTyping.waitFor({ state: 'detached' });
     await bob.page.locator('[data-testid=composer-input]').fill('drafting');
-    await alice.page.locator('[data-testid=typing]', { hasText: 'bob is typing' }).waitFor();
+    await bobTyping.waitFor();
     await bob.page.locator('[data-testid=composer-input]').fill('');
 
     // Shift+Enter keeps a newline; a link becomes a safe link

@@ -187,6 +187,7 @@ function send(raw) {
   view.setComposerText('');
   saveDraft(name, '');
   stickToBottom = true;
+  lastTypingSent = 0; /* the message ends "is typing" for others; typing again says so at once */
   transmit(name, ref);
 }
 

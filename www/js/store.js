@@ -113,7 +113,7 @@ export class Store extends EventTarget {
       room.messages.set(message.id, message);
       room.seenId = Math.max(room.seenId, message.id);
       room.lastId = Math.max(room.lastId, message.id);
-      room.typing.delete(message.user);
+      if (room.typing.delete(message.user)) this.#changed(name, 'typing');
     }
     if (name === this.current) this.markRead(name);
     this.#changed(name, 'messages');
