@@ -24,7 +24,7 @@ TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(
 # Node test groups run by make test (tests/<group>/*.test.mjs); an empty group is skipped.
 NODE_TEST_GROUPS ?= integration cluster browser
 NODE_TESTS = $(foreach g,$(NODE_TEST_GROUPS),$(wildcard tests/$(g)/*.test.mjs))
-NODE_TEST_FLAGS := --test --test-concurrency=2 --test-timeout=120000
+NODE_TEST_FLAGS := --test --test-concurrency=2 --test-timeout=300000
 FORMAT_FILES = $(wildcard app/*.c app/*.h tests/unit/*.c tools/*.c)
 
 .PHONY: all deps deps-test build build-asan build-tsan run test test-unit test-node \

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { stopAll } from '../lib/server.mjs';
-import { historyOf, startNode, startValkey, stopAllValkey } from '../lib/valkey.mjs';
+import { startNode, startValkey, stopAllValkey, waitHistoryCount } from '../lib/valkey.mjs';
 import { SERVER_ARGS, assertClean, count, launchBrowser, openChat, recordFrames, screenshot, send, storedTexts,
     waitForTexts, waitOffline, waitOnline } from './helpers.mjs';
 
@@ -87,8 +87,10 @@ test('two pages on two nodes: messages, members, typing', { timeout: 90000 }, wi
     for (const p of [alice.page, bob.page]) {
         assert.deepEqual((await storedTexts(p)).filter((x) => expected.includes(x)), expected, 'in order');
     }
-    for (const node of [nodeA, nodeB]) {
-        const stored = (await historyOf(node, room)).map((m) => ({ id: m.id, text: m.text }));
+    // an ack means Valkey has the message; each node logs it when it arrives
+    const histories = await waitHistoryCount([nodeA, nodeB], room, expected.length);
+    for (const [i, node] of [nodeA, nodeB].entries()) {
+        const stored = histories[i].map((m) => ({ id: m.id, text: m.text }));
         assert.deepEqual(stored, expected.map((text) => ({ id: ids[text], text })), `REST history on ${node.url}`);
     }
     await screenshot(alice.page, 'cluster-alice-node-a');
@@ -97,9 +99,11 @@ test('two pages on two nodes: messages, members, typing', { timeout: 90000 }, wi
     // typing crosses nodes, both ways (subtests: a failure here leaves the
     // rest of the report intact)
     const typing = async (from, fromName, to) => {
+        const shown = to.page.locator('[data-testid=typing]', { hasText: `${fromName} is typing` });
+        await shown.waitFor({ state: 'detached' }); // their last message ended it
         await from.page.locator('[data-testid=composer-input]').fill(`drafting (${fromName})`);
         try {
-            await to.page.locator('[data-testid=typing]', { hasText: `${fromName} is typing` }).waitFor({ timeout: 10000 });
+            await shown.waitFor();
         } finally {
             await from.page.locator('[data-testid=composer-input]').fill('');
         }
@@ -120,7 +124,9 @@ test("the page's node killed (-9) while the other page keeps sending; restarted,
         const carol = await openChat(browser, nodeA, { name: 'carol', room });
         const frames = recordFrames(carol.page);
         const dave = await openChat(browser, nodeB, { name: 'dave', room });
+        // dave answers once he sees carol's message, so the ids follow that order
         await send(carol.page, 'carol before kill');
+        await waitForTexts(dave.page, ['carol before kill']);
         await send(dave.page, 'dave before kill');
         const before = ['carol before kill', 'dave before kill'];
         await waitForTexts(carol.page, before);
@@ -174,8 +180,9 @@ test("the page's node killed (-9) while the other page keeps sending; restarted,
             pageIds.push(rows);
         }
         assert.deepEqual(pageIds[1], pageIds[0], 'same ids on both pages');
-        for (const node of [nodeA, nodeB]) {
-            const stored = (await historyOf(node, room)).map((m) => ({ id: m.id, text: m.text }));
+        const histories = await waitHistoryCount([nodeA, nodeB], room, pageIds[0].length);
+        for (const [i, node] of [nodeA, nodeB].entries()) {
+            const stored = histories[i].map((m) => ({ id: m.id, text: m.text }));
             assert.deepEqual(stored, pageIds[0], `REST history on ${node.url} matches the pages`);
         }
         await screenshot(carol.page, 'cluster-after-live');

@@ -13,7 +13,9 @@ let server;
 let browser;
 
 before(async () => {
-    server = await startServer({ env: { TURBOCHAT_RATE_LIMIT: '1', TURBOCHAT_RATE_BURST: '2' }, args: SERVER_ARGS });
+    // a refill of one send per 2 s: five sends typed in a row overflow the burst
+    // of 2 even on a slow machine, and the retries get through within seconds
+    server = await startServer({ env: { TURBOCHAT_RATE_LIMIT: '0.5', TURBOCHAT_RATE_BURST: '2' }, args: SERVER_ARGS });
     browser = await launchBrowser();
 });
 

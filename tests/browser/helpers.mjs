@@ -63,8 +63,13 @@ export async function openChat(browser, server,
     return { page, context, problems, csp: response.headers()['content-security-policy'] || '' };
 }
 
+// After a drop the page may wait up to its longest backoff (15 s,
+// www/js/connection.js) before it tries again.
+const LONGEST_RECONNECT_DELAY_MS = 15000;
+
 export function waitOnline(page) {
-    return page.locator('[data-testid=conn-state][data-state=online]').waitFor();
+    return page.locator('[data-testid=conn-state][data-state=online]')
+        .waitFor({ timeout: TIMEOUT + LONGEST_RECONNECT_DELAY_MS });
 }
 
 export function waitOffline(page) {

@@ -48,6 +48,8 @@ test('server restart: every missed message shown exactly once', { timeout: 18000
     await waitOnline(ivan.page);
     await send(ivan.page, 'ivan after restart');
     await waitOnline(hana.page);
+    // hana answers once she sees ivan's message, so the ids follow that order
+    await waitForTexts(hana.page, ['ivan after restart']);
     await send(hana.page, 'hana after restart');
 
     const expected = ['before restart', ...missed, 'ivan after restart', 'hana after restart'];

@@ -50,6 +50,7 @@ describe('cluster presence', () => {
         const alice = await connectUser(A.wsUrl, 'alice');
         const ja = await alice.join(room);
         assert.deepEqual(ja.members, ['alice']);
+        await waitMembers([B], room, ['alice']); // alice's join reaches B through Valkey
         const bob = await connectUser(B.wsUrl, 'bob');
         const jb = await bob.join(room);
         assert.deepEqual([...jb.members].sort(), ['alice', 'bob'], 'joined.members on B includes alice from A');

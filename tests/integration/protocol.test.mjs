@@ -420,7 +420,8 @@ describe('rate limit', () => {
             assert.ok(acks.length >= 20, `the burst of 20 must be accepted, got ${acks.length} acks`);
             const allowed = 20 + Math.ceil(elapsed * 5) + 1;
             assert.ok(acks.length <= allowed, `${acks.length} acks in ${elapsed}s exceeds burst+rate (${allowed})`);
-            assert.ok(limitedErrs.length >= 1, 'some of 30 immediate sends must be rate_limited');
+            // 30 sends in under 2 s outrun a burst of 20 refilled at 5/s
+            if (elapsed < 2) assert.ok(limitedErrs.length >= 1, `some of 30 sends in ${elapsed}s must be rate_limited`);
             // refused messages are neither stored nor broadcast
             const last = Math.max(...acks.map((a) => a.id));
             await c.message(room, last);

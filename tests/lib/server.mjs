@@ -177,7 +177,9 @@ async function launch({ env, args, dir, dbPath, port, startTimeoutMs }) {
             err.log = readLog(logFile);
             throw err;
         }
-        if ((await healthz(port)) === 200) return server;
+        // the log's "listening" line proves this process holds the port (and
+        // not another test's server that took it while ours was down)
+        if ((await healthz(port)) === 200 && / listening /.test(readLog(logFile))) return server;
         if (Date.now() > deadline) {
             proc.kill('SIGKILL');
             await exited;
