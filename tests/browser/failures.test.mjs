@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startServer, stopAll } from '../lib/server.mjs';
-import { SERVER_ARGS, TIMEOUT, assertClean, count, history, launchBrowser, openChat, screenshot,
-    send, storedTexts, waitForTexts, waitOnline } from './helpers.mjs';
+import { SERVER_ARGS, TIMEOUT, assertClean, count, history, launchBrowser, openPage, recordFrames,
+    screenshot, send, storedTexts, waitForTexts, waitJoined, waitOnline } from './helpers.mjs';
 
 let server;
 let browser;
@@ -26,7 +26,11 @@ after(async () => {
 
 test('rate-limited sends fail visibly and retry without duplicates', { timeout: 120000 }, async () => {
     const room = 'limits';
-    const { page, problems } = await openChat(browser, server, { name: 'olga', room });
+    const { page, problems } = await openPage(browser, server, { room });
+    const frames = recordFrames(page);
+    await page.locator('[data-testid=name-input]').fill('olga');
+    await page.locator('[data-testid=name-input]').press('Enter');
+    await waitJoined(page, room);
     const texts = ['burst 1', 'burst 2', 'burst 3', 'burst 4', 'burst 5'];
     for (const text of texts) await send(page, text);
     await page.locator('[data-testid=message][data-state=failed]').first().waitFor();
@@ -34,13 +38,19 @@ test('rate-limited sends fail visibly and retry without duplicates', { timeout: 
         .first().waitFor();
     await screenshot(page, 'failed-rate-limited');
 
-    // retry each failed one until the token bucket lets it through
+    // retry each failed one until the token bucket lets it through; after
+    // each click wait for the server's answer and for the page to show it
+    await page.waitForFunction(() => !document.querySelector('[data-testid=message][data-state=sending]'));
     const deadline = Date.now() + TIMEOUT;
     while (await page.locator('[data-testid=message][data-ref]').count() > 0) {
         assert.ok(Date.now() < deadline, 'every failed message was eventually accepted');
         const retry = page.locator('[data-testid=message][data-state=failed] [data-testid=retry]').first();
-        if (await retry.count()) await retry.click();
-        await page.waitForFunction(() => !document.querySelector('[data-testid=message][data-state=sending]'));
+        const ref = await retry.getAttribute('data-ref');
+        const answer = frames.next((f) => f.ref === ref && (f.type === 'ack' || f.type === 'error'));
+        await retry.click();
+        const shown = page.locator(`[data-testid=message][data-ref="${ref}"]`);
+        if ((await answer).type === 'ack') await shown.waitFor({ state: 'detached' });
+        else await page.locator(`[data-testid=message][data-ref="${ref}"][data-state=failed]`).waitFor();
     }
     await waitForTexts(page, texts);
     const shown = await storedTexts(page);

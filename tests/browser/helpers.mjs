@@ -47,15 +47,22 @@ function watch(page) {
     return problems;
 }
 
-// Opens the chat at #room in a fresh browser context, picks the display
-// name in the first-visit dialog and waits until the room is joined.
-export async function openChat(browser, server,
-    { name, room = 'general', viewport = { width: 1280, height: 800 }, colorScheme = 'light' }) {
+// Opens the page at #room in a fresh browser context (nothing remembered),
+// watching it for problems.
+export async function openPage(browser, server,
+    { room = 'general', viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
     const context = await browser.newContext({ viewport, colorScheme });
     context.setDefaultTimeout(TIMEOUT);
     const page = await context.newPage();
     const problems = watch(page);
     const response = await page.goto(`${server.url}/#${room}`);
+    return { page, context, problems, response };
+}
+
+// Opens the chat at #room in a fresh browser context, picks the display
+// name in the first-visit dialog and waits until the room is joined.
+export async function openChat(browser, server, { name, room = 'general', ...look }) {
+    const { page, context, problems, response } = await openPage(browser, server, { room, ...look });
     await page.locator('[data-testid=name-input]').fill(name);
     await page.locator('[data-testid=name-input]').press('Enter');
     await waitOnline(page);
@@ -145,18 +152,42 @@ export const SERVER_ARGS = process.env.TURBOCHAT_TEST_WWW ? ['--www', process.en
 
 // Records the join frames a page sends and every frame it receives, from
 // the sockets it opens from now on (so: those of its reconnects).
+// next(predicate) resolves with the first frame received from now on that
+// matches, or rejects after timeout ms.
 export function recordFrames(page) {
-    const seen = { joins: [], received: [] };
+    const waiters = new Set();
+    const seen = {
+        joins: [],
+        received: [],
+        next(predicate, timeout = TIMEOUT) {
+            return new Promise((resolve, reject) => {
+                const waiter = { predicate, resolve };
+                waiter.timer = setTimeout(() => {
+                    waiters.delete(waiter);
+                    reject(new Error(`no matching frame within ${timeout} ms`));
+                }, timeout);
+                waiters.add(waiter);
+            });
+        },
+    };
     page.on('websocket', (ws) => {
         ws.on('framesent', ({ payload }) => {
             const frame = JSON.parse(payload);
             if (frame.type === 'join') seen.joins.push(frame);
         });
         ws.on('framereceived', ({ payload }) => {
+            let frame;
             try {
-                seen.received.push(JSON.parse(payload));
+                frame = JSON.parse(payload);
             } catch {
-                /* not JSON */
+                return; /* not JSON */
+            }
+            seen.received.push(frame);
+            for (const waiter of waiters) {
+                if (!waiter.predicate(frame)) continue;
+                waiters.delete(waiter);
+                clearTimeout(waiter.timer);
+                waiter.resolve(frame);
             }
         });
     });
