@@ -2,7 +2,8 @@
 // same port and database) while others keep sending; the page reconnects by
 // itself, re-joins with `since` and shows every missed message exactly once.
 // A message typed while the server is down is kept, shown as waiting, and
-// delivered exactly once after the reconnect.
+// delivered exactly once after the reconnect. A gap longer than the server
+// replays (joined.recovered false) makes the page reload the history over REST.
 // Selectors: see helpers.mjs.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -97,3 +98,41 @@ test('a message sent while offline is delivered once after reconnecting', { time
     assertClean(assert, kim.problems, 'kim');
     await kim.context.close();
 });
+
+test('more missed than the server replays (recovered: false): the page reloads the history over REST',
+    { timeout: 180000 }, async () => {
+        const env = { ...RELAXED_RATE_ENV, TURBOCHAT_REPLAY_MAX: '5' };
+        let small = await startServer({ env, args: SERVER_ARGS });
+        const room = 'long-gap';
+        const lena = await openChat(browser, small, { name: 'lena', room });
+        const frames = recordFrames(lena.page);
+        await send(lena.page, 'before the gap');
+        await waitForTexts(lena.page, ['before the gap']);
+
+        // while lena's server is down, 15 messages land in its database through
+        // another server process on another port
+        const { port, dir, dbPath } = small;
+        await small.stop();
+        await waitOffline(lena.page);
+        const other = await startServer({ env, args: SERVER_ARGS, dir, dbPath });
+        const missed = Array.from({ length: 15 }, (_, i) => `during the gap ${i + 1}`);
+        for (const text of missed) await postMessage(other, room, 'max', text);
+        await other.stop();
+        small = await startServer({ env, args: SERVER_ARGS, port, dir, dbPath });
+
+        await waitOnline(lena.page);
+        const expected = ['before the gap', ...missed];
+        await waitForTexts(lena.page, expected);
+        const texts = await storedTexts(lena.page);
+        assert.deepEqual(texts.filter((x) => expected.includes(x)), expected, 'every message once, in order');
+        const joined = frames.received.filter((f) => f.type === 'joined' && f.room === room).at(-1);
+        assert.equal(joined?.recovered, false, `the re-join could not replay 15 > 5 (${JSON.stringify(joined)})`);
+        const overSocket = frames.received.filter((f) => f.type === 'message' && missed.includes(f.text));
+        assert.deepEqual(overSocket, [], 'the missed messages came from the REST reload');
+
+        await send(lena.page, 'after the gap');
+        await waitForTexts(lena.page, [...expected, 'after the gap']);
+        assertClean(assert, lena.problems, 'lena');
+        await lena.context.close();
+        await small.stop();
+    });
