@@ -4,6 +4,13 @@
 
 const PAGE_SIZE = 50;
 
+let bearer = '';
+
+/* Sends Authorization: Bearer token with every request from now on ('' stops). */
+export function useToken(token) {
+  bearer = token;
+}
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -15,7 +22,9 @@ export class ApiError extends Error {
 async function request(path, options = {}) {
   let response;
   try {
-    response = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store', ...options });
+    const headers = { Accept: 'application/json' };
+    if (bearer) headers.Authorization = `Bearer ${bearer}`;
+    response = await fetch(path, { headers, cache: 'no-store', ...options });
   } catch {
     throw new ApiError(0, 'offline', 'The server cannot be reached.');
   }

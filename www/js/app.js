@@ -2,13 +2,14 @@
  * turns server frames into store changes and the person's actions into
  * frames, and owns the rules that span them: which rooms to (re-)join and
  * with which `since`, when to fetch history over REST, how sends are queued,
- * retried with the same ref and acknowledged, and the #room URL. */
+ * retried with the same ref and acknowledged, the #room URL, and who the
+ * person is: a display name, or a sign-in token on a server with auth on. */
 
 import * as api from './api.js';
 import { Connection, socketUrl } from './connection.js';
 import { saved } from './storage.js';
 import { Store } from './store.js';
-import { DEFAULT_ROOM, messageTextProblem, roomNameProblem, userNameProblem } from './validate.js';
+import { DEFAULT_ROOM, messageTextProblem, roomNameProblem, tokenProblem, userNameProblem } from './validate.js';
 import * as view from './view.js';
 
 const ROOMS_POLL_MS = 10000;
@@ -33,10 +34,20 @@ const ERROR_TEXT = {
 
 const store = new Store();
 store.me = saved.name();
-const connection = new Connection(socketUrl(location), () => ({ type: 'hello', name: store.me }));
+let token = saved.token();
+let tokenNeeded = Boolean(token); /* the server said it admits only tokens */
+api.useToken(token);
+const connection = new Connection(socketUrl(location), helloFrame);
 const joinSince = new Map(); /* room -> the since of the join in flight (null: none) */
 const drafts = saved.drafts();
 let lastTypingSent = 0;
+
+function helloFrame() {
+  const frame = { type: 'hello' };
+  if (store.me) frame.name = store.me;
+  if (token) frame.token = token;
+  return frame;
+}
 
 function humanError(frame) {
   return ERROR_TEXT[frame.code] || frame.message || 'Something went wrong.';
@@ -129,7 +140,7 @@ async function loadNewest(name) {
     store.addMessages(name, page.messages);
     store.setHistoryState(name, { loaded: true, hasOlder: page.hasMore });
   } catch (error) {
-    store.setHistoryState(name, { historyError: `Could not load the history: ${error.message}` });
+    if (!signInAgainOn(error)) store.setHistoryState(name, { historyError: `Could not load the history: ${error.message}` });
   }
 }
 
@@ -142,7 +153,8 @@ async function loadOlder() {
     store.addMessages(room.name, page.messages);
     store.setHistoryState(room.name, { loadingOlder: false, hasOlder: page.hasMore });
   } catch (error) {
-    store.setHistoryState(room.name, { loadingOlder: false, historyError: `Could not load older messages: ${error.message}` });
+    const historyError = signInAgainOn(error) ? '' : `Could not load older messages: ${error.message}`;
+    store.setHistoryState(room.name, { loadingOlder: false, historyError });
   }
 }
 
@@ -166,8 +178,9 @@ function leaveCurrent() {
 async function pollRooms() {
   try {
     store.setDirectory(await api.listRooms());
-  } catch {
-    /* the connection indicator already tells the person the server is away */
+  } catch (error) {
+    /* otherwise the connection indicator already tells the person the server is away */
+    signInAgainOn(error);
   }
 }
 
@@ -227,10 +240,64 @@ function saveDraft(name, text) {
   saved.setDrafts(drafts);
 }
 
-/* --- the display name --- */
+/* --- who the person is: a display name, or a sign-in token --- */
 
 function askName(error = '') {
+  if (tokenNeeded) {
+    askToken(error);
+    return;
+  }
   view.openNameDialog({ value: store.me, error, required: !store.me || Boolean(error) });
+}
+
+function showIdentity() {
+  view.renderMe(store.me, tokenNeeded ? 'Sign in' : 'Choose a name');
+}
+
+function askToken(error = '') {
+  showIdentity();
+  view.openNameDialog({ mode: 'token', error, required: !connection.ready, signedIn: Boolean(token) });
+}
+
+/* A REST answer 401 means this page needs a (new) token; true if it was one. */
+function signInAgainOn(error) {
+  if (error?.status !== 401) return false;
+  tokenNeeded = true;
+  askToken(token ? `This token was refused: ${error.message}` : '');
+  return true;
+}
+
+function onRefused({ detail }) {
+  if (detail.code === 'unauthorized') {
+    tokenNeeded = true;
+    askToken(token ? `This token was refused: ${detail.message}` : '');
+  } else {
+    askName(`The server refused this name: ${detail.message}`);
+  }
+}
+
+function setToken(value) {
+  token = value;
+  saved.setToken(value);
+  api.useToken(value);
+}
+
+function saveToken(value) {
+  const problem = tokenProblem(value);
+  if (problem) {
+    view.nameDialogError(problem);
+    return;
+  }
+  setToken(value);
+  view.closeNameDialog();
+  view.hideBanner();
+  connection.restart();
+  pollRooms();
+}
+
+function signOut() {
+  setToken('');
+  connection.restart();
 }
 
 function saveName(name) {
@@ -242,7 +309,7 @@ function saveName(name) {
   const changed = name !== store.me;
   store.me = name;
   saved.setName(name);
-  view.renderMe(name);
+  showIdentity();
   view.closeNameDialog();
   view.hideBanner();
   if (changed || !connection.ready) connection.restart();
@@ -254,8 +321,14 @@ function saveName(name) {
 /* --- frames from the server --- */
 
 function onWelcome({ detail }) {
-  if (detail.user) store.me = detail.user;
-  view.renderMe(store.me);
+  if (detail.user && detail.user !== store.me) {
+    store.me = detail.user; /* with a token the server names the person */
+    saved.setName(store.me);
+    dirty.add('messages'); /* which messages are "own" changed */
+    dirty.add('members');
+    paint();
+  }
+  showIdentity();
   for (const room of store.rooms.values()) join(room);
   pollRooms();
 }
@@ -319,7 +392,7 @@ function start() {
   connection.addEventListener('state', onConnectionState);
   connection.addEventListener('welcome', onWelcome);
   connection.addEventListener('frame', onFrame);
-  connection.addEventListener('refused', ({ detail }) => askName(`The server refused this name: ${detail.message}`));
+  connection.addEventListener('refused', onRefused);
   view.bindActions({
     join: (name) => {
       const problem = roomNameProblem(name);
@@ -333,6 +406,8 @@ function start() {
     leave: leaveCurrent,
     changeName: () => askName(),
     saveName,
+    saveToken,
+    signOut,
   });
   window.addEventListener('hashchange', openRoomFromHash);
   document.addEventListener('visibilitychange', () => {
@@ -343,11 +418,11 @@ function start() {
   setInterval(() => store.expireTyping(), TYPING_CHECK_MS);
 
   store.visible = !document.hidden;
-  view.renderMe(store.me);
+  showIdentity();
   if (!location.hash) history.replaceState(null, '', '#' + ([...store.rooms.keys()].sort()[0] || DEFAULT_ROOM));
   openRoomFromHash();
   pollRooms();
-  if (store.me) connection.start();
+  if (store.me || token) connection.start();
   else askName();
 }
 

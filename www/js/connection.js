@@ -5,8 +5,8 @@
  *   state    {state: 'connecting'|'online'|'offline'|'refused', retryInMs?}
  *   welcome  the server's welcome frame (the connection is now usable)
  *   frame    every other frame from the server
- *   refused  {message} the server refused our hello (close 1008): ask for
- *            another name, then call restart() */
+ *   refused  {code, message} the server refused our hello (close 1008):
+ *            ask for another name or token, then call restart() */
 
 const PING_EVERY_MS = 20000;
 const PONG_TIMEOUT_MS = 10000;
@@ -117,7 +117,8 @@ export class Connection extends EventTarget {
     if (code === CLOSE_POLICY && this.#lastError) {
       this.#refused = true;
       this.#setState('refused');
-      this.#emit('refused', { message: this.#lastError.message || 'The server refused this name.' });
+      const { code, message } = this.#lastError;
+      this.#emit('refused', { code, message: message || 'The server refused this name.' });
       return;
     }
     this.#scheduleRetry();

@@ -1,5 +1,5 @@
 /* storage.js — what this device remembers between visits, in localStorage:
- * the display name, the rooms the person is in, the last id read per room,
+ * the display name, the sign-in token, the rooms the person is in, the last id read per room,
  * drafts, and the outbox of messages not yet acknowledged. Every read
  * tolerates a missing or corrupt value; every write tolerates a full or
  * disabled storage. */
@@ -26,6 +26,10 @@ function write(key, value) {
 export const saved = {
   name: () => read('name', ''),
   setName: (name) => write('name', name),
+
+  /* the sign-in token, on a server with auth on ('' when none) */
+  token: () => read('token', ''),
+  setToken: (token) => write('token', token),
 
   rooms: () => read('rooms', []),
   setRooms: (names) => write('rooms', names),

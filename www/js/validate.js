@@ -1,6 +1,7 @@
-/* validate.js — the PROTOCOL.md rules for room names, user names and message
- * text, checked in the browser before anything goes on the wire. Each check
- * returns null when the value is fine, or a sentence saying why it is not. */
+/* validate.js — the PROTOCOL.md rules for room names, user names, tokens and
+ * message text, checked in the browser before anything goes on the wire.
+ * Each check returns null when the value is fine, or a sentence saying why
+ * it is not. */
 
 const ROOM_MAX = 64;
 const USER_MAX = 32;
@@ -29,6 +30,16 @@ export function userNameProblem(name) {
   if (name.length === 0) return 'Type a name.';
   if (codePoints(name) > USER_MAX) return `Names are at most ${USER_MAX} characters.`;
   if (CONTROL_CHARS.test(name)) return 'Names cannot contain control characters.';
+  return null;
+}
+
+const TOKEN_MAX = 4096;
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/* A sign-in token is a JWT: three base64url parts. token is expected trimmed. */
+export function tokenProblem(token) {
+  if (token.length === 0) return 'Paste the token you were given.';
+  if (token.length > TOKEN_MAX || !TOKEN_SHAPE.test(token)) return 'That is not a sign-in token: it has three parts separated by dots.';
   return null;
 }
 

@@ -52,10 +52,16 @@ const els = {
   memberList: $('member-list'),
   announcer: $('announcer'),
   nameDialog: $('name-dialog'),
+  nameTitle: $('name-dialog-title'),
   nameForm: $('name-form'),
+  nameFields: $('name-fields'),
   nameInput: $('name-input'),
+  tokenFields: $('token-fields'),
+  tokenInput: $('token-input'),
   nameError: $('name-error'),
+  signOut: $('sign-out'),
   nameCancel: $('name-cancel'),
+  nameSave: $('name-save'),
 };
 
 /* --- connection state, identity, banner --- */
@@ -64,7 +70,7 @@ const CONNECTION_LABELS = {
   connecting: 'Connecting…',
   online: 'Online',
   offline: 'Offline',
-  refused: 'Name refused',
+  refused: 'Refused: see the dialog',
 };
 
 export function renderConnection({ state, retryInMs }) {
@@ -74,8 +80,9 @@ export function renderConnection({ state, retryInMs }) {
   els.connText.textContent = label;
 }
 
-export function renderMe(name) {
-  els.meName.textContent = name || 'Choose a name';
+/* anonymous: what the identity button says before the person has a name */
+export function renderMe(name, anonymous = 'Choose a name') {
+  els.meName.textContent = name || anonymous;
   els.meAvatar.className = `avatar ${hueClass(name || '?')}`;
   els.meAvatar.textContent = initials(name || '?');
 }
@@ -94,21 +101,38 @@ export function announce(text) {
   while (els.announcer.childElementCount > ANNOUNCED_KEPT) els.announcer.firstElementChild.remove();
 }
 
-/* --- name dialog --- */
+/* --- name dialog: a display name, or a sign-in token on a server with auth --- */
 
-export function openNameDialog({ value = '', error = '', required = false } = {}) {
-  els.nameInput.value = value;
+/* mode 'name': value is the name; mode 'token': the token field starts empty
+ * and signedIn offers to forget the saved token. Asked again while open in
+ * the same mode, it keeps what the person has typed. */
+export function openNameDialog({ mode = 'name', value = '', error = '', required = false, signedIn = false } = {}) {
+  const token = mode === 'token';
+  const typing = els.nameDialog.open && els.nameDialog.dataset.mode === mode;
+  els.nameDialog.dataset.mode = mode;
+  els.nameTitle.textContent = token ? 'Sign in' : 'Choose a display name';
+  els.nameSave.textContent = token ? 'Sign in' : 'Save';
+  els.nameFields.hidden = token;
+  els.tokenFields.hidden = !token;
+  els.signOut.hidden = !(token && signedIn);
   els.nameError.textContent = error;
   els.nameCancel.hidden = required;
   els.nameDialog.dataset.required = String(required);
+  if (typing) return;
+  els.nameInput.value = value;
+  els.tokenInput.value = '';
   if (!els.nameDialog.open) els.nameDialog.showModal();
-  els.nameInput.focus();
-  els.nameInput.select();
+  dialogInput().focus();
+  dialogInput().select();
+}
+
+function dialogInput() {
+  return els.nameDialog.dataset.mode === 'token' ? els.tokenInput : els.nameInput;
 }
 
 export function nameDialogError(text) {
   els.nameError.textContent = text;
-  els.nameInput.focus();
+  dialogInput().focus();
 }
 
 export function closeNameDialog() {
@@ -369,8 +393,10 @@ export function bindActions(handlers) {
   els.changeName.addEventListener('click', () => handlers.changeName());
   els.nameForm.addEventListener('submit', (event) => {
     event.preventDefault();
-    handlers.saveName(els.nameInput.value.trim());
+    if (els.nameDialog.dataset.mode === 'token') handlers.saveToken(els.tokenInput.value.trim());
+    else handlers.saveName(els.nameInput.value.trim());
   });
+  els.signOut.addEventListener('click', () => handlers.signOut());
   els.nameCancel.addEventListener('click', closeNameDialog);
   els.nameDialog.addEventListener('cancel', (event) => {
     if (els.nameDialog.dataset.required === 'true') event.preventDefault();
