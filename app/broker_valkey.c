@@ -225,11 +225,6 @@ static const char SEED_SCRIPT[] =
 
 /* ---------------------------------------------------------------- helpers */
 
-static int64_t mono_ms(void)
-{
-    return (int64_t)(util_mono_ns() / 1000000u);
-}
-
 /* "turbochat:{room}:<suffix>"; the caller frees it. */
 static char *room_key(const char *room, const char *suffix)
 {
@@ -279,18 +274,7 @@ static void msg_list_dispose(struct msg_list *list)
 /* Wait on cond (CLOCK_MONOTONIC) until deadline_ms at most. lock held. */
 static void wait_until(struct broker_valkey *b, pthread_cond_t *cond, int64_t deadline_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t left = deadline_ms - mono_ms();
-    if (left <= 0)
-        return;
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(cond, &b->lock, &ts);
+    util_cond_wait_ms(cond, &b->lock, deadline_ms - util_mono_ms());
 }
 
 static bool is_stopping(struct broker_valkey *b)
@@ -304,9 +288,9 @@ static bool is_stopping(struct broker_valkey *b)
 /* Sleep ms unless the broker stops first; true when it is stopping. */
 static bool sleep_unless_stopping(struct broker_valkey *b, int ms)
 {
-    int64_t deadline = mono_ms() + ms;
+    int64_t deadline = util_mono_ms() + ms;
     pthread_mutex_lock(&b->lock);
-    while (!b->stopping && mono_ms() < deadline)
+    while (!b->stopping && util_mono_ms() < deadline)
         wait_until(b, &b->wake, deadline);
     bool stopping = b->stopping;
     pthread_mutex_unlock(&b->lock);
@@ -343,7 +327,7 @@ static struct valkey_conn *open_conn(struct broker_valkey *b, const char *role, 
 static struct valkey_conn *lazy_conn_get(struct broker_valkey *b, struct lazy_conn *lc,
                                          const char *role)
 {
-    int64_t now = mono_ms();
+    int64_t now = util_mono_ms();
     if (lc->conn && (valkey_is_broken(lc->conn) || now - lc->used_ms > LAZY_IDLE_MS)) {
         valkey_close(lc->conn);
         lc->conn = NULL;
@@ -806,7 +790,7 @@ static int load_script(struct broker_valkey *b)
 static struct job *take_doubts_locked(struct broker_valkey *b, bool all)
 {
     struct job *taken = NULL, **link = &b->doubt;
-    int64_t now = mono_ms();
+    int64_t now = util_mono_ms();
     while (*link) {
         struct job *job = *link;
         if (all || job->doubt_until_ms <= now) {
@@ -991,7 +975,7 @@ out_fail:
  * unanswered messages in doubt, fail the rest of the queue (never sent), close. */
 static void publisher_down(struct broker_valkey *b, const char *reason, struct job *unanswered)
 {
-    int64_t until = mono_ms() + IN_DOUBT_MS;
+    int64_t until = util_mono_ms() + IN_DOUBT_MS;
     struct job *notices = NULL;
     pthread_mutex_lock(&b->lock);
     b->pub_up = false;
@@ -1021,7 +1005,7 @@ static bool next_batch(struct broker_valkey *b, struct job **batch, bool *snapsh
 {
     pthread_mutex_lock(&b->lock);
     for (;;) {
-        int64_t now = mono_ms();
+        int64_t now = util_mono_ms();
         *snapshot = b->snapshot_due || now >= b->pub.next_heartbeat_ms;
         if (!b->head && b->stopping) {
             pthread_mutex_unlock(&b->lock);
@@ -1033,7 +1017,7 @@ static bool next_batch(struct broker_valkey *b, struct job **batch, bool *snapsh
     }
     if (*snapshot) {
         b->snapshot_due = false;
-        b->pub.next_heartbeat_ms = mono_ms() + HEARTBEAT_MS;
+        b->pub.next_heartbeat_ms = util_mono_ms() + HEARTBEAT_MS;
     }
     *batch = take_batch_locked(b);
     pthread_mutex_unlock(&b->lock);
@@ -1479,7 +1463,7 @@ static struct remote_node *remote_node_get(struct broker_valkey *b, const char *
         strmap_put(b->sub.nodes, id, node);
         log_msg(LOG_INFO, "broker_node_seen", "node=%s", id);
     }
-    node->heard_ms = mono_ms();
+    node->heard_ms = util_mono_ms();
     return node;
 }
 
@@ -1540,7 +1524,7 @@ static bool collect_silent(void *ctx, const char *key, void *value)
  * Checks at most once a second. */
 static void expire_nodes(struct broker_valkey *b)
 {
-    int64_t now = mono_ms();
+    int64_t now = util_mono_ms();
     if (now - b->sub.expired_ms < 1000)
         return;
     b->sub.expired_ms = now;
@@ -1616,7 +1600,7 @@ static int handle_push(struct broker_valkey *b, const struct valkey_reply *r)
  * unanswered within the command timeout means the connection is dead. */
 static int keepalive(struct broker_valkey *b)
 {
-    int64_t now = mono_ms();
+    int64_t now = util_mono_ms();
     if (b->sub.ping_sent_ms)
         return now - b->sub.ping_sent_ms > b->opts.command_timeout_ms ? -ETIMEDOUT : 0;
     if (now - b->sub.last_rx_ms < KEEPALIVE_MS)
@@ -1636,7 +1620,7 @@ static const char *subscriber_run(struct broker_valkey *b)
         if (rc == -EAGAIN) {
             rc = keepalive(b);
         } else if (rc == 0) {
-            b->sub.last_rx_ms = mono_ms();
+            b->sub.last_rx_ms = util_mono_ms();
             b->sub.ping_sent_ms = 0;
             rc = handle_push(b, r);
             valkey_reply_free(r);
@@ -1660,7 +1644,7 @@ static int subscriber_connect(struct broker_valkey *b, char *err, size_t errlen)
     const char *argv[] = {"SUBSCRIBE", MESSAGES_CHANNEL, PRESENCE_CHANNEL};
     b->sub.confirmed = 0;
     b->sub.ping_sent_ms = 0;
-    b->sub.last_rx_ms = mono_ms();
+    b->sub.last_rx_ms = util_mono_ms();
     if (valkey_append(b->sub.conn, 3, argv, NULL) < 0 || valkey_flush(b->sub.conn) < 0) {
         snprintf(err, errlen, "%s", valkey_last_error(b->sub.conn));
         valkey_close(b->sub.conn);
@@ -1914,15 +1898,6 @@ static void options_from_config(struct valkey_options *opts, const struct config
     };
 }
 
-static void cond_init_monotonic(pthread_cond_t *cond)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
 struct broker *broker_valkey_create(const struct broker_deps *deps, char *err, size_t errlen)
 {
     const struct config *cfg = deps->config;
@@ -1937,8 +1912,8 @@ struct broker *broker_valkey_create(const struct broker_deps *deps, char *err, s
     options_from_config(&b->opts, cfg);
     pthread_mutex_init(&b->lock, NULL);
     pthread_mutex_init(&b->query_lock, NULL);
-    cond_init_monotonic(&b->work);
-    cond_init_monotonic(&b->wake);
+    util_cond_init_monotonic(&b->work);
+    util_cond_init_monotonic(&b->wake);
     pthread_cond_init(&b->settled, NULL);
     snprintf(b->pub_why, sizeof(b->pub_why), "connecting");
     snprintf(b->sub_why, sizeof(b->sub_why), "connecting");

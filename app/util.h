@@ -4,6 +4,7 @@
 #define TURBOCHAT_UTIL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,13 @@ char *xstrndup(const char *s, size_t n);
 int64_t util_now_ms(void);
 /* Monotonic time in nanoseconds, for durations. */
 uint64_t util_mono_ns(void);
+/* Monotonic time in milliseconds. */
+int64_t util_mono_ms(void);
+
+/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
+void util_cond_init_monotonic(pthread_cond_t *cond);
+/* Wait on such a cond (lock held) for at most ms milliseconds. */
+void util_cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t ms);
 
 /* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
  * nothing above U+10FFFF). */
