@@ -1,8 +1,10 @@
 /* hub: rooms and members of this node, presence and typing, and fan-out.
  * A broadcast is encoded once into a reference-counted WebSocket frame; each
  * connection has a bounded queue; sender threads write queues to sockets,
- * never under the hub lock. Lock order: hub->lock, then conn->lock, then
- * hub->pending_lock. */
+ * never under the hub lock. A write can block (CivetWeb has no non-blocking
+ * one) until a client that stopped reading times out, so a relief thread
+ * adds senders while too many are stuck and work waits. Lock order:
+ * hub->lock, then conn->lock, then hub->pending_lock. */
 #define _GNU_SOURCE
 #include "hub.h"
 
@@ -23,6 +25,8 @@
 
 #define HUB_WRITE_BATCH_BYTES (64 * 1024) /* coalesce queued frames up to this */
 #define HUB_CLOSE_REASON_MAX 64
+#define HUB_SENDER_STUCK_MS 100  /* a write this long: its client is not reading */
+#define HUB_EXTRA_SENDERS_MAX 64 /* relief senders on top of config->sender_threads */
 
 /* One server-to-client WebSocket frame, shared by every queue it is in. */
 struct hub_frame {
@@ -80,6 +84,13 @@ struct hub_conn {
     struct hub_conn *next_pending; /* under hub->pending_lock */
 };
 
+/* One sender thread. */
+struct hub_sender {
+    struct hub *hub;
+    pthread_t thread;
+    atomic_int_fast64_t writing_since_ms; /* monotonic start of the write under way, 0 none */
+};
+
 struct hub {
     const struct config *config;
     struct metrics *metrics;
@@ -98,8 +109,12 @@ struct hub {
     struct hub_conn *pending_head;
     struct hub_conn *pending_tail;
     bool stopping;
-    pthread_t *senders;
-    int sender_count;
+    struct hub_sender *senders; /* room for sender_max */
+    int sender_count;           /* threads started; under pending_lock */
+    int sender_max;
+    int senders_idle;           /* waiting for work; under pending_lock */
+    pthread_cond_t relief_cond; /* work is pending and no sender is idle */
+    pthread_t relief;
 };
 
 /* ---------------------------------------------------------------- frames */
@@ -204,7 +219,10 @@ static void schedule(struct hub_conn *conn)
     else
         hub->pending_head = conn;
     hub->pending_tail = conn;
-    pthread_cond_signal(&hub->pending_cond);
+    if (hub->senders_idle > 0)
+        pthread_cond_signal(&hub->pending_cond);
+    else
+        pthread_cond_signal(&hub->relief_cond);
     pthread_mutex_unlock(&hub->pending_lock);
 }
 
@@ -307,8 +325,8 @@ static bool write_frames(struct hub_conn *conn, struct hub_frame **frames, size_
     return conn->hub->write(conn->mc, data, len) == (int)len;
 }
 
-/* Write out what conn has queued; on a sender thread. */
-static void drain_conn(struct hub_conn *conn, struct util_buf *scratch)
+/* Write out what conn has queued; on sender's thread. */
+static void drain_conn(struct hub_sender *sender, struct hub_conn *conn, struct util_buf *scratch)
 {
     struct hub_frame **frames = NULL;
     struct hub_frame *close = NULL;
@@ -326,7 +344,9 @@ static void drain_conn(struct hub_conn *conn, struct util_buf *scratch)
     conn->writing = true;
     pthread_mutex_unlock(&conn->lock);
 
+    atomic_store(&sender->writing_since_ms, util_mono_ms());
     bool ok = write_frames(conn, frames, n, close, scratch);
+    atomic_store(&sender->writing_since_ms, 0);
     for (size_t i = 0; i < n; i++)
         frame_unref(frames[i]);
     free(frames);
@@ -349,13 +369,16 @@ static void drain_conn(struct hub_conn *conn, struct util_buf *scratch)
 
 static void *sender_main(void *arg)
 {
-    struct hub *hub = arg;
+    struct hub_sender *sender = arg;
+    struct hub *hub = sender->hub;
     struct util_buf scratch;
     util_buf_init(&scratch);
     for (;;) {
         pthread_mutex_lock(&hub->pending_lock);
+        hub->senders_idle++;
         while (!hub->pending_head && !hub->stopping)
             pthread_cond_wait(&hub->pending_cond, &hub->pending_lock);
+        hub->senders_idle--;
         struct hub_conn *conn = hub->pending_head;
         if (!conn) {
             pthread_mutex_unlock(&hub->pending_lock);
@@ -364,11 +387,63 @@ static void *sender_main(void *arg)
         hub->pending_head = conn->next_pending;
         if (!hub->pending_head)
             hub->pending_tail = NULL;
+        else if (hub->senders_idle == 0)
+            pthread_cond_signal(&hub->relief_cond); /* work left and no one free */
         pthread_mutex_unlock(&hub->pending_lock);
-        drain_conn(conn, &scratch);
+        drain_conn(sender, conn, &scratch);
         hub_conn_unref(conn);
     }
     util_buf_dispose(&scratch);
+    return NULL;
+}
+
+/* Start one more sender thread. hub->pending_lock held. */
+static void add_sender_locked(struct hub *hub)
+{
+    struct hub_sender *sender = &hub->senders[hub->sender_count];
+    sender->hub = hub;
+    atomic_init(&sender->writing_since_ms, 0);
+    if (pthread_create(&sender->thread, NULL, sender_main, sender) != 0) {
+        log_msg(LOG_ERROR, "thread_failed", "what=hub_sender");
+        abort();
+    }
+    hub->sender_count++;
+    atomic_store(&hub->metrics->sender_threads, hub->sender_count);
+}
+
+/* Senders not stuck in a write for HUB_SENDER_STUCK_MS. hub->pending_lock held. */
+static int senders_moving_locked(struct hub *hub)
+{
+    int64_t now = util_mono_ms();
+    int moving = 0;
+    for (int i = 0; i < hub->sender_count; i++) {
+        int64_t since = atomic_load(&hub->senders[i].writing_since_ms);
+        moving += since == 0 || now - since < HUB_SENDER_STUCK_MS;
+    }
+    return moving;
+}
+
+/* While work waits and no sender is idle, look every half stuck-interval:
+ * when fewer than config->sender_threads senders are moving (the others are
+ * stuck writing to clients that stopped reading), add one. */
+static void *relief_main(void *arg)
+{
+    struct hub *hub = arg;
+    pthread_mutex_lock(&hub->pending_lock);
+    while (!hub->stopping) {
+        bool waiting = hub->pending_head && hub->senders_idle == 0;
+        if (!waiting) {
+            pthread_cond_wait(&hub->relief_cond, &hub->pending_lock);
+            continue;
+        }
+        if (hub->sender_count < hub->sender_max &&
+            senders_moving_locked(hub) < hub->config->sender_threads) {
+            add_sender_locked(hub);
+            log_msg(LOG_WARN, "senders_stuck", "senders=%d", hub->sender_count);
+        }
+        util_cond_wait_ms(&hub->relief_cond, &hub->pending_lock, HUB_SENDER_STUCK_MS / 2);
+    }
+    pthread_mutex_unlock(&hub->pending_lock);
     return NULL;
 }
 
@@ -404,14 +479,17 @@ struct hub *hub_create(const struct config *config, struct metrics *metrics,
     pthread_mutex_init(&hub->lock, NULL);
     pthread_mutex_init(&hub->pending_lock, NULL);
     pthread_cond_init(&hub->pending_cond, NULL);
+    util_cond_init_monotonic(&hub->relief_cond);
     hub->rooms = strmap_create(room_free);
-    hub->sender_count = config->sender_threads;
-    hub->senders = xcalloc((size_t)hub->sender_count, sizeof(*hub->senders));
-    for (int i = 0; i < hub->sender_count; i++) {
-        if (pthread_create(&hub->senders[i], NULL, sender_main, hub) != 0) {
-            log_msg(LOG_ERROR, "thread_failed", "what=hub_sender");
-            abort();
-        }
+    hub->sender_max = config->sender_threads + HUB_EXTRA_SENDERS_MAX;
+    hub->senders = xcalloc((size_t)hub->sender_max, sizeof(*hub->senders));
+    pthread_mutex_lock(&hub->pending_lock);
+    for (int i = 0; i < config->sender_threads; i++)
+        add_sender_locked(hub);
+    pthread_mutex_unlock(&hub->pending_lock);
+    if (pthread_create(&hub->relief, NULL, relief_main, hub) != 0) {
+        log_msg(LOG_ERROR, "thread_failed", "what=hub_relief");
+        abort();
     }
     return hub;
 }
@@ -423,11 +501,14 @@ void hub_free(struct hub *hub)
     pthread_mutex_lock(&hub->pending_lock);
     hub->stopping = true;
     pthread_cond_broadcast(&hub->pending_cond);
+    pthread_cond_signal(&hub->relief_cond);
     pthread_mutex_unlock(&hub->pending_lock);
+    pthread_join(hub->relief, NULL); /* no sender starts after this */
     for (int i = 0; i < hub->sender_count; i++)
-        pthread_join(hub->senders[i], NULL);
+        pthread_join(hub->senders[i].thread, NULL);
     free(hub->senders);
     strmap_free(hub->rooms);
+    pthread_cond_destroy(&hub->relief_cond);
     pthread_cond_destroy(&hub->pending_cond);
     pthread_mutex_destroy(&hub->pending_lock);
     pthread_mutex_destroy(&hub->lock);

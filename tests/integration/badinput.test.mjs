@@ -285,6 +285,34 @@ describe('abrupt disconnects', () => {
     }));
 });
 
+// Sends 1500 messages of ~12 KB (18 MB in all) to room through sender, 16 in
+// flight, and checks every 250 that healthy keeps pace (each wait bounded);
+// at the end healthy has every acked message.
+async function floodBigFrames(sender, healthy, room) {
+    const N = 1500;
+    const filler = '\u20ac'.repeat(3990); // 3 bytes each
+    const acks = [];
+    const errors = [];
+    const inflight = new Set();
+    for (let i = 1; i <= N; i++) {
+        while (inflight.size >= 16) await Promise.race(inflight);
+        const p = sender
+            .sendMessage(room, `${i} ${filler}`, `${room}-${i}`, 20000)
+            .then((f) => (f.type === 'ack' ? acks.push(f.id) : errors.push(f)))
+            .catch((e) => errors.push(e.message.slice(0, 300)))
+            .finally(() => inflight.delete(p));
+        inflight.add(p);
+        if (i % 250 === 0) await healthy.seenOrNext((f) => f.type === 'message' && f.id === Math.max(...acks), 20000);
+    }
+    await Promise.all([...inflight]);
+    assert.deepEqual(errors.slice(0, 5), [], 'sends refused during the flood');
+    const maxId = Math.max(...acks);
+    await healthy.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === maxId, 20000);
+    const got = new Set(healthy.seen((f) => f.type === 'message' && f.room === room).map((f) => f.id));
+    assert.deepEqual(acks.filter((id) => !got.has(id)).slice(0, 20), [], 'healthy client missed messages');
+    return { acks, maxId };
+}
+
 describe('slow consumer', () => {
     it('a client that stops reading does not hold back the others; nothing acked is lost', T, withLogs(async () => {
         const room = uniq('flood');
@@ -367,27 +395,7 @@ describe('slow consumer', () => {
             const stalled = await connectUser(small.wsUrl, 'stalled', [room]);
             const sender = await connectUser(small.wsUrl, 'flooder', [room]);
             stalled.ws._socket.pause();
-            const N = 1500;
-            const filler = '\u20ac'.repeat(3990); // 3 bytes each: ~12 KB per frame, 18 MB in all
-            const acks = [];
-            const errors = [];
-            const inflight = new Set();
-            for (let i = 1; i <= N; i++) {
-                while (inflight.size >= 16) await Promise.race(inflight);
-                const p = sender
-                    .sendMessage(room, `${i} ${filler}`, `fl2-${i}`, 20000)
-                    .then((f) => (f.type === 'ack' ? acks.push(f.id) : errors.push(f)))
-                    .catch((e) => errors.push(e.message.slice(0, 300)))
-                    .finally(() => inflight.delete(p));
-                inflight.add(p);
-                if (i % 250 === 0) await healthy.seenOrNext((f) => f.type === 'message' && f.id === Math.max(...acks), 20000);
-            }
-            await Promise.all([...inflight]);
-            assert.deepEqual(errors.slice(0, 5), [], 'sends refused during the flood');
-            const maxId = Math.max(...acks);
-            await healthy.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === maxId, 20000);
-            const got = new Set(healthy.seen((f) => f.type === 'message' && f.room === room).map((f) => f.id));
-            assert.deepEqual(acks.filter((id) => !got.has(id)).slice(0, 20), [], 'healthy client missed messages');
+            const { acks, maxId } = await floodBigFrames(sender, healthy, room);
             assert.equal(healthy.closeInfo, null, 'the healthy client stays connected');
             assert.equal(sender.closeInfo, null, 'the sender stays connected');
 
@@ -400,6 +408,43 @@ describe('slow consumer', () => {
             assert.equal(r.status, 200);
             const hist = await fetchAllMessages(small.url, room);
             assert.equal(hist.length, acks.length);
+            await Promise.all([healthy.close(), sender.close()]);
+        } finally {
+            await small.stop();
+        }
+    }));
+
+    it('more stalled clients than sender threads: the others still get every message', T, withLogs(async () => {
+        // One sender thread, and writes that would block for a minute: without
+        // relief senders the healthy client would wait behind a stuck write.
+        const small = await startServer({
+            env: {
+                ...RELAXED_RATE_ENV,
+                TURBOCHAT_SENDER_THREADS: '1',
+                TURBOCHAT_REQUEST_TIMEOUT_MS: '60000',
+                TURBOCHAT_OUTBOUND_MAX_FRAMES: '256',
+                TURBOCHAT_OUTBOUND_MAX_KIB: '1024',
+            },
+        });
+        try {
+            const room = uniq('flood3');
+            const healthy = await connectUser(small.wsUrl, 'healthy', [room]);
+            const stalled = [];
+            for (let i = 0; i < 3; i++) stalled.push(await connectUser(small.wsUrl, `stalled${i}`, [room]));
+            const sender = await connectUser(small.wsUrl, 'flooder', [room]);
+            for (const s of stalled) s.ws._socket.pause();
+            await floodBigFrames(sender, healthy, room);
+            assert.equal(healthy.closeInfo, null, 'the healthy client stays connected');
+            const metrics = await api(small.url, '/metrics');
+            const senders = Number(/^turbochat_sender_threads (\d+)$/m.exec(metrics.text)?.[1]);
+            process.stderr.write(`# sender threads after the flood: ${senders}\n`);
+            assert.ok(senders > 1, `relief senders were started (turbochat_sender_threads ${senders})`);
+            for (const s of stalled) s.ws._socket.resume();
+            // 18 MB each overflowed their 1 MiB queues: each is closed
+            for (const s of stalled) {
+                const { code } = await withTimeout(s.closed, 30000, "a stalled client's close");
+                if (code !== 1006) assert.equal(code, 1013, 'slow consumer close code');
+            }
             await Promise.all([healthy.close(), sender.close()]);
         } finally {
             await small.stop();

@@ -1,6 +1,7 @@
 /* Unit tests for hub: fan-out of one shared frame, per-connection queues
- * (a blocked client delays no one, overflow closes it with 1013, queued frames
- * are coalesced), join with replay before live frames, presence, limits.
+ * (a blocked client delays no one, more blocked clients than senders get
+ * relief senders, overflow closes it with 1013, queued frames are
+ * coalesced), join with replay before live frames, presence, limits.
  * Connections are fake: the hub writes through a capturing writer. */
 #define _GNU_SOURCE /* memmem */
 #include <pthread.h>
@@ -243,6 +244,35 @@ static int test_blocked_client_delays_no_one_and_overflows(void)
     return 0;
 }
 
+/* More stalled clients than sender threads: the hub adds senders, so a
+ * client that reads still gets every message while the others are stuck. */
+static int test_stuck_senders_are_relieved(void)
+{
+    struct hub *hub = new_hub(64); /* 2 sender threads */
+    struct hub_conn *c[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        c[i] = new_conn(hub, i, i < CONNS - 1 ? "stalled" : "reader");
+        hub_join(hub, c[i], "r", NULL);
+        TEST_ASSERT(wait_frames(i, "joined", 1));
+    }
+    for (int i = 0; i < CONNS - 1; i++)
+        set_blocked(i, true);
+    char text[32];
+    for (int i = 1; i <= 5; i++) {
+        snprintf(text, sizeof(text), "m-%d-end", i);
+        deliver(hub, "r", (uint64_t)i, text);
+        TEST_ASSERT(wait_frames(CONNS - 1, "-end", i));
+    }
+    TEST_ASSERT(atomic_load(&metrics->sender_threads) > 2);
+    for (int i = 0; i < CONNS - 1; i++)
+        set_blocked(i, false);
+    for (int i = 0; i < CONNS - 1; i++)
+        TEST_ASSERT(wait_frames(i, "-end", 5));
+    TEST_ASSERT_INT(atomic_load(&metrics->slow_consumers), 0);
+    finish(hub, c, CONNS);
+    return 0;
+}
+
 static int test_queued_frames_are_coalesced(void)
 {
     struct hub *hub = new_hub(64);
@@ -347,5 +377,6 @@ static int test_room_limit_and_leave(void)
 
 TEST_MAIN(TEST_CASE(test_fanout_reaches_every_member),
           TEST_CASE(test_blocked_client_delays_no_one_and_overflows),
-          TEST_CASE(test_queued_frames_are_coalesced), TEST_CASE(test_join_replays_before_live),
-          TEST_CASE(test_presence_local_and_remote), TEST_CASE(test_room_limit_and_leave))
+          TEST_CASE(test_stuck_senders_are_relieved), TEST_CASE(test_queued_frames_are_coalesced),
+          TEST_CASE(test_join_replays_before_live), TEST_CASE(test_presence_local_and_remote),
+          TEST_CASE(test_room_limit_and_leave))
