@@ -62,6 +62,7 @@
 #define SNAPSHOT_PART_MAX 256 /* (room, user) pairs per snapshot message */
 #define IN_DOUBT_MS 5000      /* how long a publish whose reply was lost waits for its fate */
 #define TICK_MS 250           /* backoff sleeps in steps this long */
+#define STORE_RETRY_MS 2000   /* between attempts to store what the store refused */
 #define REASON_MAX 256
 
 /* ---------------------------------------------------------------- state */
@@ -117,6 +118,13 @@ struct remote_node {
 };
 
 /* Subscriber thread only. */
+/* A growable array of messages. */
+struct msg_list {
+    struct chat_msg **items;
+    size_t count;
+    size_t cap;
+};
+
 struct subscriber {
     struct valkey_conn *conn; /* SUBSCRIBEd */
     struct lazy_conn repair;  /* XRANGE, SCAN and GET while subscribed */
@@ -126,6 +134,7 @@ struct subscriber {
     struct strmap *last_seen; /* room -> uint64_t *: highest id handed to the store */
     struct strmap *nodes;     /* node id -> struct remote_node */
     int64_t expired_ms;       /* monotonic time of the last expiry check */
+    int64_t store_retry_ms;   /* monotonic time unstored messages may be tried again */
     struct backoff backoff;
     bool connected_once; /* later subscriptions count as reconnects */
     bool outage_logged;
@@ -155,6 +164,7 @@ struct broker_valkey {
     size_t store_in_flight;   /* store_append callbacks still to run */
     struct strmap *delivered; /* room -> uint64_t *: highest id delivered; set at
                                * the room's first accept, before its first commit */
+    struct msg_list unstored; /* received, but the store failed to commit them */
 
     pthread_t publisher_thread;
     pthread_t subscriber_thread;
@@ -163,13 +173,6 @@ struct broker_valkey {
 
     pthread_mutex_t query_lock; /* guards query */
     struct lazy_conn query;     /* replay reads from worker threads */
-};
-
-/* A growable array of messages. */
-struct msg_list {
-    struct chat_msg **items;
-    size_t count;
-    size_t cap;
 };
 
 /* Publishes in doubt. When the publisher connection breaks after a script was
@@ -1075,7 +1078,8 @@ struct accept_job {
     struct chat_msg *msg; /* owned copy, delivered after the commit */
 };
 
-/* Store writer thread: deliver only what is committed ("delivered => stored"). */
+/* Store writer thread: deliver only what is committed ("delivered => stored");
+ * keep what the store refused for retry_unstored. */
 static void on_stored(void *ctx, int status)
 {
     struct accept_job *job = ctx;
@@ -1083,12 +1087,16 @@ static void on_stored(void *ctx, int status)
     if (status == 0)
         b->deps.deliver(b->deps.deliver_ctx, job->msg);
     else
-        log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d",
+        log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d retry=yes",
                 job->msg->room, job->msg->id, status);
     pthread_mutex_lock(&b->lock);
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     if (status == 0 && delivered && *delivered < job->msg->id)
         *delivered = job->msg->id;
+    if (status != 0) {
+        msg_list_push(&b->unstored, job->msg);
+        job->msg = NULL;
+    }
     if (--b->store_in_flight == 0)
         pthread_cond_broadcast(&b->settled);
     pthread_mutex_unlock(&b->lock);
@@ -1137,6 +1145,29 @@ static void accept_msg(struct broker_valkey *b, const struct chat_msg *msg, uint
         return;
     }
     *last = msg->id;
+}
+
+/* Hand the store again, every STORE_RETRY_MS, what it failed to commit (its
+ * database locked by another process, say): stored and delivered late, out
+ * of id order, rather than missing from this node for good. Subscriber thread. */
+static void retry_unstored(struct broker_valkey *b)
+{
+    int64_t now = util_mono_ms();
+    if (now < b->sub.store_retry_ms)
+        return;
+    pthread_mutex_lock(&b->lock);
+    struct msg_list list = b->unstored;
+    b->unstored = (struct msg_list){0};
+    pthread_mutex_unlock(&b->lock);
+    if (list.count == 0)
+        return;
+    b->sub.store_retry_ms = now + STORE_RETRY_MS;
+    log_msg(LOG_WARN, "broker_store_retry", "messages=%zu", list.count);
+    for (size_t i = 0; i < list.count; i++) {
+        uint64_t before = list.items[i]->id - 1;
+        accept_msg(b, list.items[i], &before);
+    }
+    msg_list_dispose(&list);
 }
 
 /* Fetch ids *last+1..upto of room from the window and accept them in order.
@@ -1626,6 +1657,7 @@ static const char *subscriber_run(struct broker_valkey *b)
             valkey_reply_free(r);
         }
         expire_nodes(b);
+        retry_unstored(b);
         if (rc == -ETIMEDOUT && !valkey_is_broken(b->sub.conn))
             return "keepalive PING unanswered";
         if (rc < 0)
@@ -1855,6 +1887,9 @@ static void valkey_free(struct broker *base)
     struct job *left = take_all_locked(b);
     pthread_mutex_unlock(&b->lock);
     fail_jobs(left); /* only notices queued after the publisher ended */
+    if (b->unstored.count > 0)
+        log_msg(LOG_ERROR, "broker_unstored_at_exit", "messages=%zu", b->unstored.count);
+    msg_list_dispose(&b->unstored);
 
     valkey_close(b->pub.conn);
     lazy_conn_close(&b->query);

@@ -1,7 +1,8 @@
 /* test_broker_valkey: the cluster backend against a real valkey-server that
  * each test starts on a free loopback port: ids and acks, duplicate refs,
  * delivery on a second node, gap repair, catch-up at start, replay from the
- * window, presence between nodes, and an outage. Never skipped. */
+ * window, presence between nodes, an outage, and a commit the store refused.
+ * Never skipped. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -11,6 +12,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,6 +380,44 @@ static int test_second_node_and_catch_up(void)
     return 0;
 }
 
+static bool store_failed(struct node *n)
+{
+    return atomic_load(&n->metrics->store_errors) >= 1;
+}
+
+/* b's database is locked by another process for longer than the store's
+ * busy timeout, so b cannot commit a message it received: once the lock is
+ * gone b stores and delivers it after all. */
+static int test_refused_commit_is_stored_later(void)
+{
+    struct node a = {0}, b = {0};
+    struct outcome o;
+    TEST_ASSERT(setup() == 0);
+    TEST_ASSERT(node_start(&a, "a") == 0);
+    TEST_ASSERT(node_start(&b, "b") == 0);
+    TEST_ASSERT(wait_for(&a, node_ready) && wait_for(&b, node_ready));
+    char path[400];
+    snprintf(path, sizeof(path), "%s/b.db", tmpdir);
+    sqlite3 *locker = NULL;
+    TEST_ASSERT(sqlite3_open(path, &locker) == SQLITE_OK);
+    TEST_ASSERT(sqlite3_exec(locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK);
+    TEST_ASSERT_INT(publish(&a, "room", "while b is locked", "r1", &o), BROKER_ACCEPTED);
+    TEST_ASSERT(wait_for(&a, one_delivered));
+    TEST_ASSERT(wait_for(&b, store_failed));
+    TEST_ASSERT_INT(delivered(&b), 0); /* delivered => stored */
+    TEST_ASSERT(sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(locker);
+    TEST_ASSERT(wait_for(&b, one_delivered));
+    TEST_ASSERT_INT(delivered_id(&b, 0), 1);
+    uint64_t last = 0;
+    TEST_ASSERT(store_last_id(b.store, "room", &last) == 0);
+    TEST_ASSERT_INT(last, 1);
+    node_stop(&b);
+    node_stop(&a);
+    cleanup();
+    return 0;
+}
+
 /* Ids 1 and 2 exist only in the window (never published): the next message
  * makes every node repair the gap, in order. */
 static int test_gap_repair_and_replay(void)
@@ -513,4 +553,5 @@ static int test_drain_refuses(void)
 
 TEST_MAIN(TEST_CASE(test_publish_ids_and_duplicates), TEST_CASE(test_second_node_and_catch_up),
           TEST_CASE(test_gap_repair_and_replay), TEST_CASE(test_presence_between_nodes),
-          TEST_CASE(test_outage_and_recovery), TEST_CASE(test_drain_refuses))
+          TEST_CASE(test_outage_and_recovery), TEST_CASE(test_drain_refuses),
+          TEST_CASE(test_refused_commit_is_stored_later))
