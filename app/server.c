@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "server.h"
 
+#include <cjson/cJSON.h>
 #include <civetweb.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -158,10 +159,17 @@ static int site_handler(struct mg_connection *mc, void *cbdata)
 
 /* ---------------------------------------------------------------- operations */
 
+/* {"status":"ok","node":ID}: the node tells a load balancer which one answered. */
 static int healthz_handler(struct mg_connection *mc, void *cbdata)
 {
-    (void)cbdata;
-    api_send_json(mc, 200, "{\"status\":\"ok\"}", NULL);
+    struct server *server = cbdata;
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "status", "ok");
+    cJSON_AddStringToObject(body, "node", server->config->node_id);
+    char *json = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    api_send_json(mc, 200, json, NULL);
+    cJSON_free(json);
     return 200;
 }
 

@@ -40,11 +40,11 @@ async function seed(room, n, user = 'seeder') {
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe('health, readiness, metrics', () => {
-    it('GET /healthz is 200 {"status":"ok"}', T, withLogs(async () => {
+    it('GET /healthz is 200 {"status":"ok","node":ID}', T, withLogs(async () => {
         const r = await api(srv.url, '/healthz');
         assert.equal(r.status, 200);
         assert.equal(r.headers['content-type'], JSON_CT);
-        assert.deepEqual(r.json, { status: 'ok' });
+        assert.deepEqual(r.json, { status: 'ok', node: `test-${srv.port}` });
     }));
 
     it('GET /readyz is 200 in single-node mode', T, withLogs(async () => {

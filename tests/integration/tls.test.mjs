@@ -66,7 +66,7 @@ describe('TLS listener', () => {
     it('serves HTTPS with a certificate chain the client verifies', T, withLogs(async () => {
         const r = await httpsGet('/healthz');
         assert.equal(r.status, 200);
-        assert.deepEqual(JSON.parse(r.body), { status: 'ok' });
+        assert.equal(JSON.parse(r.body).status, 'ok');
         const page = await httpsGet('/');
         assert.equal(page.status, 200);
         assert.match(page.body, /<html/i);

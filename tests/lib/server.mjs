@@ -76,15 +76,28 @@ function installHooks() {
     }
 }
 
+// GET /healthz: { status (0 when unreachable), node (the node id it reported) }.
 function healthz(port) {
     return new Promise((resolve) => {
         const req = http.get({ host: '127.0.0.1', port, path: '/healthz', agent: false, timeout: 1000 }, (res) => {
-            res.resume();
-            res.on('end', () => resolve(res.statusCode));
-            res.on('error', () => resolve(0));
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk) => {
+                body += chunk;
+            });
+            res.on('end', () => {
+                let node = null;
+                try {
+                    node = JSON.parse(body).node;
+                } catch {
+                    /* not JSON: not a turbochat */
+                }
+                resolve({ status: res.statusCode, node });
+            });
+            res.on('error', () => resolve({ status: 0, node: null }));
         });
         req.on('timeout', () => req.destroy());
-        req.on('error', () => resolve(0));
+        req.on('error', () => resolve({ status: 0, node: null }));
     });
 }
 
@@ -129,6 +142,7 @@ async function launch({ env, args, dir, dbPath, port, startTimeoutMs }) {
         '--log-level', 'debug',
         ...args,
     ];
+    const nodeId = argv[argv.lastIndexOf('--node-id') + 1];
     let proc;
     try {
         proc = spawn(bin, argv, { cwd: dir, env: cleanEnv, stdio: ['ignore', fd, fd] });
@@ -177,9 +191,10 @@ async function launch({ env, args, dir, dbPath, port, startTimeoutMs }) {
             err.log = readLog(logFile);
             throw err;
         }
-        // the log's "listening" line proves this process holds the port (and
-        // not another test's server that took it while ours was down)
-        if ((await healthz(port)) === 200 && / listening /.test(readLog(logFile))) return server;
+        // the node id proves this process answers on the port (and not another
+        // test's server that took it while ours was down)
+        const health = await healthz(port);
+        if (health.status === 200 && health.node === nodeId) return server;
         if (Date.now() > deadline) {
             proc.kill('SIGKILL');
             await exited;
