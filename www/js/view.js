@@ -20,6 +20,7 @@ const $ = (id) => document.getElementById(id);
 
 const els = {
   body: document.body,
+  skipLink: $('skip-link'),
   connState: $('conn-state'),
   connText: $('conn-text'),
   meName: $('me-name'),
@@ -141,7 +142,18 @@ export function closeNameDialog() {
 
 /* --- rooms --- */
 
+/* The lists are rebuilt on every change; a keyboard user's focus on a room
+ * link moves to the new link of the same room. */
 export function renderRooms(store) {
+  const focused = els.sidebar.contains(document.activeElement) ? document.activeElement.dataset.room : undefined;
+  paintRoomLists(store);
+  if (focused !== undefined) {
+    els.sidebar.querySelector(`a.room-link[data-room="${CSS.escape(focused)}"]`)?.focus();
+  }
+  renderRoomHeader(store);
+}
+
+function paintRoomLists(store) {
   const mine = [...store.rooms.keys()].sort();
   const others = [...store.directory.keys()].filter((name) => !store.rooms.has(name)).sort();
   els.myRooms.replaceChildren(...mine.map((name) => roomElement({
@@ -158,7 +170,6 @@ export function renderRooms(store) {
     current: false,
     offline: true,
   })));
-  renderRoomHeader(store);
 }
 
 function renderRoomHeader(store) {
@@ -361,6 +372,11 @@ function onComposerKey(event, handlers) {
 }
 
 export function bindActions(handlers) {
+  /* the URL's #fragment names the room: the skip link moves focus only */
+  els.skipLink.addEventListener('click', (event) => {
+    event.preventDefault();
+    focusComposer();
+  });
   els.joinForm.addEventListener('submit', (event) => {
     event.preventDefault();
     handlers.join(els.joinInput.value.trim());
