@@ -114,6 +114,7 @@ struct hub {
     int sender_max;
     int senders_idle;           /* waiting for work; under pending_lock */
     pthread_cond_t relief_cond; /* work is pending and no sender is idle */
+    bool relief_sleeping;       /* relief waits for relief_cond with no timeout */
     pthread_t relief;
 };
 
@@ -221,7 +222,7 @@ static void schedule(struct hub_conn *conn)
     hub->pending_tail = conn;
     if (hub->senders_idle > 0)
         pthread_cond_signal(&hub->pending_cond);
-    else
+    else if (hub->relief_sleeping)
         pthread_cond_signal(&hub->relief_cond);
     pthread_mutex_unlock(&hub->pending_lock);
 }
@@ -387,7 +388,7 @@ static void *sender_main(void *arg)
         hub->pending_head = conn->next_pending;
         if (!hub->pending_head)
             hub->pending_tail = NULL;
-        else if (hub->senders_idle == 0)
+        else if (hub->senders_idle == 0 && hub->relief_sleeping)
             pthread_cond_signal(&hub->relief_cond); /* work left and no one free */
         pthread_mutex_unlock(&hub->pending_lock);
         drain_conn(sender, conn, &scratch);
@@ -397,18 +398,18 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-/* Start one more sender thread. hub->pending_lock held. */
-static void add_sender_locked(struct hub *hub)
+/* Start one more sender thread; false when the system refused a thread.
+ * hub->pending_lock held. */
+static bool add_sender_locked(struct hub *hub)
 {
     struct hub_sender *sender = &hub->senders[hub->sender_count];
     sender->hub = hub;
     atomic_init(&sender->writing_since_ms, 0);
-    if (pthread_create(&sender->thread, NULL, sender_main, sender) != 0) {
-        log_msg(LOG_ERROR, "thread_failed", "what=hub_sender");
-        abort();
-    }
+    if (pthread_create(&sender->thread, NULL, sender_main, sender) != 0)
+        return false;
     hub->sender_count++;
     atomic_store(&hub->metrics->sender_threads, hub->sender_count);
+    return true;
 }
 
 /* Senders not stuck in a write for HUB_SENDER_STUCK_MS. hub->pending_lock held. */
@@ -433,13 +434,22 @@ static void *relief_main(void *arg)
     while (!hub->stopping) {
         bool waiting = hub->pending_head && hub->senders_idle == 0;
         if (!waiting) {
+            hub->relief_sleeping = true;
             pthread_cond_wait(&hub->relief_cond, &hub->pending_lock);
+            hub->relief_sleeping = false;
             continue;
         }
         if (hub->sender_count < hub->sender_max &&
             senders_moving_locked(hub) < hub->config->sender_threads) {
-            add_sender_locked(hub);
-            log_msg(LOG_WARN, "senders_stuck", "senders=%d", hub->sender_count);
+            bool added = add_sender_locked(hub);
+            if (!added)
+                hub->sender_max = hub->sender_count; /* the system's limit: stop trying */
+            int senders = hub->sender_count;
+            pthread_mutex_unlock(&hub->pending_lock);
+            log_msg(added ? LOG_WARN : LOG_ERROR, "senders_stuck", "senders=%d added=%s", senders,
+                    added ? "yes" : "no (thread refused)");
+            pthread_mutex_lock(&hub->pending_lock);
+            continue;
         }
         util_cond_wait_ms(&hub->relief_cond, &hub->pending_lock, HUB_SENDER_STUCK_MS / 2);
     }
@@ -484,8 +494,12 @@ struct hub *hub_create(const struct config *config, struct metrics *metrics,
     hub->sender_max = config->sender_threads + HUB_EXTRA_SENDERS_MAX;
     hub->senders = xcalloc((size_t)hub->sender_max, sizeof(*hub->senders));
     pthread_mutex_lock(&hub->pending_lock);
-    for (int i = 0; i < config->sender_threads; i++)
-        add_sender_locked(hub);
+    for (int i = 0; i < config->sender_threads; i++) {
+        if (!add_sender_locked(hub)) {
+            log_msg(LOG_ERROR, "thread_failed", "what=hub_sender");
+            abort();
+        }
+    }
     pthread_mutex_unlock(&hub->pending_lock);
     if (pthread_create(&hub->relief, NULL, relief_main, hub) != 0) {
         log_msg(LOG_ERROR, "thread_failed", "what=hub_relief");
