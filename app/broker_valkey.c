@@ -63,6 +63,7 @@
 #define IN_DOUBT_MS 5000      /* how long a publish whose reply was lost waits for its fate */
 #define TICK_MS 250           /* backoff sleeps in steps this long */
 #define STORE_RETRY_MS 2000   /* between attempts to store what the store refused */
+#define UNSTORED_MAX 100000   /* messages kept for those attempts */
 #define REASON_MAX 256
 
 /* ---------------------------------------------------------------- state */
@@ -134,7 +135,7 @@ struct subscriber {
     struct strmap *last_seen; /* room -> uint64_t *: highest id handed to the store */
     struct strmap *nodes;     /* node id -> struct remote_node */
     int64_t expired_ms;       /* monotonic time of the last expiry check */
-    int64_t store_retry_ms;   /* monotonic time unstored messages may be tried again */
+    int64_t store_retry_ms;   /* when unstored messages are tried again; 0: not scheduled */
     struct backoff backoff;
     bool connected_once; /* later subscriptions count as reconnects */
     bool outage_logged;
@@ -165,6 +166,7 @@ struct broker_valkey {
     struct strmap *delivered; /* room -> uint64_t *: highest id delivered; set at
                                * the room's first accept, before its first commit */
     struct msg_list unstored; /* received, but the store failed to commit them */
+    size_t unstored_dropped;  /* failed commits not kept: unstored was full */
 
     pthread_t publisher_thread;
     pthread_t subscriber_thread;
@@ -1078,30 +1080,39 @@ struct accept_job {
     struct chat_msg *msg; /* owned copy, delivered after the commit */
 };
 
-/* Store writer thread: deliver only what is committed ("delivered => stored");
- * keep what the store refused for retry_unstored. */
-static void on_stored(void *ctx, int status)
+/* Deliver only what is committed ("delivered => stored"). A message whose
+ * commit failed is kept for retry_unstored when keep is set (up to
+ * UNSTORED_MAX; beyond that it is dropped from this node and counted). */
+static void settle_accept(struct accept_job *job, int status, bool keep)
 {
-    struct accept_job *job = ctx;
     struct broker_valkey *b = job->b;
     if (status == 0)
         b->deps.deliver(b->deps.deliver_ctx, job->msg);
-    else
-        log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d retry=yes",
-                job->msg->room, job->msg->id, status);
     pthread_mutex_lock(&b->lock);
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     if (status == 0 && delivered && *delivered < job->msg->id)
         *delivered = job->msg->id;
-    if (status != 0) {
+    if (status != 0 && keep && b->unstored.count < UNSTORED_MAX) {
+        if (b->unstored.count == 0)
+            log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d retry=yes",
+                    job->msg->room, job->msg->id, status);
         msg_list_push(&b->unstored, job->msg);
         job->msg = NULL;
+    } else if (status != 0 && keep && b->unstored_dropped++ == 0) {
+        log_msg(LOG_ERROR, "broker_store_gave_up", "room=%s id=%" PRIu64 " unstored=%zu",
+                job->msg->room, job->msg->id, b->unstored.count);
     }
     if (--b->store_in_flight == 0)
         pthread_cond_broadcast(&b->settled);
     pthread_mutex_unlock(&b->lock);
     chat_msg_free(job->msg);
     free(job);
+}
+
+/* Store writer thread. */
+static void on_stored(void *ctx, int status)
+{
+    settle_accept(ctx, status, true);
 }
 
 /* Highest id of room handed to the store, read from the store on first use;
@@ -1139,9 +1150,10 @@ static void accept_msg(struct broker_valkey *b, const struct chat_msg *msg, uint
     pthread_mutex_unlock(&b->lock);
     int rc = store_append(b->deps.store, msg, on_stored, job);
     if (rc < 0) {
+        /* *last stays put: the next message's gap repair fetches this one again */
         log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d", msg->room,
                 msg->id, rc);
-        on_stored(job, rc);
+        settle_accept(job, rc, false);
         return;
     }
     *last = msg->id;
@@ -1153,16 +1165,22 @@ static void accept_msg(struct broker_valkey *b, const struct chat_msg *msg, uint
 static void retry_unstored(struct broker_valkey *b)
 {
     int64_t now = util_mono_ms();
-    if (now < b->sub.store_retry_ms)
-        return;
     pthread_mutex_lock(&b->lock);
-    struct msg_list list = b->unstored;
-    b->unstored = (struct msg_list){0};
+    bool due = b->unstored.count > 0 && b->sub.store_retry_ms != 0 && now >= b->sub.store_retry_ms;
+    if (b->unstored.count > 0 && b->sub.store_retry_ms == 0)
+        b->sub.store_retry_ms = now + STORE_RETRY_MS; /* a failure since the last round */
+    struct msg_list list = {0};
+    size_t dropped = b->unstored_dropped;
+    if (due) {
+        list = b->unstored;
+        b->unstored = (struct msg_list){0};
+        b->unstored_dropped = 0;
+        b->sub.store_retry_ms = 0;
+    }
     pthread_mutex_unlock(&b->lock);
-    if (list.count == 0)
+    if (!due)
         return;
-    b->sub.store_retry_ms = now + STORE_RETRY_MS;
-    log_msg(LOG_WARN, "broker_store_retry", "messages=%zu", list.count);
+    log_msg(LOG_WARN, "broker_store_retry", "messages=%zu dropped=%zu", list.count, dropped);
     for (size_t i = 0; i < list.count; i++) {
         uint64_t before = list.items[i]->id - 1;
         accept_msg(b, list.items[i], &before);
