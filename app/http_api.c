@@ -506,7 +506,9 @@ static bool authenticate(struct api *api, struct mg_connection *mc, struct auth_
 static void route(struct api *api, struct mg_connection *mc, const struct auth_claims *claims)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
-    const char *uri = ri->local_uri ? ri->local_uri : "";
+    /* decoded but not cleaned: CivetWeb's cleaning drops a trailing "." that
+     * room names may end with */
+    const char *uri = ri->local_uri_raw ? ri->local_uri_raw : "";
     char room[PROTO_ROOM_MAX + 2];
     const char *what;
     if (strcmp(uri, "/api/rooms") == 0 || strcmp(uri, "/api/rooms/") == 0) {

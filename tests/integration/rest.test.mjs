@@ -295,6 +295,21 @@ describe('POST messages', () => {
         assert.equal(ok.status, 201, ok.text);
     }));
 
+    it('rooms whose names end in dots are their own rooms over REST, as over WebSocket', T, withLogs(async () => {
+        const base = uniq('dot');
+        const rooms = [base, `${base}.`, `${base}..`, `${base}.x`];
+        const member = await connectUser(srv.wsUrl, 'dotty', [`${base}.`]);
+        for (const room of rooms) assert.equal((await post(room, { user: 'u', text: `in ${room}` })).status, 201);
+        for (const room of rooms) {
+            const texts = (await fetchAllMessages(srv.url, room)).map((m) => m.text);
+            assert.deepEqual(texts, [`in ${room}`], `history of ${room}`);
+        }
+        const live = await member.next((f) => f.type === 'message');
+        assert.equal(live.room, `${base}.`);
+        assert.equal(live.text, `in ${base}.`);
+        await member.close();
+    }));
+
     it('a POST from a foreign browser Origin is refused (403) and not stored; the own origin is accepted', T, withLogs(async () => {
         const room = uniq('origin');
         const evil = await post(room, { user: 'u', text: 'csrf' }, { Origin: 'http://evil.example' });
