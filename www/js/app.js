@@ -39,6 +39,7 @@ let tokenNeeded = Boolean(token); /* the server said it admits only tokens */
 api.useToken(token);
 const connection = new Connection(socketUrl(location), helloFrame);
 const joinSince = new Map(); /* room -> the since of the join in flight (null: none) */
+const refusedRooms = new Map(); /* room -> why the server refused our join, until it accepts one */
 const drafts = saved.drafts();
 let lastTypingSent = 0;
 
@@ -98,11 +99,13 @@ function openRoomFromHash() {
   const name = roomFromHash();
   if (!name) {
     store.setCurrent(null);
+    view.setComposerText('');
     return;
   }
   const problem = roomNameProblem(name);
   if (problem) {
-    view.joinError(`Cannot open "${name}": ${problem}`);
+    view.showBanner(`Cannot open "${name}": ${problem}`);
+    history.replaceState(null, '', store.current ? '#' + store.current : location.pathname);
     return;
   }
   view.closeDrawers();
@@ -124,8 +127,10 @@ function join(room) {
 function onJoined(frame) {
   const since = joinSince.get(frame.room) ?? null;
   joinSince.delete(frame.room);
+  refusedRooms.delete(frame.room);
   const room = store.joined(frame);
   if (!room) return;
+  if (room.historyError) store.setHistoryState(room.name, { historyError: '' }); /* e.g. a refused join */
   if (since === null || frame.recovered === false) {
     store.resetMessages(room.name);
     loadNewest(room.name);
@@ -170,6 +175,7 @@ function leaveCurrent() {
   if (!name) return;
   connection.send({ type: 'leave', room: name });
   joinSince.delete(name);
+  saveDraft(name, '');
   store.forget(name);
   const next = [...store.rooms.keys()].sort()[0];
   location.hash = next || '';
@@ -208,6 +214,10 @@ function transmit(name, ref) {
   const room = store.room(name);
   const item = room?.pending.get(ref);
   if (!item) return;
+  if (refusedRooms.has(name)) {
+    store.setPendingState(name, ref, 'failed', refusedRooms.get(name));
+    return;
+  }
   const sent = room.joined && connection.send({ type: 'send', room: name, text: item.text, ref });
   store.setPendingState(name, ref, sent ? 'sending' : 'queued');
 }
@@ -237,7 +247,7 @@ function saveDraft(name, text) {
   if (!name) return;
   if (text) drafts[name] = text;
   else delete drafts[name];
-  saved.setDrafts(drafts);
+  saved.setDraft(name, text);
 }
 
 /* --- who the person is: a display name, or a sign-in token --- */
@@ -329,7 +339,10 @@ function onWelcome({ detail }) {
     paint();
   }
   showIdentity();
-  for (const room of store.rooms.values()) join(room);
+  /* the room on screen first: with more rooms than the server allows, the
+   * ones refused are the others */
+  const rooms = [...store.rooms.values()].sort((a, b) => (b.name === store.current) - (a.name === store.current));
+  for (const room of rooms) join(room);
   pollRooms();
 }
 
@@ -350,14 +363,24 @@ function onError(frame) {
     joinSince.delete(frame.room);
     join(store.room(frame.room));
   } else if (frame.room && ['room_invalid', 'forbidden', 'too_many_rooms'].includes(frame.code)) {
-    joinSince.delete(frame.room);
-    view.showBanner(`Cannot join #${frame.room}: ${text}`);
+    joinRefused(frame.room, text);
   } else if (frame.code === 'hello_required') {
     view.showBanner(text);
     connection.restart();
   } else {
     view.showBanner(text);
   }
+}
+
+/* The server would not let us into name: say so where the person looks, and
+ * fail what waits to be sent there (opening the room again retries). */
+function joinRefused(name, text) {
+  joinSince.delete(name);
+  refusedRooms.set(name, text);
+  view.showBanner(`Cannot join #${name}: ${text}`);
+  if (!store.room(name)) return;
+  store.setHistoryState(name, { historyError: `You are not in #${name}: ${text}` });
+  for (const item of store.pendingList(name)) store.setPendingState(name, item.ref, 'failed', text);
 }
 
 const FRAME_HANDLERS = {
@@ -377,6 +400,7 @@ function onConnectionState({ detail }) {
   view.renderConnection(detail);
   if (detail.state === 'online') return;
   joinSince.clear();
+  refusedRooms.clear(); /* the next connection asks again */
   store.disconnected();
   for (const room of store.rooms.values()) {
     for (const item of room.pending.values()) {

@@ -102,6 +102,7 @@ function header(user, ts, own) {
 
 function body(text) {
   const node = el('div', 'msg-text');
+  node.dir = 'auto'; /* right-to-left text reads right to left */
   node.dataset.testid = 'message-text';
   node.append(linkify(text));
   return node;

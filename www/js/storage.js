@@ -2,7 +2,8 @@
  * the display name, the sign-in token, the rooms the person is in, the last id read per room,
  * drafts, and the outbox of messages not yet acknowledged. Every read
  * tolerates a missing or corrupt value; every write tolerates a full or
- * disabled storage. */
+ * disabled storage. Writes change the stored value in place, so tabs of one
+ * browser do not undo each other. */
 
 const PREFIX = 'turbochat.';
 
@@ -23,6 +24,11 @@ function write(key, value) {
   }
 }
 
+/* Several tabs share localStorage: change what is stored now, not a copy. */
+function update(key, fallback, change) {
+  write(key, change(read(key, fallback)));
+}
+
 export const saved = {
   name: () => read('name', ''),
   setName: (name) => write('name', name),
@@ -32,15 +38,21 @@ export const saved = {
   setToken: (token) => write('token', token),
 
   rooms: () => read('rooms', []),
-  setRooms: (names) => write('rooms', names),
+  updateRooms: (change) => update('rooms', [], change),
 
   lastRead: () => read('lastRead', {}),
-  setLastRead: (map) => write('lastRead', map),
+  /* raises the stored mark of room to id (never lowers it) */
+  setLastRead: (room, id) => update('lastRead', {}, (map) => ({ ...map, [room]: Math.max(map[room] ?? 0, id) })),
 
   drafts: () => read('drafts', {}),
-  setDrafts: (map) => write('drafts', map),
+  setDraft: (room, text) => update('drafts', {}, (map) => {
+    const next = { ...map };
+    if (text) next[room] = text;
+    else delete next[room];
+    return next;
+  }),
 
   /* [{room, ref, text, createdAt}] */
   outbox: () => read('outbox', []),
-  setOutbox: (items) => write('outbox', items),
+  updateOutbox: (change) => update('outbox', [], change),
 };

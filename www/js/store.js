@@ -52,16 +52,17 @@ export class Store extends EventTarget {
     if (!room) {
       room = newRoom(name);
       this.rooms.set(name, room);
-      this.#saveRooms();
+      saved.updateRooms((names) => (names.includes(name) ? names : [...names, name]));
       this.#changed(name, 'rooms');
     }
     return room;
   }
 
+  /* Leaves name: forgotten here, with what waited to be sent there. */
   forget(name) {
     if (!this.rooms.delete(name)) return;
-    this.#saveRooms();
-    this.#saveOutbox();
+    saved.updateRooms((names) => names.filter((n) => n !== name));
+    saved.updateOutbox((items) => items.filter((item) => item.room !== name));
     this.#changed(name, 'rooms');
   }
 
@@ -114,6 +115,7 @@ export class Store extends EventTarget {
       room.seenId = Math.max(room.seenId, message.id);
       room.lastId = Math.max(room.lastId, message.id);
       if (room.typing.delete(message.user)) this.#changed(name, 'typing');
+      if (message.user === this.me) this.#readUpTo(name, message.id); /* one's own message is read */
     }
     if (name === this.current) this.markRead(name);
     this.#changed(name, 'messages');
@@ -154,8 +156,9 @@ export class Store extends EventTarget {
 
   addPending(name, ref, text) {
     const room = this.rooms.get(name);
-    room.pending.set(ref, { ref, text, state: 'queued', problem: '', createdAt: Date.now() });
-    this.#saveOutbox();
+    const createdAt = Date.now();
+    room.pending.set(ref, { ref, text, state: 'queued', problem: '', createdAt });
+    saved.updateOutbox((items) => [...items, { room: name, ref, text, createdAt }]);
     this.#changed(name, 'messages');
   }
 
@@ -173,7 +176,7 @@ export class Store extends EventTarget {
     const item = room?.pending.get(frame.ref);
     if (!item) return;
     room.pending.delete(frame.ref);
-    this.#saveOutbox();
+    saved.updateOutbox((items) => items.filter((i) => i.ref !== frame.ref));
     if (!room.messages.has(frame.id)) {
       this.addMessages(room.name, [{ room: room.name, id: frame.id, user: this.me, text: item.text, ts: frame.ts }]);
     } else {
@@ -197,17 +200,6 @@ export class Store extends EventTarget {
     room.pending.set(item.ref, { ref: item.ref, text: item.text, state: 'queued', problem: '', createdAt: item.createdAt });
   }
 
-  #saveOutbox() {
-    const items = [];
-    for (const room of this.rooms.values()) {
-      for (const p of room.pending.values()) items.push({ room: room.name, ref: p.ref, text: p.text, createdAt: p.createdAt });
-    }
-    saved.setOutbox(items);
-  }
-
-  #saveRooms() {
-    saved.setRooms([...this.rooms.keys()]);
-  }
 
   /* --- members, typing, unread --- */
 
@@ -259,9 +251,13 @@ export class Store extends EventTarget {
   markRead(name) {
     const room = this.rooms.get(name);
     if (!room || !this.visible) return;
-    if (name in this.#lastRead && this.#lastRead[name] >= room.lastId) return;
-    this.#lastRead[name] = room.lastId;
-    saved.setLastRead(this.#lastRead);
+    this.#readUpTo(name, room.lastId);
+  }
+
+  #readUpTo(name, id) {
+    if (name in this.#lastRead && this.#lastRead[name] >= id) return;
+    this.#lastRead[name] = id;
+    saved.setLastRead(name, id);
     this.#changed(name, 'rooms');
   }
 

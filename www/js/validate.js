@@ -10,7 +10,7 @@ export const DEFAULT_ROOM = 'general';
 
 const ROOM_CHARS = /^[A-Za-z0-9_.-]+$/;
 const CONTROL_CHARS = /\p{Cc}/u;
-const REFUSED_TEXT_CHARS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+const REFUSED_TEXT_CHARS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/; /* C0 but tab, LF, CR */
 
 /* Length in Unicode code points, as the server counts it. */
 function codePoints(text) {

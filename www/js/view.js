@@ -136,8 +136,23 @@ export function nameDialogError(text) {
   dialogInput().focus();
 }
 
+let dialogClosedByPage = false;
+
 export function closeNameDialog() {
-  if (els.nameDialog.open) els.nameDialog.close();
+  if (!els.nameDialog.open) return;
+  dialogClosedByPage = true;
+  els.nameDialog.close();
+}
+
+/* Chromium lets a second Escape close a modal dialog whatever its cancel
+ * handler says: a dialog that must be answered opens again. */
+function onDialogClosed() {
+  const byPage = dialogClosedByPage;
+  dialogClosedByPage = false;
+  if (!byPage && els.nameDialog.dataset.required === 'true') {
+    els.nameDialog.showModal();
+    dialogInput().focus();
+  }
 }
 
 /* --- rooms --- */
@@ -356,6 +371,14 @@ export function closeDrawers() {
   setDrawer('members', false);
 }
 
+/* Escape: close the open drawer and give the focus back to its button. */
+function closeOpenDrawer() {
+  const open = ['rooms', 'members'].find((name) => els.body.classList.contains(`${name}-open`));
+  if (!open) return;
+  closeDrawers();
+  (open === 'rooms' ? els.toggleRooms : els.toggleMembers).focus();
+}
+
 function toggleDrawer(name) {
   const open = !els.body.classList.contains(`${name}-open`);
   closeDrawers();
@@ -417,6 +440,7 @@ export function bindActions(handlers) {
   els.nameDialog.addEventListener('cancel', (event) => {
     if (els.nameDialog.dataset.required === 'true') event.preventDefault();
   });
+  els.nameDialog.addEventListener('close', onDialogClosed);
   els.bannerClose.addEventListener('click', hideBanner);
   els.toggleRooms.addEventListener('click', () => toggleDrawer('rooms'));
   els.toggleMembers.addEventListener('click', () => toggleDrawer('members'));
@@ -424,6 +448,6 @@ export function bindActions(handlers) {
     if (event.target.closest('a.room-link')) closeDrawers();
   });
   document.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') closeDrawers();
+    if (event.key === 'Escape') closeOpenDrawer();
   });
 }
