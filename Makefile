@@ -1,7 +1,8 @@
 # Thin wrapper over scripts/deps.sh, CMake, ctest and node's test runner.
 #   make deps | build | run ARGS='--listen 8080' | test | test-unit | test-asan
 #   make tsan (= test-tsan) | format | format-check | clean
-# `make test` is what CI runs (.ci/run): the normal build, then ASan+UBSan.
+# `make test` is what CI runs (.ci/run): the normal build, then ASan+UBSan,
+# then the unit tests under ThreadSanitizer (the threaded modules' own tests).
 
 MAKEFLAGS += --no-print-directory
 
@@ -76,6 +77,8 @@ test: deps-test format-check
 	$(MAKE) test-unit-only test-node-only
 	$(MAKE) build-asan
 	$(MAKE) test-unit-asan-only test-node-asan-only
+	$(MAKE) build-tsan
+	$(MAKE) test-unit-tsan-only
 
 test-unit: build
 	$(MAKE) test-unit-only
@@ -87,11 +90,11 @@ test-asan: deps-test build-asan
 	$(MAKE) test-unit-asan-only test-node-asan-only
 
 tsan test-tsan: deps-test build-tsan
-	$(TSAN_ENV) $(CTEST) --test-dir $(TSAN_DIR) --output-on-failure
+	$(MAKE) test-unit-tsan-only
 	$(call node_tests,$(TSAN_DIR),$(TSAN_ENV))
 
 # The *-only targets run tests against an existing build.
-.PHONY: test-unit-only test-node-only test-unit-asan-only test-node-asan-only
+.PHONY: test-unit-only test-node-only test-unit-asan-only test-node-asan-only test-unit-tsan-only
 test-unit-only:
 	$(CTEST) --test-dir $(BUILD_DIR) --output-on-failure
 
@@ -103,6 +106,9 @@ test-unit-asan-only:
 
 test-node-asan-only:
 	$(call node_tests,$(ASAN_DIR),$(ASAN_ENV))
+
+test-unit-tsan-only:
+	$(TSAN_ENV) $(CTEST) --test-dir $(TSAN_DIR) --output-on-failure
 
 # ------------------------------------------------------------------- style ---
 format:
