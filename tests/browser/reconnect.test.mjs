@@ -81,6 +81,10 @@ test('a message sent while offline is delivered once after reconnecting', { time
 
     await server.stop();
     await waitOffline(kim.page);
+    // offline, nobody is known to be online: no stale counts
+    await kim.page.locator('[data-testid=room-link][data-room=outbox] [data-testid=room-online]')
+        .waitFor({ state: 'detached' });
+    assert.equal(await kim.page.locator('[data-testid=room-meta]').textContent(), '');
     await send(kim.page, 'typed while offline');
     await kim.page.locator('[data-testid=message][data-state=queued] [data-testid=message-text]',
         { hasText: 'typed while offline' }).waitFor();

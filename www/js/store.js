@@ -81,8 +81,10 @@ export class Store extends EventTarget {
     this.#changed(null, 'rooms');
   }
 
-  /* Connection lost: no room is joined until the server says so again. */
+  /* Connection lost: no room is joined until the server says so again, and
+   * nobody is known to be online until the directory is read again. */
   disconnected() {
+    for (const entry of this.directory.values()) entry.online = null;
     for (const room of this.rooms.values()) {
       room.joined = false;
       room.typing.clear();
