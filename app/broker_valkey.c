@@ -106,7 +106,11 @@ struct publisher {
     struct backoff backoff;
     bool connected_once; /* later connects count as reconnects */
     bool outage_logged;  /* the current outage was logged once */
-    long long client_id; /* CLIENT ID of the last connection; 0: unknown */
+    /* The last connection as the server saw it (CLIENT INFO), to kill it
+     * after a reconnect: ids restart at 1 when Valkey restarts, so the id
+     * alone could name a stranger; id and address together do not. */
+    char client_id[24];   /* "" unknown */
+    char client_addr[64]; /* "ip:port" */
 };
 
 /* What this node knows about another node's users. */
@@ -882,12 +886,10 @@ static int find_ref(struct broker_valkey *b, const struct chat_msg *msg, uint64_
  * failed (the jobs stay in doubt). */
 static int resolve_doubts(struct broker_valkey *b)
 {
-    if (b->pub.client_id > 0) {
-        char id[24];
-        snprintf(id, sizeof(id), "%lld", b->pub.client_id);
-        const char *argv[] = {"CLIENT", "KILL", "ID", id};
+    if (b->pub.client_id[0] && b->pub.client_addr[0]) {
+        const char *argv[] = {"CLIENT", "KILL", "ID", b->pub.client_id, "ADDR", b->pub.client_addr};
         struct valkey_reply *r = NULL;
-        int rc = valkey_command(b->pub.conn, &r, 4, argv, NULL);
+        int rc = valkey_command(b->pub.conn, &r, 6, argv, NULL);
         valkey_reply_free(r); /* "No such client" is the usual answer */
         if (rc < 0)
             return rc;
@@ -918,14 +920,31 @@ static int resolve_doubts(struct broker_valkey *b)
     return rc;
 }
 
-/* CLIENT ID of the new connection, so that a later reconnect can kill it. */
-static void remember_client_id(struct broker_valkey *b)
+/* Copy the value of " key=value" in a CLIENT INFO line into out ("" if absent). */
+static void client_info_field(const char *info, const char *key, char *out, size_t outlen)
 {
-    const char *argv[] = {"CLIENT", "ID"};
+    out[0] = '\0';
+    size_t klen = strlen(key);
+    for (const char *p = info; *p; p += strcspn(p, " "), p += strspn(p, " ")) {
+        if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            size_t vlen = strcspn(p + klen + 1, " \n");
+            if (vlen < outlen)
+                snprintf(out, outlen, "%.*s", (int)vlen, p + klen + 1);
+            return;
+        }
+    }
+}
+
+/* Who the new connection is to the server, so that a later reconnect can kill it. */
+static void remember_client(struct broker_valkey *b)
+{
+    const char *argv[] = {"CLIENT", "INFO"};
     struct valkey_reply *r = NULL;
-    b->pub.client_id = 0;
-    if (valkey_command(b->pub.conn, &r, 2, argv, NULL) == 0 && reply_is(r, VALKEY_REPLY_INTEGER))
-        b->pub.client_id = r->integer;
+    b->pub.client_id[0] = b->pub.client_addr[0] = '\0';
+    if (valkey_command(b->pub.conn, &r, 2, argv, NULL) == 0 && reply_is(r, VALKEY_REPLY_STRING)) {
+        client_info_field(r->str, "id", b->pub.client_id, sizeof(b->pub.client_id));
+        client_info_field(r->str, "addr", b->pub.client_addr, sizeof(b->pub.client_addr));
+    }
     valkey_reply_free(r);
 }
 
@@ -942,7 +961,7 @@ static int publisher_connect(struct broker_valkey *b)
     if (rc == 0)
         rc = seed_ids(b);
     if (rc == 0)
-        remember_client_id(b);
+        remember_client(b);
     if (rc < 0) {
         snprintf(err, sizeof(err), "set-up failed: %s",
                  valkey_is_broken(b->pub.conn) ? valkey_last_error(b->pub.conn)

@@ -36,6 +36,7 @@
 #define WAIT_MS 10000
 #define MAX_MIGRATIONS 16
 #define MAX_SEEN 64
+#define STRANGERS 16 /* connections of others, opened when Valkey restarts */
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -507,6 +508,11 @@ static bool not_ready(struct node *n)
     return !node_ready(n);
 }
 
+static bool reply_is_pong(const struct valkey_reply *r)
+{
+    return r && r->type == VALKEY_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+}
+
 static int test_outage_and_recovery(void)
 {
     struct node a = {0};
@@ -525,8 +531,22 @@ static int test_outage_and_recovery(void)
     TEST_ASSERT_INT(publish(&a, "room", "during", NULL, &o), -TC_EUNAVAILABLE);
     TEST_ASSERT_INT(atomic_load(&a.metrics->broker_connected), 0);
     TEST_ASSERT(start_server() == 0); /* empty: the data is gone */
+    /* Client ids restart at 1: strangers take the ids a's old connections
+     * had (a is in its backoff), and a's reconnect must not kill them. */
+    struct valkey_options vo = {.host = "127.0.0.1", .port = server_port};
+    struct valkey_conn *strangers[STRANGERS];
+    for (int i = 0; i < STRANGERS; i++)
+        TEST_ASSERT((strangers[i] = valkey_connect(&vo, NULL, 0)) != NULL);
     TEST_ASSERT(wait_for(&a, node_ready));
     TEST_ASSERT(atomic_load(&a.metrics->broker_reconnects) >= 1);
+    for (int i = 0; i < STRANGERS; i++) {
+        const char *ping[] = {"PING"};
+        struct valkey_reply *r = NULL;
+        TEST_ASSERT(valkey_command(strangers[i], &r, 1, ping, NULL) == 0);
+        TEST_ASSERT(reply_is_pong(r));
+        valkey_reply_free(r);
+        valkey_close(strangers[i]);
+    }
     /* The seq was lost with the data; the id still follows the stored one. */
     TEST_ASSERT_INT(publish(&a, "room", "after", NULL, &o), BROKER_ACCEPTED);
     TEST_ASSERT_INT(o.id, 2);
