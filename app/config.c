@@ -163,6 +163,8 @@ static const struct config_option options[] = {
     /* fan-out */
     INT_OPT("sender_threads", "TURBOCHAT_SENDER_THREADS", "4", 1, 64, sender_threads,
             "hub threads writing to sockets"),
+    DURATION_OPT("sender_idle_ms", "TURBOCHAT_SENDER_IDLE_MS", OPT_DURATION_MS, "30000", 100,
+                 3600000, sender_idle_ms, "idle time after which an extra sender thread exits"),
     INT_OPT("outbound_max_frames", "TURBOCHAT_OUTBOUND_MAX_FRAMES", "4096", 16, 1048576,
             outbound_max_frames, "queued frames per connection before close 1013"),
     INT_OPT("outbound_max_kib", "TURBOCHAT_OUTBOUND_MAX_KIB", "4096", 16, 1048576, outbound_max_kib,

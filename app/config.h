@@ -44,6 +44,7 @@ struct config {
 
     /* fan-out */
     int sender_threads;      /* hub threads that write to sockets */
+    int sender_idle_ms;      /* an extra (relief) sender idle this long exits */
     int outbound_max_frames; /* per-connection queue bound before 1013 */
     int outbound_max_kib;    /* per-connection queue bound in KiB */
 

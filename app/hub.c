@@ -3,8 +3,9 @@
  * connection has a bounded queue; sender threads write queues to sockets,
  * never under the hub lock. A write can block (CivetWeb has no non-blocking
  * one) until a client that stopped reading times out, so a relief thread
- * adds senders while too many are stuck and work waits. Lock order:
- * hub->lock, then conn->lock, then hub->pending_lock. */
+ * adds senders while too many are stuck and work waits; extra senders exit
+ * after config->sender_idle_ms without work. Lock order: hub->lock, then
+ * conn->lock, then hub->pending_lock. */
 #define _GNU_SOURCE
 #include "hub.h"
 
@@ -27,6 +28,7 @@
 #define HUB_CLOSE_REASON_MAX 64
 #define HUB_SENDER_STUCK_MS 100  /* a write this long: its client is not reading */
 #define HUB_EXTRA_SENDERS_MAX 64 /* relief senders on top of config->sender_threads */
+#define HUB_THREAD_RETRY_MS 1000 /* after the system refused a thread */
 
 /* One server-to-client WebSocket frame, shared by every queue it is in. */
 struct hub_frame {
@@ -368,6 +370,36 @@ static void drain_conn(struct hub_sender *sender, struct hub_conn *conn, struct 
     pthread_mutex_unlock(&conn->lock);
 }
 
+/* Wait for work. An extra sender idle for config->sender_idle_ms returns
+ * false when it is the newest one (so the others keep their slots) and has
+ * left the pool; the next newest is then woken to look at its own idle time.
+ * hub->pending_lock held. */
+static bool await_work_locked(struct hub_sender *sender)
+{
+    struct hub *hub = sender->hub;
+    bool extra = sender - hub->senders >= hub->config->sender_threads;
+    int64_t idle_since = util_mono_ms();
+    hub->senders_idle++;
+    while (!hub->pending_head && !hub->stopping) {
+        int64_t left = idle_since + hub->config->sender_idle_ms - util_mono_ms();
+        bool newest = sender == &hub->senders[hub->sender_count - 1];
+        if (!extra || (left <= 0 && !newest)) {
+            pthread_cond_wait(&hub->pending_cond, &hub->pending_lock);
+        } else if (left > 0) {
+            util_cond_wait_ms(&hub->pending_cond, &hub->pending_lock, left);
+        } else {
+            hub->senders_idle--;
+            hub->sender_count--;
+            atomic_store(&hub->metrics->sender_threads, hub->sender_count);
+            pthread_detach(pthread_self()); /* nobody joins a sender that left */
+            pthread_cond_broadcast(&hub->pending_cond);
+            return false;
+        }
+    }
+    hub->senders_idle--;
+    return true;
+}
+
 static void *sender_main(void *arg)
 {
     struct hub_sender *sender = arg;
@@ -376,10 +408,10 @@ static void *sender_main(void *arg)
     util_buf_init(&scratch);
     for (;;) {
         pthread_mutex_lock(&hub->pending_lock);
-        hub->senders_idle++;
-        while (!hub->pending_head && !hub->stopping)
-            pthread_cond_wait(&hub->pending_cond, &hub->pending_lock);
-        hub->senders_idle--;
+        if (!await_work_locked(sender)) {
+            pthread_mutex_unlock(&hub->pending_lock);
+            break; /* from here on nothing of the hub is touched */
+        }
         struct hub_conn *conn = hub->pending_head;
         if (!conn) {
             pthread_mutex_unlock(&hub->pending_lock);
@@ -430,6 +462,7 @@ static int senders_moving_locked(struct hub *hub)
 static void *relief_main(void *arg)
 {
     struct hub *hub = arg;
+    int64_t refused_until = 0; /* the system refused a thread: wait until then */
     pthread_mutex_lock(&hub->pending_lock);
     while (!hub->stopping) {
         bool waiting = hub->pending_head && hub->senders_idle == 0;
@@ -439,11 +472,11 @@ static void *relief_main(void *arg)
             hub->relief_sleeping = false;
             continue;
         }
-        if (hub->sender_count < hub->sender_max &&
+        if (hub->sender_count < hub->sender_max && util_mono_ms() >= refused_until &&
             senders_moving_locked(hub) < hub->config->sender_threads) {
             bool added = add_sender_locked(hub);
             if (!added)
-                hub->sender_max = hub->sender_count; /* the system's limit: stop trying */
+                refused_until = util_mono_ms() + HUB_THREAD_RETRY_MS;
             int senders = hub->sender_count;
             pthread_mutex_unlock(&hub->pending_lock);
             log_msg(added ? LOG_WARN : LOG_ERROR, "senders_stuck", "senders=%d added=%s", senders,
@@ -488,7 +521,7 @@ struct hub *hub_create(const struct config *config, struct metrics *metrics,
     hub->history = *history;
     pthread_mutex_init(&hub->lock, NULL);
     pthread_mutex_init(&hub->pending_lock, NULL);
-    pthread_cond_init(&hub->pending_cond, NULL);
+    util_cond_init_monotonic(&hub->pending_cond); /* extra senders wait with a timeout */
     util_cond_init_monotonic(&hub->relief_cond);
     hub->rooms = strmap_create(room_free);
     hub->sender_max = config->sender_threads + HUB_EXTRA_SENDERS_MAX;

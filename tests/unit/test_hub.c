@@ -1,7 +1,7 @@
 /* Unit tests for hub: fan-out of one shared frame, per-connection queues
  * (a blocked client delays no one, more blocked clients than senders get
- * relief senders, overflow closes it with 1013, queued frames are
- * coalesced), join with replay before live frames, presence, limits.
+ * relief senders that leave when idle, overflow closes it with 1013, queued
+ * frames are coalesced), join with replay before live frames, presence, limits.
  * Connections are fake: the hub writes through a capturing writer. */
 #define _GNU_SOURCE /* memmem */
 #include <pthread.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "hub.h"
@@ -162,6 +163,7 @@ static struct hub *new_hub(int max_frames)
 {
     memset(&cfg, 0, sizeof(cfg));
     cfg.sender_threads = 2;
+    cfg.sender_idle_ms = 200;
     cfg.outbound_max_frames = max_frames;
     cfg.outbound_max_kib = 1024;
     cfg.max_rooms_per_conn = 2;
@@ -244,6 +246,17 @@ static int test_blocked_client_delays_no_one_and_overflows(void)
     return 0;
 }
 
+/* Poll the sender thread gauge until it is n, for up to WAIT_MS. */
+static bool wait_sender_threads(int n)
+{
+    for (int waited = 0; waited < WAIT_MS; waited += 10) {
+        if (atomic_load(&metrics->sender_threads) == n)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
 /* More stalled clients than sender threads: the hub adds senders, so a
  * client that reads still gets every message while the others are stuck. */
 static int test_stuck_senders_are_relieved(void)
@@ -269,6 +282,11 @@ static int test_stuck_senders_are_relieved(void)
     for (int i = 0; i < CONNS - 1; i++)
         TEST_ASSERT(wait_frames(i, "-end", 5));
     TEST_ASSERT_INT(atomic_load(&metrics->slow_consumers), 0);
+    /* idle for sender_idle_ms, the extra senders leave; the hub still works */
+    TEST_ASSERT(wait_sender_threads(2));
+    deliver(hub, "r", 6, "m-6-end");
+    for (int i = 0; i < CONNS; i++)
+        TEST_ASSERT(wait_frames(i, "-end", 6));
     finish(hub, c, CONNS);
     return 0;
 }
