@@ -8,6 +8,8 @@
  *   the node's log and only then hands it to the hub, in id order per room. An
  *   id jump, a reconnect or start-up makes it fetch the missing ids from the
  *   replay window first (gap repair, catch-up), so every node's log converges.
+ *   A message whose commit failed is stored again later and reaches the hub
+ *   late, out of order (retry_unstored).
  * - Presence: nodes publish join/leave deltas and, every 10 s, a snapshot of
  *   their users; a node not heard from for 30 s is forgotten.
  *
@@ -63,7 +65,7 @@
 #define IN_DOUBT_MS 5000      /* how long a publish whose reply was lost waits for its fate */
 #define TICK_MS 250           /* backoff sleeps in steps this long */
 #define STORE_RETRY_MS 2000   /* between attempts to store what the store refused */
-#define UNSTORED_MAX 100000   /* messages kept for those attempts */
+#define UNSTORED_MAX_BYTES (64u << 20) /* memory for messages kept for those attempts */
 #define REASON_MAX 256
 
 /* ---------------------------------------------------------------- state */
@@ -122,7 +124,6 @@ struct remote_node {
     int64_t heard_ms;       /* monotonic time of its last message */
 };
 
-/* Subscriber thread only. */
 /* A growable array of messages. */
 struct msg_list {
     struct chat_msg **items;
@@ -130,6 +131,7 @@ struct msg_list {
     size_t cap;
 };
 
+/* Subscriber thread only. */
 struct subscriber {
     struct valkey_conn *conn; /* SUBSCRIBEd */
     struct lazy_conn repair;  /* XRANGE, SCAN and GET while subscribed */
@@ -170,6 +172,7 @@ struct broker_valkey {
     struct strmap *delivered; /* room -> uint64_t *: highest id delivered; set at
                                * the room's first accept, before its first commit */
     struct msg_list unstored; /* received, but the store failed to commit them */
+    size_t unstored_bytes;    /* their size, at most UNSTORED_MAX_BYTES */
     size_t unstored_dropped;  /* failed commits not kept: unstored was full */
 
     pthread_t publisher_thread;
@@ -1099,9 +1102,15 @@ struct accept_job {
     struct chat_msg *msg; /* owned copy, delivered after the commit */
 };
 
+static size_t msg_bytes(const struct chat_msg *msg)
+{
+    return sizeof(*msg) + strlen(msg->room) + strlen(msg->user) + strlen(msg->text) +
+           (msg->ref ? strlen(msg->ref) : 0);
+}
+
 /* Deliver only what is committed ("delivered => stored"). A message whose
  * commit failed is kept for retry_unstored when keep is set (up to
- * UNSTORED_MAX; beyond that it is dropped from this node and counted). */
+ * UNSTORED_MAX_BYTES; beyond that it is dropped from this node and counted). */
 static void settle_accept(struct accept_job *job, int status, bool keep)
 {
     struct broker_valkey *b = job->b;
@@ -1111,11 +1120,13 @@ static void settle_accept(struct accept_job *job, int status, bool keep)
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     if (status == 0 && delivered && *delivered < job->msg->id)
         *delivered = job->msg->id;
-    if (status != 0 && keep && b->unstored.count < UNSTORED_MAX) {
+    size_t bytes = msg_bytes(job->msg);
+    if (status != 0 && keep && b->unstored_bytes + bytes <= UNSTORED_MAX_BYTES) {
         if (b->unstored.count == 0)
             log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d retry=yes",
                     job->msg->room, job->msg->id, status);
         msg_list_push(&b->unstored, job->msg);
+        b->unstored_bytes += bytes;
         job->msg = NULL;
     } else if (status != 0 && keep && b->unstored_dropped++ == 0) {
         log_msg(LOG_ERROR, "broker_store_gave_up", "room=%s id=%" PRIu64 " unstored=%zu",
@@ -1154,7 +1165,8 @@ static uint64_t *last_seen(struct broker_valkey *b, const char *room)
 }
 
 /* Store msg, then deliver it; advances *last unless the store refused it. */
-static void accept_msg(struct broker_valkey *b, const struct chat_msg *msg, uint64_t *last)
+static void accept_msg(struct broker_valkey *b, const struct chat_msg *msg, uint64_t *last,
+                       bool retried)
 {
     struct accept_job *job = xmalloc(sizeof(*job));
     job->b = b;
@@ -1169,10 +1181,11 @@ static void accept_msg(struct broker_valkey *b, const struct chat_msg *msg, uint
     pthread_mutex_unlock(&b->lock);
     int rc = store_append(b->deps.store, msg, on_stored, job);
     if (rc < 0) {
-        /* *last stays put: the next message's gap repair fetches this one again */
+        /* A first attempt leaves *last put, so gap repair fetches it again;
+         * a retried one is past that and is kept for the next retry. */
         log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d", msg->room,
                 msg->id, rc);
-        settle_accept(job, rc, false);
+        settle_accept(job, rc, retried);
         return;
     }
     *last = msg->id;
@@ -1193,6 +1206,7 @@ static void retry_unstored(struct broker_valkey *b)
     if (due) {
         list = b->unstored;
         b->unstored = (struct msg_list){0};
+        b->unstored_bytes = 0;
         b->unstored_dropped = 0;
         b->sub.store_retry_ms = 0;
     }
@@ -1202,7 +1216,7 @@ static void retry_unstored(struct broker_valkey *b)
     log_msg(LOG_WARN, "broker_store_retry", "messages=%zu dropped=%zu", list.count, dropped);
     for (size_t i = 0; i < list.count; i++) {
         uint64_t before = list.items[i]->id - 1;
-        accept_msg(b, list.items[i], &before);
+        accept_msg(b, list.items[i], &before, true);
     }
     msg_list_dispose(&list);
 }
@@ -1232,7 +1246,7 @@ static int repair_range(struct broker_valkey *b, const char *room, uint64_t *las
             *last = upto;
         for (size_t i = 0; i < list.count; i++) {
             settle_doubt(b, list.items[i]);
-            accept_msg(b, list.items[i], last);
+            accept_msg(b, list.items[i], last, false);
         }
         atomic_fetch_add(&b->deps.metrics->broker_gaps_repaired, list.count);
         msg_list_dispose(&list);
@@ -1256,7 +1270,7 @@ static int receive_msg(struct broker_valkey *b, const struct chat_msg *msg)
             return rc;
     }
     if (msg->id == *last + 1)
-        accept_msg(b, msg, last);
+        accept_msg(b, msg, last, false);
     return 0;
 }
 

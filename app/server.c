@@ -18,6 +18,7 @@
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+#include "proto.h"
 #include "store.h"
 #include "util.h"
 #include "ws.h"
@@ -166,10 +167,10 @@ static int healthz_handler(struct mg_connection *mc, void *cbdata)
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "status", "ok");
     cJSON_AddStringToObject(body, "node", server->config->node_id);
-    char *json = cJSON_PrintUnformatted(body);
+    char *json = proto_encode_json(body, NULL);
     cJSON_Delete(body);
     api_send_json(mc, 200, json, NULL);
-    cJSON_free(json);
+    free(json);
     return 200;
 }
 
