@@ -1,8 +1,9 @@
 // The website on a server with auth on (TURBOCHAT_AUTH_SECRET set): the page
 // asks for a sign-in token instead of a name, refuses a malformed or foreign
 // token, then chats as the token's user, loads history over REST with the
-// token, is kept out of rooms the token does not allow, remembers the token
-// across a reload, and forgets it on request.
+// token, is kept out of rooms the token does not allow (its messages fail),
+// remembers the token across a reload, and on "Forget token" keeps nothing
+// of the person on the device.
 // Tokens come from `turbochat token`, as an operator would make them.
 // Selectors: see helpers.mjs; also [data-testid=token-input],
 // [data-testid=name-dialog][data-mode], [data-testid=name-error],
@@ -97,6 +98,9 @@ test('a server with auth on: sign in with a token, chat, stay signed in, sign ou
             location.hash = 'secret';
         });
         await page.locator('[data-testid=banner]', { hasText: 'Cannot join #secret' }).waitFor();
+        await page.locator('[data-testid=history-note]', { hasText: 'You are not in #secret' }).waitFor();
+        await send(page, 'into the secret room');
+        await page.locator('[data-testid=message][data-state=failed]', { hasText: 'into the secret room' }).waitFor();
 
         // the token is remembered on this device
         await page.evaluate(() => {
@@ -108,12 +112,19 @@ test('a server with auth on: sign in with a token, chat, stay signed in, sign ou
         await waitForTexts(page, ['hello bob, signed in', 'hi alice']);
         assert.equal(await page.locator('[data-testid=name-dialog]').isVisible(), false, 'no dialog after reload');
 
-        // forgetting the token signs out: the page asks for one again
+        // forgetting the token signs out and leaves nothing of alice on the
+        // device (her failed message, rooms, name): the page asks for a token
         await page.locator('[data-testid=change-name]').click();
         await page.locator('[data-testid=sign-out]').click();
-        await page.locator('[data-testid=conn-state][data-state=refused]').waitFor();
-        await page.locator('[data-testid=name-dialog][data-mode=token]').waitFor();
-        assert.equal(await page.evaluate(() => localStorage.getItem('turbochat.token')), '""', 'token forgotten');
+        await page.locator('[data-testid=name-dialog][data-mode=token][open]').waitFor();
+        assert.equal(await page.locator('[data-testid=me-name]').textContent(), 'Sign in');
+        const kept = await page.evaluate(() => ({
+            token: localStorage.getItem('turbochat.token'),
+            name: localStorage.getItem('turbochat.name'),
+            outbox: JSON.parse(localStorage.getItem('turbochat.outbox') || '[]'),
+            rooms: JSON.parse(localStorage.getItem('turbochat.rooms') || '[]'),
+        }));
+        assert.deepEqual(kept, { token: null, name: null, outbox: [], rooms: ['general'] }, 'only the room in the address');
 
         assertClean(assert, alice.problems, 'alice');
         assertClean(assert, bob.problems, 'bob');

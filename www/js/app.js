@@ -35,7 +35,7 @@ const ERROR_TEXT = {
 const store = new Store();
 store.me = saved.name();
 let token = saved.token();
-let tokenNeeded = Boolean(token); /* the server said it admits only tokens */
+let tokenNeeded = Boolean(token); /* sign in with a token: one was saved, or the server asked */
 api.useToken(token);
 const connection = new Connection(socketUrl(location), helloFrame);
 const joinSince = new Map(); /* room -> the since of the join in flight (null: none) */
@@ -121,7 +121,9 @@ function join(room) {
   const since = room.loaded && room.seenId > 0 ? room.seenId : null;
   const frame = { type: 'join', room: room.name };
   if (since !== null) frame.since = since;
-  if (connection.send(frame)) joinSince.set(room.name, since);
+  if (!connection.send(frame)) return;
+  joinSince.set(room.name, since);
+  refusedRooms.delete(room.name); /* asking again: sends wait for the answer */
 }
 
 function onJoined(frame) {
@@ -286,28 +288,26 @@ function onRefused({ detail }) {
   }
 }
 
-function setToken(value) {
-  token = value;
-  saved.setToken(value);
-  api.useToken(value);
-}
-
 function saveToken(value) {
   const problem = tokenProblem(value);
   if (problem) {
     view.nameDialogError(problem);
     return;
   }
-  setToken(value);
+  token = value;
+  saved.setToken(value);
+  api.useToken(value);
   view.closeNameDialog();
   view.hideBanner();
   connection.restart();
   pollRooms();
 }
 
+/* "Forget token": nothing of this person stays on the device (queued
+ * messages, drafts, rooms, name); the page starts again and asks for a token. */
 function signOut() {
-  setToken('');
-  connection.restart();
+  saved.forgetEverything();
+  location.reload();
 }
 
 function saveName(name) {

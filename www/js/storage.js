@@ -7,13 +7,22 @@
 
 const PREFIX = 'turbochat.';
 
+/* The stored value, or fallback when there is none or it is not of
+ * fallback's kind (string, array or plain object). */
 function read(key, fallback) {
   try {
     const raw = localStorage.getItem(PREFIX + key);
-    return raw === null ? fallback : JSON.parse(raw);
+    const value = raw === null ? fallback : JSON.parse(raw);
+    return sameKind(value, fallback) ? value : fallback;
   } catch {
     return fallback;
   }
+}
+
+function sameKind(value, fallback) {
+  if (Array.isArray(fallback)) return Array.isArray(value);
+  if (typeof fallback === 'object') return value !== null && typeof value === 'object' && !Array.isArray(value);
+  return typeof value === typeof fallback;
 }
 
 function write(key, value) {
@@ -55,4 +64,12 @@ export const saved = {
   /* [{room, ref, text, createdAt}] */
   outbox: () => read('outbox', []),
   updateOutbox: (change) => update('outbox', [], change),
+
+  forgetEverything: () => {
+    try {
+      for (const key of Object.keys(localStorage)) if (key.startsWith(PREFIX)) localStorage.removeItem(key);
+    } catch {
+      /* storage disabled: nothing was kept */
+    }
+  },
 };
