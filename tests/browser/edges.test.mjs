@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RELAXED_RATE_ENV, startServer, stopAll } from '../lib/server.mjs';
 import { SERVER_ARGS, TIMEOUT, assertClean, count, history, launchBrowser, openChat, openPage, send,
-    storedTexts, waitForTexts, waitJoined, waitOffline, waitOnline } from './helpers.mjs';
+    storedTexts, waitForTexts, waitJoined, waitOffline, waitOnline, watchProblems } from './helpers.mjs';
 
 const MAX_ROOMS = 2;
 const ENV = { ...RELAXED_RATE_ENV, TURBOCHAT_MAX_ROOMS_PER_CONN: String(MAX_ROOMS) };
@@ -92,12 +92,14 @@ test("someone else's message is unread; one's own, from another tab, marks the r
         // pia answers from her second tab (same browser, same name): she has
         // read the room, so the first tab stops counting it as unread
         const other = await context.newPage();
+        const otherProblems = watchProblems(other);
         await other.goto(`${server.url}/#mine`);
         await waitJoined(other, 'mine');
         await send(other, 'from my other tab');
         await waitForTexts(other, ['from my other tab']);
         await unread.waitFor({ state: 'detached', timeout: TIMEOUT });
         assertClean(assert, problems, 'pia');
+        assertClean(assert, otherProblems, "pia's other tab");
         await quinn.context.close();
         await context.close();
     });
@@ -127,8 +129,13 @@ test('leaving a room drops its draft', { timeout: 120000 }, async () => {
 test("two tabs of one browser keep each other's rooms and queued messages", { timeout: 180000 }, async () => {
     const a = await openChat(browser, server, { name: 'tess', room: 'tab-a' });
     const b = await a.context.newPage();
+    const bProblems = watchProblems(b);
     await b.goto(`${server.url}/#tab-b`);
     await waitJoined(b, 'tab-b');
+    // a room tab a enters after tab b has loaded (b never had it in memory)
+    await goToRoom(a.page, 'tab-c');
+    await waitJoined(a.page, 'tab-c');
+    await goToRoom(a.page, 'tab-a');
 
     // both tabs queue a message while the server is down
     const { port, dir, dbPath } = server;
@@ -146,7 +153,7 @@ test("two tabs of one browser keep each other's rooms and queued messages", { ti
     server = await startServer({ env: ENV, args: SERVER_ARGS, port, dir, dbPath });
     await b.reload();
     const rooms = await b.evaluate(() => JSON.parse(localStorage.getItem('turbochat.rooms')));
-    assert.deepEqual([...rooms].sort(), ['tab-a', 'tab-b'], 'both tabs\' rooms are remembered');
+    assert.deepEqual([...rooms].sort(), ['tab-a', 'tab-b', 'tab-c'], 'both tabs\' rooms are remembered');
     await waitOnline(b);
     await goToRoom(b, 'tab-a');
     await waitForTexts(b, ['queued in tab a']);
@@ -158,5 +165,6 @@ test("two tabs of one browser keep each other's rooms and queued messages", { ti
     }
     assert.equal(count(await storedTexts(b), 'queued in tab b'), 1);
     assertClean(assert, a.problems, 'tess');
+    assertClean(assert, bProblems, "tess's second tab");
     await a.context.close();
 });

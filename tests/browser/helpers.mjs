@@ -32,7 +32,7 @@ export function launchBrowser() {
 
 // Collects what must never happen on a page: CSP violations, uncaught
 // errors, and dialogs (alert() from injected script would open one).
-function watch(page) {
+export function watchProblems(page) {
     const problems = { csp: [], errors: [], dialogs: [] };
     page.on('console', (msg) => {
         if (msg.type() !== 'error') return;
@@ -54,7 +54,7 @@ export async function openPage(browser, server,
     const context = await browser.newContext({ viewport, colorScheme });
     context.setDefaultTimeout(TIMEOUT);
     const page = await context.newPage();
-    const problems = watch(page);
+    const problems = watchProblems(page);
     const response = await page.goto(`${server.url}/#${room}`);
     return { page, context, problems, response };
 }

@@ -51,8 +51,9 @@ test('keyboard only: name, skip link, send, join, switch rooms, change the name'
     await waitJoined(page, 'general');
 
     // the first Tab reaches the skip link; Enter puts the focus in the message box
-    await page.locator('body').focus();
-    await tabTo(page, '[data-testid=skip-link]');
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.keyboard.press('Tab');
+    assert.equal(await focused(page), 'skip-link', 'the skip link comes first');
     await page.keyboard.press('Enter');
     assert.equal(await focused(page), 'composer-input');
     assert.equal(new URL(page.url()).hash, '#general', 'the skip link does not change the room');
@@ -84,6 +85,17 @@ test('keyboard only: name, skip link, send, join, switch rooms, change the name'
     assert.equal(await focused(page), 'name-input');
     await page.keyboard.press('Escape');
     await page.locator('[data-testid=name-dialog][open]').waitFor({ state: 'detached' });
+    await page.locator('[data-testid=me-name]', { hasText: 'kim' }).waitFor();
+
+    // and again: typing replaces the selected name, Enter saves it
+    await tabTo(page, '[data-testid=change-name]');
+    await page.keyboard.press('Enter');
+    await page.locator('[data-testid=name-dialog][open]').waitFor();
+    await page.keyboard.type('kim-lee');
+    await page.keyboard.press('Enter');
+    await page.locator('[data-testid=me-name]', { hasText: 'kim-lee' }).waitFor();
+    await waitOnline(page);
+    await page.locator('[data-testid=member][data-user=kim-lee]').waitFor();
     await screenshot(page, 'keyboard-only');
 
     const rooms = await page.locator('[data-testid=my-rooms] a.room-link').evaluateAll(
