@@ -1,5 +1,5 @@
-/* util: allocation that aborts on failure, clocks, UTF-8 checks, constant-time
- * comparison and a growable buffer. */
+/* util: allocation that aborts on failure, clocks and monotonic timed waits,
+ * UTF-8 checks, constant-time comparison and a growable buffer. */
 #define _GNU_SOURCE
 #include "util.h"
 

@@ -1,5 +1,5 @@
-/* util: allocation that aborts on failure, clocks, UTF-8 checks and the
- * project's error codes; small helpers every module shares. */
+/* util: allocation that aborts on failure, clocks and monotonic timed waits,
+ * UTF-8 checks and the project's error codes; helpers every module shares. */
 #ifndef TURBOCHAT_UTIL_H
 #define TURBOCHAT_UTIL_H
 

@@ -386,7 +386,7 @@ static bool store_failed(struct node *n)
     return atomic_load(&n->metrics->store_errors) >= 1;
 }
 
-/* b's database is locked by another process for longer than the store's
+/* b's database is locked by another connection for longer than the store's
  * busy timeout, so b cannot commit a message it received: once the lock is
  * gone b stores and delivers it after all. */
 static int test_refused_commit_is_stored_later(void)
