@@ -129,7 +129,6 @@ function join(room) {
 function onJoined(frame) {
   const since = joinSince.get(frame.room) ?? null;
   joinSince.delete(frame.room);
-  refusedRooms.delete(frame.room);
   const room = store.joined(frame);
   if (!room) return;
   if (room.historyError) store.setHistoryState(room.name, { historyError: '' }); /* e.g. a refused join */

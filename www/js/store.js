@@ -202,7 +202,6 @@ export class Store extends EventTarget {
     room.pending.set(item.ref, { ref: item.ref, text: item.text, state: 'queued', problem: '', createdAt: item.createdAt });
   }
 
-
   /* --- members, typing, unread --- */
 
   presence(frame) {
