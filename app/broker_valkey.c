@@ -1108,6 +1108,25 @@ static size_t msg_bytes(const struct chat_msg *msg)
            (msg->ref ? strlen(msg->ref) : 0);
 }
 
+/* Take job's message into unstored, or count it dropped when that is full.
+ * b->lock held. */
+static void keep_unstored_locked(struct broker_valkey *b, struct accept_job *job, int status)
+{
+    size_t bytes = msg_bytes(job->msg);
+    if (b->unstored_bytes + bytes > UNSTORED_MAX_BYTES) {
+        if (b->unstored_dropped++ == 0)
+            log_msg(LOG_ERROR, "broker_store_gave_up", "room=%s id=%" PRIu64 " unstored=%zu",
+                    job->msg->room, job->msg->id, b->unstored.count);
+        return;
+    }
+    if (b->unstored.count == 0)
+        log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d retry=yes",
+                job->msg->room, job->msg->id, status);
+    msg_list_push(&b->unstored, job->msg);
+    b->unstored_bytes += bytes;
+    job->msg = NULL;
+}
+
 /* Deliver only what is committed ("delivered => stored"). A message whose
  * commit failed is kept for retry_unstored when keep is set (up to
  * UNSTORED_MAX_BYTES; beyond that it is dropped from this node and counted). */
@@ -1120,18 +1139,8 @@ static void settle_accept(struct accept_job *job, int status, bool keep)
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     if (status == 0 && delivered && *delivered < job->msg->id)
         *delivered = job->msg->id;
-    size_t bytes = msg_bytes(job->msg);
-    if (status != 0 && keep && b->unstored_bytes + bytes <= UNSTORED_MAX_BYTES) {
-        if (b->unstored.count == 0)
-            log_msg(LOG_ERROR, "broker_store_failed", "room=%s id=%" PRIu64 " status=%d retry=yes",
-                    job->msg->room, job->msg->id, status);
-        msg_list_push(&b->unstored, job->msg);
-        b->unstored_bytes += bytes;
-        job->msg = NULL;
-    } else if (status != 0 && keep && b->unstored_dropped++ == 0) {
-        log_msg(LOG_ERROR, "broker_store_gave_up", "room=%s id=%" PRIu64 " unstored=%zu",
-                job->msg->room, job->msg->id, b->unstored.count);
-    }
+    if (status != 0 && keep)
+        keep_unstored_locked(b, job, status);
     if (--b->store_in_flight == 0)
         pthread_cond_broadcast(&b->settled);
     pthread_mutex_unlock(&b->lock);
