@@ -38,6 +38,7 @@ test('the first-visit name dialog stays until a name is given', { timeout: 12000
     const { page, context, problems } = await openPage(browser, server, { room: 'general' });
     const dialog = page.locator('[data-testid=name-dialog][open]');
     await dialog.waitFor();
+    await page.locator('[data-testid=conn-state][data-state=idle]', { hasText: 'Not connected' }).waitFor();
     // a click gives the page a user activation, after which Chromium lets
     // Escape close a modal dialog even when its cancel event is refused
     await page.locator('[data-testid=name-input]').click();
@@ -111,6 +112,21 @@ test('a bad #room in the address is reported and the address goes back', { timeo
     assert.equal(new URL(page.url()).hash, '#general');
     await page.locator('[data-testid=room-title]', { hasText: '#general' }).waitFor();
     assertClean(assert, problems, 'rui');
+    await context.close();
+});
+
+test('after leaving a room, Back does not open it again', { timeout: 120000 }, async () => {
+    const { page, context, problems } = await openChat(browser, server, { name: 'uma', room: 'stay' });
+    await goToRoom(page, 'go');
+    await waitJoined(page, 'go');
+    await page.locator('[data-testid=leave-room]').click();
+    await page.locator('[data-testid=room-title]', { hasText: '#stay' }).waitFor();
+    await page.goBack();
+    await page.locator('[data-testid=room-title]', { hasText: '#stay' }).waitFor();
+    const rooms = await page.locator('[data-testid=my-rooms] [data-testid=room-link]').evaluateAll(
+        (links) => links.map((a) => a.dataset.room));
+    assert.deepEqual(rooms, ['stay'], 'the room left stays left');
+    assertClean(assert, problems, 'uma');
     await context.close();
 });
 

@@ -178,8 +178,11 @@ function leaveCurrent() {
   joinSince.delete(name);
   saveDraft(name, '');
   store.forget(name);
+  /* the left room's place in the history goes to the next room, so Back
+   * does not open it again */
   const next = [...store.rooms.keys()].sort()[0];
-  location.hash = next || '';
+  history.replaceState(null, '', next ? '#' + next : location.pathname);
+  openRoomFromHash();
 }
 
 async function pollRooms() {
@@ -445,8 +448,12 @@ function start() {
   if (!location.hash) history.replaceState(null, '', '#' + ([...store.rooms.keys()].sort()[0] || DEFAULT_ROOM));
   openRoomFromHash();
   pollRooms();
-  if (store.me || token) connection.start();
-  else askName();
+  if (store.me || token) {
+    connection.start();
+  } else {
+    view.renderConnection({ state: 'idle' }); /* nothing to connect as yet */
+    askName();
+  }
 }
 
 start();

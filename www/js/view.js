@@ -72,6 +72,7 @@ const CONNECTION_LABELS = {
   online: 'Online',
   offline: 'Offline',
   refused: 'Refused: see the dialog',
+  idle: 'Not connected',
 };
 
 export function renderConnection({ state, retryInMs }) {
