@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { stopAll } from '../lib/server.mjs';
-import { startNode, startValkey, stopAllValkey, waitHistoryCount } from '../lib/valkey.mjs';
+import { startNode, startNodes, startValkey, stopAllValkey, waitHistoryCount } from '../lib/valkey.mjs';
 import { SERVER_ARGS, assertClean, count, launchBrowser, openChat, recordFrames, screenshot, send, storedTexts,
     waitForTexts, waitOffline, waitOnline } from './helpers.mjs';
 
@@ -19,7 +19,7 @@ let browser;
 
 before(async () => {
     vk = await startValkey({ mode: 'plain' });
-    [nodeA, nodeB] = await Promise.all([startNode(vk.env, { args: SERVER_ARGS }), startNode(vk.env, { args: SERVER_ARGS })]);
+    [nodeA, nodeB] = await startNodes(vk.env, 2, { args: SERVER_ARGS });
     browser = await launchBrowser();
 });
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { connectUser, uniq } from '../lib/client.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
-import { historyOf, startNode, startValkey, stopAllValkey, waitFor, waitHistoryCount } from '../lib/valkey.mjs';
+import { historyOf, startNode, startNodes, startValkey, stopAllValkey, waitFor, waitHistoryCount } from '../lib/valkey.mjs';
 
 const T = { timeout: 120000 };
 
@@ -46,7 +46,7 @@ function pump(client, rooms, tag) {
 describe('cluster crash', () => {
     it('kill -9 of a node during traffic; restarted on its db, its log converges', T, withLogs(async () => {
         const vk = await startValkey({ mode: 'plain' });
-        const nodes = await Promise.all([startNode(vk.env), startNode(vk.env), startNode(vk.env)]);
+        const nodes = await startNodes(vk.env, 3);
         const rooms = [uniq('crash'), uniq('crash2')];
         const clients = [];
         for (let i = 0; i < 3; i++) clients.push(await connectUser(nodes[i].wsUrl, `p${i}`, rooms));

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { api, connectUser, uniq } from '../lib/client.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
-import { startNode, startValkey, stopAllValkey, waitHistoryCount } from '../lib/valkey.mjs';
+import { startNodes, startValkey, stopAllValkey, waitHistoryCount } from '../lib/valkey.mjs';
 
 const T = { timeout: 120000 };
 
@@ -49,7 +49,7 @@ async function pageForwards(node, room, limit) {
 describe('cluster history', () => {
     it('identical REST history on every node after concurrent bursts from every node', T, withLogs(async () => {
         const vk = await startValkey({ mode: 'plain' });
-        const nodes = await Promise.all([startNode(vk.env), startNode(vk.env), startNode(vk.env)]);
+        const nodes = await startNodes(vk.env, 3);
         const rooms = [uniq('hist'), uniq('hist2')];
         // two WebSocket senders per node, each in both rooms
         const clients = [];

@@ -12,7 +12,7 @@ import { api, connectUser, uniq } from '../lib/client.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
 import {
     readyz,
-    startNode,
+    startNodes,
     startValkey,
     stopAllValkey,
     waitFor,
@@ -71,7 +71,7 @@ describe('cluster: Valkey outage', () => {
     for (const mode of ['plain', 'aiven']) {
         it(`${mode} Valkey stopped during traffic and restarted with its data: unavailable, 503, then ready again, nothing acked lost`, T, withLogs(async () => {
             const vk = await startValkey({ mode, persist: true });
-            const nodes = await Promise.all([startNode(vk.env), startNode(vk.env), startNode(vk.env)]);
+            const nodes = await startNodes(vk.env, 3);
             const room = uniq('outage');
             const clients = [];
             for (let i = 0; i < 3; i++) clients.push(await connectUser(nodes[i].wsUrl, `o${i}`, [room]));
@@ -183,7 +183,7 @@ describe('cluster: Valkey outage', () => {
 
     it('Valkey restarted EMPTY (data lost): ids are not reused, histories stay consistent', T, withLogs(async () => {
         const vk = await startValkey({ mode: 'plain', persist: false });
-        const nodes = await Promise.all([startNode(vk.env), startNode(vk.env)]);
+        const nodes = await startNodes(vk.env, 2);
         const room = uniq('lost');
         const a = await connectUser(nodes[0].wsUrl, 'lo0', [room]);
         const b = await connectUser(nodes[1].wsUrl, 'lo1', [room]);

@@ -11,6 +11,7 @@ import { stopAll, withLogs } from '../lib/server.mjs';
 import {
     historyOf,
     startNode,
+    startNodes,
     startProxy,
     startValkey,
     stopAllValkey,
@@ -40,7 +41,7 @@ describe('cluster: one node cut off from Valkey', () => {
     it('the cut-off node refuses sends, then catches up and delivers the missed messages in order', T, withLogs(async () => {
         const vk = await startValkey({ mode: 'plain' });
         proxy = await startProxy(vk.port);
-        const [A, B] = await Promise.all([startNode(vk.env), startNode(vk.env)]);
+        const [A, B] = await startNodes(vk.env, 2);
         const X = await startNode(proxy.env(vk.env));
         const room = uniq('part');
         const a = await connectUser(A.wsUrl, 'anna', [room]);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { api, connectUser, uniq } from '../lib/client.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
-import { startNode, startValkey, stopAllValkey, waitFor } from '../lib/valkey.mjs';
+import { startNodes, startValkey, stopAllValkey, waitFor } from '../lib/valkey.mjs';
 
 const T = { timeout: 150000 };
 
@@ -44,7 +44,7 @@ const presence = (room, user, event) => (f) =>
 describe('cluster presence', () => {
     it('members and presence events across nodes; kill -9 removes a node\'s members within 30 s', T, withLogs(async (t) => {
         const vk = await startValkey({ mode: 'plain' });
-        const [A, B, C] = await Promise.all([startNode(vk.env), startNode(vk.env), startNode(vk.env)]);
+        const [A, B, C] = await startNodes(vk.env, 3);
         const room = uniq('pres');
 
         const alice = await connectUser(A.wsUrl, 'alice');

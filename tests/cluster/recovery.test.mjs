@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { api, connectUser, uniq } from '../lib/client.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
-import { startNode, startValkey, stopAllValkey, waitHistoryCount } from '../lib/valkey.mjs';
+import { startNodes, startValkey, stopAllValkey, waitHistoryCount } from '../lib/valkey.mjs';
 
 const T = { timeout: 120000 };
 
@@ -17,7 +17,7 @@ let nodes;
 async function cluster() {
     if (!nodes) {
         vk = await startValkey({ mode: 'plain' });
-        nodes = await Promise.all([startNode(vk.env), startNode(vk.env), startNode(vk.env)]);
+        nodes = await startNodes(vk.env, 3);
     }
     return nodes;
 }

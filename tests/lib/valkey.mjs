@@ -570,6 +570,11 @@ export async function startNode(valkeyEnv, { env = {}, ready = true, readyTimeou
 }
 
 // Every message of room on node (paging with after=).
+// n nodes on one Valkey, started together; opts as for startNode.
+export function startNodes(valkeyEnv, n, opts = {}) {
+    return Promise.all(Array.from({ length: n }, () => startNode(valkeyEnv, opts)));
+}
+
 export function historyOf(node, room) {
     return fetchAllMessages(node.url, room);
 }
