@@ -1,19 +1,23 @@
 # Thin wrapper over scripts/deps.sh, CMake, ctest and node's test runner.
 #   make deps | build | run ARGS='--listen 8080' | test | test-unit | test-asan
 #   make tsan (= test-tsan) | format | format-check | clean
+#   make fuzz FUZZ_SECONDS=300 FUZZ_FLAGS='-fork=2' | fuzz-smoke (clang, from make deps-test)
 # `make test` is what CI runs (.ci/run): the normal build, then ASan+UBSan,
 # then the unit tests under ThreadSanitizer (the threaded modules' own tests).
+# After the normal unit tests it also runs the wsframe fuzzer briefly (fuzz-smoke).
 
 MAKEFLAGS += --no-print-directory
 
 BUILD_DIR := build
 ASAN_DIR := build-asan
 TSAN_DIR := build-tsan
+FUZZ_DIR := build-fuzz
 JOBS ?= 2
 CMAKE ?= cmake
 CTEST ?= ctest
 NODE ?= node
 CLANG_FORMAT ?= clang-format
+CLANG ?= clang
 ARGS ?=
 
 # Sanitizer builds keep assert() (no -DNDEBUG) and use -O1 for usable traces.
@@ -26,10 +30,27 @@ TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(
 NODE_TEST_GROUPS ?= integration cluster browser
 NODE_TESTS = $(foreach g,$(NODE_TEST_GROUPS),$(wildcard tests/$(g)/*.test.mjs))
 NODE_TEST_FLAGS := --test --test-concurrency=2 --test-timeout=300000
-FORMAT_FILES = $(wildcard app/*.c app/*.h tests/unit/*.c tools/*.c)
+FORMAT_FILES = $(wildcard app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c)
+
+# libFuzzer target for the WebSocket frame decoder, built straight with clang
+# (libFuzzer is clang's; Debian's libclang-rt-14-dev has it). It needs only
+# wsframe.c and util.c. The seeds in tests/fuzz/corpus/wsframe are read-only:
+# runs work on copies in $(FUZZ_DIR). FUZZ_FLAGS adds libFuzzer options.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_FLAGS ?=
+FUZZ_BIN := $(FUZZ_DIR)/fuzz_wsframe
+FUZZ_SEEDS := tests/fuzz/corpus/wsframe
+FUZZ_SOURCES := tests/fuzz/fuzz_wsframe.c app/wsframe.c app/util.c
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -Wall -Wextra -Wstrict-prototypes -Werror -Iapp
+FUZZ_ARGS = -max_len=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ \
+	$(FUZZ_FLAGS)
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all deps deps-test build build-asan build-tsan run test test-unit test-node \
-	test-asan tsan test-tsan format format-check clean
+	test-asan tsan test-tsan fuzz fuzz-smoke format format-check clean
 # Targets here are steps in order; parallelism lives inside cmake --build -j$(JOBS).
 .NOTPARALLEL:
 
@@ -74,7 +95,9 @@ run: deps build
 # ------------------------------------------------------------------- tests ---
 test: deps-test format-check
 	$(MAKE) build
-	$(MAKE) test-unit-only test-node-only
+	$(MAKE) test-unit-only
+	$(MAKE) fuzz-smoke
+	$(MAKE) test-node-only
 	$(MAKE) build-asan
 	$(MAKE) test-unit-asan-only test-node-asan-only
 	$(MAKE) build-tsan
@@ -110,6 +133,25 @@ test-node-asan-only:
 test-unit-tsan-only:
 	$(TSAN_ENV) $(CTEST) --test-dir $(TSAN_DIR) --output-on-failure
 
+# -------------------------------------------------------------------- fuzz ---
+$(FUZZ_BIN): $(FUZZ_SOURCES) app/wsframe.h app/util.h
+	@mkdir -p $(FUZZ_DIR)
+	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_SOURCES) -o $@
+
+# A long run; the corpus it grows stays in $(FUZZ_DIR)/corpus across runs.
+fuzz: $(FUZZ_BIN)
+	mkdir -p $(FUZZ_DIR)/corpus
+	cp $(FUZZ_SEEDS)/* $(FUZZ_DIR)/corpus/
+	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_DIR)/corpus
+
+# A short run on a fresh copy of the seeds, part of make test.
+fuzz-smoke: $(FUZZ_BIN)
+	rm -rf $(FUZZ_DIR)/corpus-smoke
+	mkdir -p $(FUZZ_DIR)/corpus-smoke
+	cp $(FUZZ_SEEDS)/* $(FUZZ_DIR)/corpus-smoke/
+	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_ARGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) \
+		$(FUZZ_DIR)/corpus-smoke
+
 # ------------------------------------------------------------------- style ---
 format:
 	$(CLANG_FORMAT) -i $(FORMAT_FILES)
@@ -118,4 +160,4 @@ format-check:
 	$(CLANG_FORMAT) --dry-run -Werror $(FORMAT_FILES)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)
