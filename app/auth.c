@@ -153,7 +153,7 @@ static int read_claims(const cJSON *payload, int64_t now_s, struct auth_claims *
         return -EACCES;
     }
     claims->sub = xstrdup(sub);
-    if (!proto_user_normalize(claims->sub)) {
+    if (!proto_user_normalize(claims->sub, NULL)) {
         *why = "the token's sub is not a valid user name";
         return -EACCES;
     }

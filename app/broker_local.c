@@ -75,10 +75,7 @@ static bool collect_expired(void *ctx, const char *key, void *value)
     struct seen_ref *seen = value;
     if (seen->msg->ts >= p->cutoff_ms || seen->msg->id == 0)
         return true;
-    if (p->count == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 64;
-        p->expired = xrealloc(p->expired, p->cap * sizeof(char *));
-    }
+    UTIL_GROW(p->expired, p->count, p->cap);
     p->expired[p->count++] = xstrdup(key);
     return true;
 }

@@ -153,12 +153,11 @@ struct broker_valkey {
     struct valkey_options opts; /* strings borrowed from deps.config */
     const char *node_id;        /* deps.config->node_id */
 
-    pthread_mutex_t lock;   /* guards every field down to the threads */
-    pthread_cond_t work;    /* publisher: jobs queued, snapshot due, stopping */
-    pthread_cond_t wake;    /* sleeping threads: stopping */
-    pthread_cond_t settled; /* store_in_flight dropped to 0 */
-    struct job *head;       /* publisher queue, FIFO; non-empty only while pub_up */
-    struct job *tail;
+    pthread_mutex_t lock;       /* guards every field down to the threads */
+    pthread_cond_t work;        /* publisher: jobs queued, snapshot due, stopping */
+    pthread_cond_t wake;        /* sleeping threads: stopping */
+    pthread_cond_t settled;     /* store_in_flight dropped to 0 */
+    UTIL_FIFO(struct job) jobs; /* publisher queue; non-empty only while pub_up */
     size_t queued;
     struct job *doubt;        /* sent, reply lost with the connection: outcome unknown */
     bool pub_up;              /* the publisher connection works */
@@ -268,10 +267,7 @@ static bool reply_str_equals(const struct valkey_reply *r, const char *s)
 
 static void msg_list_push(struct msg_list *list, struct chat_msg *msg)
 {
-    if (list->count == list->cap) {
-        list->cap = list->cap ? list->cap * 2 : 64;
-        list->items = xrealloc(list->items, list->cap * sizeof(*list->items));
-    }
+    UTIL_GROW(list->items, list->count, list->cap);
     list->items[list->count++] = msg;
 }
 
@@ -469,12 +465,7 @@ static bool enqueue_locked(struct broker_valkey *b, struct job *job)
 {
     if (!b->pub_up || b->queued >= QUEUE_MAX)
         return false;
-    job->next = NULL;
-    if (b->tail)
-        b->tail->next = job;
-    else
-        b->head = job;
-    b->tail = job;
+    UTIL_FIFO_PUSH(&b->jobs, job, next);
     b->queued++;
     pthread_cond_signal(&b->work);
     return true;
@@ -497,8 +488,9 @@ static void enqueue_notice(struct broker_valkey *b, char *payload)
 /* Take the whole queue. lock held. */
 static struct job *take_all_locked(struct broker_valkey *b)
 {
-    struct job *all = b->head;
-    b->head = b->tail = NULL;
+    struct job *all;
+    size_t n;
+    UTIL_FIFO_TAKE(&b->jobs, SIZE_MAX, next, all, n);
     b->queued = 0;
     return all;
 }
@@ -506,17 +498,10 @@ static struct job *take_all_locked(struct broker_valkey *b)
 /* Take up to BATCH_MAX jobs. lock held. */
 static struct job *take_batch_locked(struct broker_valkey *b)
 {
-    struct job *batch = b->head, *last = NULL;
-    size_t n = 0;
-    for (struct job *j = b->head; j && n < BATCH_MAX; j = j->next, n++)
-        last = j;
-    if (!last)
-        return NULL;
-    b->head = last->next;
-    if (!b->head)
-        b->tail = NULL;
+    struct job *batch;
+    size_t n;
+    UTIL_FIFO_TAKE(&b->jobs, BATCH_MAX, next, batch, n);
     b->queued -= n;
-    last->next = NULL;
     return batch;
 }
 
@@ -1034,11 +1019,11 @@ static bool next_batch(struct broker_valkey *b, struct job **batch, bool *snapsh
     for (;;) {
         int64_t now = util_mono_ms();
         *snapshot = b->snapshot_due || now >= b->pub.next_heartbeat_ms;
-        if (!b->head && b->stopping) {
+        if (!b->jobs.head && b->stopping) {
             pthread_mutex_unlock(&b->lock);
             return false;
         }
-        if (b->head || *snapshot)
+        if (b->jobs.head || *snapshot)
             break;
         wait_until(b, &b->work, b->pub.next_heartbeat_ms);
     }
@@ -1297,7 +1282,7 @@ static struct chat_msg *parse_msg(const char *buf, size_t len)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
     struct chat_msg *msg = NULL;
-    if (!bad && room && user && text && proto_room_is_valid(room) && cJSON_IsNumber(id) &&
+    if (!bad && room && user && text && proto_room_is_valid(room, NULL) && cJSON_IsNumber(id) &&
         id->valuedouble >= 1 && id->valuedouble < 9007199254740992.0 && cJSON_IsNumber(ts)) {
         msg = chat_msg_create(room, user, text, ref);
         msg->id = (uint64_t)id->valuedouble;
@@ -1319,7 +1304,7 @@ static bool seq_key_room(const char *key, char *out, size_t outlen)
         return false;
     memcpy(out, key + plen, klen - plen - slen);
     out[klen - plen - slen] = '\0';
-    return proto_room_is_valid(out);
+    return proto_room_is_valid(out, NULL);
 }
 
 /* Every room that has a seq key, into rooms (a strmap used as a set). */
@@ -1447,7 +1432,7 @@ static void report_pair(struct broker_valkey *b, const char *key, int delta)
 /* The pair key, or NULL when room or user is not acceptable. */
 static char *pair_key(const char *room, const char *user)
 {
-    if (!room || !user || !proto_room_is_valid(room) || !*user ||
+    if (!room || !user || !proto_room_is_valid(room, NULL) || !*user ||
         strlen(user) > PROTO_USER_MAX_BYTES || strchr(user, '\x1f'))
         return NULL;
     struct util_buf buf;
@@ -1564,7 +1549,7 @@ static void receive_typing(struct broker_valkey *b, const cJSON *root)
     bool bad = false;
     const char *room = proto_get_string(root, "room", &bad);
     const char *user = proto_get_string(root, "user", &bad);
-    if (b->deps.remote_typing && room && user && proto_room_is_valid(room))
+    if (b->deps.remote_typing && room && user && proto_room_is_valid(room, NULL))
         b->deps.remote_typing(b->deps.presence_ctx, room, user);
 }
 

@@ -19,18 +19,22 @@ enum config_command {
 
 struct config {
     /* operator interface */
-    char *listen;           /* "8080", "127.0.0.1:8080", "8080,8443s" */
-    char *tls_cert;         /* PEM file, NULL when unset */
-    char *tls_key;          /* PEM file, NULL when unset */
-    char *db_path;          /* SQLite log, default ./data/turbochat.db */
-    char *node_id;          /* default "<hostname>:<first port>" */
-    char *www_dir;          /* serve this directory instead of the embedded site */
-    int log_level;          /* enum log_level */
-    char *auth_secret;      /* HS256 secret; NULL: auth off (secret) */
-    char *allowed_origins;  /* comma-separated; NULL: the server's own origin */
-    int threads;            /* CivetWeb worker threads (one per WebSocket) */
-    int request_timeout_ms; /* CivetWeb read/write timeout */
-    int ws_ping_ms;         /* idle time before the server pings a WebSocket */
+    char *listen;               /* "8080", "127.0.0.1:8080", "8080,8443s" */
+    char *tls_cert;             /* PEM file, NULL when unset */
+    char *tls_key;              /* PEM file, NULL when unset */
+    char *db_path;              /* SQLite log, default ./data/turbochat.db */
+    char *node_id;              /* default "<hostname>:<first port>" */
+    char *www_dir;              /* serve this directory instead of the embedded site */
+    int log_level;              /* enum log_level */
+    char *auth_secret;          /* HS256 secret; NULL: auth off (secret) */
+    char *allowed_origins;      /* comma-separated; NULL: the server's own origin */
+    int threads;                /* CivetWeb worker threads: HTTP and upgrades only */
+    int request_timeout_ms;     /* HTTP read/write timeout; a WebSocket frame's too */
+    int ws_ping_ms;             /* idle time before the server pings a WebSocket */
+    int hello_timeout_ms;       /* a WebSocket must send hello within this */
+    int loop_threads;           /* event loops owning WebSockets; 0: one per core */
+    int max_connections;        /* WebSockets per node; 0: from the open-file limit */
+    int max_connections_per_ip; /* WebSockets per client address; 0: no limit */
 
     /* limits of PROTOCOL.md */
     int max_frame_bytes;    /* WebSocket payload from a client, 16384 */
@@ -38,13 +42,13 @@ struct config {
     int max_rooms_per_conn; /* 50 */
     double rate_limit;      /* send frames per second, sustained, 5 */
     int rate_burst;         /* token bucket size, 20 */
+    double join_rate_limit; /* join and leave frames per second, sustained, 10 */
+    int join_rate_burst;    /* their bucket size, 60 */
     int max_body_bytes;     /* REST request body */
     int history_limit_max;  /* REST page size clamp, 200 */
     int ref_ttl_s;          /* idempotency window of a ref, 300 */
 
     /* fan-out */
-    int sender_threads;      /* hub threads that write to sockets */
-    int sender_idle_ms;      /* an extra (relief) sender idle this long exits */
     int outbound_max_frames; /* per-connection queue bound before 1013 */
     int outbound_max_kib;    /* per-connection queue bound in KiB */
 

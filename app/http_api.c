@@ -58,6 +58,8 @@ static const char *status_text(int status)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 408:
+        return "Request Timeout";
     case 429:
         return "Too Many Requests";
     case 503:
@@ -83,16 +85,22 @@ void api_send_json(struct mg_connection *mc, int status, const char *json,
         mg_write(mc, json, len);
 }
 
-void api_send_error(struct mg_connection *mc, int status, const char *code, const char *message)
+void api_send_error_headers(struct mg_connection *mc, enum proto_error err, const char *message,
+                            const char *extra_headers)
 {
     cJSON *obj = cJSON_CreateObject();
     cJSON *error = cJSON_AddObjectToObject(obj, "error");
-    cJSON_AddStringToObject(error, "code", code);
+    cJSON_AddStringToObject(error, "code", proto_error_code(err));
     cJSON_AddStringToObject(error, "message", message);
     char *json = proto_encode_json(obj, NULL);
     cJSON_Delete(obj);
-    api_send_json(mc, status, json, NULL);
+    api_send_json(mc, proto_error_status(err), json, extra_headers);
     free(json);
+}
+
+void api_send_error(struct mg_connection *mc, enum proto_error err, const char *message)
+{
+    api_send_error_headers(mc, err, message, NULL);
 }
 
 static void send_object(struct mg_connection *mc, int status, cJSON *obj)
@@ -107,9 +115,7 @@ static void method_not_allowed(struct mg_connection *mc, const char *allow)
 {
     char header[64];
     snprintf(header, sizeof(header), "Allow: %s\r\n", allow);
-    api_send_json(mc, 405,
-                  "{\"error\":{\"code\":\"bad_request\",\"message\":\"method not allowed\"}}",
-                  header);
+    api_send_error_headers(mc, PROTO_ERR_METHOD_NOT_ALLOWED, "method not allowed", header);
 }
 
 /* ---------------------------------------------------------------- origins */
@@ -169,7 +175,7 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
     size_t *online = NULL;
     size_t live_count = 0;
     if (store_list_rooms(api->store, &stored, &stored_count) < 0) {
-        api_send_error(mc, 503, "unavailable", "the message log cannot be read now");
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
         return;
     }
     hub_list_rooms(api->hub, &live, &online, &live_count);
@@ -244,11 +250,11 @@ static void get_messages(struct api *api, struct mg_connection *mc, const char *
     int64_t before = 0, after = 0, limit = API_DEFAULT_LIMIT;
     int has_after = query_int(ri, "after", 0, INT64_MAX, &after);
     if (query_int(ri, "before", 1, INT64_MAX, &before) < 0 || has_after < 0) {
-        api_send_error(mc, 400, "bad_request", "before and after must be non-negative integers");
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "before and after must be non-negative integers");
         return;
     }
     if (query_int(ri, "limit", 1, INT64_MAX, &limit) < 0) {
-        api_send_error(mc, 400, "bad_request", "limit must be an integer of at least 1");
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "limit must be an integer of at least 1");
         return;
     }
     if (limit > api->config->history_limit_max)
@@ -257,7 +263,7 @@ static void get_messages(struct api *api, struct mg_connection *mc, const char *
     size_t count = 0;
     bool has_more = false;
     if (fetch_page(api, room, before, has_after, after, (int)limit, &msgs, &count, &has_more) < 0) {
-        api_send_error(mc, 503, "unavailable", "the message log cannot be read now");
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
         return;
     }
     cJSON *obj = cJSON_CreateObject();
@@ -332,23 +338,40 @@ static bool client_within_rate(struct api *api, const struct mg_request_info *ri
     return ok;
 }
 
-/* Read the whole body into a NUL-terminated buffer; NULL after answering 400/413. */
+/* Read the whole body into a NUL-terminated buffer; NULL after answering
+ * 400, 408 or 413. The body has one deadline, request_timeout_ms from now,
+ * however slowly its bytes arrive. */
 static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
     size_t limit = (size_t)api->config->max_body_bytes;
     if (ri->content_length > (long long)limit) {
-        api_send_error(mc, 413, "too_large", "the request body is too large");
+        api_send_error(mc, PROTO_ERR_TOO_LARGE, "the request body is too large");
         return NULL;
     }
+    int64_t deadline = util_mono_ms() + api->config->request_timeout_ms;
+    bool late = false;
     char *body = xmalloc(limit + 2);
     size_t n = 0;
     int r;
-    while (n <= limit && (r = mg_read(mc, body + n, limit + 1 - n)) > 0)
+    while (n <= limit && !late && (r = mg_read(mc, body + n, limit + 1 - n)) > 0) {
         n += (size_t)r;
+        late =
+            util_mono_ms() > deadline && (ri->content_length < 0 || n < (size_t)ri->content_length);
+    }
     if (n > limit) {
         free(body);
-        api_send_error(mc, 413, "too_large", "the request body is too large");
+        api_send_error(mc, PROTO_ERR_TOO_LARGE, "the request body is too large");
+        return NULL;
+    }
+    if (late) {
+        free(body);
+        api_send_error(mc, PROTO_ERR_TIMEOUT, "the request body did not arrive in time");
+        return NULL;
+    }
+    if (ri->content_length >= 0 && n < (size_t)ri->content_length) {
+        free(body);
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "the body is shorter than its Content-Length");
         return NULL;
     }
     body[n] = '\0';
@@ -366,20 +389,20 @@ static bool parse_post(struct api *api, struct mg_connection *mc, const char *ro
     const char *text = proto_get_string(body, "text", &bad);
     const char *ref = proto_get_string(body, "ref", &bad);
     if (bad || !user || !text) {
-        api_send_error(mc, 400, "bad_request", "user and text are required strings");
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "user and text are required strings");
         return false;
     }
-    if (ref && !proto_ref_is_valid(ref)) {
-        api_send_error(mc, 400, "bad_request", "ref must be a string of 1 to 64 characters");
+    const char *why = NULL;
+    if (ref && !proto_ref_is_valid(ref, &why)) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, why);
         return false;
     }
     *msg = chat_msg_create(room, user, text, ref);
-    const char *why = NULL;
-    if (!proto_user_normalize((*msg)->user)) {
-        why = "user must be 1 to 32 characters without control characters";
-        api_send_error(mc, 400, "bad_request", why);
+    if (!proto_user_normalize((*msg)->user, NULL)) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST,
+                       "user must be 1 to 32 characters without control characters");
     } else if (!proto_text_normalize((*msg)->text, api->config->max_text_chars, &why)) {
-        api_send_error(mc, 400, "text_invalid", why);
+        api_send_error(mc, PROTO_ERR_TEXT_INVALID, why);
     } else {
         return true;
     }
@@ -392,7 +415,7 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
                          const struct auth_claims *claims)
 {
     if (!api_origin_is_allowed(mc, api->config)) {
-        api_send_error(mc, 403, "forbidden", "this origin may not post messages");
+        api_send_error(mc, PROTO_ERR_FORBIDDEN, "this origin may not post messages");
         return;
     }
     size_t len = 0;
@@ -402,7 +425,7 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
     cJSON *json = util_utf8_is_valid(body, len) ? proto_parse_object(body, len) : NULL;
     free(body);
     if (!json) {
-        api_send_error(mc, 400, "bad_json", "the body is not a JSON object");
+        api_send_error(mc, PROTO_ERR_BAD_JSON, "the body is not a JSON object");
         return;
     }
     struct chat_msg *msg = NULL;
@@ -413,13 +436,13 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
     if (!client_within_rate(api, mg_get_request_info(mc))) {
         chat_msg_free(msg);
         atomic_fetch_add(&api->metrics->rate_limited, 1);
-        api_send_error(mc, 429, "rate_limited", "too many messages; slow down");
+        api_send_error(mc, PROTO_ERR_RATE_LIMITED, "too many messages; slow down");
         return;
     }
     struct chat_msg *stored = NULL;
     int rc = publish_and_wait(api, msg, &stored);
     if (rc < 0) {
-        api_send_error(mc, 503, "unavailable",
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE,
                        "the message could not be accepted now; retry with the same ref");
         return;
     }
@@ -469,7 +492,7 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
                        const char *what, const struct auth_claims *claims)
 {
     if (claims && !auth_room_allowed(claims, room)) {
-        api_send_error(mc, 403, "forbidden", "the token does not allow this room");
+        api_send_error(mc, PROTO_ERR_FORBIDDEN, "the token does not allow this room");
         return;
     }
     const struct mg_request_info *ri = mg_get_request_info(mc);
@@ -487,7 +510,7 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
         else
             method_not_allowed(mc, "GET, HEAD");
     } else {
-        api_send_error(mc, 404, "not_found", "no such resource");
+        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such resource");
     }
 }
 
@@ -499,7 +522,7 @@ static bool authenticate(struct api *api, struct mg_connection *mc, struct auth_
     if (header && strncasecmp(header, "Bearer ", 7) == 0 &&
         auth_verify(api->config->auth_secret, header + 7, util_now_ms() / 1000, claims, &why) == 0)
         return true;
-    api_send_error(mc, 401, "unauthorized", why);
+    api_send_error(mc, PROTO_ERR_UNAUTHORIZED, why);
     return false;
 }
 
@@ -517,14 +540,13 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
         else
             method_not_allowed(mc, "GET, HEAD");
     } else if ((what = split_room_path(uri, room, sizeof(room))) != NULL) {
-        if (!proto_room_is_valid(room))
-            api_send_error(mc, 400, "room_invalid",
-                           "room must be 1 to 64 characters of A-Z a-z 0-9 _ . - and not "
-                           "start with .");
+        const char *why;
+        if (!proto_room_is_valid(room, &why))
+            api_send_error(mc, PROTO_ERR_ROOM_INVALID, why);
         else
             route_room(api, mc, room, what, claims);
     } else {
-        api_send_error(mc, 404, "not_found", "no such resource");
+        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such resource");
     }
 }
 

@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 
+#include "proto.h"
+
 struct api;
 struct broker;
 struct config;
@@ -28,7 +30,10 @@ void api_register(struct api *api, struct mg_context *ctx);
 bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *config);
 
 /* Send {"error":{"code","message"}} with status. Worker thread. */
-void api_send_error(struct mg_connection *mc, int status, const char *code, const char *message);
+void api_send_error(struct mg_connection *mc, enum proto_error err, const char *message);
+/* The same with extra header lines (each ending in CRLF), e.g. Retry-After. */
+void api_send_error_headers(struct mg_connection *mc, enum proto_error err, const char *message,
+                            const char *extra_headers);
 
 /* Send a JSON body (a NUL-terminated string) with status. Worker thread. */
 void api_send_json(struct mg_connection *mc, int status, const char *json,

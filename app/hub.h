@@ -1,5 +1,7 @@
-/* hub: rooms, their members and presence on this node, and fan-out through
- * bounded per-connection outbound queues drained by sender threads. */
+/* hub: rooms, their members and presence on this node, and what reaches a
+ * member: live frames in id order after a join's replay, which is read from
+ * history in pages as the member's queue drains. The queues and sockets
+ * themselves belong to loop. */
 #ifndef TURBOCHAT_HUB_H
 #define TURBOCHAT_HUB_H
 
@@ -9,10 +11,10 @@
 
 struct chat_msg;
 struct config;
+struct conn;
 struct hub;
 struct hub_conn;
 struct metrics;
-struct mg_connection;
 
 /* Where the hub reads history when a connection joins a room. */
 struct hub_history {
@@ -25,64 +27,39 @@ struct hub_history {
     void *ctx;
 };
 
-/* Close codes of docs/PROTOCOL.md. */
-enum hub_close_code {
-    HUB_CLOSE_NORMAL = 1000,
-    HUB_CLOSE_GOING_AWAY = 1001,
-    HUB_CLOSE_PROTOCOL = 1002,
-    HUB_CLOSE_UNSUPPORTED = 1003,
-    HUB_CLOSE_INVALID_DATA = 1007,
-    HUB_CLOSE_POLICY = 1008,
-    HUB_CLOSE_TOO_BIG = 1009,
-    HUB_CLOSE_INTERNAL = 1011,
-    HUB_CLOSE_TRY_AGAIN = 1013,
-};
-
-/* Writes bytes to a connection's socket; returns what mg_write returns. */
-typedef int (*hub_write_fn)(struct mg_connection *mc, const void *data, size_t len);
-
-/* Start the hub and its sender threads. write NULL means CivetWeb's mg_write
- * under mg_lock_connection (unit tests pass their own). Free with hub_free. */
+/* Start the hub. Free with hub_free. */
 struct hub *hub_create(const struct config *config, struct metrics *metrics,
-                       const struct hub_history *history, hub_write_fn write);
-/* Stop the sender threads and free everything; every connection must be closed. */
+                       const struct hub_history *history);
+/* Free everything; every connection must be closed. Accepts NULL. */
 void hub_free(struct hub *hub);
 
-/* A connection for mc, with one reference held by the caller. Worker thread. */
-struct hub_conn *hub_conn_create(struct hub *hub, struct mg_connection *mc);
-/* Called from CivetWeb's close handler, on the connection's worker thread:
- * leaves every room, drops the queue and waits until no sender uses mc, then
- * drops the caller's reference. After it returns mc is never touched again. */
-void hub_conn_closed(struct hub_conn *conn);
+/* The hub's side of a connection: its rooms. Takes a reference on conn until
+ * hub_conn_closed. Loop thread of conn. */
+struct hub_conn *hub_conn_create(struct hub *hub, struct conn *conn);
+/* The connection is gone: leave every room and free. Loop thread of conn. */
+void hub_conn_closed(struct hub_conn *hc);
+/* The connection the hub writes to. */
+struct conn *hub_conn_socket(struct hub_conn *hc);
 
-/* Set the user name once (after hello). Worker thread of conn. */
-void hub_conn_set_user(struct hub_conn *conn, const char *user);
+/* Set the user name once (after hello). Loop thread of conn. */
+void hub_conn_set_user(struct hub_conn *hc, const char *user);
 
-/* Take and drop a reference; the last unref frees the connection. Any thread. */
-void hub_conn_ref(struct hub_conn *conn);
-void hub_conn_unref(struct hub_conn *conn);
+/* The connection's queue drained: queue the next replay pages. Loop thread. */
+void hub_conn_drained(struct hub_conn *hc);
 
-/* Queue one text frame (copied) for conn alone. 0, or -EPIPE when conn is closing. Any thread. */
-int hub_send(struct hub_conn *conn, const char *json, size_t len);
-
-/* On conn's worker thread: write what is queued, then a close frame with code
- * and reason; the caller then returns 0 to CivetWeb to end the connection. */
-void hub_close_now(struct hub_conn *conn, int code, const char *reason);
-
-/* True once conn is being closed (slow consumer, shutdown); the worker should end it. */
-bool hub_conn_is_closing(struct hub_conn *conn);
-
-/* Join room: queues `joined` (and, with since, the missed messages) before any
- * live frame of the room. 0, -E2BIG (rooms per connection), or negative. Worker thread. */
-int hub_join(struct hub *hub, struct hub_conn *conn, const char *room, const uint64_t *since);
-/* Leave room; -ENOENT when conn was not in it. Worker thread. */
-int hub_leave(struct hub *hub, struct hub_conn *conn, const char *room);
-bool hub_is_member(struct hub *hub, struct hub_conn *conn, const char *room);
+/* Join room: queues `joined`, then, with since, the missed messages (in pages,
+ * as the queue drains) before any live message of the room. Joining a room
+ * again answers `joined` without a second replay. 0, -E2BIG (rooms per
+ * connection), or negative. Loop thread of hc. */
+int hub_join(struct hub *hub, struct hub_conn *hc, const char *room, const uint64_t *since);
+/* Leave room; -ENOENT when hc was not in it. Loop thread of hc. */
+int hub_leave(struct hub *hub, struct hub_conn *hc, const char *room);
+bool hub_is_member(struct hub *hub, struct hub_conn *hc, const char *room);
 
 /* Fan msg out to every member of its room on this node. Broker thread. */
 void hub_deliver(struct hub *hub, const struct chat_msg *msg);
-/* Tell the other members of room that conn's user is typing. */
-void hub_typing(struct hub *hub, struct hub_conn *conn, const char *room);
+/* Tell the other members of room that hc's user is typing. */
+void hub_typing(struct hub *hub, struct hub_conn *hc, const char *room);
 
 /* Distinct user names online in room, sorted; free with hub_free_names. */
 int hub_room_members(struct hub *hub, const char *room, char ***names, size_t *count);
@@ -117,9 +94,5 @@ struct hub_presence {
 };
 int hub_local_presence(struct hub *hub, struct hub_presence **out, size_t *count);
 void hub_free_presence(struct hub_presence *entries, size_t count);
-
-/* Shutdown: queue close 1001 on every connection and wait (at most timeout_ms)
- * until they are written. Main thread. */
-void hub_close_all(struct hub *hub, int code, const char *reason, int timeout_ms);
 
 #endif

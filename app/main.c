@@ -17,6 +17,7 @@
 #include "http_api.h"
 #include "hub.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "proto.h"
 #include "server.h"
@@ -36,6 +37,7 @@ struct app {
     struct metrics *metrics;
     struct store *store;
     struct hub *hub;
+    struct loops *loops;
     struct broker *broker;
     struct ws *ws;
     struct api *api;
@@ -150,11 +152,14 @@ static int start(struct app *app)
     if (!app->store)
         goto out_fail;
     struct hub_history history = {history_last_id, history_replay, app};
-    app->hub = hub_create(&app->config, app->metrics, &history, NULL);
+    app->hub = hub_create(&app->config, app->metrics, &history);
+    app->loops = loops_create(&app->config, app->metrics, err, sizeof(err));
+    if (!app->loops)
+        goto out_fail;
     app->broker = start_broker(app, err, sizeof(err));
     if (!app->broker)
         goto out_fail;
-    app->ws = ws_create(&app->config, app->hub, app->broker, app->metrics);
+    app->ws = ws_create(&app->config, app->hub, app->broker, app->metrics, app->loops);
     app->api = api_create(&app->config, app->store, app->broker, app->hub, app->metrics);
     struct server_routes routes = {app->ws,     app->api,   app->hub,
                                    app->broker, app->store, app->metrics};
@@ -175,10 +180,11 @@ static void stop(struct app *app)
         ws_refuse_new(app->ws);
     if (app->broker)
         broker_drain(app->broker);
-    if (app->hub)
-        hub_close_all(app->hub, HUB_CLOSE_GOING_AWAY, "server shutting down",
-                      SHUTDOWN_CLOSE_WAIT_MS);
+    if (app->loops)
+        loops_close_all(app->loops, PROTO_CLOSE_GOING_AWAY, "server shutting down",
+                        SHUTDOWN_CLOSE_WAIT_MS);
     server_stop(app->server);
+    loops_free(app->loops); /* the last connections go, leaving their rooms */
     api_free(app->api);
     ws_free(app->ws);
     if (app->hub)

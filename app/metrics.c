@@ -84,10 +84,9 @@ char *metrics_render(struct metrics *m, long rooms, size_t *len)
                  (long long)atomic_load(&m->slow_consumers));
     render_value(&b, "turbochat_outbound_queue_frames", "gauge",
                  "Frames waiting in outbound queues.", (long long)atomic_load(&m->outbound_queued));
-    render_value(
-        &b, "turbochat_sender_threads", "gauge",
-        "Threads writing to clients, more while some are stuck on clients that stopped reading.",
-        (long long)atomic_load(&m->sender_threads));
+    render_value(&b, "turbochat_connections_refused_total", "counter",
+                 "WebSocket upgrades answered 503: the node's or the address's limit.",
+                 (long long)atomic_load(&m->connections_refused));
     render_value(&b, "turbochat_store_queue_depth", "gauge",
                  "Messages waiting for the SQLite writer.",
                  (long long)atomic_load(&m->store_queue_depth));

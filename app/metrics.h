@@ -28,7 +28,7 @@ struct metrics {
     atomic_uint_fast64_t store_errors;         /* failed commits */
     atomic_int_fast64_t store_queue_depth;     /* jobs waiting for the writer (gauge) */
     atomic_int_fast64_t outbound_queued;       /* frames waiting in outbound queues (gauge) */
-    atomic_int_fast64_t sender_threads;        /* threads writing to clients (gauge) */
+    atomic_uint_fast64_t connections_refused;  /* upgrades answered 503 (limits) */
     atomic_uint_fast64_t broker_reconnects;    /* Valkey reconnects */
     atomic_uint_fast64_t broker_gaps_repaired; /* messages fetched to fill gaps */
     atomic_int_fast64_t broker_connected;      /* 1 when the broker is usable (gauge) */

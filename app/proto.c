@@ -41,9 +41,33 @@ void chat_msg_free(struct chat_msg *msg)
 
 /* ---------------------------------------------------------------- validation */
 
-bool proto_room_is_valid(const char *room)
+#define PROTO_ERROR_ROW(name, code, status) {code, status},
+static const struct {
+    const char *code;
+    int status;
+} proto_errors[] = {PROTO_ERRORS(PROTO_ERROR_ROW)};
+#undef PROTO_ERROR_ROW
+
+const char *proto_error_code(enum proto_error err)
 {
-    size_t len = strlen(room);
+    return proto_errors[err].code;
+}
+
+int proto_error_status(enum proto_error err)
+{
+    return proto_errors[err].status;
+}
+
+/* Set *why when the caller wants the reason; returns false for chaining. */
+static bool refuse(const char **why, const char *reason)
+{
+    if (why)
+        *why = reason;
+    return false;
+}
+
+static bool room_chars_are_valid(const char *room, size_t len)
+{
     if (len == 0 || len > PROTO_ROOM_MAX || room[0] == '.')
         return false;
     for (size_t i = 0; i < len; i++) {
@@ -54,6 +78,13 @@ bool proto_room_is_valid(const char *room)
             return false;
     }
     return true;
+}
+
+bool proto_room_is_valid(const char *room, const char **why)
+{
+    if (room_chars_are_valid(room, strlen(room)))
+        return true;
+    return refuse(why, "room must be 1 to 64 characters of A-Z a-z 0-9 _ . - and not start with .");
 }
 
 static bool is_trimmable(unsigned char c)
@@ -88,20 +119,22 @@ static bool has_control_char(const char *s, size_t len)
     return false;
 }
 
-bool proto_user_normalize(char *name)
+bool proto_user_normalize(char *name, const char **why)
 {
     size_t len = trim_in_place(name);
-    if (len == 0 || !util_utf8_is_valid(name, len) || has_control_char(name, len))
-        return false;
-    return util_utf8_count(name, len) <= PROTO_USER_MAX;
+    if (len == 0 || !util_utf8_is_valid(name, len) || has_control_char(name, len) ||
+        util_utf8_count(name, len) > PROTO_USER_MAX)
+        return refuse(why, "name is required: 1 to 32 characters without control characters");
+    return true;
 }
 
-bool proto_ref_is_valid(const char *ref)
+bool proto_ref_is_valid(const char *ref, const char **why)
 {
     size_t len = strlen(ref);
-    if (len == 0 || len > PROTO_REF_MAX_BYTES || !util_utf8_is_valid(ref, len))
-        return false;
-    return !has_control_char(ref, len) && util_utf8_count(ref, len) <= PROTO_REF_MAX;
+    if (len == 0 || len > PROTO_REF_MAX_BYTES || !util_utf8_is_valid(ref, len) ||
+        has_control_char(ref, len) || util_utf8_count(ref, len) > PROTO_REF_MAX)
+        return refuse(why, "ref must be a string of 1 to 64 characters");
+    return true;
 }
 
 bool proto_text_normalize(char *text, int max_chars, const char **why)

@@ -179,11 +179,11 @@ static int readyz_handler(struct mg_connection *mc, void *cbdata)
     struct server *server = cbdata;
     char why[256] = "";
     if (!store_is_ready(server->routes.store)) {
-        api_send_error(mc, 503, "unavailable", "the message log is not open");
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log is not open");
         return 503;
     }
     if (!broker_is_ready(server->routes.broker, why, sizeof(why))) {
-        api_send_error(mc, 503, "unavailable", why);
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE, why);
         return 503;
     }
     api_send_json(mc, 200, "{\"status\":\"ready\"}", NULL);
@@ -213,6 +213,14 @@ static int on_log_message(const struct mg_connection *mc, const char *message)
     return 1;
 }
 
+/* Every connection CivetWeb closes; an upgrade admitted but never handed to a
+ * loop gives its slot back here. */
+static void on_connection_close(const struct mg_connection *mc)
+{
+    struct server *server = mg_get_user_data(mg_get_context(mc));
+    ws_connection_closed(server->routes.ws, mc);
+}
+
 /* Load the certificate chain and key given as separate PEM files. */
 static int on_init_ssl(void *ssl_ctx, void *user_data)
 {
@@ -233,10 +241,9 @@ struct server *server_start(const struct config *config, const struct server_rou
     struct server *server = xcalloc(1, sizeof(*server));
     server->config = config;
     server->routes = *routes;
-    char threads[16], timeout[16], ping[16];
+    char threads[16], timeout[16];
     snprintf(threads, sizeof(threads), "%d", config->threads);
     snprintf(timeout, sizeof(timeout), "%d", config->request_timeout_ms);
-    snprintf(ping, sizeof(ping), "%d", config->ws_ping_ms);
     const char *options[] = {
         "listening_ports",
         config->listen,
@@ -244,10 +251,6 @@ struct server *server_start(const struct config *config, const struct server_rou
         threads,
         "request_timeout_ms",
         timeout,
-        "websocket_timeout_ms",
-        ping,
-        "enable_websocket_ping_pong",
-        "yes",
         "enable_keep_alive",
         "yes",
         "tcp_nodelay",
@@ -262,6 +265,7 @@ struct server *server_start(const struct config *config, const struct server_rou
     };
     struct mg_callbacks callbacks = {0};
     callbacks.log_message = on_log_message;
+    callbacks.connection_close = on_connection_close;
     if (config->tls_cert && config->tls_key)
         callbacks.init_ssl = on_init_ssl;
     struct mg_init_data init = {

@@ -108,11 +108,10 @@ struct store {
 
     /* queue, guarded by lock */
     pthread_mutex_t lock;
-    pthread_cond_t cond;    /* signalled on a new job and on stop */
-    struct store_job *head; /* oldest job */
-    struct store_job *tail; /* newest job */
-    size_t depth;           /* jobs in the queue */
-    bool stopping;          /* store_free began: refuse new jobs */
+    pthread_cond_t cond;              /* signalled on a new job and on stop */
+    UTIL_FIFO(struct store_job) jobs; /* waiting for the writer, oldest first */
+    size_t depth;                     /* jobs in the queue */
+    bool stopping;                    /* store_free began: refuse new jobs */
 
     /* reader pool, guarded by pool_lock */
     pthread_mutex_t pool_lock;
@@ -443,23 +442,16 @@ static void *writer_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        while (!s->head && !s->stopping)
+        while (!s->jobs.head && !s->stopping)
             pthread_cond_wait(&s->cond, &s->lock);
-        if (!s->head) {
+        if (!s->jobs.head) {
             /* stopping and drained */
             pthread_mutex_unlock(&s->lock);
             break;
         }
-        struct store_job *batch = s->head, *last = s->head;
-        size_t n = 1;
-        while (last->next && n < (size_t)s->batch_max) {
-            last = last->next;
-            n++;
-        }
-        s->head = last->next;
-        if (!s->head)
-            s->tail = NULL;
-        last->next = NULL;
+        struct store_job *batch;
+        size_t n;
+        UTIL_FIFO_TAKE(&s->jobs, s->batch_max, next, batch, n);
         s->depth -= n;
         publish_depth(s);
         pthread_mutex_unlock(&s->lock);
@@ -484,11 +476,7 @@ static int enqueue(struct store *s, struct store_job *job)
         pthread_mutex_unlock(&s->lock);
         return -ESHUTDOWN;
     }
-    if (s->tail)
-        s->tail->next = job;
-    else
-        s->head = job;
-    s->tail = job;
+    UTIL_FIFO_PUSH(&s->jobs, job, next);
     s->depth++;
     publish_depth(s);
     pthread_cond_signal(&s->cond);
@@ -647,10 +635,7 @@ static int collect_rows(struct store_reader *r, sqlite3_stmt *st, const char *wh
             *more = true;
             continue;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            msgs = xrealloc(msgs, cap * sizeof(*msgs));
-        }
+        UTIL_GROW(msgs, n, cap);
         ret = row_to_msg(st, room, &msgs[n]);
         if (ret)
             goto out_free;
@@ -823,10 +808,7 @@ int store_list_rooms(struct store *store, struct store_room **out, size_t *count
             ret = -ENOMEM;
             goto out_reset;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            rooms = xrealloc(rooms, cap * sizeof(*rooms));
-        }
+        UTIL_GROW(rooms, n, cap);
         rooms[n].name = xstrdup(name);
         rooms[n].last_id = (uint64_t)sqlite3_column_int64(st, 1);
         n++;

@@ -15,6 +15,53 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Make room for one more element in the dynamic array ptr holding count of
+ * cap elements: doubles cap (from 4) through xrealloc when it is full. */
+#define UTIL_GROW(ptr, count, cap)                                                                 \
+    do {                                                                                           \
+        if ((count) == (cap)) {                                                                    \
+            (cap) = (cap) ? (cap)*2 : 4;                                                           \
+            (ptr) = xrealloc((ptr), (cap) * sizeof(*(ptr)));                                       \
+        }                                                                                          \
+    } while (0)
+
+/* An intrusive FIFO of structs linked through their own pointer member
+ * `link` (the struct may sit in several FIFOs through several members). */
+#define UTIL_FIFO(type)                                                                            \
+    struct {                                                                                       \
+        type *head; /* oldest */                                                                   \
+        type *tail; /* newest */                                                                   \
+    }
+
+/* Append item at the tail. */
+#define UTIL_FIFO_PUSH(q, item, link)                                                              \
+    do {                                                                                           \
+        (item)->link = NULL;                                                                       \
+        if ((q)->tail)                                                                             \
+            (q)->tail->link = (item);                                                              \
+        else                                                                                       \
+            (q)->head = (item);                                                                    \
+        (q)->tail = (item);                                                                        \
+    } while (0)
+
+/* Detach at most max items from the head: out gets them as a list ending in
+ * NULL (NULL when q is empty), n their number. */
+#define UTIL_FIFO_TAKE(q, max, link, out, n)                                                       \
+    do {                                                                                           \
+        __typeof__((q)->head) last_ = NULL;                                                        \
+        (out) = (q)->head;                                                                         \
+        (n) = 0;                                                                                   \
+        for (__typeof__((q)->head) it_ = (q)->head; it_ && (size_t)(n) < (size_t)(max);            \
+             it_ = it_->link, (n)++)                                                               \
+            last_ = it_;                                                                           \
+        if (last_) {                                                                               \
+            (q)->head = last_->link;                                                               \
+            if (!(q)->head)                                                                        \
+                (q)->tail = NULL;                                                                  \
+            last_->link = NULL;                                                                    \
+        }                                                                                          \
+    } while (0)
+
 /* Allocate or abort with a log line; never return NULL. Free with free(). */
 void *xmalloc(size_t size);
 void *xcalloc(size_t count, size_t size);

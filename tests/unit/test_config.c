@@ -162,18 +162,23 @@ IN_TMPDIR(test_defaults)
     TEST_ASSERT(cfg->www_dir == NULL && cfg->auth_secret == NULL);
     TEST_ASSERT(cfg->allowed_origins == NULL && cfg->config_file == NULL);
     TEST_ASSERT_INT(cfg->log_level, LOG_INFO);
-    TEST_ASSERT_INT(cfg->threads, 1024);
+    TEST_ASSERT_INT(cfg->threads, 32);
     TEST_ASSERT_INT(cfg->request_timeout_ms, 10000);
     TEST_ASSERT_INT(cfg->ws_ping_ms, 20000);
+    TEST_ASSERT_INT(cfg->hello_timeout_ms, 10000);
+    TEST_ASSERT_INT(cfg->loop_threads, 0);
+    TEST_ASSERT_INT(cfg->max_connections, 0);
+    TEST_ASSERT_INT(cfg->max_connections_per_ip, 1000);
     TEST_ASSERT_INT(cfg->max_frame_bytes, 16384);
     TEST_ASSERT_INT(cfg->max_text_chars, 4000);
     TEST_ASSERT_INT(cfg->max_rooms_per_conn, 50);
     TEST_ASSERT(cfg->rate_limit == 5.0);
     TEST_ASSERT_INT(cfg->rate_burst, 20);
+    TEST_ASSERT(cfg->join_rate_limit == 10.0);
+    TEST_ASSERT_INT(cfg->join_rate_burst, 60);
     TEST_ASSERT_INT(cfg->max_body_bytes, 65536);
     TEST_ASSERT_INT(cfg->history_limit_max, 200);
     TEST_ASSERT_INT(cfg->ref_ttl_s, 300);
-    TEST_ASSERT_INT(cfg->sender_threads, 4);
     TEST_ASSERT_INT(cfg->outbound_max_frames, 4096);
     TEST_ASSERT_INT(cfg->outbound_max_kib, 4096);
     TEST_ASSERT_INT(cfg->commit_batch_max, 256);
@@ -312,7 +317,7 @@ IN_TMPDIR(test_empty_restores_default)
         ARGS("TURBOCHAT_AUTH_SECRET=", "TURBOCHAT_THREADS=  ", "TURBOCHAT_LISTEN=", "REDIS_HOST="),
         CONFIG_CMD_SERVE);
     TEST_ASSERT(cfg->auth_secret == NULL);
-    TEST_ASSERT_INT(cfg->threads, 1024);
+    TEST_ASSERT_INT(cfg->threads, 32);
     TEST_ASSERT_STR(cfg->listen, "8080");
     TEST_ASSERT(cfg->redis_host == NULL);
     TEST_ASSERT(!config_is_cluster(cfg));
@@ -330,7 +335,7 @@ IN_TMPDIR(test_errors_name_origin)
                                              "auth_secret = \"unterminated\n"
                                              "rate_limit = 0\n") == 0);
     TEST_ASSERT(write_file(".env", "REDIS_PORT=70000\n"
-                                   "TURBOCHAT_SENDR_THREADS=2\n"
+                                   "TURBOCHAT_LOOP_THREAD=2\n"
                                    "garbage\n") == 0);
     LOAD_FAILS(cfg, ARGS("--listen", "0", "--bogus", "x", "--log-levl=debug", "stray"),
                ARGS("REDIS_TLS=maybe", "TURBOCHAT_THREDS=9", "TURBOCHAT_CIVETWEB_CACHE=/x",
@@ -343,8 +348,8 @@ IN_TMPDIR(test_errors_name_origin)
     ERR_HAS("turbochat.conf:7: unterminated quoted value\n");
     ERR_HAS("turbochat.conf:8: rate_limit: '0': must be a number from 0.01 to 1000000\n");
     ERR_HAS(".env:1: REDIS_PORT: '70000': must be a whole number from 1 to 65535\n");
-    ERR_HAS(".env:2: TURBOCHAT_SENDR_THREADS: unknown variable (did you mean "
-            "TURBOCHAT_SENDER_THREADS?)\n");
+    ERR_HAS(".env:2: TURBOCHAT_LOOP_THREAD: unknown variable (did you mean "
+            "TURBOCHAT_LOOP_THREADS?)\n");
     ERR_HAS(".env:3: malformed line (expected NAME=VALUE)\n");
     ERR_HAS("environment REDIS_TLS: 'maybe': must be on, off or auto");
     ERR_HAS("environment TURBOCHAT_THREDS: unknown variable (did you mean TURBOCHAT_THREADS?)\n");
@@ -381,13 +386,13 @@ IN_TMPDIR(test_numbers_and_durations)
 
     RELOAD(cfg);
     LOAD_FAILS(cfg, NONE,
-               ARGS("TURBOCHAT_THREADS=7", "TURBOCHAT_SENDER_THREADS=65",
+               ARGS("TURBOCHAT_THREADS=7", "TURBOCHAT_LOOP_THREADS=257",
                     "TURBOCHAT_RATE_LIMIT=fast", "TURBOCHAT_RATE_BURST=-1",
                     "TURBOCHAT_REF_TTL_S=500ms", "TURBOCHAT_REQUEST_TIMEOUT_MS=1h",
                     "TURBOCHAT_WS_PING_MS=99999999999999999999", "TURBOCHAT_LOG_LEVEL=verbose",
                     "TURBOCHAT_RATE_LIMIT=inf"));
     ERR_HAS("environment TURBOCHAT_THREADS: '7': must be a whole number from 8 to 4096\n");
-    ERR_HAS("environment TURBOCHAT_SENDER_THREADS: '65': must be a whole number from 1 to 64\n");
+    ERR_HAS("environment TURBOCHAT_LOOP_THREADS: '257': must be a whole number from 0 to 256\n");
     ERR_HAS("environment TURBOCHAT_RATE_LIMIT: 'fast': must be a number");
     ERR_HAS("environment TURBOCHAT_RATE_LIMIT: 'inf': must be a number");
     ERR_HAS("environment TURBOCHAT_RATE_BURST: '-1'");

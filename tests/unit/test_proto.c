@@ -9,20 +9,20 @@
 
 static int test_room_names(void)
 {
-    TEST_ASSERT(proto_room_is_valid("general"));
-    TEST_ASSERT(proto_room_is_valid("a.b-c_D9"));
-    TEST_ASSERT(!proto_room_is_valid(""));
-    TEST_ASSERT(!proto_room_is_valid(".hidden"));
-    TEST_ASSERT(!proto_room_is_valid("with space"));
-    TEST_ASSERT(!proto_room_is_valid("slash/room"));
-    TEST_ASSERT(!proto_room_is_valid("caf\xc3\xa9"));
+    TEST_ASSERT(proto_room_is_valid("general", NULL));
+    TEST_ASSERT(proto_room_is_valid("a.b-c_D9", NULL));
+    TEST_ASSERT(!proto_room_is_valid("", NULL));
+    TEST_ASSERT(!proto_room_is_valid(".hidden", NULL));
+    TEST_ASSERT(!proto_room_is_valid("with space", NULL));
+    TEST_ASSERT(!proto_room_is_valid("slash/room", NULL));
+    TEST_ASSERT(!proto_room_is_valid("caf\xc3\xa9", NULL));
     char room[66];
     memset(room, 'r', 64);
     room[64] = '\0';
-    TEST_ASSERT(proto_room_is_valid(room));
+    TEST_ASSERT(proto_room_is_valid(room, NULL));
     room[64] = 'r';
     room[65] = '\0';
-    TEST_ASSERT(!proto_room_is_valid(room));
+    TEST_ASSERT(!proto_room_is_valid(room, NULL));
     return 0;
 }
 
@@ -30,23 +30,23 @@ static int test_user_names(void)
 {
     char name[200];
     strcpy(name, "  alice \n");
-    TEST_ASSERT(proto_user_normalize(name));
+    TEST_ASSERT(proto_user_normalize(name, NULL));
     TEST_ASSERT_STR(name, "alice");
     strcpy(name, "   ");
-    TEST_ASSERT(!proto_user_normalize(name));
+    TEST_ASSERT(!proto_user_normalize(name, NULL));
     strcpy(name, "bad\x01name");
-    TEST_ASSERT(!proto_user_normalize(name));
+    TEST_ASSERT(!proto_user_normalize(name, NULL));
     strcpy(name, "c1\xc2\x85x"); /* U+0085, a C1 control */
-    TEST_ASSERT(!proto_user_normalize(name));
+    TEST_ASSERT(!proto_user_normalize(name, NULL));
     /* 32 code points of 2 bytes each are fine, 33 are not. */
     name[0] = '\0';
     for (int i = 0; i < 32; i++)
         strcat(name, "\xc3\xa9");
-    TEST_ASSERT(proto_user_normalize(name));
+    TEST_ASSERT(proto_user_normalize(name, NULL));
     strcat(name, "\xc3\xa9");
-    TEST_ASSERT(!proto_user_normalize(name));
+    TEST_ASSERT(!proto_user_normalize(name, NULL));
     strcpy(name, "\xff\xfe");
-    TEST_ASSERT(!proto_user_normalize(name));
+    TEST_ASSERT(!proto_user_normalize(name, NULL));
     return 0;
 }
 
@@ -79,14 +79,14 @@ static int test_text_rules(void)
 
 static int test_refs(void)
 {
-    TEST_ASSERT(proto_ref_is_valid("abc-123"));
-    TEST_ASSERT(!proto_ref_is_valid(""));
+    TEST_ASSERT(proto_ref_is_valid("abc-123", NULL));
+    TEST_ASSERT(!proto_ref_is_valid("", NULL));
     char ref[100];
     memset(ref, 'x', 64);
     ref[64] = '\0';
-    TEST_ASSERT(proto_ref_is_valid(ref));
+    TEST_ASSERT(proto_ref_is_valid(ref, NULL));
     strcat(ref, "x");
-    TEST_ASSERT(!proto_ref_is_valid(ref));
+    TEST_ASSERT(!proto_ref_is_valid(ref, NULL));
     return 0;
 }
 
@@ -204,7 +204,29 @@ static int test_encode_round_trip(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_room_names), TEST_CASE(test_user_names), TEST_CASE(test_text_rules),
-          TEST_CASE(test_refs), TEST_CASE(test_parse_refuses_deep_nesting),
-          TEST_CASE(test_parse_objects_only), TEST_CASE(test_parse_masks_nul),
-          TEST_CASE(test_parse_refuses_trailing_garbage), TEST_CASE(test_encode_round_trip))
+/* Validators name what they refused; the error table gives code and status. */
+static int test_reasons_and_error_table(void)
+{
+    const char *why = NULL;
+    TEST_ASSERT(!proto_room_is_valid(".x", &why));
+    TEST_ASSERT(why != NULL && strstr(why, "room must be") != NULL);
+    why = NULL;
+    TEST_ASSERT(proto_room_is_valid("ok", &why) && why == NULL);
+    char name[] = "   ";
+    TEST_ASSERT(!proto_user_normalize(name, &why));
+    TEST_ASSERT(strstr(why, "1 to 32 characters") != NULL);
+    TEST_ASSERT(!proto_ref_is_valid("", &why));
+    TEST_ASSERT(strstr(why, "ref must be") != NULL);
+    TEST_ASSERT_STR(proto_error_code(PROTO_ERR_RATE_LIMITED), "rate_limited");
+    TEST_ASSERT_INT(proto_error_status(PROTO_ERR_RATE_LIMITED), 429);
+    TEST_ASSERT_STR(proto_error_code(PROTO_ERR_METHOD_NOT_ALLOWED), "bad_request");
+    TEST_ASSERT_INT(proto_error_status(PROTO_ERR_METHOD_NOT_ALLOWED), 405);
+    TEST_ASSERT_INT(proto_error_status(PROTO_ERR_UNAVAILABLE), 503);
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_room_names), TEST_CASE(test_reasons_and_error_table),
+          TEST_CASE(test_user_names), TEST_CASE(test_text_rules), TEST_CASE(test_refs),
+          TEST_CASE(test_parse_refuses_deep_nesting), TEST_CASE(test_parse_objects_only),
+          TEST_CASE(test_parse_masks_nul), TEST_CASE(test_parse_refuses_trailing_garbage),
+          TEST_CASE(test_encode_round_trip))
