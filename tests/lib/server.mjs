@@ -130,9 +130,9 @@ async function launch({ env, args, dir, dbPath, port, startTimeoutMs }) {
     seq += 1;
     const logFile = path.join(dir, `server-${port}-${seq}.log`);
     const fd = fs.openSync(logFile, 'a');
-    // Tests open at most a few hundred sockets per server; fewer worker threads
-    // than the default 1024 keep many parallel (and ASan) servers light.
-    const cleanEnv = { TURBOCHAT_THREADS: '320' };
+    // HTTP worker threads only (WebSockets live on the event loops); fewer than
+    // the default 32 keep many parallel (and ASan) servers light.
+    const cleanEnv = { TURBOCHAT_THREADS: '16' };
     for (const k of PASS_ENV) if (process.env[k] !== undefined) cleanEnv[k] = process.env[k];
     Object.assign(cleanEnv, env);
     const argv = [
