@@ -478,16 +478,18 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const 
     uint64_t delivered = m->room->last_id;
     pthread_mutex_unlock(&hub->lock);
 
-    /* Outside the lock: the member gets no frame of the room meanwhile. */
+    /* Outside the lock: the member gets no frame of the room meanwhile. A
+     * since beyond the room's last id (a client of a log since reset) counts
+     * as up to date. */
     uint64_t stored = history_last_id(hub, room_name);
     uint64_t upto = stored > delivered ? stored : delivered;
-    bool replay = since && *since < upto;
-    bool recovered = !replay || upto - *since <= (uint64_t)hub->config->replay_max;
+    uint64_t from = since && *since < upto ? *since : upto;
+    bool recovered = !since || upto - from <= (uint64_t)hub->config->replay_max;
     struct replay_page page = {NULL, 0, true};
-    uint64_t page_upto = 0;
-    if (replay && recovered) {
-        page_upto = upto - *since > HUB_REPLAY_PAGE ? *since + HUB_REPLAY_PAGE : upto;
-        page_read(hub, room_name, *since, page_upto, &page);
+    uint64_t page_upto = from;
+    if (since && recovered && from < upto) {
+        page_upto = upto - from > HUB_REPLAY_PAGE ? from + HUB_REPLAY_PAGE : upto;
+        page_read(hub, room_name, from, page_upto, &page);
         recovered = page.complete;
     }
 
@@ -498,9 +500,11 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const 
     struct loop_frame *joined = joined_frame(room, recovered);
     conn_send(hc->conn, joined);
     loop_frame_unref(joined);
-    if (replay && recovered) {
+    if (since && recovered) {
+        /* Every message after since, also those delivered while the first
+         * page was read, comes from history, in pages, then live ones. */
         m->state = MEMBER_REPLAYING;
-        m->replay_after = *since;
+        m->replay_after = from;
         page_send(m, &page, page_upto);
     } else {
         /* joined.last_id tells the client that history holds everything up to

@@ -43,6 +43,12 @@
 #define LOOP_CLOSE_REASON_MAX 64
 #define LOOP_QUEUE_MIN_CAP 8
 
+/* One frame in a connection's queue. */
+struct queue_entry {
+    struct loop_frame *frame;
+    bool replay; /* queued by conn_send_replay: outside the caps */
+};
+
 enum conn_state {
     CONN_NEW,     /* adopted, not yet registered by its loop */
     CONN_OPEN,    /* reading and writing */
@@ -78,11 +84,13 @@ struct conn {
     struct conn *next;
 
     pthread_mutex_t lock;      /* guards the fields below */
-    struct loop_frame **queue; /* ring buffer */
+    struct queue_entry *queue; /* ring buffer */
     size_t q_head;
     size_t q_len;
     size_t q_cap;
     size_t q_bytes;
+    size_t replay_len;   /* entries of q_len that are replay pages */
+    size_t replay_bytes; /* their bytes, not held against the caps */
     size_t head_written; /* bytes of the head frame already written */
     bool closing;        /* the close frame is queued: nothing more is accepted */
     bool drain_wanted;
@@ -173,39 +181,55 @@ static size_t queue_limit_bytes(const struct conn *conn)
     return (size_t)conn->loop->loops->config->outbound_max_kib * 1024;
 }
 
-static struct loop_frame *queue_at(const struct conn *conn, size_t i)
+static struct queue_entry *entry_at(const struct conn *conn, size_t i)
 {
-    return conn->queue[(conn->q_head + i) % conn->q_cap];
+    return &conn->queue[(conn->q_head + i) % conn->q_cap];
 }
 
-static void queue_push(struct conn *conn, struct loop_frame *f)
+static struct loop_frame *queue_at(const struct conn *conn, size_t i)
+{
+    return entry_at(conn, i)->frame;
+}
+
+static void queue_push(struct conn *conn, struct loop_frame *f, bool replay)
 {
     if (conn->q_len == conn->q_cap) {
         size_t cap = conn->q_cap ? conn->q_cap * 2 : LOOP_QUEUE_MIN_CAP;
-        struct loop_frame **q = xmalloc(cap * sizeof(*q));
+        struct queue_entry *q = xmalloc(cap * sizeof(*q));
         for (size_t i = 0; i < conn->q_len; i++)
-            q[i] = queue_at(conn, i);
+            q[i] = *entry_at(conn, i);
         free(conn->queue);
         conn->queue = q;
         conn->q_cap = cap;
         conn->q_head = 0;
     }
     loop_frame_ref(f);
-    conn->queue[(conn->q_head + conn->q_len) % conn->q_cap] = f;
+    conn->queue[(conn->q_head + conn->q_len) % conn->q_cap] = (struct queue_entry){f, replay};
     conn->q_len++;
     conn->q_bytes += f->len;
+    conn->replay_len += replay;
+    conn->replay_bytes += replay ? f->len : 0;
     atomic_fetch_add(&conn->loop->loops->metrics->outbound_queued, 1);
+}
+
+/* Take entry i's frame out of the counts (the caller moves the ring). */
+static struct loop_frame *entry_forget(struct conn *conn, size_t i)
+{
+    struct queue_entry *e = entry_at(conn, i);
+    conn->q_len--;
+    conn->q_bytes -= e->frame->len;
+    conn->replay_len -= e->replay;
+    conn->replay_bytes -= e->replay ? e->frame->len : 0;
+    atomic_fetch_sub(&conn->loop->loops->metrics->outbound_queued, 1);
+    return e->frame;
 }
 
 static void queue_pop(struct conn *conn)
 {
-    struct loop_frame *f = queue_at(conn, 0);
+    struct loop_frame *f = entry_forget(conn, 0);
     conn->q_head = (conn->q_head + 1) % conn->q_cap;
-    conn->q_len--;
-    conn->q_bytes -= f->len;
     conn->head_written = 0;
     loop_frame_unref(f);
-    atomic_fetch_sub(&conn->loop->loops->metrics->outbound_queued, 1);
     if (conn->q_len == 0 && conn->q_cap > LOOP_QUEUE_MIN_CAP) {
         free(conn->queue); /* an idle connection keeps no large ring */
         conn->queue = NULL;
@@ -218,14 +242,8 @@ static void queue_pop(struct conn *conn)
 static void queue_drop_unsent(struct conn *conn)
 {
     size_t keep = conn->head_written > 0 ? 1 : 0;
-    while (conn->q_len > keep) {
-        size_t last = conn->q_len - 1;
-        struct loop_frame *f = queue_at(conn, last);
-        conn->q_len--;
-        conn->q_bytes -= f->len;
-        loop_frame_unref(f);
-        atomic_fetch_sub(&conn->loop->loops->metrics->outbound_queued, 1);
-    }
+    while (conn->q_len > keep)
+        loop_frame_unref(entry_forget(conn, conn->q_len - 1));
 }
 
 /* ---------------------------------------------------------------- waking a loop */
@@ -274,20 +292,21 @@ static void close_locked(struct conn *conn, int code, const char *reason)
         return;
     conn->closing = true;
     struct loop_frame *close = frame_close(code, reason);
-    queue_push(conn, close);
+    queue_push(conn, close, false);
     loop_frame_unref(close);
     schedule(conn);
 }
 
-static int enqueue(struct conn *conn, struct loop_frame *f, bool over_cap_ok)
+/* Queue f; a replay frame is not held against the caps (see conn_send_replay). */
+static int enqueue(struct conn *conn, struct loop_frame *f, bool replay)
 {
     int rc = 0;
     pthread_mutex_lock(&conn->lock);
     const struct config *config = conn->closing ? NULL : conn->loop->loops->config;
     if (!config) {
         rc = -EPIPE; /* closing: the loops may be gone already */
-    } else if (!over_cap_ok && (conn->q_len >= (size_t)config->outbound_max_frames ||
-                                conn->q_bytes + f->len > queue_limit_bytes(conn))) {
+    } else if (!replay && (conn->q_len - conn->replay_len >= (size_t)config->outbound_max_frames ||
+                           conn->q_bytes - conn->replay_bytes + f->len > queue_limit_bytes(conn))) {
         queue_drop_unsent(conn);
         close_locked(conn, PROTO_CLOSE_TRY_AGAIN, "slow consumer");
         atomic_fetch_add(&conn->loop->loops->metrics->slow_consumers, 1);
@@ -295,7 +314,7 @@ static int enqueue(struct conn *conn, struct loop_frame *f, bool over_cap_ok)
                 queue_limit_bytes(conn));
         rc = -ENOBUFS;
     } else {
-        queue_push(conn, f);
+        queue_push(conn, f, replay);
         schedule(conn);
     }
     pthread_mutex_unlock(&conn->lock);
@@ -522,7 +541,7 @@ static void queue_control(struct conn *conn, int opcode, const char *data, size_
     struct loop_frame *f = frame_alloc(opcode, data, len, 0);
     pthread_mutex_lock(&conn->lock);
     if (!conn->closing) {
-        queue_push(conn, f);
+        queue_push(conn, f, false);
         schedule(conn);
     }
     pthread_mutex_unlock(&conn->lock);
