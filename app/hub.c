@@ -421,11 +421,14 @@ static struct membership *replaying_membership(struct hub_conn *hc)
 void hub_conn_drained(struct hub_conn *hc)
 {
     struct hub *hub = hc->hub;
-    while (!conn_is_backlogged(hc->conn) && !conn_is_closing(hc->conn)) {
+    for (;;) {
         pthread_mutex_lock(&hub->lock);
         struct membership *m = replaying_membership(hc);
-        char *room = m ? xstrdup(m->room->name) : NULL;
-        uint64_t after = m ? m->replay_after : 0, upto = m ? page_end(m) : 0;
+        if (m && conn_is_backlogged(hc->conn))
+            conn_want_drain(hc->conn); /* this or another room goes on later */
+        bool read_now = m && !conn_is_backlogged(hc->conn) && !conn_is_closing(hc->conn);
+        char *room = read_now ? xstrdup(m->room->name) : NULL;
+        uint64_t after = read_now ? m->replay_after : 0, upto = read_now ? page_end(m) : 0;
         pthread_mutex_unlock(&hub->lock);
         if (!room)
             return;

@@ -307,11 +307,12 @@ static int enqueue(struct conn *conn, struct loop_frame *f, bool replay)
         rc = -EPIPE; /* closing: the loops may be gone already */
     } else if (!replay && (conn->q_len - conn->replay_len >= (size_t)config->outbound_max_frames ||
                            conn->q_bytes - conn->replay_bytes + f->len > queue_limit_bytes(conn))) {
+        bool frames_full = conn->q_len - conn->replay_len >= (size_t)config->outbound_max_frames;
         queue_drop_unsent(conn);
         close_locked(conn, PROTO_CLOSE_TRY_AGAIN, "slow consumer");
         atomic_fetch_add(&conn->loop->loops->metrics->slow_consumers, 1);
-        log_msg(LOG_WARN, "slow_consumer", "remote=%s queued_bytes_limit=%zu", conn->ip,
-                queue_limit_bytes(conn));
+        log_msg(LOG_WARN, "slow_consumer", "remote=%s limit=%s", conn->ip,
+                frames_full ? "outbound_max_frames" : "outbound_max_kib");
         rc = -ENOBUFS;
     } else {
         queue_push(conn, f, replay);
@@ -449,7 +450,8 @@ static bool queue_consume(struct conn *conn, size_t written)
 
 static ssize_t write_plain(struct conn *conn, const struct iovec *iov, int n)
 {
-    ssize_t w = writev(conn->fd, iov, n);
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(conn->fd, &msg, MSG_NOSIGNAL); /* writev without SIGPIPE */
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     return w < 0 ? -1 : w;
@@ -626,6 +628,11 @@ static void conn_on_readable(struct conn *conn)
         bool failed;
         ssize_t n = read_some(conn, conn->loop->rbuf, LOOP_READ_BYTES, &failed);
         if (failed) {
+            /* The peer is gone or half-closed: what is queued (the echo of
+             * its close frame, say) gets one last try. */
+            bool close_sent = false;
+            if (conn->state == CONN_OPEN)
+                write_queue(conn, &close_sent);
             conn_finish(conn);
             return;
         }

@@ -83,8 +83,9 @@ void conn_unref(struct conn *conn);
  * connection is closing; -ENOBUFS when its queue was over its frame or byte
  * cap, and it is now being closed with 1013. */
 int conn_send(struct conn *conn, struct loop_frame *f);
-/* The same for a replay page: over the cap it is queued anyway, as the
- * replay asks for more only when the queue has drained (conn_want_drain). */
+/* The same for a replay page: it is queued whatever the caps, and replay
+ * frames are not held against them when conn_send checks, as the replay asks
+ * for more only when the queue has drained (conn_want_drain). */
 int conn_send_replay(struct conn *conn, struct loop_frame *f);
 /* Queue a copy of json as one text frame. Same returns as conn_send. */
 int conn_send_text(struct conn *conn, const char *json, size_t len);

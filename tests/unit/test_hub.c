@@ -1,400 +1,1172 @@
-/* Unit tests for hub: fan-out of one shared frame, per-connection queues
- * (a blocked client delays no one, more blocked clients than senders get
- * relief senders that leave when idle, overflow closes it with 1013, queued
- * frames are coalesced), join with replay before live frames, presence, limits.
- * Connections are fake: the hub writes through a capturing writer. */
-#define _GNU_SOURCE /* memmem */
+/* Unit tests for hub, through real event loops over socketpair(AF_UNIX)
+ * sockets. The test holds each client end; the connection's handler runs
+ * small text commands ("hello alice", "join r 5", "leave r", "typing r") on
+ * the loop thread, as ws.c would, and hands drains to hub_conn_drained.
+ * History is an in-memory array. Covered: joined (last_id, members), fan-out
+ * to one room only, presence local and remote, the cluster listener, a replay
+ * in id order before live messages, a replay larger than the queue arriving
+ * whole in pages, messages delivered during a replay neither lost nor
+ * duplicated, live frames, presence and a second join while replay pages fill
+ * the queue, re-joining without a replay, the rooms-per-connection limit. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "hub.h"
+#include "loop.h"
 #include "metrics.h"
 #include "proto.h"
 #include "test_help.h"
 #include "util.h"
 
-#define CONNS 4
-#define WAIT_MS 5000
-
-/* What each fake connection received, and a switch to stall its writes. */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    struct util_buf bytes[CONNS];
-    int writes[CONNS];
-    bool blocked[CONNS];
-    bool inside[CONNS]; /* a write is waiting on blocked */
-} sink = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
-
-static struct mg_connection *fake_mc(int i)
-{
-    return (struct mg_connection *)(uintptr_t)(i + 1);
-}
-
-static int capture_write(struct mg_connection *mc, const void *data, size_t len)
-{
-    int i = (int)((uintptr_t)mc - 1);
-    pthread_mutex_lock(&sink.lock);
-    sink.inside[i] = true;
-    pthread_cond_broadcast(&sink.changed);
-    while (sink.blocked[i])
-        pthread_cond_wait(&sink.changed, &sink.lock);
-    sink.inside[i] = false;
-    util_buf_append(&sink.bytes[i], data, len);
-    sink.writes[i]++;
-    pthread_cond_broadcast(&sink.changed);
-    pthread_mutex_unlock(&sink.lock);
-    return (int)len;
-}
-
-static void set_blocked(int i, bool blocked)
-{
-    pthread_mutex_lock(&sink.lock);
-    sink.blocked[i] = blocked;
-    pthread_cond_broadcast(&sink.changed);
-    pthread_mutex_unlock(&sink.lock);
-}
-
-static void reset_sink(void)
-{
-    pthread_mutex_lock(&sink.lock);
-    for (int i = 0; i < CONNS; i++) {
-        util_buf_dispose(&sink.bytes[i]);
-        sink.writes[i] = 0;
-        sink.blocked[i] = false;
-        sink.inside[i] = false;
-    }
-    pthread_mutex_unlock(&sink.lock);
-}
-
-/* Count the frames written to connection i whose payload contains needle
- * (opcode 8: close frames, whose code is compared instead). sink.lock held. */
-static int count_frames(int i, int opcode, const char *needle, int close_code)
-{
-    const unsigned char *p = (const unsigned char *)sink.bytes[i].data;
-    size_t left = sink.bytes[i].len, count = 0;
-    while (left >= 2) {
-        size_t len = p[1] & 0x7F, header = 2;
-        if (len == 126) {
-            len = ((size_t)p[2] << 8) | p[3];
-            header = 4;
-        }
-        const unsigned char *payload = p + header;
-        if ((p[0] & 0x0F) == opcode) {
-            if (opcode == 8)
-                count += len >= 2 && ((payload[0] << 8) | payload[1]) == close_code;
-            else
-                count += memmem(payload, len, needle, strlen(needle)) != NULL;
-        }
-        p += header + len;
-        left -= header + len;
-    }
-    return (int)count;
-}
-
-/* Wait until connection i has at least n matching text frames. */
-static bool wait_frames(int i, const char *needle, int n)
-{
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += WAIT_MS / 1000;
-    pthread_mutex_lock(&sink.lock);
-    int rc = 0;
-    while (count_frames(i, 1, needle, 0) < n && rc == 0)
-        rc = pthread_cond_timedwait(&sink.changed, &sink.lock, &deadline);
-    bool ok = count_frames(i, 1, needle, 0) >= n;
-    pthread_mutex_unlock(&sink.lock);
-    return ok;
-}
-
-static bool wait_close(int i, int code)
-{
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += WAIT_MS / 1000;
-    pthread_mutex_lock(&sink.lock);
-    int rc = 0;
-    while (count_frames(i, 8, NULL, code) == 0 && rc == 0)
-        rc = pthread_cond_timedwait(&sink.changed, &sink.lock, &deadline);
-    bool ok = count_frames(i, 8, NULL, code) == 1;
-    pthread_mutex_unlock(&sink.lock);
-    return ok;
-}
+#define WAIT_MS 10000 /* any single wait; generous for sanitizer builds */
+#define OP_TEXT 0x1
+#define OP_CLOSE 0x8
 
 /* ---------------------------------------------------------------- history stub */
 
-static uint64_t stub_last_id;
+/* Every stored message, each room's in ascending id order. */
+static struct {
+    pthread_mutex_t lock;
+    struct chat_msg **msgs;
+    size_t count;
+    size_t cap;
+    int replay_calls;
+} hist = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static int stub_last(void *ctx, const char *room, uint64_t *out)
+static void hist_add(const char *room, uint64_t id, const char *text)
+{
+    struct chat_msg *m = chat_msg_create(room, "poster", text, NULL);
+    m->id = id;
+    m->ts = 1700000000000 + (int64_t)id;
+    pthread_mutex_lock(&hist.lock);
+    UTIL_GROW(hist.msgs, hist.count, hist.cap);
+    hist.msgs[hist.count++] = m;
+    pthread_mutex_unlock(&hist.lock);
+}
+
+static void hist_clear(void)
+{
+    pthread_mutex_lock(&hist.lock);
+    for (size_t i = 0; i < hist.count; i++)
+        chat_msg_free(hist.msgs[i]);
+    free(hist.msgs);
+    hist.msgs = NULL;
+    hist.count = hist.cap = 0;
+    hist.replay_calls = 0;
+    pthread_mutex_unlock(&hist.lock);
+}
+
+static int hist_replay_calls(void)
+{
+    pthread_mutex_lock(&hist.lock);
+    int n = hist.replay_calls;
+    pthread_mutex_unlock(&hist.lock);
+    return n;
+}
+
+static int hist_last_id(void *ctx, const char *room, uint64_t *out)
 {
     (void)ctx;
-    (void)room;
-    *out = stub_last_id;
+    *out = 0;
+    pthread_mutex_lock(&hist.lock);
+    for (size_t i = 0; i < hist.count; i++) {
+        if (strcmp(hist.msgs[i]->room, room) == 0 && hist.msgs[i]->id > *out)
+            *out = hist.msgs[i]->id;
+    }
+    pthread_mutex_unlock(&hist.lock);
     return 0;
 }
 
-static int stub_replay(void *ctx, const char *room, uint64_t after, uint64_t upto, int limit,
+static int hist_replay(void *ctx, const char *room, uint64_t after, uint64_t upto, int limit,
                        struct chat_msg ***out, size_t *count, bool *complete)
 {
     (void)ctx;
-    (void)limit;
-    *out = xcalloc(upto - after + 1, sizeof(**out));
+    pthread_mutex_lock(&hist.lock);
+    hist.replay_calls++;
+    *out = xcalloc((size_t)limit + 1, sizeof(**out));
     *count = 0;
-    for (uint64_t id = after + 1; id <= upto; id++) {
-        struct chat_msg *m = chat_msg_create(room, "old", "replayed", NULL);
-        m->id = id;
-        (*out)[(*count)++] = m;
+    for (size_t i = 0; i < hist.count && *count < (size_t)limit; i++) {
+        const struct chat_msg *m = hist.msgs[i];
+        if (strcmp(m->room, room) == 0 && m->id > after && m->id <= upto)
+            (*out)[(*count)++] = chat_msg_clone(m);
     }
+    pthread_mutex_unlock(&hist.lock);
     *complete = true;
     return 0;
 }
 
 /* ---------------------------------------------------------------- fixture */
 
-static struct config cfg;
-static struct metrics *metrics;
+static struct {
+    pthread_mutex_t lock; /* guards every peer's handler-side fields */
+    pthread_cond_t cond;  /* broadcast whenever a handler ran */
+    bool cond_ready;
+    struct config *cfg; /* per test: loops of a failed test may still read theirs */
+    struct metrics *metrics;
+    struct loops *loops;
+    struct hub *hub;
+} fx = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static struct hub *new_hub(int max_frames)
+/* One connection: the client end the test drives and what its handler saw. */
+struct peer {
+    int fd; /* the test's end; -1 once closed */
+
+    /* under fx.lock, written on the loop thread */
+    struct conn *conn;   /* bound by the first message, referenced until peer_free */
+    struct hub_conn *hc; /* made on the first message, freed in on_closed */
+    int commands;        /* commands run */
+    int last_rc;         /* what the last one returned */
+    int drains;          /* on_drain calls */
+    bool closed;         /* on_closed ran */
+
+    /* test thread only */
+    struct util_buf in; /* bytes read from the server */
+    size_t in_off;      /* of them, already parsed */
+};
+
+/* Evaluate pred under fx.lock until it holds or WAIT_MS pass; true when it held. */
+#define WAIT_UNTIL(pred)                                                                           \
+    __extension__({                                                                                \
+        int64_t wait_deadline_ = util_mono_ms() + WAIT_MS;                                         \
+        pthread_mutex_lock(&fx.lock);                                                              \
+        while (!(pred) && util_mono_ms() < wait_deadline_)                                         \
+            util_cond_wait_ms(&fx.cond, &fx.lock, wait_deadline_ - util_mono_ms());                \
+        bool wait_ok_ = (pred);                                                                    \
+        pthread_mutex_unlock(&fx.lock);                                                            \
+        wait_ok_;                                                                                  \
+    })
+
+/* Defaults into a fresh fx.cfg; the test adjusts it, then calls fx_start. */
+static void fx_init(void)
 {
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.sender_threads = 2;
-    cfg.sender_idle_ms = 200;
-    cfg.outbound_max_frames = max_frames;
-    cfg.outbound_max_kib = 1024;
-    cfg.max_rooms_per_conn = 2;
-    cfg.replay_max = 100;
-    metrics = metrics_create();
-    stub_last_id = 0;
-    reset_sink();
-    struct hub_history history = {stub_last, stub_replay, NULL};
-    return hub_create(&cfg, metrics, &history, capture_write);
+    if (!fx.cond_ready) {
+        util_cond_init_monotonic(&fx.cond);
+        fx.cond_ready = true;
+        signal(SIGPIPE, SIG_IGN); /* as main.c: the loops write with writev */
+    }
+    struct config *c = xcalloc(1, sizeof(*c));
+    c->threads = 4;
+    c->request_timeout_ms = 10000;
+    c->ws_ping_ms = 600000; /* no server ping disturbs a test */
+    c->hello_timeout_ms = 600000;
+    c->loop_threads = 2;
+    c->max_connections = 64;
+    c->max_connections_per_ip = 0;
+    c->max_frame_bytes = 16384;
+    c->outbound_max_frames = 4096;
+    c->outbound_max_kib = 1024;
+    c->max_rooms_per_conn = 50;
+    c->replay_max = 10000;
+    fx.cfg = c;
+    fx.metrics = metrics_create();
+    fx.loops = NULL;
+    fx.hub = NULL;
+    hist_clear();
 }
 
-static struct hub_conn *new_conn(struct hub *hub, int i, const char *user)
+static bool fx_start(void)
 {
-    struct hub_conn *c = hub_conn_create(hub, fake_mc(i));
-    hub_conn_set_user(c, user);
-    return c;
+    char err[256] = "";
+    struct hub_history history = {hist_last_id, hist_replay, NULL};
+    fx.hub = hub_create(fx.cfg, fx.metrics, &history);
+    fx.loops = loops_create(fx.cfg, fx.metrics, err, sizeof(err));
+    if (!fx.loops)
+        fprintf(stderr, "loops_create: %s\n", err);
+    return fx.loops != NULL;
 }
 
-static void deliver(struct hub *hub, const char *room, uint64_t id, const char *text)
+/* Every peer must be freed (closed) first. */
+static void fx_stop(void)
 {
-    struct chat_msg *m = chat_msg_create(room, "sender", text, NULL);
+    loops_free(fx.loops);
+    hub_free(fx.hub);
+    metrics_free(fx.metrics);
+    free(fx.cfg);
+    hist_clear();
+    fx.loops = NULL;
+    fx.hub = NULL;
+    fx.metrics = NULL;
+    fx.cfg = NULL;
+}
+
+/* ---------------------------------------------------------------- handler (loop thread) */
+
+/* Run one command of the test's little language on the loop thread. */
+static int run_command(struct hub_conn *hc, struct conn *conn, const char *cmd)
+{
+    char verb[16] = "", arg[128] = "";
+    unsigned long long since = 0;
+    int n = sscanf(cmd, "%15s %127s %llu", verb, arg, &since);
+    uint64_t since64 = since;
+    if (n >= 2 && strcmp(verb, "hello") == 0) {
+        hub_conn_set_user(hc, arg);
+        conn_hello_done(conn);
+        return 0;
+    }
+    if (n >= 2 && strcmp(verb, "join") == 0)
+        return hub_join(fx.hub, hc, arg, n == 3 ? &since64 : NULL);
+    if (n == 2 && strcmp(verb, "leave") == 0)
+        return hub_leave(fx.hub, hc, arg);
+    if (n == 2 && strcmp(verb, "typing") == 0) {
+        hub_typing(fx.hub, hc, arg);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int on_message(void *ctx, struct conn *conn, const char *data, size_t len)
+{
+    struct peer *p = ctx;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "%.*s", (int)len, data);
+    pthread_mutex_lock(&fx.lock);
+    if (!p->conn) {
+        conn_ref(conn);
+        p->conn = conn;
+        p->hc = hub_conn_create(fx.hub, conn);
+    }
+    struct hub_conn *hc = p->hc;
+    pthread_mutex_unlock(&fx.lock);
+    int rc = run_command(hc, conn, cmd); /* no test lock held: the hub calls back into loop */
+    pthread_mutex_lock(&fx.lock);
+    p->last_rc = rc;
+    p->commands++;
+    pthread_cond_broadcast(&fx.cond);
+    pthread_mutex_unlock(&fx.lock);
+    return 0;
+}
+
+static void on_drain(void *ctx, struct conn *conn)
+{
+    struct peer *p = ctx;
+    (void)conn;
+    pthread_mutex_lock(&fx.lock);
+    struct hub_conn *hc = p->hc;
+    p->drains++;
+    pthread_mutex_unlock(&fx.lock);
+    if (hc)
+        hub_conn_drained(hc);
+}
+
+static void on_closed(void *ctx, struct conn *conn)
+{
+    struct peer *p = ctx;
+    (void)conn;
+    pthread_mutex_lock(&fx.lock);
+    struct hub_conn *hc = p->hc;
+    p->hc = NULL;
+    pthread_mutex_unlock(&fx.lock);
+    if (hc)
+        hub_conn_closed(hc);
+    pthread_mutex_lock(&fx.lock);
+    p->closed = true;
+    pthread_cond_broadcast(&fx.cond);
+    pthread_mutex_unlock(&fx.lock);
+}
+
+static const struct conn_handler handler = {
+    .on_message = on_message,
+    .on_drain = on_drain,
+    .on_closed = on_closed,
+};
+
+/* ---------------------------------------------------------------- client side */
+
+static bool write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* One masked client text frame (commands are short: a 7-bit length). */
+static bool client_text(struct peer *p, const char *text)
+{
+    static const unsigned char mask[4] = {0x5a, 0x0f, 0xc3, 0x81};
+    size_t len = strlen(text);
+    if (len >= 126)
+        return false;
+    unsigned char frame[6 + 126];
+    frame[0] = 0x80 | OP_TEXT;
+    frame[1] = (unsigned char)(0x80 | len);
+    memcpy(frame + 2, mask, 4);
+    for (size_t i = 0; i < len; i++)
+        frame[6 + i] = (unsigned char)(text[i] ^ mask[i % 4]);
+    return write_all(p->fd, frame, 6 + len);
+}
+
+/* Send a command and wait until the loop ran it: its return value, or
+ * INT_MIN when it did not run in time. */
+static int command(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int command(struct peer *p, const char *fmt, ...)
+{
+    char cmd[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&fx.lock);
+    int before = p->commands;
+    pthread_mutex_unlock(&fx.lock);
+    if (!client_text(p, cmd) || !WAIT_UNTIL(p->commands > before)) {
+        fprintf(stderr, "command \"%s\" did not run\n", cmd);
+        return INT_MIN;
+    }
+    pthread_mutex_lock(&fx.lock);
+    int rc = p->last_rc;
+    pthread_mutex_unlock(&fx.lock);
+    return rc;
+}
+
+/* One server frame: opcode and payload (NUL-terminated), or the close code. */
+struct frame {
+    int opcode;
+    char *data;
+    size_t len;
+    int close_code;
+};
+
+/* Parse one whole frame from the bytes already read; false when incomplete. */
+static bool parse_frame(struct peer *p, struct frame *f, bool *malformed)
+{
+    const unsigned char *b = (const unsigned char *)p->in.data + p->in_off;
+    size_t avail = p->in.len - p->in_off;
+    *malformed = false;
+    if (avail < 2)
+        return false;
+    if ((b[0] & 0x80) == 0 || (b[0] & 0x70) != 0 || (b[1] & 0x80) != 0) {
+        *malformed = true; /* server frames: fin, no RSV bits, never masked */
+        return false;
+    }
+    uint64_t len = b[1] & 0x7F;
+    size_t header = len == 126 ? 4 : len == 127 ? 10 : 2;
+    if (avail < header)
+        return false;
+    if (len == 126) {
+        len = ((uint64_t)b[2] << 8) | b[3];
+    } else if (len == 127) {
+        len = 0;
+        for (int i = 2; i < 10; i++)
+            len = (len << 8) | b[i];
+    }
+    if (avail < header + len)
+        return false;
+    const unsigned char *payload = b + header;
+    f->opcode = b[0] & 0x0F;
+    f->close_code = f->opcode == OP_CLOSE && len >= 2 ? (payload[0] << 8) | payload[1] : 0;
+    f->len = (size_t)len;
+    f->data = xstrndup((const char *)payload, f->len);
+    p->in_off += header + (size_t)len;
+    if (p->in_off == p->in.len) {
+        p->in.len = 0;
+        p->in_off = 0;
+    } else if (p->in_off > 65536) {
+        memmove(p->in.data, p->in.data + p->in_off, p->in.len - p->in_off);
+        p->in.len -= p->in_off;
+        p->in_off = 0;
+    }
+    return true;
+}
+
+/* Read the next server frame within WAIT_MS: 1, 0 on timeout, -1 at EOF,
+ * on a read error or a malformed frame. */
+static int read_frame(struct peer *p, struct frame *f)
+{
+    int64_t deadline = util_mono_ms() + WAIT_MS;
+    for (;;) {
+        bool malformed;
+        if (parse_frame(p, f, &malformed))
+            return 1;
+        if (malformed) {
+            fprintf(stderr, "malformed server frame\n");
+            return -1;
+        }
+        int64_t left = deadline - util_mono_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+        int n = poll(&pfd, 1, (int)left);
+        if (n <= 0)
+            continue; /* EINTR or the deadline: checked above */
+        char buf[65536];
+        ssize_t r = read(p->fd, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        util_buf_append(&p->in, buf, (size_t)r);
+    }
+}
+
+/* The next frame as JSON (free with cJSON_Delete), or NULL with the reason printed. */
+static cJSON *next_json(struct peer *p)
+{
+    struct frame f;
+    int rc = read_frame(p, &f);
+    if (rc != 1) {
+        fprintf(stderr, "no frame: %s\n", rc == 0 ? "timeout" : "EOF or error");
+        return NULL;
+    }
+    cJSON *obj = NULL;
+    if (f.opcode == OP_TEXT)
+        obj = cJSON_ParseWithLength(f.data, f.len);
+    if (!obj)
+        fprintf(stderr, "not a JSON text frame: opcode %d code %d \"%.120s\"\n", f.opcode,
+                f.close_code, f.opcode == OP_CLOSE && f.len >= 2 ? f.data + 2 : f.data);
+    free(f.data);
+    return obj;
+}
+
+static const char *json_str(const cJSON *obj, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static double json_num(const cJSON *obj, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(item) ? item->valuedouble : -1;
+}
+
+static void print_unexpected(const char *want, const cJSON *obj)
+{
+    char *text = cJSON_PrintUnformatted(obj);
+    fprintf(stderr, "expected %s, got %.200s\n", want, text);
+    free(text);
+}
+
+/* The next frame is of type; returned for more checks (cJSON_Delete it). */
+static cJSON *expect_type(struct peer *p, const char *type)
+{
+    cJSON *obj = next_json(p);
+    if (obj && (!json_str(obj, "type") || strcmp(json_str(obj, "type"), type) != 0)) {
+        print_unexpected(type, obj);
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* The next frame is the message id of room. */
+static bool expect_message(struct peer *p, const char *room, uint64_t id)
+{
+    cJSON *obj = next_json(p);
+    bool ok = obj && json_str(obj, "type") && strcmp(json_str(obj, "type"), "message") == 0 &&
+              json_str(obj, "room") && strcmp(json_str(obj, "room"), room) == 0 &&
+              json_num(obj, "id") == (double)id;
+    if (obj && !ok) {
+        char want[96];
+        snprintf(want, sizeof(want), "message %s/%llu", room, (unsigned long long)id);
+        print_unexpected(want, obj);
+    }
+    cJSON_Delete(obj);
+    return ok;
+}
+
+/* The next frame is `joined` of room with last_id, members (comma-separated,
+ * sorted) and recovered. */
+static bool expect_joined(struct peer *p, const char *room, uint64_t last_id, const char *members,
+                          bool recovered)
+{
+    cJSON *obj = expect_type(p, "joined");
+    if (!obj)
+        return false;
+    struct util_buf names;
+    util_buf_init(&names);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(obj, "members"))
+    {
+        util_buf_appendf(&names, "%s%s", names.len ? "," : "",
+                         cJSON_IsString(item) ? item->valuestring : "?");
+    }
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(obj, "recovered");
+    bool ok = json_str(obj, "room") && strcmp(json_str(obj, "room"), room) == 0 &&
+              json_num(obj, "last_id") == (double)last_id && names.len > 0 &&
+              strcmp(names.data, members) == 0 && cJSON_IsBool(rec) &&
+              cJSON_IsTrue(rec) == recovered;
+    if (!ok) {
+        char want[160];
+        snprintf(want, sizeof(want), "joined %s last_id=%llu members=%s recovered=%d", room,
+                 (unsigned long long)last_id, members, recovered);
+        print_unexpected(want, obj);
+    }
+    util_buf_dispose(&names);
+    cJSON_Delete(obj);
+    return ok;
+}
+
+/* The next frame is presence (or typing, event NULL) of user in room. */
+static bool expect_event(struct peer *p, const char *type, const char *room, const char *user,
+                         const char *event)
+{
+    cJSON *obj = expect_type(p, type);
+    if (!obj)
+        return false;
+    bool ok = json_str(obj, "room") && strcmp(json_str(obj, "room"), room) == 0 &&
+              json_str(obj, "user") && strcmp(json_str(obj, "user"), user) == 0 &&
+              (!event || (json_str(obj, "event") && strcmp(json_str(obj, "event"), event) == 0));
+    if (!ok) {
+        char want[128];
+        snprintf(want, sizeof(want), "%s %s %s %s", type, room, user, event ? event : "");
+        print_unexpected(want, obj);
+    }
+    cJSON_Delete(obj);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- peers */
+
+/* A connection adopted by the loops; sndbuf > 0 shrinks the server's send
+ * buffer so that the queue, not the socket, holds what the client has not read. */
+static struct peer *peer_open_buf(int sndbuf)
+{
+    struct peer *p = xcalloc(1, sizeof(*p));
+    util_buf_init(&p->in);
+    int sv[2];
+    if (loops_admit(fx.loops, "127.0.0.1") != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return NULL;
+    if (sndbuf > 0)
+        setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    p->fd = sv[0];
+    loops_adopt(fx.loops, sv[1], NULL, NULL, 0, "127.0.0.1", &handler, p);
+    return p;
+}
+
+/* An adopted connection of user (after hello). NULL on failure. */
+static struct peer *peer_user_buf(const char *user, int sndbuf)
+{
+    struct peer *p = peer_open_buf(sndbuf);
+    if (!p || command(p, "hello %s", user) != 0)
+        return NULL;
+    return p;
+}
+
+static struct peer *peer_user(const char *user)
+{
+    return peer_user_buf(user, 0);
+}
+
+static struct hub_conn *peer_hc(struct peer *p)
+{
+    pthread_mutex_lock(&fx.lock);
+    struct hub_conn *hc = p->hc;
+    pthread_mutex_unlock(&fx.lock);
+    return hc;
+}
+
+static int peer_drains(struct peer *p)
+{
+    pthread_mutex_lock(&fx.lock);
+    int n = p->drains;
+    pthread_mutex_unlock(&fx.lock);
+    return n;
+}
+
+static bool peer_is_closed(struct peer *p)
+{
+    pthread_mutex_lock(&fx.lock);
+    bool closed = p->closed;
+    pthread_mutex_unlock(&fx.lock);
+    return closed;
+}
+
+/* Close the client end, wait for on_closed (the hub connection is gone then),
+ * free. False when on_closed did not run in time (p is leaked then). */
+static bool peer_free(struct peer *p)
+{
+    if (!p)
+        return true;
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
+    if (!WAIT_UNTIL(p->closed))
+        return false;
+    conn_unref(p->conn);
+    util_buf_dispose(&p->in);
+    free(p);
+    return true;
+}
+
+/* Store a message and fan it out, as the broker does. */
+static void publish(const char *room, uint64_t id, const char *text)
+{
+    hist_add(room, id, text);
+    struct chat_msg *m = chat_msg_create(room, "poster", text, NULL);
     m->id = id;
-    hub_deliver(hub, m);
+    m->ts = 1700000000000 + (int64_t)id;
+    hub_deliver(fx.hub, m);
     chat_msg_free(m);
 }
 
-static void finish(struct hub *hub, struct hub_conn **conns, int n)
+/* Store n messages of room, ids from+1 .. from+n, each of text_len bytes. */
+static void store_many(const char *room, uint64_t from, int n, size_t text_len)
 {
-    for (int i = 0; i < n; i++) {
-        set_blocked(i, false);
-        hub_conn_closed(conns[i]);
-    }
-    hub_free(hub);
-    metrics_free(metrics);
+    char *text = xmalloc(text_len + 1);
+    memset(text, 'm', text_len);
+    text[text_len] = '\0';
+    for (int i = 1; i <= n; i++)
+        hist_add(room, from + (uint64_t)i, text);
+    free(text);
 }
 
-/* ---------------------------------------------------------------- tests */
+/* ---------------------------------------------------------------- membership */
 
-static int test_fanout_reaches_every_member(void)
+static int test_join_answers_joined(void)
 {
-    struct hub *hub = new_hub(64);
-    struct hub_conn *c[3] = {new_conn(hub, 0, "a"), new_conn(hub, 1, "b"), new_conn(hub, 2, "c")};
-    for (int i = 0; i < 3; i++)
-        TEST_ASSERT_INT(hub_join(hub, c[i], "r", NULL), 0);
-    deliver(hub, "r", 1, "hello-all");
-    deliver(hub, "other", 1, "not-for-r");
-    for (int i = 0; i < 3; i++) {
-        TEST_ASSERT(wait_frames(i, "\"type\":\"joined\"", 1));
-        TEST_ASSERT(wait_frames(i, "hello-all", 1));
-    }
-    pthread_mutex_lock(&sink.lock);
-    TEST_ASSERT_INT(count_frames(0, 1, "not-for-r", 0), 0);
-    pthread_mutex_unlock(&sink.lock);
-    TEST_ASSERT_INT(atomic_load(&metrics->messages_delivered), 3);
-    finish(hub, c, 3);
+    fx_init();
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 5, 10);
+    struct peer *alice = peer_user("alice");
+    TEST_ASSERT(alice);
+    TEST_ASSERT_INT(command(alice, "join r"), 0);
+    TEST_ASSERT(expect_joined(alice, "r", 5, "alice", true));
+    TEST_ASSERT(hub_is_member(fx.hub, peer_hc(alice), "r"));
+    TEST_ASSERT(hub_conn_socket(peer_hc(alice)) == alice->conn);
+
+    struct peer *bob = peer_user("bob");
+    TEST_ASSERT(bob);
+    TEST_ASSERT_INT(command(bob, "join r"), 0);
+    TEST_ASSERT(expect_joined(bob, "r", 5, "alice,bob", true));
+    TEST_ASSERT(expect_event(alice, "presence", "r", "bob", "join"));
+
+    char **names, **rooms;
+    size_t count, *online;
+    TEST_ASSERT_INT(hub_room_members(fx.hub, "r", &names, &count), 0);
+    TEST_ASSERT_INT(count, 2);
+    TEST_ASSERT_STR(names[0], "alice");
+    TEST_ASSERT_STR(names[1], "bob");
+    hub_free_names(names, count);
+    TEST_ASSERT_INT(hub_list_rooms(fx.hub, &rooms, &online, &count), 0);
+    TEST_ASSERT_INT(count, 1);
+    TEST_ASSERT_STR(rooms[0], "r");
+    TEST_ASSERT_INT(online[0], 2);
+    hub_free_names(rooms, count);
+    free(online);
+
+    TEST_ASSERT_INT(command(bob, "leave r"), 0);
+    TEST_ASSERT(expect_event(alice, "presence", "r", "bob", "leave"));
+    TEST_ASSERT_INT(command(bob, "leave r"), -ENOENT);
+    TEST_ASSERT(!hub_is_member(fx.hub, peer_hc(bob), "r"));
+    TEST_ASSERT(peer_free(bob));
+    TEST_ASSERT(peer_free(alice));
+    TEST_ASSERT_INT(hub_room_count(fx.hub), 0); /* the last member left: the room is gone */
+    fx_stop();
     return 0;
 }
 
-static int test_blocked_client_delays_no_one_and_overflows(void)
+static int test_deliver_fans_out_to_room(void)
 {
-    struct hub *hub = new_hub(8);
-    struct hub_conn *c[2] = {new_conn(hub, 0, "slow"), new_conn(hub, 1, "fast")};
-    hub_join(hub, c[0], "r", NULL);
-    hub_join(hub, c[1], "r", NULL);
-    TEST_ASSERT(wait_frames(0, "joined", 1) && wait_frames(1, "joined", 1));
-    set_blocked(0, true);
-    char text[32];
-    for (int i = 1; i <= 20; i++) {
-        snprintf(text, sizeof(text), "m-%d-end", i);
-        deliver(hub, "r", (uint64_t)i, text);
-        /* The fast client gets each message while the slow one is stuck in a write. */
-        TEST_ASSERT(wait_frames(1, "-end", i));
-    }
-    TEST_ASSERT_INT(atomic_load(&metrics->slow_consumers), 1);
-    TEST_ASSERT(hub_conn_is_closing(c[0]));
-    TEST_ASSERT(!hub_conn_is_closing(c[1]));
-    set_blocked(0, false);
-    TEST_ASSERT(wait_close(0, 1013));
-    finish(hub, c, 2);
+    fx_init();
+    TEST_ASSERT(fx_start());
+    struct peer *a = peer_user("a"), *b = peer_user("b"), *c = peer_user("c");
+    TEST_ASSERT(a && b && c);
+    TEST_ASSERT_INT(command(a, "join r"), 0);
+    TEST_ASSERT(expect_joined(a, "r", 0, "a", true));
+    TEST_ASSERT_INT(command(b, "join r"), 0);
+    TEST_ASSERT(expect_joined(b, "r", 0, "a,b", true));
+    TEST_ASSERT(expect_event(a, "presence", "r", "b", "join"));
+    TEST_ASSERT_INT(command(c, "join s"), 0);
+    TEST_ASSERT(expect_joined(c, "s", 0, "c", true));
+
+    publish("r", 1, "hello-r");
+    publish("nobody-here", 1, "lost");
+    publish("s", 1, "hello-s");
+    publish("r", 2, "again-r");
+    cJSON *obj = expect_type(a, "message");
+    TEST_ASSERT(obj);
+    TEST_ASSERT_STR(json_str(obj, "text"), "hello-r");
+    TEST_ASSERT_STR(json_str(obj, "user"), "poster");
+    TEST_ASSERT(json_num(obj, "id") == 1);
+    cJSON_Delete(obj);
+    TEST_ASSERT(expect_message(a, "r", 2)); /* and not s/1 between */
+    TEST_ASSERT(expect_message(b, "r", 1));
+    TEST_ASSERT(expect_message(b, "r", 2));
+    TEST_ASSERT(expect_message(c, "s", 1)); /* and not r/1 before */
+    publish("s", 2, "sentinel");
+    TEST_ASSERT(expect_message(c, "s", 2)); /* nor r/2 */
+    TEST_ASSERT_INT(atomic_load(&fx.metrics->messages_delivered), 2 + 0 + 1 + 2 + 1);
+    TEST_ASSERT(peer_free(a) && peer_free(b) && peer_free(c));
+    fx_stop();
     return 0;
 }
 
-/* Poll the sender thread gauge until it is n, for up to WAIT_MS. */
-static bool wait_sender_threads(int n)
-{
-    for (int waited = 0; waited < WAIT_MS; waited += 10) {
-        if (atomic_load(&metrics->sender_threads) == n)
-            return true;
-        usleep(10000);
-    }
-    return false;
-}
-
-/* More stalled clients than sender threads: the hub adds senders, so a
- * client that reads still gets every message while the others are stuck. */
-static int test_stuck_senders_are_relieved(void)
-{
-    struct hub *hub = new_hub(64); /* 2 sender threads */
-    struct hub_conn *c[CONNS];
-    for (int i = 0; i < CONNS; i++) {
-        c[i] = new_conn(hub, i, i < CONNS - 1 ? "stalled" : "reader");
-        hub_join(hub, c[i], "r", NULL);
-        TEST_ASSERT(wait_frames(i, "joined", 1));
-    }
-    for (int i = 0; i < CONNS - 1; i++)
-        set_blocked(i, true);
-    char text[32];
-    for (int i = 1; i <= 5; i++) {
-        snprintf(text, sizeof(text), "m-%d-end", i);
-        deliver(hub, "r", (uint64_t)i, text);
-        TEST_ASSERT(wait_frames(CONNS - 1, "-end", i));
-    }
-    TEST_ASSERT(atomic_load(&metrics->sender_threads) > 2);
-    for (int i = 0; i < CONNS - 1; i++)
-        set_blocked(i, false);
-    for (int i = 0; i < CONNS - 1; i++)
-        TEST_ASSERT(wait_frames(i, "-end", 5));
-    TEST_ASSERT_INT(atomic_load(&metrics->slow_consumers), 0);
-    /* idle for sender_idle_ms, the extra senders leave; the hub still works */
-    TEST_ASSERT(wait_sender_threads(2));
-    deliver(hub, "r", 6, "m-6-end");
-    for (int i = 0; i < CONNS; i++)
-        TEST_ASSERT(wait_frames(i, "-end", 6));
-    finish(hub, c, CONNS);
-    return 0;
-}
-
-static int test_queued_frames_are_coalesced(void)
-{
-    struct hub *hub = new_hub(64);
-    struct hub_conn *c[1] = {new_conn(hub, 0, "a")};
-    hub_join(hub, c[0], "r", NULL);
-    TEST_ASSERT(wait_frames(0, "joined", 1));
-    set_blocked(0, true);
-    deliver(hub, "r", 1, "first-x");
-    /* Wait until the sender is inside the blocked write, then queue more. */
-    pthread_mutex_lock(&sink.lock);
-    while (!sink.inside[0])
-        pthread_cond_wait(&sink.changed, &sink.lock);
-    pthread_mutex_unlock(&sink.lock);
-    for (int i = 2; i <= 10; i++)
-        deliver(hub, "r", (uint64_t)i, "more-x");
-    set_blocked(0, false);
-    TEST_ASSERT(wait_frames(0, "-x", 10));
-    pthread_mutex_lock(&sink.lock);
-    int writes = sink.writes[0];
-    pthread_mutex_unlock(&sink.lock);
-    /* joined, the first message, then the nine queued ones in one write. */
-    TEST_ASSERT_INT(writes, 3);
-    finish(hub, c, 1);
-    return 0;
-}
-
-static int test_join_replays_before_live(void)
-{
-    struct hub *hub = new_hub(64);
-    struct hub_conn *c[1] = {new_conn(hub, 0, "a")};
-    stub_last_id = 3;
-    uint64_t since = 1;
-    TEST_ASSERT_INT(hub_join(hub, c[0], "r", &since), 0);
-    deliver(hub, "r", 4, "live-four");
-    TEST_ASSERT(wait_frames(0, "live-four", 1));
-    pthread_mutex_lock(&sink.lock);
-    const char *all = sink.bytes[0].data;
-    const char *joined = strstr(all, "\"last_id\":3");
-    const char *two = strstr(all, "\"id\":2");
-    const char *three = strstr(all, "\"id\":3");
-    const char *four = strstr(all, "\"id\":4");
-    TEST_ASSERT(joined && two && three && four);
-    TEST_ASSERT(joined < two && two < three && three < four);
-    TEST_ASSERT(strstr(all, "\"id\":1,") == NULL); /* since=1: not replayed */
-    TEST_ASSERT(strstr(all, "\"recovered\":true") != NULL);
-    pthread_mutex_unlock(&sink.lock);
-    finish(hub, c, 1);
-    return 0;
-}
-
+/* Local presence, another node's users (hub_remote_presence) and typing. */
 static int test_presence_local_and_remote(void)
 {
-    struct hub *hub = new_hub(64);
-    struct hub_conn *c[3] = {new_conn(hub, 0, "alice"), new_conn(hub, 1, "bob"),
-                             new_conn(hub, 2, "bob")};
-    hub_join(hub, c[0], "r", NULL);
-    hub_join(hub, c[1], "r", NULL);
-    hub_join(hub, c[2], "r", NULL); /* bob's second connection: no new presence */
-    TEST_ASSERT(wait_frames(2, "joined", 1));
-    hub_remote_presence(hub, "r", "carol", +1);
-    TEST_ASSERT(wait_frames(0, "\"user\":\"carol\",\"event\":\"join\"", 1));
-    hub_remote_typing(hub, "r", "carol");
-    TEST_ASSERT(wait_frames(0, "\"type\":\"typing\",\"room\":\"r\",\"user\":\"carol\"", 1));
+    fx_init();
+    TEST_ASSERT(fx_start());
+    struct peer *alice = peer_user("alice"), *bob1 = peer_user("bob"), *bob2 = peer_user("bob");
+    TEST_ASSERT(alice && bob1 && bob2);
+    TEST_ASSERT_INT(command(alice, "join r"), 0);
+    TEST_ASSERT(expect_joined(alice, "r", 0, "alice", true));
+    TEST_ASSERT_INT(command(bob1, "join r"), 0);
+    TEST_ASSERT(expect_joined(bob1, "r", 0, "alice,bob", true));
+    TEST_ASSERT_INT(command(bob2, "join r"), 0); /* bob's second connection: no presence */
+    TEST_ASSERT(expect_joined(bob2, "r", 0, "alice,bob", true));
+    TEST_ASSERT(expect_event(alice, "presence", "r", "bob", "join"));
+
+    hub_remote_presence(fx.hub, "r", "carol", +1);
+    TEST_ASSERT(expect_event(alice, "presence", "r", "carol", "join"));
+    TEST_ASSERT(expect_event(bob2, "presence", "r", "carol", "join"));
+    hub_remote_presence(fx.hub, "r", "carol", +1); /* a second node: no news */
+    hub_remote_typing(fx.hub, "r", "carol");
+    TEST_ASSERT(expect_event(alice, "typing", "r", "carol", NULL));
     char **names;
     size_t count;
-    hub_room_members(hub, "r", &names, &count);
+    hub_room_members(fx.hub, "r", &names, &count);
     TEST_ASSERT_INT(count, 3);
     TEST_ASSERT_STR(names[0], "alice");
     TEST_ASSERT_STR(names[1], "bob");
     TEST_ASSERT_STR(names[2], "carol");
     hub_free_names(names, count);
-    hub_leave(hub, c[1], "r");
-    hub_leave(hub, c[2], "r");
-    TEST_ASSERT(wait_frames(0, "\"user\":\"bob\",\"event\":\"leave\"", 1));
-    pthread_mutex_lock(&sink.lock);
-    TEST_ASSERT_INT(count_frames(0, 1, "\"user\":\"bob\",\"event\":\"join\"", 0), 1);
-    pthread_mutex_unlock(&sink.lock);
-    hub_remote_presence(hub, "r", "carol", -1);
-    TEST_ASSERT(wait_frames(0, "\"user\":\"carol\",\"event\":\"leave\"", 1));
-    hub_room_members(hub, "r", &names, &count);
-    TEST_ASSERT_INT(count, 1); /* alice */
+
+    TEST_ASSERT_INT(command(alice, "typing r"), 0);
+    TEST_ASSERT(expect_event(bob1, "presence", "r", "carol", "join"));
+    TEST_ASSERT(expect_event(bob1, "typing", "r", "carol", NULL));
+    TEST_ASSERT(expect_event(bob1, "typing", "r", "alice", NULL));
+    TEST_ASSERT_INT(command(bob1, "leave r"), 0);
+    TEST_ASSERT_INT(command(bob2, "leave r"), 0);
+    /* one leave once bob's last connection went, and no second bob join before it */
+    TEST_ASSERT(expect_event(alice, "presence", "r", "bob", "leave"));
+    hub_remote_presence(fx.hub, "r", "carol", -1);
+    hub_remote_presence(fx.hub, "r", "carol", -1);
+    TEST_ASSERT(expect_event(alice, "presence", "r", "carol", "leave"));
+    hub_room_members(fx.hub, "r", &names, &count);
+    TEST_ASSERT_INT(count, 1);
+    TEST_ASSERT_STR(names[0], "alice");
     hub_free_names(names, count);
-    finish(hub, c, 3);
+
+    /* a remote user in a room with no local member keeps the room listed */
+    hub_remote_presence(fx.hub, "far", "dave", +1);
+    TEST_ASSERT_INT(hub_room_count(fx.hub), 2);
+    hub_remote_presence(fx.hub, "far", "dave", -1);
+    TEST_ASSERT_INT(hub_room_count(fx.hub), 1);
+    TEST_ASSERT(peer_free(alice) && peer_free(bob1) && peer_free(bob2));
+    fx_stop();
     return 0;
 }
 
-static int test_room_limit_and_leave(void)
+/* What the cluster listener heard. */
+static struct {
+    pthread_mutex_t lock;
+    struct util_buf log; /* "+room/user;" "-room/user;" "~room/user;" */
+} heard = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void heard_presence(void *ctx, const char *room, const char *user, bool online)
 {
-    struct hub *hub = new_hub(64);
-    struct hub_conn *c[1] = {new_conn(hub, 0, "a")};
-    TEST_ASSERT_INT(hub_join(hub, c[0], "r1", NULL), 0);
-    TEST_ASSERT_INT(hub_join(hub, c[0], "r2", NULL), 0);
-    TEST_ASSERT_INT(hub_join(hub, c[0], "r3", NULL), -E2BIG);
-    TEST_ASSERT_INT(hub_join(hub, c[0], "r1", NULL), 0); /* re-joining is not a new room */
-    TEST_ASSERT_INT(hub_leave(hub, c[0], "r3"), -ENOENT);
-    TEST_ASSERT_INT(hub_leave(hub, c[0], "r2"), 0);
-    TEST_ASSERT(!hub_is_member(hub, c[0], "r2"));
-    TEST_ASSERT_INT(hub_room_count(hub), 1);
-    finish(hub, c, 1);
+    (void)ctx;
+    pthread_mutex_lock(&heard.lock);
+    util_buf_appendf(&heard.log, "%c%s/%s;", online ? '+' : '-', room, user);
+    pthread_mutex_unlock(&heard.lock);
+}
+
+static void heard_typing(void *ctx, const char *room, const char *user)
+{
+    (void)ctx;
+    pthread_mutex_lock(&heard.lock);
+    util_buf_appendf(&heard.log, "~%s/%s;", room, user);
+    pthread_mutex_unlock(&heard.lock);
+}
+
+/* The listener heard exactly one of the two logs (alt may be NULL). */
+static bool heard_either(const char *expected, const char *alt)
+{
+    pthread_mutex_lock(&heard.lock);
+    const char *got = heard.log.len ? heard.log.data : "";
+    bool ok = strcmp(got, expected) == 0 || (alt && strcmp(got, alt) == 0);
+    if (!ok)
+        fprintf(stderr, "listener heard \"%s\", expected \"%s\"\n", got, expected);
+    pthread_mutex_unlock(&heard.lock);
+    return ok;
+}
+
+static bool heard_is(const char *expected)
+{
+    return heard_either(expected, NULL);
+}
+
+/* The broker learns of a user's first connection in a room and of the last
+ * one leaving, and of local typing; the local snapshot lists (room, user). */
+static int test_cluster_listener(void)
+{
+    fx_init();
+    TEST_ASSERT(fx_start());
+    util_buf_dispose(&heard.log);
+    util_buf_init(&heard.log);
+    hub_set_cluster_listener(fx.hub, heard_presence, heard_typing, NULL);
+    struct peer *a1 = peer_user("alice"), *a2 = peer_user("alice"), *bob = peer_user("bob");
+    TEST_ASSERT(a1 && a2 && bob);
+    TEST_ASSERT_INT(command(a1, "join r"), 0);
+    TEST_ASSERT_INT(command(a2, "join r"), 0);
+    TEST_ASSERT_INT(command(bob, "join r"), 0);
+    TEST_ASSERT_INT(command(bob, "join s"), 0);
+    TEST_ASSERT(heard_is("+r/alice;+r/bob;+s/bob;"));
+    TEST_ASSERT(expect_joined(bob, "r", 0, "alice,bob", true));
+    TEST_ASSERT(expect_joined(bob, "s", 0, "bob", true));
+
+    TEST_ASSERT_INT(command(a1, "typing r"), 0);
+    TEST_ASSERT(heard_is("+r/alice;+r/bob;+s/bob;~r/alice;"));
+    TEST_ASSERT(expect_event(bob, "typing", "r", "alice", NULL));
+    TEST_ASSERT_INT(command(a1, "typing s"), 0); /* not a member of s: nothing */
+
+    struct hub_presence *entries;
+    size_t count;
+    TEST_ASSERT_INT(hub_local_presence(fx.hub, &entries, &count), 0);
+    TEST_ASSERT_INT(count, 3); /* r/alice once, r/bob, s/bob */
+    int r_alice = 0, r_bob = 0, s_bob = 0;
+    for (size_t i = 0; i < count; i++) {
+        r_alice += strcmp(entries[i].room, "r") == 0 && strcmp(entries[i].user, "alice") == 0;
+        r_bob += strcmp(entries[i].room, "r") == 0 && strcmp(entries[i].user, "bob") == 0;
+        s_bob += strcmp(entries[i].room, "s") == 0 && strcmp(entries[i].user, "bob") == 0;
+    }
+    hub_free_presence(entries, count);
+    TEST_ASSERT(r_alice == 1 && r_bob == 1 && s_bob == 1);
+
+    /* remote presence is not echoed back to the cluster */
+    hub_remote_presence(fx.hub, "r", "carol", +1);
+    TEST_ASSERT(expect_event(bob, "presence", "r", "carol", "join"));
+    TEST_ASSERT_INT(command(a1, "leave r"), 0); /* alice is still there through a2 */
+    TEST_ASSERT(peer_free(a2));                 /* her last connection closes */
+    TEST_ASSERT(heard_is("+r/alice;+r/bob;+s/bob;~r/alice;-r/alice;"));
+    TEST_ASSERT(expect_event(bob, "presence", "r", "alice", "leave"));
+    TEST_ASSERT(peer_free(bob));
+    TEST_ASSERT(heard_either("+r/alice;+r/bob;+s/bob;~r/alice;-r/alice;-r/bob;-s/bob;",
+                             "+r/alice;+r/bob;+s/bob;~r/alice;-r/alice;-s/bob;-r/bob;"));
+    TEST_ASSERT(peer_free(a1));
+    hub_remote_presence(fx.hub, "r", "carol", -1);
+    fx_stop();
+    util_buf_dispose(&heard.log);
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_fanout_reaches_every_member),
-          TEST_CASE(test_blocked_client_delays_no_one_and_overflows),
-          TEST_CASE(test_stuck_senders_are_relieved), TEST_CASE(test_queued_frames_are_coalesced),
-          TEST_CASE(test_join_replays_before_live), TEST_CASE(test_presence_local_and_remote),
-          TEST_CASE(test_room_limit_and_leave))
+static int test_room_limit_and_rejoin(void)
+{
+    fx_init();
+    fx.cfg->max_rooms_per_conn = 2;
+    TEST_ASSERT(fx_start());
+    store_many("r1", 0, 3, 10);
+    struct peer *p = peer_user("a");
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r1 0"), 0);
+    TEST_ASSERT(expect_joined(p, "r1", 3, "a", true));
+    for (uint64_t id = 1; id <= 3; id++)
+        TEST_ASSERT(expect_message(p, "r1", id));
+    TEST_ASSERT_INT(command(p, "join r2"), 0);
+    TEST_ASSERT(expect_joined(p, "r2", 0, "a", true));
+    TEST_ASSERT_INT(command(p, "join r3"), -E2BIG);
+    TEST_ASSERT(!hub_is_member(fx.hub, peer_hc(p), "r3"));
+
+    /* re-joining is not a new room, and answers joined without a replay */
+    int replays = hist_replay_calls();
+    TEST_ASSERT_INT(command(p, "join r1 0"), 0);
+    TEST_ASSERT(expect_joined(p, "r1", 3, "a", true));
+    TEST_ASSERT_INT(hist_replay_calls(), replays);
+    publish("r1", 4, "live");
+    TEST_ASSERT(expect_message(p, "r1", 4)); /* no second copy of 1..3 before it */
+
+    TEST_ASSERT_INT(command(p, "leave r3"), -ENOENT);
+    TEST_ASSERT_INT(command(p, "leave r2"), 0);
+    TEST_ASSERT(!hub_is_member(fx.hub, peer_hc(p), "r2"));
+    TEST_ASSERT_INT(hub_room_count(fx.hub), 1);
+    TEST_ASSERT_INT(command(p, "join r3"), 0);
+    TEST_ASSERT(expect_joined(p, "r3", 0, "a", true));
+    TEST_ASSERT(peer_free(p));
+    TEST_ASSERT_INT(hub_room_count(fx.hub), 0);
+    fx_stop();
+    return 0;
+}
+
+/* ---------------------------------------------------------------- replay */
+
+static int test_replay_before_live(void)
+{
+    fx_init();
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 10, 20);
+    struct peer *p = peer_user("a");
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 4"), 0);
+    publish("r", 11, "live-eleven");
+    TEST_ASSERT(expect_joined(p, "r", 10, "a", true));
+    for (uint64_t id = 5; id <= 11; id++)
+        TEST_ASSERT(expect_message(p, "r", id));
+    publish("r", 12, "live-twelve");
+    TEST_ASSERT(expect_message(p, "r", 12));
+
+    /* since == last_id: nothing to replay */
+    struct peer *q = peer_user("b");
+    TEST_ASSERT(q);
+    TEST_ASSERT_INT(command(q, "join r 12"), 0);
+    TEST_ASSERT(expect_joined(q, "r", 12, "a,b", true));
+    publish("r", 13, "live-thirteen");
+    TEST_ASSERT(expect_message(q, "r", 13));
+    TEST_ASSERT(peer_free(p) && peer_free(q));
+    fx_stop();
+    return 0;
+}
+
+/* More missed than replay_max: joined says recovered false, and no replay. */
+static int test_replay_too_far_back(void)
+{
+    fx_init();
+    fx.cfg->replay_max = 5;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 10, 20);
+    struct peer *p = peer_user("a");
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 2"), 0);
+    TEST_ASSERT(expect_joined(p, "r", 10, "a", false));
+    publish("r", 11, "live");
+    TEST_ASSERT(expect_message(p, "r", 11));
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+/* Read the messages of room with ids from..to, in order, each once. */
+static bool expect_run(struct peer *p, const char *room, uint64_t from, uint64_t to)
+{
+    for (uint64_t id = from; id <= to; id++) {
+        if (!expect_message(p, room, id))
+            return false;
+    }
+    return true;
+}
+
+/* A replay far larger than the queue (16 KiB, 300 messages of 1 KB) arrives
+ * whole, in order, without a close: pages follow the drains. */
+static int test_replay_larger_than_queue(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = 16;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 300, 1000);
+    struct peer *p = peer_user_buf("a", 8192);
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    TEST_ASSERT(expect_joined(p, "r", 300, "a", true));
+    TEST_ASSERT(expect_run(p, "r", 1, 300));
+    TEST_ASSERT(peer_drains(p) >= 300 / 64);
+    TEST_ASSERT(hist_replay_calls() >= 300 / 64);
+    publish("r", 301, "live");
+    TEST_ASSERT(expect_message(p, "r", 301));
+    TEST_ASSERT_INT(atomic_load(&fx.metrics->slow_consumers), 0);
+    TEST_ASSERT(!peer_is_closed(p));
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+/* Messages delivered while a replay is under way: the client reads a few
+ * frames, the broker delivers one, and so on, through the replay and past
+ * it. Every id arrives once, in order. The queue is large enough for a page,
+ * so only the replay's bookkeeping is on trial here. */
+static int test_deliver_during_replay(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = 256;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 300, 1000);
+    struct peer *p = peer_user_buf("a", 8192);
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    TEST_ASSERT(expect_joined(p, "r", 300, "a", true));
+    uint64_t next_publish = 301;
+    for (uint64_t id = 1; id <= 400; id++) {
+        TEST_ASSERT(expect_message(p, "r", id));
+        if (id % 3 == 0 && next_publish <= 400) {
+            publish("r", next_publish, "during");
+            next_publish++;
+        }
+    }
+    publish("r", 401, "after");
+    TEST_ASSERT(expect_message(p, "r", 401));
+    TEST_ASSERT_INT(atomic_load(&fx.metrics->slow_consumers), 0);
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+struct publisher {
+    const char *room;
+    uint64_t from;
+    uint64_t to;
+};
+
+static void *publish_paced(void *arg)
+{
+    struct publisher *pub = arg;
+    for (uint64_t id = pub->from; id <= pub->to; id++) {
+        publish(pub->room, id, "concurrent");
+        usleep(200);
+    }
+    return NULL;
+}
+
+/* The same with the broker on its own thread, as in the server. */
+static int test_concurrent_deliver_during_replay(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = 256;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 300, 1000);
+    struct peer *p = peer_user_buf("a", 8192);
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    struct publisher pub = {"r", 301, 500};
+    pthread_t thread;
+    TEST_ASSERT_INT(pthread_create(&thread, NULL, publish_paced, &pub), 0);
+    bool joined = expect_joined(p, "r", 300, "a", true);
+    bool run = joined && expect_run(p, "r", 1, 500);
+    pthread_join(thread, NULL);
+    TEST_ASSERT(joined && run);
+    TEST_ASSERT_INT(atomic_load(&fx.metrics->slow_consumers), 0);
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+/* With the queue at its smallest (16 KiB), a live message that arrives
+ * while the replay's last page is still queued goes out after it; the
+ * connection is not taken for a slow consumer. */
+static int test_live_message_behind_last_page(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = 16;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 40, 1000); /* one page, 40 KB: over the cap by itself */
+    struct peer *p = peer_user_buf("a", 8192);
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    publish("r", 41, "live");
+    TEST_ASSERT(expect_joined(p, "r", 40, "a", true));
+    TEST_ASSERT(expect_run(p, "r", 1, 41));
+    TEST_ASSERT_INT(atomic_load(&fx.metrics->slow_consumers), 0);
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+/* A second room joined while the first one's replay fills the queue (a
+ * reconnecting client re-joins all its rooms with since): its `joined` and
+ * its replay follow, and both replays arrive whole. */
+static int test_second_join_during_replay(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = 16;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 200, 1000);
+    store_many("s", 0, 200, 1000);
+    struct peer *p = peer_user_buf("a", 8192);
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    TEST_ASSERT_INT(command(p, "join s 0"), 0);
+    TEST_ASSERT(expect_joined(p, "r", 200, "a", true));
+    /* r 1..200 and s 1..200 each in order, the `joined` of s before any s message */
+    uint64_t next_r = 1, next_s = 1;
+    bool joined_s = false;
+    while (next_r <= 200 || next_s <= 200) {
+        cJSON *obj = next_json(p);
+        if (!obj)
+            fprintf(stderr, "stopped before r/%llu s/%llu (joined s: %d, drains: %d)\n",
+                    (unsigned long long)next_r, (unsigned long long)next_s, joined_s,
+                    peer_drains(p));
+        TEST_ASSERT(obj);
+        const char *type = json_str(obj, "type"), *room = json_str(obj, "room");
+        bool ok = type && room;
+        if (ok && strcmp(type, "message") == 0) {
+            bool in_r = strcmp(room, "r") == 0;
+            uint64_t *next = in_r ? &next_r : &next_s;
+            ok = json_num(obj, "id") == (double)*next && (in_r || joined_s);
+            (*next)++;
+        } else if (ok && strcmp(type, "joined") == 0) {
+            ok = strcmp(room, "s") == 0 && !joined_s && json_num(obj, "last_id") == 200;
+            joined_s = true;
+        } else {
+            ok = false;
+        }
+        if (!ok)
+            print_unexpected("the replays of r and s", obj);
+        cJSON_Delete(obj);
+        TEST_ASSERT(ok);
+    }
+    TEST_ASSERT_INT(atomic_load(&fx.metrics->slow_consumers), 0);
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+/* Another user joins while a replay fills the queue: the presence frame
+ * arrives (somewhere in or after the replay), and the replay arrives whole. */
+static int test_presence_during_replay(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = 16;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 200, 1000);
+    struct peer *p = peer_user_buf("a", 8192);
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    struct peer *b = peer_user("b");
+    TEST_ASSERT(b);
+    TEST_ASSERT_INT(command(b, "join r"), 0);
+    TEST_ASSERT(expect_joined(b, "r", 200, "a,b", true));
+    TEST_ASSERT(expect_joined(p, "r", 200, "a", true));
+    uint64_t next = 1;
+    bool presence_b = false;
+    while (next <= 200 || !presence_b) {
+        cJSON *obj = next_json(p);
+        TEST_ASSERT(obj);
+        const char *type = json_str(obj, "type");
+        bool ok = type != NULL;
+        if (ok && strcmp(type, "message") == 0) {
+            ok = json_num(obj, "id") == (double)next;
+            next++;
+        } else if (ok && strcmp(type, "presence") == 0) {
+            ok = !presence_b && json_str(obj, "user") && strcmp(json_str(obj, "user"), "b") == 0;
+            presence_b = true;
+        } else {
+            ok = false;
+        }
+        if (!ok)
+            print_unexpected("r 1..200 and b's presence", obj);
+        cJSON_Delete(obj);
+        TEST_ASSERT(ok);
+    }
+    TEST_ASSERT_INT(atomic_load(&fx.metrics->slow_consumers), 0);
+    TEST_ASSERT(peer_free(b) && peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_join_answers_joined), TEST_CASE(test_deliver_fans_out_to_room),
+          TEST_CASE(test_presence_local_and_remote), TEST_CASE(test_cluster_listener),
+          TEST_CASE(test_room_limit_and_rejoin), TEST_CASE(test_replay_before_live),
+          TEST_CASE(test_replay_too_far_back), TEST_CASE(test_replay_larger_than_queue),
+          TEST_CASE(test_deliver_during_replay), TEST_CASE(test_concurrent_deliver_during_replay),
+          TEST_CASE(test_live_message_behind_last_page), TEST_CASE(test_second_join_during_replay),
+          TEST_CASE(test_presence_during_replay))
