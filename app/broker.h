@@ -13,10 +13,6 @@ struct config;
 struct metrics;
 struct store;
 
-/* Every message of every room, each room's messages in id order, once each,
- * after the message is in this node's store. Runs on a broker thread; must not block. */
-typedef void (*broker_deliver_cb)(void *ctx, const struct chat_msg *msg);
-
 #define BROKER_ACCEPTED 0  /* a new message was stored */
 #define BROKER_DUPLICATE 1 /* the ref was seen: msg is the original message */
 
@@ -26,18 +22,23 @@ typedef void (*broker_deliver_cb)(void *ctx, const struct chat_msg *msg);
  * broker thread; must not block. msg is only valid during the call. */
 typedef void (*broker_publish_cb)(void *ctx, int status, const struct chat_msg *msg);
 
-/* Cluster presence; the broker knows nothing of the hub, main.c wires these.
- * Another node's user came online in room (delta +1) or went away (-1).
- * Runs on a broker thread with no broker lock held; may take the hub lock. */
-typedef void (*broker_remote_presence_cb)(void *ctx, const char *room, const char *user, int delta);
 /* Called once per (room, user) online on this node. */
 typedef void (*broker_presence_visit_fn)(void *visit_ctx, const char *room, const char *user);
-/* Visit every (room, user) online on this node, each once. Runs on a broker
- * thread with no broker lock held; may take the hub lock. */
-typedef void (*broker_local_presence_cb)(void *ctx, broker_presence_visit_fn visit,
-                                         void *visit_ctx);
-/* Another node's user is typing in room. Same thread rules as remote presence. */
-typedef void (*broker_remote_typing_cb)(void *ctx, const char *room, const char *user);
+
+/* What a broker tells this node's rooms; the hub implements it
+ * (hub_broker_listener). Every call runs on a broker thread with no broker
+ * lock held and may take the hub lock; none may block. */
+struct broker_listener {
+    /* Every message of every room, each room's messages in id order, once
+     * each, after the message is in this node's store. */
+    void (*deliver)(void *ctx, const struct chat_msg *msg);
+    /* Another node's user came online in room (delta +1) or went away (-1). */
+    void (*remote_presence)(void *ctx, const char *room, const char *user, int delta);
+    /* Visit every (room, user) online on this node, each once. */
+    void (*local_presence)(void *ctx, broker_presence_visit_fn visit, void *visit_ctx);
+    /* Another node's user is typing in room. */
+    void (*remote_typing)(void *ctx, const char *room, const char *user);
+};
 
 struct broker_ops {
     const char *name;
@@ -72,12 +73,8 @@ struct broker_deps {
     const struct config *config;
     struct store *store;
     struct metrics *metrics;
-    broker_deliver_cb deliver;
-    void *deliver_ctx;
-    broker_remote_presence_cb remote_presence; /* cluster only; NULL: presence not shared */
-    broker_local_presence_cb local_presence;   /* cluster only; NULL: presence not shared */
-    broker_remote_typing_cb remote_typing;     /* cluster only; NULL: typing not shared */
-    void *presence_ctx;                        /* passed to all three */
+    const struct broker_listener *listener; /* presence and typing NULL: not shared */
+    void *listener_ctx;                     /* passed to every listener call */
 };
 
 /* The embedded single-node backend: ids from the store, ack after commit. */

@@ -144,7 +144,7 @@ static void on_stored(void *ctx, int status)
     struct broker_local *b = job->broker;
     if (status == 0) {
         if (!job->duplicate)
-            b->deps.deliver(b->deps.deliver_ctx, job->msg);
+            b->deps.listener->deliver(b->deps.listener_ctx, job->msg);
         metrics_observe(&b->deps.metrics->publish_seconds, util_mono_ns() - job->started_ns);
         job->cb(job->ctx, job->duplicate ? BROKER_DUPLICATE : BROKER_ACCEPTED, job->msg);
     } else {

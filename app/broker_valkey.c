@@ -590,15 +590,15 @@ static void queue_snapshot(struct broker_valkey *b)
 {
     struct snapshot_builder sb = {.b = b, .snap = b->pub.snapshot_seq++};
     snapshot_start_part(&sb);
-    if (b->deps.local_presence)
-        b->deps.local_presence(b->deps.presence_ctx, snapshot_visit, &sb);
+    if (b->deps.listener->local_presence)
+        b->deps.listener->local_presence(b->deps.listener_ctx, snapshot_visit, &sb);
     snapshot_send_part(&sb, true);
 }
 
 /* Ask every other node for its snapshot (after we subscribed). */
 static void queue_sync_request(struct broker_valkey *b)
 {
-    if (b->deps.remote_presence)
+    if (b->deps.listener->remote_presence)
         enqueue_notice(b, notice_json(notice_new(b, "sync")));
 }
 
@@ -1119,7 +1119,7 @@ static void settle_accept(struct accept_job *job, int status, bool keep)
 {
     struct broker_valkey *b = job->b;
     if (status == 0)
-        b->deps.deliver(b->deps.deliver_ctx, job->msg);
+        b->deps.listener->deliver(b->deps.listener_ctx, job->msg);
     pthread_mutex_lock(&b->lock);
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     if (status == 0 && delivered && *delivered < job->msg->id)
@@ -1426,7 +1426,7 @@ static void report_pair(struct broker_valkey *b, const char *key, int delta)
     size_t rlen = (size_t)(sep - key);
     memcpy(room, key, rlen);
     room[rlen] = '\0';
-    b->deps.remote_presence(b->deps.presence_ctx, room, sep + 1, delta);
+    b->deps.listener->remote_presence(b->deps.listener_ctx, room, sep + 1, delta);
 }
 
 /* The pair key, or NULL when room or user is not acceptable. */
@@ -1549,14 +1549,14 @@ static void receive_typing(struct broker_valkey *b, const cJSON *root)
     bool bad = false;
     const char *room = proto_get_string(root, "room", &bad);
     const char *user = proto_get_string(root, "user", &bad);
-    if (b->deps.remote_typing && room && user && proto_room_is_valid(room, NULL))
-        b->deps.remote_typing(b->deps.presence_ctx, room, user);
+    if (b->deps.listener->remote_typing && room && user && proto_room_is_valid(room, NULL))
+        b->deps.listener->remote_typing(b->deps.listener_ctx, room, user);
 }
 
 /* A presence notice from another node. */
 static void receive_presence(struct broker_valkey *b, const char *buf, size_t len)
 {
-    if (!b->deps.remote_presence)
+    if (!b->deps.listener->remote_presence)
         return;
     cJSON *root = proto_parse_object(buf, len);
     bool bad = false;

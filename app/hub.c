@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
@@ -60,13 +61,10 @@ struct hub_conn {
 struct hub {
     const struct config *config;
     struct metrics *metrics;
-    struct hub_history history;
+    struct broker *broker; /* history and presence out; set before connections */
 
-    pthread_mutex_t lock;        /* rooms, memberships */
-    struct strmap *rooms;        /* name -> struct hub_room */
-    hub_presence_cb presence_cb; /* told of local presence changes (cluster) */
-    hub_typing_cb typing_cb;     /* told of local typing (cluster) */
-    void *presence_ctx;
+    pthread_mutex_t lock; /* rooms, memberships */
+    struct strmap *rooms; /* name -> struct hub_room */
 };
 
 static struct loop_frame *frame_from_json(cJSON *obj)
@@ -99,13 +97,11 @@ static void room_free(void *value)
     free(room);
 }
 
-struct hub *hub_create(const struct config *config, struct metrics *metrics,
-                       const struct hub_history *history)
+struct hub *hub_create(const struct config *config, struct metrics *metrics)
 {
     struct hub *hub = xcalloc(1, sizeof(*hub));
     hub->config = config;
     hub->metrics = metrics;
-    hub->history = *history;
     pthread_mutex_init(&hub->lock, NULL);
     hub->rooms = strmap_create(room_free);
     return hub;
@@ -293,8 +289,8 @@ static struct membership *membership_add(struct hub *hub, struct hub_conn *hc,
     if (hc->user && room_user_connections(room, hc->user) == 0) {
         if (!room_has_remote_user(room, hc->user))
             broadcast_presence(room, hc->user, "join");
-        if (hub->presence_cb)
-            hub->presence_cb(hub->presence_ctx, room->name, hc->user, true);
+        if (hub->broker)
+            broker_presence_changed(hub->broker, room->name, hc->user, true);
     }
     UTIL_GROW(room->members, room->member_count, room->member_cap);
     room->members[room->member_count++] = m;
@@ -325,8 +321,8 @@ static void membership_remove(struct hub *hub, struct membership *m)
     if (hc->user && room_user_connections(room, hc->user) == 0) {
         if (!room_has_remote_user(room, hc->user))
             broadcast_presence(room, hc->user, "leave");
-        if (hub->presence_cb)
-            hub->presence_cb(hub->presence_ctx, room->name, hc->user, false);
+        if (hub->broker)
+            broker_presence_changed(hub->broker, room->name, hc->user, false);
     }
     room_release_if_empty(hub, room);
 }
@@ -365,8 +361,8 @@ static void page_read(struct hub *hub, const char *room, uint64_t after, uint64_
         page->complete = true;
         return;
     }
-    int rc = hub->history.replay(hub->history.ctx, room, after, end, HUB_REPLAY_PAGE, &page->msgs,
-                                 &page->count, &page->complete);
+    int rc = broker_replay(hub->broker, room, after, end, HUB_REPLAY_PAGE, &page->msgs,
+                           &page->count, &page->complete);
     if (rc < 0) {
         page->msgs = NULL;
         page->count = 0;
@@ -450,7 +446,7 @@ void hub_conn_drained(struct hub_conn *hc)
 static uint64_t history_last_id(struct hub *hub, const char *room)
 {
     uint64_t stored = 0;
-    if (hub->history.last_id(hub->history.ctx, room, &stored) < 0)
+    if (broker_last_id(hub->broker, room, &stored) < 0)
         stored = 0;
     return stored;
 }
@@ -588,8 +584,8 @@ void hub_typing(struct hub *hub, struct hub_conn *hc, const char *room_name)
     struct membership *m = find_membership(hc, room_name);
     if (m && hc->user) {
         broadcast_typing(m->room, hc->user);
-        if (hub->typing_cb)
-            hub->typing_cb(hub->presence_ctx, room_name, hc->user);
+        if (hub->broker)
+            broker_typing(hub->broker, room_name, hc->user);
     }
     pthread_mutex_unlock(&hub->lock);
 }
@@ -658,13 +654,10 @@ long hub_room_count(struct hub *hub)
 
 /* ---------------------------------------------------------------- cluster presence */
 
-void hub_set_cluster_listener(struct hub *hub, hub_presence_cb presence, hub_typing_cb typing,
-                              void *ctx)
+void hub_set_broker(struct hub *hub, struct broker *broker)
 {
     pthread_mutex_lock(&hub->lock);
-    hub->presence_cb = presence;
-    hub->typing_cb = typing;
-    hub->presence_ctx = ctx;
+    hub->broker = broker;
     pthread_mutex_unlock(&hub->lock);
 }
 
@@ -745,3 +738,38 @@ void hub_free_presence(struct hub_presence *entries, size_t count)
     }
     free(entries);
 }
+
+/* ---------------------------------------------------------------- the broker's listener */
+
+static void listener_deliver(void *ctx, const struct chat_msg *msg)
+{
+    hub_deliver(ctx, msg);
+}
+
+static void listener_remote_presence(void *ctx, const char *room, const char *user, int delta)
+{
+    hub_remote_presence(ctx, room, user, delta);
+}
+
+/* Visits outside the hub lock: the broker's visitor takes its own locks. */
+static void listener_local_presence(void *ctx, broker_presence_visit_fn visit, void *visit_ctx)
+{
+    struct hub_presence *entries = NULL;
+    size_t count = 0;
+    hub_local_presence(ctx, &entries, &count);
+    for (size_t i = 0; i < count; i++)
+        visit(visit_ctx, entries[i].room, entries[i].user);
+    hub_free_presence(entries, count);
+}
+
+static void listener_remote_typing(void *ctx, const char *room, const char *user)
+{
+    hub_remote_typing(ctx, room, user);
+}
+
+const struct broker_listener hub_broker_listener = {
+    .deliver = listener_deliver,
+    .remote_presence = listener_remote_presence,
+    .local_presence = listener_local_presence,
+    .remote_typing = listener_remote_typing,
+};

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct broker;
+struct broker_listener;
 struct chat_msg;
 struct config;
 struct conn;
@@ -16,22 +18,19 @@ struct hub;
 struct hub_conn;
 struct metrics;
 
-/* Where the hub reads history when a connection joins a room. */
-struct hub_history {
-    /* Highest id of room (0 when none). */
-    int (*last_id)(void *ctx, const char *room, uint64_t *out);
-    /* Messages with after < id <= upto, ascending, at most limit; *complete false
-     * when the source does not reach back to after + 1. */
-    int (*replay)(void *ctx, const char *room, uint64_t after, uint64_t upto, int limit,
-                  struct chat_msg ***out, size_t *count, bool *complete);
-    void *ctx;
-};
-
 /* Start the hub. Free with hub_free. */
-struct hub *hub_create(const struct config *config, struct metrics *metrics,
-                       const struct hub_history *history);
+struct hub *hub_create(const struct config *config, struct metrics *metrics);
 /* Free everything; every connection must be closed. Accepts NULL. */
 void hub_free(struct hub *hub);
+
+/* The broker the hub reads join history from and tells of this node's
+ * presence and typing; NULL detaches it (shutdown, after the last
+ * connection). Main thread, before the first connection. */
+void hub_set_broker(struct hub *hub, struct broker *broker);
+
+/* The broker's listener, with the hub as its ctx: the cluster's messages,
+ * presence and typing into this node's rooms. */
+extern const struct broker_listener hub_broker_listener;
 
 /* The hub's side of a connection: its rooms. Takes a reference on conn until
  * hub_conn_closed. Loop thread of conn. */
@@ -70,14 +69,6 @@ int hub_list_rooms(struct hub *hub, char ***names, size_t **online, size_t *coun
 long hub_room_count(struct hub *hub);
 
 /* ---- cluster presence: the broker tells the hub about other nodes' users ---- */
-
-/* Told when a user's first connection on this node joins room (online) or the
- * last one leaves it. Called with the hub lock held: must not block or call the hub. */
-typedef void (*hub_presence_cb)(void *ctx, const char *room, const char *user, bool online);
-/* Told when a user of this node is typing in room; same rules. */
-typedef void (*hub_typing_cb)(void *ctx, const char *room, const char *user);
-void hub_set_cluster_listener(struct hub *hub, hub_presence_cb presence, hub_typing_cb typing,
-                              void *ctx);
 
 /* Another node reports user online in room (delta +1) or gone (-1). The hub
  * keeps a count per user and announces presence to local members when the user

@@ -44,62 +44,6 @@ struct app {
     struct server *server;
 };
 
-/* ---------------------------------------------------------------- glue */
-
-static void deliver_to_hub(void *ctx, const struct chat_msg *msg)
-{
-    hub_deliver(ctx, msg);
-}
-
-/* Cluster presence: another node's user, into the hub. */
-static void remote_presence_to_hub(void *ctx, const char *room, const char *user, int delta)
-{
-    hub_remote_presence(ctx, room, user, delta);
-}
-
-/* Cluster presence: this node's users, for the broker's snapshots. */
-static void local_presence_from_hub(void *ctx, broker_presence_visit_fn visit, void *visit_ctx)
-{
-    struct hub_presence *entries = NULL;
-    size_t count = 0;
-    if (hub_local_presence(ctx, &entries, &count) < 0)
-        return;
-    for (size_t i = 0; i < count; i++)
-        visit(visit_ctx, entries[i].room, entries[i].user);
-    hub_free_presence(entries, count);
-}
-
-/* Cluster typing: another node's user, into the hub. */
-static void remote_typing_to_hub(void *ctx, const char *room, const char *user)
-{
-    hub_remote_typing(ctx, room, user);
-}
-
-/* Cluster typing: a local user, from the hub (hub lock held) to the broker. */
-static void typing_to_broker(void *ctx, const char *room, const char *user)
-{
-    broker_typing(ctx, room, user);
-}
-
-/* Cluster presence: a local change, from the hub (hub lock held) to the broker. */
-static void presence_to_broker(void *ctx, const char *room, const char *user, bool online)
-{
-    broker_presence_changed(ctx, room, user, online);
-}
-
-static int history_last_id(void *ctx, const char *room, uint64_t *out)
-{
-    struct app *app = ctx;
-    return broker_last_id(app->broker, room, out);
-}
-
-static int history_replay(void *ctx, const char *room, uint64_t after, uint64_t upto, int limit,
-                          struct chat_msg ***out, size_t *count, bool *complete)
-{
-    struct app *app = ctx;
-    return broker_replay(app->broker, room, after, upto, limit, out, count, complete);
-}
-
 /* The embedded migrations/NNNN_*.sql files, in name order. */
 static size_t embedded_migrations(struct store_migration *out, size_t max)
 {
@@ -124,20 +68,16 @@ static struct broker *start_broker(struct app *app, char *err, size_t errlen)
         .config = &app->config,
         .store = app->store,
         .metrics = app->metrics,
-        .deliver = deliver_to_hub,
-        .deliver_ctx = app->hub,
-        .remote_presence = remote_presence_to_hub,
-        .local_presence = local_presence_from_hub,
-        .remote_typing = remote_typing_to_hub,
-        .presence_ctx = app->hub,
+        .listener = &hub_broker_listener,
+        .listener_ctx = app->hub,
     };
-    if (!config_is_cluster(&app->config))
-        return broker_local_create(&deps, err, errlen);
     /* Never falls back to the local broker: an unreachable Valkey only makes
      * the node not ready until it connects. */
-    struct broker *broker = broker_valkey_create(&deps, err, errlen);
+    struct broker *broker = config_is_cluster(&app->config)
+                                ? broker_valkey_create(&deps, err, errlen)
+                                : broker_local_create(&deps, err, errlen);
     if (broker)
-        hub_set_cluster_listener(app->hub, presence_to_broker, typing_to_broker, broker);
+        hub_set_broker(app->hub, broker);
     return broker;
 }
 
@@ -151,8 +91,7 @@ static int start(struct app *app)
                               app->config.commit_batch_max, app->metrics, err, sizeof(err));
     if (!app->store)
         goto out_fail;
-    struct hub_history history = {history_last_id, history_replay, app};
-    app->hub = hub_create(&app->config, app->metrics, &history);
+    app->hub = hub_create(&app->config, app->metrics);
     app->loops = loops_create(&app->config, app->metrics, err, sizeof(err));
     if (!app->loops)
         goto out_fail;
@@ -188,7 +127,7 @@ static void stop(struct app *app)
     api_free(app->api);
     ws_free(app->ws);
     if (app->hub)
-        hub_set_cluster_listener(app->hub, NULL, NULL, NULL); /* before the broker goes */
+        hub_set_broker(app->hub, NULL); /* before the broker goes */
     broker_free(app->broker);
     hub_free(app->hub);
     store_free(app->store);

@@ -126,7 +126,7 @@ struct node {
 
 static void on_deliver(void *ctx, const struct chat_msg *msg)
 {
-    struct sink *s = ctx;
+    struct sink *s = &((struct node *)ctx)->sink;
     pthread_mutex_lock(&s->lock);
     if (s->delivered < MAX_SEEN) {
         s->ids[s->delivered] = msg->id;
@@ -152,6 +152,12 @@ static void on_local_presence(void *ctx, broker_presence_visit_fn visit, void *v
     if (n->local_user)
         visit(visit_ctx, "p", n->local_user);
 }
+
+static const struct broker_listener node_listener = {
+    .deliver = on_deliver,
+    .remote_presence = on_remote_presence,
+    .local_presence = on_local_presence,
+};
 
 static int node_start(struct node *n, const char *name)
 {
@@ -183,11 +189,8 @@ static int node_start(struct node *n, const char *name)
         .config = &n->cfg,
         .store = n->store,
         .metrics = n->metrics,
-        .deliver = on_deliver,
-        .deliver_ctx = &n->sink,
-        .remote_presence = on_remote_presence,
-        .local_presence = on_local_presence,
-        .presence_ctx = n,
+        .listener = &node_listener,
+        .listener_ctx = n,
     };
     n->broker = broker_valkey_create(&deps, err, sizeof(err));
     return n->broker ? 0 : -1;

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "config.h"
 #include "hub.h"
 #include "loop.h"
@@ -78,9 +79,9 @@ static int hist_replay_calls(void)
     return n;
 }
 
-static int hist_last_id(void *ctx, const char *room, uint64_t *out)
+static int hist_last_id(struct broker *broker, const char *room, uint64_t *out)
 {
-    (void)ctx;
+    (void)broker;
     *out = 0;
     pthread_mutex_lock(&hist.lock);
     for (size_t i = 0; i < hist.count; i++) {
@@ -91,10 +92,10 @@ static int hist_last_id(void *ctx, const char *room, uint64_t *out)
     return 0;
 }
 
-static int hist_replay(void *ctx, const char *room, uint64_t after, uint64_t upto, int limit,
-                       struct chat_msg ***out, size_t *count, bool *complete)
+static int hist_replay(struct broker *broker, const char *room, uint64_t after, uint64_t upto,
+                       int limit, struct chat_msg ***out, size_t *count, bool *complete)
 {
-    (void)ctx;
+    (void)broker;
     pthread_mutex_lock(&hist.lock);
     hist.replay_calls++;
     *out = xcalloc((size_t)limit + 1, sizeof(**out));
@@ -108,6 +109,20 @@ static int hist_replay(void *ctx, const char *room, uint64_t after, uint64_t upt
     *complete = true;
     return 0;
 }
+
+/* The broker the hub sees: history from the stub above; what it is told of
+ * presence and typing goes to the heard log (test_cluster_listener). */
+static void heard_presence(struct broker *broker, const char *room, const char *user, bool online);
+static void heard_typing(struct broker *broker, const char *room, const char *user);
+
+static const struct broker_ops fake_broker_ops = {
+    .name = "fake",
+    .replay = hist_replay,
+    .last_id = hist_last_id,
+    .presence_changed = heard_presence,
+    .typing = heard_typing,
+};
+static struct broker fake_broker = {&fake_broker_ops};
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -181,8 +196,8 @@ static void fx_init(void)
 static bool fx_start(void)
 {
     char err[256] = "";
-    struct hub_history history = {hist_last_id, hist_replay, NULL};
-    fx.hub = hub_create(fx.cfg, fx.metrics, &history);
+    fx.hub = hub_create(fx.cfg, fx.metrics);
+    hub_set_broker(fx.hub, &fake_broker);
     fx.loops = loops_create(fx.cfg, fx.metrics, err, sizeof(err));
     if (!fx.loops)
         fprintf(stderr, "loops_create: %s\n", err);
@@ -776,17 +791,17 @@ static struct {
     struct util_buf log; /* "+room/user;" "-room/user;" "~room/user;" */
 } heard = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void heard_presence(void *ctx, const char *room, const char *user, bool online)
+static void heard_presence(struct broker *broker, const char *room, const char *user, bool online)
 {
-    (void)ctx;
+    (void)broker;
     pthread_mutex_lock(&heard.lock);
     util_buf_appendf(&heard.log, "%c%s/%s;", online ? '+' : '-', room, user);
     pthread_mutex_unlock(&heard.lock);
 }
 
-static void heard_typing(void *ctx, const char *room, const char *user)
+static void heard_typing(struct broker *broker, const char *room, const char *user)
 {
-    (void)ctx;
+    (void)broker;
     pthread_mutex_lock(&heard.lock);
     util_buf_appendf(&heard.log, "~%s/%s;", room, user);
     pthread_mutex_unlock(&heard.lock);
@@ -817,7 +832,6 @@ static int test_cluster_listener(void)
     TEST_ASSERT(fx_start());
     util_buf_dispose(&heard.log);
     util_buf_init(&heard.log);
-    hub_set_cluster_listener(fx.hub, heard_presence, heard_typing, NULL);
     struct peer *a1 = peer_user("alice"), *a2 = peer_user("alice"), *bob = peer_user("bob");
     TEST_ASSERT(a1 && a2 && bob);
     TEST_ASSERT_INT(command(a1, "join r"), 0);
