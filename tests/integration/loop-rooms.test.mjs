@@ -6,7 +6,7 @@
 // room is busy.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connectUser, uniq, WAIT_MS, withTimeout } from '../lib/client.mjs';
+import { connectUser, sendMany, uniq, WAIT_MS, withTimeout } from '../lib/client.mjs';
 import { connectHello as rawHello, encodeFrame } from '../lib/rawws.mjs';
 import { RELAXED_RATE_ENV, startServer, stopAll, withLogs } from '../lib/server.mjs';
 
@@ -23,29 +23,6 @@ before(async () => {
 });
 
 after(stopAll);
-
-// Send n messages from sender into room, at most `window` unacknowledged;
-// text(i) gives the i-th text (1-based). Resolves with the acked ids in order.
-async function sendMany(sender, room, n, text, window = 8) {
-    const ids = new Array(n);
-    const errors = [];
-    const inflight = new Set();
-    for (let i = 1; i <= n; i++) {
-        while (inflight.size >= window) await Promise.race(inflight);
-        const p = sender
-            .sendMessage(room, text(i), `${room}-${i}`)
-            .then((f) => {
-                if (f.type === 'ack') ids[i - 1] = f.id;
-                else errors.push(f);
-            })
-            .catch((e) => errors.push(e.message.slice(0, 300)))
-            .finally(() => inflight.delete(p));
-        inflight.add(p);
-    }
-    await Promise.all([...inflight]);
-    assert.deepEqual(errors.slice(0, 5), [], 'sends refused');
-    return ids;
-}
 
 describe('join rate limit', () => {
     it('join/leave churn over the bucket gets rate_limited; the 50 members are not closed and keep getting messages', T, withLogs(async () => {

@@ -3,55 +3,23 @@
 // reader is slow. Also over TLS: the first frame in the same write as the
 // handshake, a trickled frame, and a protocol error's close frame.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { connectUser, TestClient, uniq, WAIT_MS } from '../lib/client.mjs';
+import { connectUser, sendMany, TestClient, uniq, WAIT_MS } from '../lib/client.mjs';
 import { connect as rawConnect, connectHello as rawHello, encodeFrame, OP } from '../lib/rawws.mjs';
-import { freePort, RELAXED_RATE_ENV, startServer, stopAll, withLogs } from '../lib/server.mjs';
+import { RELAXED_RATE_ENV, withLogs } from '../lib/server.mjs';
+import { startTlsServer, stopTlsServers } from '../lib/tls.mjs';
 
 const T = { timeout: 90000 };
 let srv;
 let tlsPort;
 let ca;
-let certDir;
-
-// A CA and a server certificate for 127.0.0.1, made with the openssl CLI.
-function makeCertificates(dir) {
-    const run = (args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test-ca',
-        '-keyout', 'ca.key', '-out', 'ca.pem']);
-    run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key',
-        '-out', 'server.csr']);
-    fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-        '-days', '2', '-extfile', 'san.ext', '-out', 'server.pem']);
-    return fs.readFileSync(path.join(dir, 'ca.pem'));
-}
 
 before(async () => {
-    certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbochat-wss-'));
-    ca = makeCertificates(certDir);
-    tlsPort = await freePort();
-    const port = await freePort();
-    srv = await startServer({
-        port,
-        args: ['--listen', `127.0.0.1:${port},127.0.0.1:${tlsPort}s`],
-        env: {
-            ...RELAXED_RATE_ENV,
-            TURBOCHAT_TLS_CERT: path.join(certDir, 'server.pem'),
-            TURBOCHAT_TLS_KEY: path.join(certDir, 'server.key'),
-        },
-    });
+    ({ srv, tlsPort, ca } = await startTlsServer({ tmpPrefix: 'turbochat-wss-', env: RELAXED_RATE_ENV }));
 });
 
-after(async () => {
-    await stopAll();
-    fs.rmSync(certDir, { recursive: true, force: true });
-});
+after(stopTlsServers);
 
 const wssUrl = () => `wss://127.0.0.1:${tlsPort}/ws`;
 
@@ -99,20 +67,7 @@ describe('WSS on the event loops', () => {
 
         const N = 200;
         const filler = 's'.repeat(3900); // ~800 KB in all: more than the socket buffers hold
-        const ids = [];
-        const errors = [];
-        const inflight = new Set();
-        for (let i = 1; i <= N; i++) {
-            while (inflight.size >= 8) await Promise.race(inflight);
-            const p = sender
-                .sendMessage(room, `${i} ${filler}`, `ws-${i}`)
-                .then((f) => (f.type === 'ack' ? ids.push(f.id) : errors.push(f)))
-                .catch((e) => errors.push(e.message.slice(0, 300)))
-                .finally(() => inflight.delete(p));
-            inflight.add(p);
-        }
-        await Promise.all([...inflight]);
-        assert.deepEqual(errors.slice(0, 5), [], 'sends refused');
+        const ids = await sendMany(sender, room, N, (i) => `${i} ${filler}`, { ref: (i) => `ws-${i}` });
         ids.sort((a, b) => a - b);
         await sender.seenOrNext((f) => f.type === 'message' && f.id === ids[N - 1]);
 

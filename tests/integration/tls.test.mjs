@@ -2,33 +2,15 @@
 // reason it is built from Debian's source), a certificate and key given as two
 // PEM files, and a listener written with an 's' suffix next to a plain one.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import https from 'node:https';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { freePort, startServer, stopAll, withLogs } from '../lib/server.mjs';
+import { withLogs } from '../lib/server.mjs';
+import { startTlsServer, stopTlsServers } from '../lib/tls.mjs';
 
 const T = { timeout: 60000 };
-let srv;
 let tlsPort;
 let ca;
-let certDir;
-
-// A CA and a server certificate for 127.0.0.1, made with the openssl CLI.
-function makeCertificates(dir) {
-    const run = (args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test-ca',
-        '-keyout', 'ca.key', '-out', 'ca.pem']);
-    run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key',
-        '-out', 'server.csr']);
-    fs.writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-        '-days', '2', '-extfile', 'san.ext', '-out', 'server.pem']);
-    return fs.readFileSync(path.join(dir, 'ca.pem'));
-}
 
 function httpsGet(pathname) {
     return new Promise((resolve, reject) => {
@@ -43,24 +25,10 @@ function httpsGet(pathname) {
 }
 
 before(async () => {
-    certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbochat-tls-'));
-    ca = makeCertificates(certDir);
-    tlsPort = await freePort();
-    const port = await freePort();
-    srv = await startServer({
-        port,
-        args: ['--listen', `127.0.0.1:${port},127.0.0.1:${tlsPort}s`],
-        env: {
-            TURBOCHAT_TLS_CERT: path.join(certDir, 'server.pem'),
-            TURBOCHAT_TLS_KEY: path.join(certDir, 'server.key'),
-        },
-    });
+    ({ tlsPort, ca } = await startTlsServer({ tmpPrefix: 'turbochat-tls-' }));
 });
 
-after(async () => {
-    await stopAll();
-    fs.rmSync(certDir, { recursive: true, force: true });
-});
+after(stopTlsServers);
 
 describe('TLS listener', () => {
     it('serves HTTPS with a certificate chain the client verifies', T, withLogs(async () => {

@@ -1,6 +1,7 @@
 // WebSocket and REST test clients for the turbochat integration and browser
 // tests. Every received frame is buffered (never dropped); tests wait on
 // frames with next(predicate, timeout) instead of sleeping.
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import WebSocket from 'ws';
 
@@ -44,6 +45,22 @@ function short(frame, max = 240) {
     return s.length > max ? `${s.slice(0, max)}...(${s.length} chars)` : s;
 }
 
+// Hand frame to the first waiter of a pending next() whose match accepts it:
+// take it out of waiters, clear its timer and resolve it with frame. False
+// when no waiter wants the frame (the caller then keeps it as pending).
+export function resolveWaiter(waiters, frame) {
+    for (let i = 0; i < waiters.length; i++) {
+        const w = waiters[i];
+        if (w.match(frame)) {
+            waiters.splice(i, 1);
+            clearTimeout(w.timer);
+            w.resolve(frame);
+            return true;
+        }
+    }
+    return false;
+}
+
 export class TestClient {
     constructor(ws, url) {
         this.ws = ws;
@@ -83,16 +100,7 @@ export class TestClient {
             }
         }
         this.frames.push(frame);
-        for (let i = 0; i < this.waiters.length; i++) {
-            const w = this.waiters[i];
-            if (w.match(frame)) {
-                this.waiters.splice(i, 1);
-                clearTimeout(w.timer);
-                w.resolve(frame);
-                return;
-            }
-        }
-        this.pending.push(frame);
+        if (!resolveWaiter(this.waiters, frame)) this.pending.push(frame);
     }
 
     _error(what, w) {
@@ -289,6 +297,32 @@ export async function connectUser(wsUrl, name, rooms = [], opts = {}) {
     c.welcome = await c.hello(name);
     for (const r of rooms) await c.join(r);
     return c;
+}
+
+// Send n messages into room with at most `window` of them unacknowledged,
+// and assert that none was refused. The i-th (1-based) goes from `from` (a
+// client, or a function of i giving one) with text(i) and ref ref(i) (default
+// `${room}-${i}`). Resolves with the acked ids in the order they were sent.
+export async function sendMany(from, room, n, text, { ref = (i) => `${room}-${i}`, window = 8 } = {}) {
+    const ids = new Array(n);
+    const errors = [];
+    const inflight = new Set();
+    for (let i = 1; i <= n; i++) {
+        while (inflight.size >= window) await Promise.race(inflight);
+        const sender = typeof from === 'function' ? from(i) : from;
+        const p = sender
+            .sendMessage(room, text(i), ref(i))
+            .then((f) => {
+                if (f.type === 'ack') ids[i - 1] = f.id;
+                else errors.push(f);
+            })
+            .catch((e) => errors.push(e.message.slice(0, 300)))
+            .finally(() => inflight.delete(p));
+        inflight.add(p);
+    }
+    await Promise.all([...inflight]);
+    assert.deepEqual(errors.slice(0, 5), [], 'sends refused');
+    return ids;
 }
 
 // One REST request on a fresh connection. body: an object (sent as JSON), a

@@ -15,7 +15,7 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
-import { WAIT_MS } from './client.mjs';
+import { resolveWaiter, WAIT_MS } from './client.mjs';
 
 export const OP = Object.freeze({ CONT: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, PING: 0x9, PONG: 0xa });
 
@@ -193,16 +193,7 @@ export class RawWs {
                 this.socket.write(encodeFrame({ opcode: OP.CLOSE, payload: echo }), () => {});
             }
         }
-        for (let i = 0; i < this.waiters.length; i++) {
-            const w = this.waiters[i];
-            if (w.match(f)) {
-                this.waiters.splice(i, 1);
-                clearTimeout(w.timer);
-                w.resolve(f);
-                return;
-            }
-        }
-        this.pending.push(f);
+        if (!resolveWaiter(this.waiters, f)) this.pending.push(f);
     }
 
     _error(what, desc) {
