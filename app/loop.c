@@ -92,6 +92,7 @@ struct conn {
     size_t replay_len;   /* entries of q_len that are replay pages */
     size_t replay_bytes; /* their bytes, not held against the caps */
     size_t head_written; /* bytes of the head frame already written */
+    size_t in_flight;    /* head entries a write in progress points into */
     bool closing;        /* the close frame is queued: nothing more is accepted */
     bool drain_wanted;
     bool scheduled;          /* on the loop's ready list */
@@ -238,10 +239,13 @@ static void queue_pop(struct conn *conn)
     }
 }
 
-/* Drop what is queued, but a head frame partly written: the stream must stay whole. */
+/* Drop what is queued, but a head frame partly written (the stream must stay
+ * whole) and the frames a write in progress points into. */
 static void queue_drop_unsent(struct conn *conn)
 {
     size_t keep = conn->head_written > 0 ? 1 : 0;
+    if (conn->in_flight > keep)
+        keep = conn->in_flight;
     while (conn->q_len > keep)
         loop_frame_unref(entry_forget(conn, conn->q_len - 1));
 }
@@ -477,17 +481,21 @@ static enum io_result write_queue(struct conn *conn, bool *close_sent)
     for (;;) {
         pthread_mutex_lock(&conn->lock);
         int n = queue_iov(conn, iov, conn->ssl ? 1 : LOOP_IOV_MAX);
+        conn->in_flight = (size_t)n; /* an overflow elsewhere must not free them */
         pthread_mutex_unlock(&conn->lock);
         if (n == 0)
             return IO_DONE;
         ssize_t w = conn->ssl ? write_tls(conn, iov, n) : write_plain(conn, iov, n);
+        pthread_mutex_lock(&conn->lock);
+        /* An SSL_write that would block must be retried with the same frame. */
+        conn->in_flight = w == 0 && conn->ssl ? (size_t)n : 0;
+        if (w > 0)
+            *close_sent = queue_consume(conn, (size_t)w) || *close_sent;
+        pthread_mutex_unlock(&conn->lock);
         if (w < 0)
             return IO_FAILED;
         if (w == 0)
             return IO_AGAIN;
-        pthread_mutex_lock(&conn->lock);
-        *close_sent = queue_consume(conn, (size_t)w) || *close_sent;
-        pthread_mutex_unlock(&conn->lock);
     }
 }
 

@@ -1,27 +1,25 @@
 /* Unit tests for hub, through real event loops over socketpair(AF_UNIX)
- * sockets. The test holds each client end; the connection's handler runs
- * small text commands ("hello alice", "join r 5", "leave r", "typing r") on
- * the loop thread, as ws.c would, and hands drains to hub_conn_drained.
- * History is an in-memory array. Covered: joined (last_id, members), fan-out
- * to one room only, presence local and remote, the cluster listener, a replay
- * in id order before live messages, a replay larger than the queue arriving
- * whole in pages, messages delivered during a replay neither lost nor
- * duplicated, live frames, presence and a second join while replay pages fill
- * the queue, re-joining without a replay, the rooms-per-connection limit. */
+ * sockets. The test holds each client end (test_ws.h); the connection's
+ * handler runs small text commands ("hello alice", "join r 5", "leave r",
+ * "typing r") on the loop thread, as ws.c would, and hands drains to
+ * hub_conn_drained. History is an in-memory array. Covered: joined (last_id,
+ * members), fan-out to one room only, presence local and remote, the cluster
+ * listener, a replay in id order before live messages, a replay larger than
+ * the queue arriving whole in pages, messages delivered during a replay
+ * neither lost nor duplicated, live frames, presence and a second join while
+ * replay pages fill the queue, re-joining without a replay, the
+ * rooms-per-connection limit. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -31,11 +29,8 @@
 #include "metrics.h"
 #include "proto.h"
 #include "test_help.h"
+#include "test_ws.h"
 #include "util.h"
-
-#define WAIT_MS 10000 /* any single wait; generous for sanitizer builds */
-#define OP_TEXT 0x1
-#define OP_CLOSE 0x8
 
 /* ---------------------------------------------------------------- history stub */
 
@@ -126,67 +121,33 @@ static struct broker fake_broker = {&fake_broker_ops};
 
 /* ---------------------------------------------------------------- fixture */
 
+/* What a test runs against; what the handlers write is under test_sync.lock
+ * (test_ws.h). */
 static struct {
-    pthread_mutex_t lock; /* guards every peer's handler-side fields */
-    pthread_cond_t cond;  /* broadcast whenever a handler ran */
-    bool cond_ready;
     struct config *cfg; /* per test: loops of a failed test may still read theirs */
     struct metrics *metrics;
     struct loops *loops;
     struct hub *hub;
-} fx = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} fx;
 
 /* One connection: the client end the test drives and what its handler saw. */
 struct peer {
-    int fd; /* the test's end; -1 once closed */
+    struct client ws; /* the test's end */
 
-    /* under fx.lock, written on the loop thread */
+    /* under test_sync.lock, written on the loop thread */
     struct conn *conn;   /* bound by the first message, referenced until peer_free */
     struct hub_conn *hc; /* made on the first message, freed in on_closed */
     int commands;        /* commands run */
     int last_rc;         /* what the last one returned */
     int drains;          /* on_drain calls */
     bool closed;         /* on_closed ran */
-
-    /* test thread only */
-    struct util_buf in; /* bytes read from the server */
-    size_t in_off;      /* of them, already parsed */
 };
-
-/* Evaluate pred under fx.lock until it holds or WAIT_MS pass; true when it held. */
-#define WAIT_UNTIL(pred)                                                                           \
-    __extension__({                                                                                \
-        int64_t wait_deadline_ = util_mono_ms() + WAIT_MS;                                         \
-        pthread_mutex_lock(&fx.lock);                                                              \
-        while (!(pred) && util_mono_ms() < wait_deadline_)                                         \
-            util_cond_wait_ms(&fx.cond, &fx.lock, wait_deadline_ - util_mono_ms());                \
-        bool wait_ok_ = (pred);                                                                    \
-        pthread_mutex_unlock(&fx.lock);                                                            \
-        wait_ok_;                                                                                  \
-    })
 
 /* Defaults into a fresh fx.cfg; the test adjusts it, then calls fx_start. */
 static void fx_init(void)
 {
-    if (!fx.cond_ready) {
-        util_cond_init_monotonic(&fx.cond);
-        fx.cond_ready = true;
-        signal(SIGPIPE, SIG_IGN); /* as main.c: the loops write with writev */
-    }
-    struct config *c = xcalloc(1, sizeof(*c));
-    c->threads = 4;
-    c->request_timeout_ms = 10000;
-    c->ws_ping_ms = 600000; /* no server ping disturbs a test */
-    c->hello_timeout_ms = 600000;
-    c->loop_threads = 2;
-    c->max_connections = 64;
-    c->max_connections_per_ip = 0;
-    c->max_frame_bytes = 16384;
-    c->outbound_max_frames = 4096;
-    c->outbound_max_kib = 1024;
-    c->max_rooms_per_conn = 50;
-    c->replay_max = 10000;
-    fx.cfg = c;
+    fixture_once();
+    fx.cfg = fixture_config(2);
     fx.metrics = metrics_create();
     fx.loops = NULL;
     fx.hub = NULL;
@@ -195,12 +156,9 @@ static void fx_init(void)
 
 static bool fx_start(void)
 {
-    char err[256] = "";
     fx.hub = hub_create(fx.cfg, fx.metrics);
     hub_set_broker(fx.hub, &fake_broker);
-    fx.loops = loops_create(fx.cfg, fx.metrics, err, sizeof(err));
-    if (!fx.loops)
-        fprintf(stderr, "loops_create: %s\n", err);
+    fx.loops = fixture_loops(fx.cfg, fx.metrics);
     return fx.loops != NULL;
 }
 
@@ -248,20 +206,20 @@ static int on_message(void *ctx, struct conn *conn, const char *data, size_t len
     struct peer *p = ctx;
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "%.*s", (int)len, data);
-    pthread_mutex_lock(&fx.lock);
+    pthread_mutex_lock(&test_sync.lock);
     if (!p->conn) {
         conn_ref(conn);
         p->conn = conn;
         p->hc = hub_conn_create(fx.hub, conn);
     }
     struct hub_conn *hc = p->hc;
-    pthread_mutex_unlock(&fx.lock);
+    pthread_mutex_unlock(&test_sync.lock);
     int rc = run_command(hc, conn, cmd); /* no test lock held: the hub calls back into loop */
-    pthread_mutex_lock(&fx.lock);
+    pthread_mutex_lock(&test_sync.lock);
     p->last_rc = rc;
     p->commands++;
-    pthread_cond_broadcast(&fx.cond);
-    pthread_mutex_unlock(&fx.lock);
+    pthread_cond_broadcast(&test_sync.cond);
+    pthread_mutex_unlock(&test_sync.lock);
     return 0;
 }
 
@@ -269,10 +227,10 @@ static void on_drain(void *ctx, struct conn *conn)
 {
     struct peer *p = ctx;
     (void)conn;
-    pthread_mutex_lock(&fx.lock);
+    pthread_mutex_lock(&test_sync.lock);
     struct hub_conn *hc = p->hc;
     p->drains++;
-    pthread_mutex_unlock(&fx.lock);
+    pthread_mutex_unlock(&test_sync.lock);
     if (hc)
         hub_conn_drained(hc);
 }
@@ -281,16 +239,16 @@ static void on_closed(void *ctx, struct conn *conn)
 {
     struct peer *p = ctx;
     (void)conn;
-    pthread_mutex_lock(&fx.lock);
+    pthread_mutex_lock(&test_sync.lock);
     struct hub_conn *hc = p->hc;
     p->hc = NULL;
-    pthread_mutex_unlock(&fx.lock);
+    pthread_mutex_unlock(&test_sync.lock);
     if (hc)
         hub_conn_closed(hc);
-    pthread_mutex_lock(&fx.lock);
+    pthread_mutex_lock(&test_sync.lock);
     p->closed = true;
-    pthread_cond_broadcast(&fx.cond);
-    pthread_mutex_unlock(&fx.lock);
+    pthread_cond_broadcast(&test_sync.cond);
+    pthread_mutex_unlock(&test_sync.lock);
 }
 
 static const struct conn_handler handler = {
@@ -300,37 +258,6 @@ static const struct conn_handler handler = {
 };
 
 /* ---------------------------------------------------------------- client side */
-
-static bool write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
-/* One masked client text frame (commands are short: a 7-bit length). */
-static bool client_text(struct peer *p, const char *text)
-{
-    static const unsigned char mask[4] = {0x5a, 0x0f, 0xc3, 0x81};
-    size_t len = strlen(text);
-    if (len >= 126)
-        return false;
-    unsigned char frame[6 + 126];
-    frame[0] = 0x80 | OP_TEXT;
-    frame[1] = (unsigned char)(0x80 | len);
-    memcpy(frame + 2, mask, 4);
-    for (size_t i = 0; i < len; i++)
-        frame[6 + i] = (unsigned char)(text[i] ^ mask[i % 4]);
-    return write_all(p->fd, frame, 6 + len);
-}
 
 /* Send a command and wait until the loop ran it: its return value, or
  * INT_MIN when it did not run in time. */
@@ -342,104 +269,19 @@ static int command(struct peer *p, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof(cmd), fmt, ap);
     va_end(ap);
-    pthread_mutex_lock(&fx.lock);
-    int before = p->commands;
-    pthread_mutex_unlock(&fx.lock);
-    if (!client_text(p, cmd) || !WAIT_UNTIL(p->commands > before)) {
+    int before = LOCKED(p->commands);
+    if (!client_text(&p->ws, cmd) || !WAIT_UNTIL(p->commands > before)) {
         fprintf(stderr, "command \"%s\" did not run\n", cmd);
         return INT_MIN;
     }
-    pthread_mutex_lock(&fx.lock);
-    int rc = p->last_rc;
-    pthread_mutex_unlock(&fx.lock);
-    return rc;
-}
-
-/* One server frame: opcode and payload (NUL-terminated), or the close code. */
-struct frame {
-    int opcode;
-    char *data;
-    size_t len;
-    int close_code;
-};
-
-/* Parse one whole frame from the bytes already read; false when incomplete. */
-static bool parse_frame(struct peer *p, struct frame *f, bool *malformed)
-{
-    const unsigned char *b = (const unsigned char *)p->in.data + p->in_off;
-    size_t avail = p->in.len - p->in_off;
-    *malformed = false;
-    if (avail < 2)
-        return false;
-    if ((b[0] & 0x80) == 0 || (b[0] & 0x70) != 0 || (b[1] & 0x80) != 0) {
-        *malformed = true; /* server frames: fin, no RSV bits, never masked */
-        return false;
-    }
-    uint64_t len = b[1] & 0x7F;
-    size_t header = len == 126 ? 4 : len == 127 ? 10 : 2;
-    if (avail < header)
-        return false;
-    if (len == 126) {
-        len = ((uint64_t)b[2] << 8) | b[3];
-    } else if (len == 127) {
-        len = 0;
-        for (int i = 2; i < 10; i++)
-            len = (len << 8) | b[i];
-    }
-    if (avail < header + len)
-        return false;
-    const unsigned char *payload = b + header;
-    f->opcode = b[0] & 0x0F;
-    f->close_code = f->opcode == OP_CLOSE && len >= 2 ? (payload[0] << 8) | payload[1] : 0;
-    f->len = (size_t)len;
-    f->data = xstrndup((const char *)payload, f->len);
-    p->in_off += header + (size_t)len;
-    if (p->in_off == p->in.len) {
-        p->in.len = 0;
-        p->in_off = 0;
-    } else if (p->in_off > 65536) {
-        memmove(p->in.data, p->in.data + p->in_off, p->in.len - p->in_off);
-        p->in.len -= p->in_off;
-        p->in_off = 0;
-    }
-    return true;
-}
-
-/* Read the next server frame within WAIT_MS: 1, 0 on timeout, -1 at EOF,
- * on a read error or a malformed frame. */
-static int read_frame(struct peer *p, struct frame *f)
-{
-    int64_t deadline = util_mono_ms() + WAIT_MS;
-    for (;;) {
-        bool malformed;
-        if (parse_frame(p, f, &malformed))
-            return 1;
-        if (malformed) {
-            fprintf(stderr, "malformed server frame\n");
-            return -1;
-        }
-        int64_t left = deadline - util_mono_ms();
-        if (left <= 0)
-            return 0;
-        struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
-        int n = poll(&pfd, 1, (int)left);
-        if (n <= 0)
-            continue; /* EINTR or the deadline: checked above */
-        char buf[65536];
-        ssize_t r = read(p->fd, buf, sizeof(buf));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        util_buf_append(&p->in, buf, (size_t)r);
-    }
+    return LOCKED(p->last_rc);
 }
 
 /* The next frame as JSON (free with cJSON_Delete), or NULL with the reason printed. */
 static cJSON *next_json(struct peer *p)
 {
     struct frame f;
-    int rc = read_frame(p, &f);
+    int rc = read_frame(&p->ws, &f);
     if (rc != 1) {
         fprintf(stderr, "no frame: %s\n", rc == 0 ? "timeout" : "EOF or error");
         return NULL;
@@ -449,8 +291,8 @@ static cJSON *next_json(struct peer *p)
         obj = cJSON_ParseWithLength(f.data, f.len);
     if (!obj)
         fprintf(stderr, "not a JSON text frame: opcode %d code %d \"%.120s\"\n", f.opcode,
-                f.close_code, f.opcode == OP_CLOSE && f.len >= 2 ? f.data + 2 : f.data);
-    free(f.data);
+                f.close_code, f.data);
+    frame_dispose(&f);
     return obj;
 }
 
@@ -458,6 +300,13 @@ static const char *json_str(const cJSON *obj, const char *key)
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+/* True when obj has the string want at key. */
+static bool json_str_is(const cJSON *obj, const char *key, const char *want)
+{
+    const char *s = json_str(obj, key);
+    return s && strcmp(s, want) == 0;
 }
 
 static double json_num(const cJSON *obj, const char *key)
@@ -477,7 +326,7 @@ static void print_unexpected(const char *want, const cJSON *obj)
 static cJSON *expect_type(struct peer *p, const char *type)
 {
     cJSON *obj = next_json(p);
-    if (obj && (!json_str(obj, "type") || strcmp(json_str(obj, "type"), type) != 0)) {
+    if (obj && !json_str_is(obj, "type", type)) {
         print_unexpected(type, obj);
         cJSON_Delete(obj);
         return NULL;
@@ -489,8 +338,7 @@ static cJSON *expect_type(struct peer *p, const char *type)
 static bool expect_message(struct peer *p, const char *room, uint64_t id)
 {
     cJSON *obj = next_json(p);
-    bool ok = obj && json_str(obj, "type") && strcmp(json_str(obj, "type"), "message") == 0 &&
-              json_str(obj, "room") && strcmp(json_str(obj, "room"), room) == 0 &&
+    bool ok = obj && json_str_is(obj, "type", "message") && json_str_is(obj, "room", room) &&
               json_num(obj, "id") == (double)id;
     if (obj && !ok) {
         char want[96];
@@ -518,9 +366,8 @@ static bool expect_joined(struct peer *p, const char *room, uint64_t last_id, co
                          cJSON_IsString(item) ? item->valuestring : "?");
     }
     const cJSON *rec = cJSON_GetObjectItemCaseSensitive(obj, "recovered");
-    bool ok = json_str(obj, "room") && strcmp(json_str(obj, "room"), room) == 0 &&
-              json_num(obj, "last_id") == (double)last_id && names.len > 0 &&
-              strcmp(names.data, members) == 0 && cJSON_IsBool(rec) &&
+    bool ok = json_str_is(obj, "room", room) && json_num(obj, "last_id") == (double)last_id &&
+              names.len > 0 && strcmp(names.data, members) == 0 && cJSON_IsBool(rec) &&
               cJSON_IsTrue(rec) == recovered;
     if (!ok) {
         char want[160];
@@ -540,9 +387,8 @@ static bool expect_event(struct peer *p, const char *type, const char *room, con
     cJSON *obj = expect_type(p, type);
     if (!obj)
         return false;
-    bool ok = json_str(obj, "room") && strcmp(json_str(obj, "room"), room) == 0 &&
-              json_str(obj, "user") && strcmp(json_str(obj, "user"), user) == 0 &&
-              (!event || (json_str(obj, "event") && strcmp(json_str(obj, "event"), event) == 0));
+    bool ok = json_str_is(obj, "room", room) && json_str_is(obj, "user", user) &&
+              (!event || json_str_is(obj, "event", event));
     if (!ok) {
         char want[128];
         snprintf(want, sizeof(want), "%s %s %s %s", type, room, user, event ? event : "");
@@ -559,15 +405,13 @@ static bool expect_event(struct peer *p, const char *type, const char *room, con
 static struct peer *peer_open_buf(int sndbuf)
 {
     struct peer *p = xcalloc(1, sizeof(*p));
-    util_buf_init(&p->in);
-    int sv[2];
-    if (loops_admit(fx.loops, "127.0.0.1") != 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    client_init(&p->ws);
+    if (loops_admit(fx.loops, "127.0.0.1") != 0)
         return NULL;
-    if (sndbuf > 0)
-        setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-    p->fd = sv[0];
-    loops_adopt(fx.loops, sv[1], NULL, NULL, 0, "127.0.0.1", &handler, p);
+    int sock = client_connect(&p->ws, sndbuf);
+    if (sock < 0)
+        return NULL;
+    loops_adopt(fx.loops, sock, NULL, NULL, 0, "127.0.0.1", &handler, p);
     return p;
 }
 
@@ -587,26 +431,17 @@ static struct peer *peer_user(const char *user)
 
 static struct hub_conn *peer_hc(struct peer *p)
 {
-    pthread_mutex_lock(&fx.lock);
-    struct hub_conn *hc = p->hc;
-    pthread_mutex_unlock(&fx.lock);
-    return hc;
+    return LOCKED(p->hc);
 }
 
 static int peer_drains(struct peer *p)
 {
-    pthread_mutex_lock(&fx.lock);
-    int n = p->drains;
-    pthread_mutex_unlock(&fx.lock);
-    return n;
+    return LOCKED(p->drains);
 }
 
 static bool peer_is_closed(struct peer *p)
 {
-    pthread_mutex_lock(&fx.lock);
-    bool closed = p->closed;
-    pthread_mutex_unlock(&fx.lock);
-    return closed;
+    return LOCKED(p->closed);
 }
 
 /* Close the client end, wait for on_closed (the hub connection is gone then),
@@ -615,13 +450,11 @@ static bool peer_free(struct peer *p)
 {
     if (!p)
         return true;
-    if (p->fd >= 0)
-        close(p->fd);
-    p->fd = -1;
+    client_hang_up(&p->ws);
     if (!WAIT_UNTIL(p->closed))
         return false;
     conn_unref(p->conn);
-    util_buf_dispose(&p->in);
+    client_dispose(&p->ws);
     free(p);
     return true;
 }
@@ -971,17 +804,36 @@ static bool expect_run(struct peer *p, const char *room, uint64_t from, uint64_t
     return true;
 }
 
+/* How the replay tests start: queues capped at outbound_max_kib, in_r and in_s
+ * messages of 1 KB stored in r and s, and user a, behind a small socket
+ * buffer, joined to r from 0. NULL on failure, with the reason printed. */
+static struct peer *replay_start(int outbound_max_kib, int in_r, int in_s)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = outbound_max_kib;
+    if (!fx_start())
+        return NULL;
+    store_many("r", 0, in_r, 1000);
+    store_many("s", 0, in_s, 1000);
+    struct peer *p = peer_user_buf("a", 8192);
+    if (!p) {
+        fprintf(stderr, "user a did not connect\n");
+        return NULL;
+    }
+    int rc = command(p, "join r 0");
+    if (rc != 0) {
+        fprintf(stderr, "join r 0: %d\n", rc);
+        return NULL;
+    }
+    return p;
+}
+
 /* A replay far larger than the queue (16 KiB, 300 messages of 1 KB) arrives
  * whole, in order, without a close: pages follow the drains. */
 static int test_replay_larger_than_queue(void)
 {
-    fx_init();
-    fx.cfg->outbound_max_kib = 16;
-    TEST_ASSERT(fx_start());
-    store_many("r", 0, 300, 1000);
-    struct peer *p = peer_user_buf("a", 8192);
+    struct peer *p = replay_start(16, 300, 0);
     TEST_ASSERT(p);
-    TEST_ASSERT_INT(command(p, "join r 0"), 0);
     TEST_ASSERT(expect_joined(p, "r", 300, "a", true));
     TEST_ASSERT(expect_run(p, "r", 1, 300));
     TEST_ASSERT(peer_drains(p) >= 300 / 64);
@@ -1001,13 +853,8 @@ static int test_replay_larger_than_queue(void)
  * so only the replay's bookkeeping is on trial here. */
 static int test_deliver_during_replay(void)
 {
-    fx_init();
-    fx.cfg->outbound_max_kib = 256;
-    TEST_ASSERT(fx_start());
-    store_many("r", 0, 300, 1000);
-    struct peer *p = peer_user_buf("a", 8192);
+    struct peer *p = replay_start(256, 300, 0);
     TEST_ASSERT(p);
-    TEST_ASSERT_INT(command(p, "join r 0"), 0);
     TEST_ASSERT(expect_joined(p, "r", 300, "a", true));
     uint64_t next_publish = 301;
     for (uint64_t id = 1; id <= 400; id++) {
@@ -1044,13 +891,8 @@ static void *publish_paced(void *arg)
 /* The same with the broker on its own thread, as in the server. */
 static int test_concurrent_deliver_during_replay(void)
 {
-    fx_init();
-    fx.cfg->outbound_max_kib = 256;
-    TEST_ASSERT(fx_start());
-    store_many("r", 0, 300, 1000);
-    struct peer *p = peer_user_buf("a", 8192);
+    struct peer *p = replay_start(256, 300, 0);
     TEST_ASSERT(p);
-    TEST_ASSERT_INT(command(p, "join r 0"), 0);
     struct publisher pub = {"r", 301, 500};
     pthread_t thread;
     TEST_ASSERT_INT(pthread_create(&thread, NULL, publish_paced, &pub), 0);
@@ -1069,13 +911,8 @@ static int test_concurrent_deliver_during_replay(void)
  * connection is not taken for a slow consumer. */
 static int test_live_message_behind_last_page(void)
 {
-    fx_init();
-    fx.cfg->outbound_max_kib = 16;
-    TEST_ASSERT(fx_start());
-    store_many("r", 0, 40, 1000); /* one page, 40 KB: over the cap by itself */
-    struct peer *p = peer_user_buf("a", 8192);
+    struct peer *p = replay_start(16, 40, 0); /* one page, 40 KB: over the cap by itself */
     TEST_ASSERT(p);
-    TEST_ASSERT_INT(command(p, "join r 0"), 0);
     publish("r", 41, "live");
     TEST_ASSERT(expect_joined(p, "r", 40, "a", true));
     TEST_ASSERT(expect_run(p, "r", 1, 41));
@@ -1090,14 +927,8 @@ static int test_live_message_behind_last_page(void)
  * its replay follow, and both replays arrive whole. */
 static int test_second_join_during_replay(void)
 {
-    fx_init();
-    fx.cfg->outbound_max_kib = 16;
-    TEST_ASSERT(fx_start());
-    store_many("r", 0, 200, 1000);
-    store_many("s", 0, 200, 1000);
-    struct peer *p = peer_user_buf("a", 8192);
+    struct peer *p = replay_start(16, 200, 200);
     TEST_ASSERT(p);
-    TEST_ASSERT_INT(command(p, "join r 0"), 0);
     TEST_ASSERT_INT(command(p, "join s 0"), 0);
     TEST_ASSERT(expect_joined(p, "r", 200, "a", true));
     /* r 1..200 and s 1..200 each in order, the `joined` of s before any s message */
@@ -1138,13 +969,8 @@ static int test_second_join_during_replay(void)
  * arrives (somewhere in or after the replay), and the replay arrives whole. */
 static int test_presence_during_replay(void)
 {
-    fx_init();
-    fx.cfg->outbound_max_kib = 16;
-    TEST_ASSERT(fx_start());
-    store_many("r", 0, 200, 1000);
-    struct peer *p = peer_user_buf("a", 8192);
+    struct peer *p = replay_start(16, 200, 0);
     TEST_ASSERT(p);
-    TEST_ASSERT_INT(command(p, "join r 0"), 0);
     struct peer *b = peer_user("b");
     TEST_ASSERT(b);
     TEST_ASSERT_INT(command(b, "join r"), 0);
@@ -1161,7 +987,7 @@ static int test_presence_during_replay(void)
             ok = json_num(obj, "id") == (double)next;
             next++;
         } else if (ok && strcmp(type, "presence") == 0) {
-            ok = !presence_b && json_str(obj, "user") && strcmp(json_str(obj, "user"), "b") == 0;
+            ok = !presence_b && json_str_is(obj, "user", "b");
             presence_b = true;
         } else {
             ok = false;
