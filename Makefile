@@ -2,6 +2,7 @@
 #   make deps | build | run ARGS='--listen 8080' | test | test-unit | test-asan
 #   make tsan (= test-tsan) | format | format-check | clean
 #   make fuzz FUZZ_SECONDS=300 FUZZ_FLAGS='-fork=2' | fuzz-smoke (clang, from make deps-test)
+#   make bench BENCH_ARGS='--quick' (bench/run.mjs: before, after and Socket.IO side by side)
 # `make test` is what CI runs (.ci/run): the normal build, then ASan+UBSan,
 # then the unit tests under ThreadSanitizer (the threaded modules' own tests).
 # After the normal unit tests it also runs the wsframe fuzzer briefly (fuzz-smoke).
@@ -19,6 +20,7 @@ NODE ?= node
 CLANG_FORMAT ?= clang-format
 CLANG ?= clang
 ARGS ?=
+BENCH_ARGS ?=
 
 # Sanitizer builds keep assert() (no -DNDEBUG) and use -O1 for usable traces.
 SAN_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO='-O1 -g'
@@ -50,7 +52,7 @@ FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all deps deps-test build build-asan build-tsan run test test-unit test-node \
-	test-asan tsan test-tsan fuzz fuzz-smoke format format-check clean
+	test-asan tsan test-tsan fuzz fuzz-smoke bench format format-check clean
 # Targets here are steps in order; parallelism lives inside cmake --build -j$(JOBS).
 .NOTPARALLEL:
 
@@ -151,6 +153,15 @@ fuzz-smoke: $(FUZZ_BIN)
 	cp $(FUZZ_SEEDS)/* $(FUZZ_DIR)/corpus-smoke/
 	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_ARGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) \
 		$(FUZZ_DIR)/corpus-smoke
+
+# ------------------------------------------------------------------- bench ---
+# The benchmark suite of bench/README.md: the commit before the event loops
+# (built once into bench/.cache/), this build and the Socket.IO reference
+# stack, in one run; about 5 minutes, 2 with BENCH_ARGS=--quick.
+bench: deps-test build
+	cd bench && npm ci --no-audit --no-fund
+	cd bench/reference && npm ci --no-audit --no-fund
+	$(NODE) bench/run.mjs $(BENCH_ARGS)
 
 # ------------------------------------------------------------------- style ---
 format:
