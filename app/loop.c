@@ -546,15 +546,12 @@ static void conn_flush(struct conn *conn)
 
 /* ---------------------------------------------------------------- reading (loop thread) */
 
+/* A pong or ping, held against the caps like any frame: a client that
+ * floods pings without reading the pongs is a slow consumer (1013). */
 static void queue_control(struct conn *conn, int opcode, const char *data, size_t len)
 {
     struct loop_frame *f = frame_alloc(opcode, data, len, 0);
-    pthread_mutex_lock(&conn->lock);
-    if (!conn->closing) {
-        queue_push(conn, f, false);
-        schedule(conn);
-    }
-    pthread_mutex_unlock(&conn->lock);
+    enqueue(conn, f, false);
     loop_frame_unref(f);
 }
 

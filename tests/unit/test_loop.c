@@ -631,6 +631,27 @@ static int test_overflow_by_frame_count(void)
     return 0;
 }
 
+/* Pongs count against the caps: a peer that floods pings and never reads the
+ * answers is closed as a slow consumer instead of growing its queue. */
+static int test_ping_flood_without_reading(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_frames = 16;
+    TEST_ASSERT(fx_start());
+    struct peer *p = peer_bound(false, 4096);
+    TEST_ASSERT(p);
+    char payload[125];
+    memset(payload, 'p', sizeof(payload));
+    for (int i = 0; i < 3000 && atomic_load(&fx.metrics->slow_consumers) == 0; i++)
+        TEST_ASSERT(client_send(&p->ws, OP_PING, payload, sizeof(payload)));
+    TEST_ASSERT(POLL_UNTIL(atomic_load(&fx.metrics->slow_consumers) == 1));
+    int pongs;
+    TEST_ASSERT_INT(skip_to_close(p, &pongs), PROTO_CLOSE_TRY_AGAIN);
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
 /* Replay pages may fill the queue past its cap without a close; a wanted
  * drain is reported once the client has read enough. */
 static int test_replay_over_cap_and_drain(void)
@@ -826,6 +847,6 @@ TEST_MAIN(TEST_CASE(test_text_reaches_on_message), TEST_CASE(test_buffered_bytes
           TEST_CASE(test_unmasked_frame_gets_1002), TEST_CASE(test_oversize_message_gets_1009),
           TEST_CASE(test_stalled_frame_is_closed), TEST_CASE(test_keepalive_ping),
           TEST_CASE(test_overflow_closes_slow_peer_only), TEST_CASE(test_overflow_by_frame_count),
-          TEST_CASE(test_replay_over_cap_and_drain), TEST_CASE(test_hello_deadline),
-          TEST_CASE(test_admission_limits), TEST_CASE(test_close_all),
-          TEST_CASE(test_free_closes_open_connections))
+          TEST_CASE(test_ping_flood_without_reading), TEST_CASE(test_replay_over_cap_and_drain),
+          TEST_CASE(test_hello_deadline), TEST_CASE(test_admission_limits),
+          TEST_CASE(test_close_all), TEST_CASE(test_free_closes_open_connections))
