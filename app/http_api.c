@@ -60,6 +60,8 @@ static const char *status_text(int status)
         return "Payload Too Large";
     case 408:
         return "Request Timeout";
+    case 411:
+        return "Length Required";
     case 429:
         return "Too Many Requests";
     case 503:
@@ -339,14 +341,19 @@ static bool client_within_rate(struct api *api, const struct mg_request_info *ri
 }
 
 /* Read the whole body into a NUL-terminated buffer; NULL after answering
- * 400, 408 or 413. The body has one deadline, request_timeout_ms from now,
- * however slowly its bytes arrive. */
+ * 400, 408, 411 or 413. The body has one deadline, request_timeout_ms from
+ * now, however slowly its bytes arrive. */
 static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
     size_t limit = (size_t)api->config->max_body_bytes;
     if (ri->content_length > (long long)limit) {
         api_send_error(mc, PROTO_ERR_TOO_LARGE, "the request body is too large");
+        return NULL;
+    }
+    if (ri->content_length < 0) {
+        /* A chunked body restarts CivetWeb's read deadline with every chunk. */
+        api_send_error(mc, PROTO_ERR_LENGTH_REQUIRED, "the body needs a Content-Length");
         return NULL;
     }
     int64_t deadline = util_mono_ms() + api->config->request_timeout_ms;
@@ -356,8 +363,7 @@ static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
     int r;
     while (n <= limit && !late && (r = mg_read(mc, body + n, limit + 1 - n)) > 0) {
         n += (size_t)r;
-        late =
-            util_mono_ms() > deadline && (ri->content_length < 0 || n < (size_t)ri->content_length);
+        late = util_mono_ms() > deadline && n < (size_t)ri->content_length;
     }
     if (n > limit) {
         free(body);
@@ -369,7 +375,7 @@ static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
         api_send_error(mc, PROTO_ERR_TIMEOUT, "the request body did not arrive in time");
         return NULL;
     }
-    if (ri->content_length >= 0 && n < (size_t)ri->content_length) {
+    if (n < (size_t)ri->content_length) {
         free(body);
         api_send_error(mc, PROTO_ERR_BAD_REQUEST, "the body is shorter than its Content-Length");
         return NULL;

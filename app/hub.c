@@ -9,6 +9,7 @@
 #include "hub.h"
 
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,9 +380,19 @@ static void page_free(struct replay_page *page)
 
 /* Queue a page read up to upto for m and move its cursor; when the cursor has
  * reached the room's last id the member goes live, else the connection is
- * asked for the next page once its queue drains. hub->lock held. */
+ * asked for the next page once its queue drains. A page history could not
+ * serve whole would leave a hole the client cannot see (its `joined` said
+ * recovered): the connection is closed with 1011 instead, and the client's
+ * re-join with since learns whether history can still serve it.
+ * hub->lock held. */
 static void page_send(struct membership *m, const struct replay_page *page, uint64_t upto)
 {
+    if (!page->complete) {
+        log_msg(LOG_WARN, "replay_incomplete", "room=%s after=%" PRIu64, m->room->name,
+                m->replay_after);
+        conn_close(m->hc->conn, PROTO_CLOSE_INTERNAL, "history unavailable; join again");
+        return;
+    }
     for (size_t i = 0; i < page->count; i++) {
         struct loop_frame *f = frame_from_message(page->msgs[i]);
         conn_send_replay(m->hc->conn, f);
@@ -504,7 +515,13 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const 
          * page was read, comes from history, in pages, then live ones. */
         m->state = MEMBER_REPLAYING;
         m->replay_after = from;
-        page_send(m, &page, page_upto);
+        /* The first page, read for recovered, is queued only while the
+         * queue has room: joins in a loop by a client that does not read
+         * must not pile up pages. Else the drain reads it again. */
+        if (!conn_is_backlogged(hc->conn))
+            page_send(m, &page, page_upto);
+        else
+            conn_want_drain(hc->conn);
     } else {
         /* joined.last_id tells the client that history holds everything up to
          * it: a message committed before the join but delivered after it must

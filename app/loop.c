@@ -510,7 +510,9 @@ static void begin_linger(struct conn *conn)
         conn->closing_since_ms = util_mono_ms();
 }
 
-static void call_drain_if_wanted(struct conn *conn)
+/* Tell the owner the queue is under half its limit, once per conn_want_drain.
+ * True when it was told. */
+static bool call_drain_if_wanted(struct conn *conn)
 {
     pthread_mutex_lock(&conn->lock);
     bool call = conn->drain_wanted && !conn->closing && conn->q_bytes < queue_limit_bytes(conn) / 2;
@@ -519,28 +521,28 @@ static void call_drain_if_wanted(struct conn *conn)
     pthread_mutex_unlock(&conn->lock);
     if (call && conn->handler->on_drain)
         conn->handler->on_drain(conn->ctx, conn);
+    return call;
 }
 
+/* Write what the socket takes; tell the owner when the queue has room again,
+ * and write what it queued then (the next replay page) while the socket
+ * keeps taking it. */
 static void conn_flush(struct conn *conn)
 {
-    if (conn->state == CONN_CLOSED || conn->state == CONN_NEW)
-        return;
-    bool close_sent = false;
-    enum io_result r = write_queue(conn, &close_sent);
-    if (r == IO_FAILED) {
-        conn_finish(conn);
-        return;
-    }
-    if (close_sent && conn->state == CONN_OPEN)
-        begin_linger(conn);
-    set_events(conn, r == IO_AGAIN);
-    if (r == IO_DONE && conn->state == CONN_OPEN) {
-        call_drain_if_wanted(conn);
-        pthread_mutex_lock(&conn->lock);
-        bool more = conn->q_len > 0;
-        pthread_mutex_unlock(&conn->lock);
-        if (more)
-            conn_flush(conn); /* the drain handler queued a page */
+    for (;;) {
+        if (conn->state == CONN_CLOSED || conn->state == CONN_NEW)
+            return;
+        bool close_sent = false;
+        enum io_result r = write_queue(conn, &close_sent);
+        if (r == IO_FAILED) {
+            conn_finish(conn);
+            return;
+        }
+        if (close_sent && conn->state == CONN_OPEN)
+            begin_linger(conn);
+        set_events(conn, r == IO_AGAIN);
+        if (conn->state != CONN_OPEN || !call_drain_if_wanted(conn) || r == IO_AGAIN)
+            return;
     }
 }
 
@@ -754,7 +756,7 @@ static void sweep_conn(struct conn *conn, int64_t now)
         conn_close(conn, PROTO_CLOSE_POLICY, "hello timeout");
     } else if (conn->mid_frame_since_ms &&
                now - conn->mid_frame_since_ms >= config->request_timeout_ms) {
-        conn_close(conn, PROTO_CLOSE_POLICY, "frame not completed in time");
+        conn_close(conn, PROTO_CLOSE_POLICY, "message not completed in time");
     } else if (conn->ping_outstanding && now - conn->ping_sent_ms >= config->ws_ping_ms) {
         conn_close(conn, PROTO_CLOSE_GOING_AWAY, "no answer to ping");
     } else if (!conn->ping_outstanding && now - conn->last_read_ms >= config->ws_ping_ms) {
@@ -824,9 +826,15 @@ static void *loop_main(void *arg)
             next_sweep = util_mono_ms() + LOOP_SWEEP_MS;
         }
     }
-    run_ready(loop);
-    while (loop->conns)
-        conn_finish(loop->conns);
+    /* Close what is left; closing may schedule more (a neighbour's presence
+     * frame), so run the ready list until nothing holds a reference. */
+    for (;;) {
+        run_ready(loop);
+        if (!loop->conns)
+            break;
+        while (loop->conns)
+            conn_finish(loop->conns);
+    }
     return NULL;
 }
 
@@ -866,7 +874,9 @@ static long connection_limit(const struct config *config)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
         return 100000;
-    long spare = 64 + (long)config->threads;
+    /* Besides the WebSockets: the HTTP workers' sockets and CivetWeb's queue
+     * of accepted ones, SQLite, Valkey, epoll and eventfds, logs. */
+    long spare = 320 + (long)config->threads;
     return (long)rl.rlim_cur > spare + 16 ? (long)rl.rlim_cur - spare : 16;
 }
 

@@ -55,6 +55,7 @@ struct chat_msg {
     X(NOT_FOUND, "not_found", 404)                                                                 \
     X(METHOD_NOT_ALLOWED, "bad_request", 405)                                                      \
     X(TIMEOUT, "timeout", 408)                                                                     \
+    X(LENGTH_REQUIRED, "bad_request", 411)                                                         \
     X(TOO_LARGE, "too_large", 413)                                                                 \
     X(RATE_LIMITED, "rate_limited", 429)                                                           \
     X(INTERNAL, "internal", 500)                                                                   \

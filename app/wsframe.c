@@ -238,7 +238,7 @@ void wsframe_decoder_dispose(struct wsframe_decoder *d)
 
 bool wsframe_decoder_mid_frame(const struct wsframe_decoder *d)
 {
-    return d->header_have > 0 || d->in_payload;
+    return d->header_have > 0 || d->in_payload || d->in_message;
 }
 
 int wsframe_decode(struct wsframe_decoder *d, unsigned char *data, size_t len, wsframe_event_fn fn,

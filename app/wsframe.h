@@ -76,7 +76,8 @@ void wsframe_decoder_dispose(struct wsframe_decoder *d);
 int wsframe_decode(struct wsframe_decoder *d, unsigned char *data, size_t len, wsframe_event_fn fn,
                    void *ctx, struct wsframe_error *err);
 
-/* True while a frame has been started but not finished (a stalled sender). */
+/* True while a frame, or a fragmented message, has been started but not
+ * finished (a stalled or trickling sender). */
 bool wsframe_decoder_mid_frame(const struct wsframe_decoder *d);
 
 /* Write the header of an unmasked server frame with fin set into out (at

@@ -137,6 +137,43 @@ describe('request timeout', () => {
         await idle.close();
     }));
 
+    it('a fragmented message kept open with empty fragments is closed 1008', T, withLogs(async () => {
+        const c = await connectHello({ port: requests.port }, 'trickle-fragments');
+        await c.sendFrame({ fin: false, opcode: OP.TEXT, payload: '{"type":"ping",' });
+        const bound = 3 * REQUEST_TIMEOUT_MS + WAIT_MS;
+        let sent = 0;
+        const ticker = setInterval(() => {
+            // each piece is a whole frame: only the message stays unfinished
+            if (!c.closeInfo) c.sendFrame({ fin: false, opcode: OP.CONT, payload: '' }).catch(() => {});
+            sent++;
+        }, REQUEST_TIMEOUT_MS / 4);
+        try {
+            const f = await c.closeFrameWithin(bound, 'the close frame to the fragment trickler');
+            assert.equal(f.code, 1008, 'close code');
+        } finally {
+            clearInterval(ticker);
+        }
+        assert.ok(sent >= 3, `it kept sending fragments (${sent}) until the close`);
+        c.destroy();
+    }));
+
+    it('a chunked POST body is refused with 411: only a Content-Length body has one deadline', T, withLogs(async () => {
+        const answer = await new Promise((resolve, reject) => {
+            const s = net.connect(requests.port, '127.0.0.1');
+            let data = '';
+            s.on('connect', () => s.write(
+                `POST /api/rooms/${uniq('chunked')}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+                'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n'));
+            s.on('data', (d) => {
+                data += d.toString('latin1');
+                if (data.includes('\r\n\r\n')) { s.destroy(); resolve(data); }
+            });
+            s.on('error', reject);
+            setTimeout(() => { s.destroy(); resolve(data); }, WAIT_MS);
+        });
+        assert.match(answer, /^HTTP\/1\.1 411 /, `the answer: ${JSON.stringify(answer.split('\r\n')[0])}`);
+    }));
+
     it('an HTTP body trickled one byte per second is cut off (408 or closed): one deadline for the whole body', T, withLogs(async () => {
         const room = uniq('slowbody');
         const body = JSON.stringify({ user: 'slow', text: 'one byte at a time, for a minute', ref: 'slow-1' });

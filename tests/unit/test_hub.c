@@ -41,6 +41,7 @@ static struct {
     size_t count;
     size_t cap;
     int replay_calls;
+    int incomplete_call; /* this replay call (1-based) answers nothing, incomplete */
 } hist = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void hist_add(const char *room, uint64_t id, const char *text)
@@ -63,6 +64,7 @@ static void hist_clear(void)
     hist.msgs = NULL;
     hist.count = hist.cap = 0;
     hist.replay_calls = 0;
+    hist.incomplete_call = 0;
     pthread_mutex_unlock(&hist.lock);
 }
 
@@ -95,13 +97,13 @@ static int hist_replay(struct broker *broker, const char *room, uint64_t after, 
     hist.replay_calls++;
     *out = xcalloc((size_t)limit + 1, sizeof(**out));
     *count = 0;
-    for (size_t i = 0; i < hist.count && *count < (size_t)limit; i++) {
+    *complete = hist.replay_calls != hist.incomplete_call;
+    for (size_t i = 0; *complete && i < hist.count && *count < (size_t)limit; i++) {
         const struct chat_msg *m = hist.msgs[i];
         if (strcmp(m->room, room) == 0 && m->id > after && m->id <= upto)
             (*out)[(*count)++] = chat_msg_clone(m);
     }
     pthread_mutex_unlock(&hist.lock);
-    *complete = true;
     return 0;
 }
 
@@ -965,6 +967,47 @@ static int test_second_join_during_replay(void)
     return 0;
 }
 
+/* A client that never reads and loops leave + join with since 0 gets at most
+ * one replay page queued: later joins find the queue backlogged and leave the
+ * page to a drain that never comes. */
+static int test_join_loop_without_reading(void)
+{
+    struct peer *p = replay_start(16, 200, 0);
+    TEST_ASSERT(p);
+    for (int i = 0; i < 30; i++) {
+        TEST_ASSERT_INT(command(p, "leave r"), 0);
+        TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    }
+    /* one page (64) and the joined/left frames; 30 pages would be 1,920 */
+    TEST_ASSERT(atomic_load(&fx.metrics->outbound_queued) < 64 + 2 * 31 + 8);
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
+/* A later replay page history cannot serve whole would leave a hole behind a
+ * joined that said recovered: the connection is closed with 1011 after the
+ * messages before the hole, and the client's re-join learns the truth. */
+static int test_incomplete_page_closes(void)
+{
+    fx_init();
+    fx.cfg->outbound_max_kib = 16;
+    TEST_ASSERT(fx_start());
+    store_many("r", 0, 200, 1000);
+    pthread_mutex_lock(&hist.lock);
+    hist.incomplete_call = 2;
+    pthread_mutex_unlock(&hist.lock);
+    struct peer *p = peer_user_buf("a", 8192);
+    TEST_ASSERT(p);
+    TEST_ASSERT_INT(command(p, "join r 0"), 0);
+    TEST_ASSERT(expect_joined(p, "r", 200, "a", true));
+    TEST_ASSERT(expect_run(p, "r", 1, 64));
+    TEST_ASSERT(expect_close(&p->ws, PROTO_CLOSE_INTERNAL));
+    TEST_ASSERT(peer_free(p));
+    fx_stop();
+    return 0;
+}
+
 /* Another user joins while a replay fills the queue: the presence frame
  * arrives (somewhere in or after the replay), and the replay arrives whole. */
 static int test_presence_during_replay(void)
@@ -1009,4 +1052,5 @@ TEST_MAIN(TEST_CASE(test_join_answers_joined), TEST_CASE(test_deliver_fans_out_t
           TEST_CASE(test_replay_too_far_back), TEST_CASE(test_replay_larger_than_queue),
           TEST_CASE(test_deliver_during_replay), TEST_CASE(test_concurrent_deliver_during_replay),
           TEST_CASE(test_live_message_behind_last_page), TEST_CASE(test_second_join_during_replay),
-          TEST_CASE(test_presence_during_replay))
+          TEST_CASE(test_presence_during_replay), TEST_CASE(test_join_loop_without_reading),
+          TEST_CASE(test_incomplete_page_closes))

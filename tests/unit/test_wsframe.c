@@ -306,13 +306,14 @@ static int test_fragmented_with_controls(void)
     wsframe_decoder_dispose(&d);
     rec_free(&r);
 
-    /* Between fragments the decoder is idle on the wire but holds the message. */
+    /* Between fragments the decoder holds an unfinished message: that counts
+     * as mid-frame, so a sender trickling empty fragments meets the deadline. */
     wsframe_decoder_init(&d, LIMIT);
     size_t first = client_text(buf, WSFRAME_TEXT, "Hel");
     memcpy(copy, buf, first);
     TEST_ASSERT_INT(wsframe_decode(&d, copy, first, on_event, &r, &err), 0);
     TEST_ASSERT_INT(r.n, 0);
-    TEST_ASSERT(!wsframe_decoder_mid_frame(&d));
+    TEST_ASSERT(wsframe_decoder_mid_frame(&d));
     TEST_ASSERT(d.in_message);
     wsframe_decoder_dispose(&d);
     TEST_ASSERT(d.message.data == NULL);
