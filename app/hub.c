@@ -428,27 +428,28 @@ static struct membership *replaying_membership(struct hub_conn *hc)
 void hub_conn_drained(struct hub_conn *hc)
 {
     struct hub *hub = hc->hub;
-    for (;;) {
-        pthread_mutex_lock(&hub->lock);
-        struct membership *m = replaying_membership(hc);
-        if (m && conn_is_backlogged(hc->conn))
-            conn_want_drain(hc->conn); /* this or another room goes on later */
-        bool read_now = m && !conn_is_backlogged(hc->conn) && !conn_is_closing(hc->conn);
-        char *room = read_now ? xstrdup(m->room->name) : NULL;
-        uint64_t after = read_now ? m->replay_after : 0, upto = read_now ? page_end(m) : 0;
-        pthread_mutex_unlock(&hub->lock);
-        if (!room)
-            return;
-        struct replay_page page;
-        page_read(hub, room, after, upto, &page);
-        pthread_mutex_lock(&hub->lock);
-        m = find_membership(hc, room); /* only this loop thread removes it */
-        if (m && m->state == MEMBER_REPLAYING && m->replay_after == after)
-            page_send(m, &page, upto);
-        pthread_mutex_unlock(&hub->lock);
-        page_free(&page);
-        free(room);
-    }
+    pthread_mutex_lock(&hub->lock);
+    struct membership *m = replaying_membership(hc);
+    if (m && conn_is_backlogged(hc->conn))
+        conn_want_drain(hc->conn); /* this or another room goes on later */
+    bool read_now = m && !conn_is_backlogged(hc->conn) && !conn_is_closing(hc->conn);
+    char *room = read_now ? xstrdup(m->room->name) : NULL;
+    uint64_t after = read_now ? m->replay_after : 0, upto = read_now ? page_end(m) : 0;
+    pthread_mutex_unlock(&hub->lock);
+    if (!room)
+        return;
+    /* One page per call: the loop serves its other connections between pages. */
+    struct replay_page page;
+    page_read(hub, room, after, upto, &page);
+    pthread_mutex_lock(&hub->lock);
+    m = find_membership(hc, room); /* only this loop thread removes it */
+    if (m && m->state == MEMBER_REPLAYING && m->replay_after == after)
+        page_send(m, &page, upto);
+    if (replaying_membership(hc) && !conn_is_closing(hc->conn))
+        conn_want_drain(hc->conn); /* this room's next page, or another room's */
+    pthread_mutex_unlock(&hub->lock);
+    page_free(&page);
+    free(room);
 }
 
 /* ---------------------------------------------------------------- join and leave */

@@ -43,7 +43,8 @@ struct conn *hub_conn_socket(struct hub_conn *hc);
 /* Set the user name once (after hello). Loop thread of conn. */
 void hub_conn_set_user(struct hub_conn *hc, const char *user);
 
-/* The connection's queue drained: queue the next replay pages. Loop thread. */
+/* The connection's queue drained: queue the next replay page, one per call,
+ * asking for another drain while a room still replays. Loop thread. */
 void hub_conn_drained(struct hub_conn *hc);
 
 /* Join room: queues `joined`, then, with since, the missed messages (in pages,

@@ -510,9 +510,8 @@ static void begin_linger(struct conn *conn)
         conn->closing_since_ms = util_mono_ms();
 }
 
-/* Tell the owner the queue is under half its limit, once per conn_want_drain.
- * True when it was told. */
-static bool call_drain_if_wanted(struct conn *conn)
+/* Tell the owner the queue is under half its limit, once per conn_want_drain. */
+static void call_drain_if_wanted(struct conn *conn)
 {
     pthread_mutex_lock(&conn->lock);
     bool call = conn->drain_wanted && !conn->closing && conn->q_bytes < queue_limit_bytes(conn) / 2;
@@ -521,29 +520,26 @@ static bool call_drain_if_wanted(struct conn *conn)
     pthread_mutex_unlock(&conn->lock);
     if (call && conn->handler->on_drain)
         conn->handler->on_drain(conn->ctx, conn);
-    return call;
 }
 
-/* Write what the socket takes; tell the owner when the queue has room again,
- * and write what it queued then (the next replay page) while the socket
- * keeps taking it. */
+/* Write what the socket takes, then tell the owner when the queue has room
+ * again; what it queues then (the next replay page) schedules the connection
+ * for the loop's next pass. */
 static void conn_flush(struct conn *conn)
 {
-    for (;;) {
-        if (conn->state == CONN_CLOSED || conn->state == CONN_NEW)
-            return;
-        bool close_sent = false;
-        enum io_result r = write_queue(conn, &close_sent);
-        if (r == IO_FAILED) {
-            conn_finish(conn);
-            return;
-        }
-        if (close_sent && conn->state == CONN_OPEN)
-            begin_linger(conn);
-        set_events(conn, r == IO_AGAIN);
-        if (conn->state != CONN_OPEN || !call_drain_if_wanted(conn) || r == IO_AGAIN)
-            return;
+    if (conn->state == CONN_CLOSED || conn->state == CONN_NEW)
+        return;
+    bool close_sent = false;
+    enum io_result r = write_queue(conn, &close_sent);
+    if (r == IO_FAILED) {
+        conn_finish(conn);
+        return;
     }
+    if (close_sent && conn->state == CONN_OPEN)
+        begin_linger(conn);
+    set_events(conn, r == IO_AGAIN);
+    if (conn->state == CONN_OPEN)
+        call_drain_if_wanted(conn);
 }
 
 /* ---------------------------------------------------------------- reading (loop thread) */
@@ -723,23 +719,29 @@ static void conn_start(struct conn *conn)
     conn_on_readable(conn);
 }
 
-static void run_ready(struct loop *loop)
+/* One pass over the connections on the ready list now; what they schedule
+ * meanwhile (the next replay page) waits for the next pass, after the socket
+ * events, so one busy connection cannot hold the loop. True when more is
+ * ready. */
+static bool run_ready(struct loop *loop)
 {
-    struct conn *list;
-    while ((list = ready_take_all(loop)) != NULL) {
-        while (list) {
-            struct conn *conn = list;
-            list = conn->next_ready;
-            pthread_mutex_lock(&conn->lock);
-            conn->scheduled = false;
-            pthread_mutex_unlock(&conn->lock);
-            if (conn->state == CONN_NEW)
-                conn_start(conn);
-            else
-                conn_flush(conn);
-            conn_unref(conn);
-        }
+    struct conn *list = ready_take_all(loop);
+    while (list) {
+        struct conn *conn = list;
+        list = conn->next_ready;
+        pthread_mutex_lock(&conn->lock);
+        conn->scheduled = false;
+        pthread_mutex_unlock(&conn->lock);
+        if (conn->state == CONN_NEW)
+            conn_start(conn);
+        else
+            conn_flush(conn);
+        conn_unref(conn);
     }
+    pthread_mutex_lock(&loop->lock);
+    bool more = loop->ready.head != NULL;
+    pthread_mutex_unlock(&loop->lock);
+    return more;
 }
 
 /* ---------------------------------------------------------------- deadlines */
@@ -801,8 +803,8 @@ static void *loop_main(void *arg)
     struct epoll_event events[LOOP_EVENTS_MAX];
     int64_t next_sweep = util_mono_ms() + LOOP_SWEEP_MS;
     while (!loop_should_stop(loop)) {
-        run_ready(loop); /* what the close-all request queued */
-        int timeout = (int)(next_sweep - util_mono_ms());
+        bool more = run_ready(loop); /* also what the close-all request queued */
+        int timeout = more ? 0 : (int)(next_sweep - util_mono_ms());
         int n = epoll_wait(loop->epfd, events, LOOP_EVENTS_MAX, timeout > 0 ? timeout : 0);
         for (int i = 0; i < n; i++) {
             if (events[i].data.ptr == loop) {
@@ -829,7 +831,8 @@ static void *loop_main(void *arg)
     /* Close what is left; closing may schedule more (a neighbour's presence
      * frame), so run the ready list until nothing holds a reference. */
     for (;;) {
-        run_ready(loop);
+        while (run_ready(loop))
+            ;
         if (!loop->conns)
             break;
         while (loop->conns)
