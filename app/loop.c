@@ -3,8 +3,9 @@
  * its socket and TLS session. Other threads append shared frames to the
  * connection's queue under its lock and, when it was idle, put it on the
  * loop's ready list and wake the loop through an eventfd. The loop writes
- * with writev (SSL_write for TLS) until EAGAIN and then waits for EPOLLOUT.
- * A sweep every LOOP_SWEEP_MS enforces the deadlines.
+ * with sendmsg, a writev without SIGPIPE (SSL_write for TLS), until EAGAIN
+ * and then waits for EPOLLOUT. A sweep every LOOP_SWEEP_MS enforces the
+ * deadlines.
  * Lock order: conn->lock, then loop->lock; loops->admit_lock alone. */
 #define _GNU_SOURCE
 #include "loop.h"
