@@ -430,14 +430,15 @@ void hub_conn_drained(struct hub_conn *hc)
     struct hub *hub = hc->hub;
     pthread_mutex_lock(&hub->lock);
     struct membership *m = replaying_membership(hc);
-    if (m && conn_is_backlogged(hc->conn))
-        conn_want_drain(hc->conn); /* this or another room goes on later */
-    bool read_now = m && !conn_is_backlogged(hc->conn) && !conn_is_closing(hc->conn);
-    char *room = read_now ? xstrdup(m->room->name) : NULL;
-    uint64_t after = read_now ? m->replay_after : 0, upto = read_now ? page_end(m) : 0;
-    pthread_mutex_unlock(&hub->lock);
-    if (!room)
+    if (!m || conn_is_closing(hc->conn) || conn_is_backlogged(hc->conn)) {
+        if (m && !conn_is_closing(hc->conn))
+            conn_want_drain(hc->conn); /* goes on when the queue has room */
+        pthread_mutex_unlock(&hub->lock);
         return;
+    }
+    char *room = xstrdup(m->room->name);
+    uint64_t after = m->replay_after, upto = page_end(m);
+    pthread_mutex_unlock(&hub->lock);
     /* One page per call: the loop serves its other connections between pages. */
     struct replay_page page;
     page_read(hub, room, after, upto, &page);
@@ -464,12 +465,11 @@ static uint64_t history_last_id(struct hub *hub, const char *room)
 }
 
 /* Answer a join of a room hc is already in: `joined`, no second replay. */
-static void join_again(struct hub *hub, struct membership *m)
+static void join_again(struct membership *m)
 {
     struct loop_frame *joined = joined_frame(m->room, true);
     conn_send(m->hc->conn, joined);
     loop_frame_unref(joined);
-    (void)hub;
 }
 
 int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const uint64_t *since)
@@ -477,7 +477,7 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const 
     pthread_mutex_lock(&hub->lock);
     struct membership *m = find_membership(hc, room_name);
     if (m) {
-        join_again(hub, m);
+        join_again(m);
         pthread_mutex_unlock(&hub->lock);
         return 0;
     }

@@ -131,7 +131,6 @@ struct loops {
 };
 
 static void conn_finish(struct conn *conn);
-static void conn_flush(struct conn *conn);
 
 /* ---------------------------------------------------------------- frames */
 
@@ -651,7 +650,7 @@ static void conn_on_readable(struct conn *conn)
 
 /* ---------------------------------------------------------------- life cycle (loop thread) */
 
-static void loops_release_slot(struct loops *loops, const char *ip)
+void loops_unadmit(struct loops *loops, const char *ip)
 {
     pthread_mutex_lock(&loops->admit_lock);
     if (--loops->admitted == 0)
@@ -690,7 +689,7 @@ static void conn_finish(struct conn *conn)
         conn->next->prev = conn->prev;
     atomic_fetch_sub(&loop->count, 1);
     atomic_fetch_sub(&loop->loops->metrics->connections, 1);
-    loops_release_slot(loop->loops, conn->ip);
+    loops_unadmit(loop->loops, conn->ip);
     conn->handler->on_closed(conn->ctx, conn);
     conn_unref(conn);
 }
@@ -960,11 +959,6 @@ int loops_admit(struct loops *loops, const char *ip)
     }
     pthread_mutex_unlock(&loops->admit_lock);
     return rc;
-}
-
-void loops_unadmit(struct loops *loops, const char *ip)
-{
-    loops_release_slot(loops, ip);
 }
 
 static struct loop *least_busy(struct loops *loops)
