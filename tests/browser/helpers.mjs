@@ -13,6 +13,22 @@
 //   [data-testid=member]            one entry of the members panel (data-user)
 //   [data-testid=typing]            "alice is typing…" line
 //   [data-testid=room-link]         a room in the room list (data-room)
+// and, for the life of a message (lifecycle*.test.mjs):
+//   [data-testid=message-actions]   a message's hover/long-press actions:
+//                                   [data-testid=action-react|action-reply|action-edit|action-delete]
+//   [data-testid=edit-input]        the editor of a message edited in place
+//   [data-testid=message-edited]    "(edited)", its title the edit time
+//   [data-testid=reaction]          a reaction chip (data-emoji, aria-pressed, title = who),
+//                                   [data-testid=reaction-count] inside
+//   [data-testid=emoji-option]      an emoji of the reaction picker (data-emoji)
+//   [data-testid=confirm-delete]    the delete confirmation's button
+//   [data-testid=reply-quote]       a reply's quote of its original (data-target)
+//   [data-testid=reply-bar]         the quote above the composer, [data-testid=reply-cancel]
+//   [data-testid=mention-list]      the @ autocomplete, [data-testid=mention-option] (data-user)
+//   [data-testid=mention]           an @name in a message text (.mention-me when it names me)
+//   [data-testid=room-mentions]     the mention badge of a room link
+//   [data-testid=message-notice]    why a change of the message was refused
+//   [data-testid=notify-toggle]     the mention notifications button
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,9 +65,10 @@ export function watchProblems(page) {
 
 // Opens the page at #room in a fresh browser context (nothing remembered),
 // watching it for problems.
+// contextOptions: more options of the browser context (hasTouch, isMobile...).
 export async function openPage(browser, server,
-    { room = 'general', viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
-    const context = await browser.newContext({ viewport, colorScheme });
+    { room = 'general', viewport = { width: 1280, height: 800 }, colorScheme = 'light', contextOptions = {} } = {}) {
+    const context = await browser.newContext({ viewport, colorScheme, ...contextOptions });
     context.setDefaultTimeout(TIMEOUT);
     const page = await context.newPage();
     const problems = watchProblems(page);
@@ -61,13 +78,15 @@ export async function openPage(browser, server,
 
 // Opens the chat at #room in a fresh browser context, picks the display
 // name in the first-visit dialog and waits until the room is joined.
-export async function openChat(browser, server, { name, room = 'general', ...look }) {
+// record: also return the page's frames (recordFrames) from its first socket.
+export async function openChat(browser, server, { name, room = 'general', record = false, ...look }) {
     const { page, context, problems, response } = await openPage(browser, server, { room, ...look });
+    const frames = record ? recordFrames(page) : null;
     await page.locator('[data-testid=name-input]').fill(name);
     await page.locator('[data-testid=name-input]').press('Enter');
     await waitOnline(page);
     await waitJoined(page, room);
-    return { page, context, problems, csp: response.headers()['content-security-policy'] || '' };
+    return { page, context, problems, frames, csp: response.headers()['content-security-policy'] || '' };
 }
 
 // After a drop the page may wait up to its longest backoff (15 s,
@@ -158,6 +177,7 @@ export function recordFrames(page) {
     const waiters = new Set();
     const seen = {
         joins: [],
+        sent: [],
         received: [],
         next(predicate, timeout = TIMEOUT) {
             return new Promise((resolve, reject) => {
@@ -173,6 +193,7 @@ export function recordFrames(page) {
     page.on('websocket', (ws) => {
         ws.on('framesent', ({ payload }) => {
             const frame = JSON.parse(payload);
+            seen.sent.push(frame);
             if (frame.type === 'join') seen.joins.push(frame);
         });
         ws.on('framereceived', ({ payload }) => {
@@ -192,4 +213,86 @@ export function recordFrames(page) {
         });
     });
     return seen;
+}
+
+// One REST call with a JSON body (or none); resolves with {status, body}.
+export async function rest(server, method, urlPath, body) {
+    const init = { method, headers: {} };
+    if (body !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+    }
+    const res = await fetch(`${server.url}${urlPath}`, init);
+    const text = await res.text();
+    let parsed = null;
+    try {
+        parsed = JSON.parse(text);
+    } catch {
+        /* not JSON */
+    }
+    return { status: res.status, body: parsed, text };
+}
+
+function messagePath(room, id) {
+    return `/api/rooms/${encodeURIComponent(room)}/messages/${id}`;
+}
+
+// The changes of PROTOCOL.md over REST, as user; each fails on a non-200.
+async function expect200(what, promise) {
+    const res = await promise;
+    if (res.status !== 200) throw new Error(`${what}: ${res.status} ${res.text}`);
+    return res.body;
+}
+
+export function editOverRest(server, room, id, user, text) {
+    return expect200(`PATCH ${id}`, rest(server, 'PATCH', messagePath(room, id), { text, user }));
+}
+
+export function deleteOverRest(server, room, id, user) {
+    return expect200(`DELETE ${id}`, rest(server, 'DELETE', `${messagePath(room, id)}?user=${encodeURIComponent(user)}`));
+}
+
+export function reactOverRest(server, room, id, user, emoji, add = true) {
+    const url = `${messagePath(room, id)}/reactions/${encodeURIComponent(emoji)}?user=${encodeURIComponent(user)}`;
+    return expect200(`${add ? 'PUT' : 'DELETE'} ${emoji} on ${id}`, rest(server, add ? 'PUT' : 'DELETE', url));
+}
+
+// The row of stored message id.
+export function messageRow(page, id) {
+    return page.locator(`[data-testid=message][data-id="${id}"]`);
+}
+
+// The id of the stored message whose text is exactly text (waits for it).
+export async function messageId(page, text) {
+    await waitForTexts(page, [text]);
+    return page.$$eval('[data-testid=message][data-id]', (rows, t) => {
+        const row = rows.find((r) => r.querySelector('[data-testid=message-text]')?.textContent === t);
+        return Number(row.dataset.id);
+    }, text);
+}
+
+// Waits until stored message id shows exactly text.
+export function waitForRowText(page, id, text, timeout = TIMEOUT) {
+    return page.waitForFunction(([i, t]) => document.querySelector(
+        `[data-testid=message][data-id="${i}"] [data-testid=message-text]`)?.textContent === t, [id, text], { timeout });
+}
+
+// The reactions of stored message id as shown: {emoji: {count, title, mine}}.
+export function shownReactions(page, id) {
+    return page.$$eval(`[data-testid=message][data-id="${id}"] [data-testid=reaction]`, (chips) =>
+        Object.fromEntries(chips.map((c) => [c.dataset.emoji, {
+            count: Number(c.querySelector('[data-testid=reaction-count]').textContent),
+            title: c.title,
+            mine: c.getAttribute('aria-pressed') === 'true',
+        }])));
+}
+
+// Waits until stored message id shows exactly these reactions ({emoji: count}).
+export function waitForReactions(page, id, counts, timeout = TIMEOUT) {
+    return page.waitForFunction(([i, want]) => {
+        const chips = [...document.querySelectorAll(`[data-testid=message][data-id="${i}"] [data-testid=reaction]`)];
+        const shown = Object.fromEntries(chips.map((c) => [c.dataset.emoji,
+            Number(c.querySelector('[data-testid=reaction-count]').textContent)]));
+        return JSON.stringify(shown) === JSON.stringify(want);
+    }, [id, counts], { timeout });
 }

@@ -1,5 +1,5 @@
-/* api.js — the REST side of PROTOCOL.md: the room directory and message
- * history. Every function resolves with the parsed JSON body or throws an
+/* api.js — the REST side of PROTOCOL.md: the room directory, message
+ * history and single messages (a reply's original). Every function resolves with the parsed JSON body or throws an
  * ApiError carrying the server's error code and human message. */
 
 const PAGE_SIZE = 50;
@@ -51,10 +51,18 @@ export async function listRooms() {
   return Array.isArray(body?.rooms) ? body.rooms : [];
 }
 
-/* {messages (ascending ids), has_more}; with before: the page older than it. */
-export async function fetchMessages(room, { before = 0, limit = PAGE_SIZE } = {}) {
+/* {messages (ascending ids), has_more}; with before: the page older than it;
+ * with after: the page newer than it. */
+export async function fetchMessages(room, { before = 0, after = 0, limit = PAGE_SIZE } = {}) {
   const query = new URLSearchParams({ limit: String(limit) });
   if (before) query.set('before', String(before));
+  if (after) query.set('after', String(after));
   const body = await request(`${roomPath(room)}/messages?${query}`);
   return { messages: Array.isArray(body?.messages) ? body.messages : [], hasMore: Boolean(body?.has_more) };
+}
+
+/* One message in its current state (an ApiError with status 404 when the
+ * room has no such message). */
+export function fetchMessage(room, id) {
+  return request(`${roomPath(room)}/messages/${encodeURIComponent(String(id))}`);
 }

@@ -1,12 +1,16 @@
 /* app.js — wires the page together: store, connection, REST and view. It
  * turns server frames into store changes and the person's actions into
  * frames, and owns the rules that span them: which rooms to (re-)join and
- * with which `since`, when to fetch history over REST, how sends are queued,
- * retried with the same ref and acknowledged, the #room URL, and who the
- * person is: a display name, or a sign-in token on a server with auth on. */
+ * with which `since`, when to fetch history over REST, how sends and changes
+ * (edit, delete, react) are queued, retried with the same ref and
+ * acknowledged, how a reply's original is found (loading older history when
+ * it is not on screen), mentions (badge, notification), the #room URL, and
+ * who the person is: a display name, or a sign-in token on a server with
+ * auth on. */
 
 import * as api from './api.js';
 import { Connection, socketUrl } from './connection.js';
+import { quoteOf } from './render.js';
 import { saved } from './storage.js';
 import { Store } from './store.js';
 import { DEFAULT_ROOM, messageTextProblem, roomNameProblem, tokenProblem, userNameProblem } from './validate.js';
@@ -15,6 +19,9 @@ import * as view from './view.js';
 const ROOMS_POLL_MS = 10000;
 const TYPING_EVERY_MS = 2500;
 const TYPING_CHECK_MS = 1000;
+const JUMP_PAGE = 200;      /* messages per page while loading back to a reply's original */
+const JUMP_MAX_PAGES = 20;  /* further back than this, the person scrolls */
+const MENTION_CHOICES = 8;
 
 const ERROR_TEXT = {
   bad_json: 'The server could not read a message from this page.',
@@ -30,6 +37,17 @@ const ERROR_TEXT = {
   rate_limited: 'You are sending too fast; wait a moment, then retry.',
   unavailable: 'The server cannot accept messages right now; retry later.',
   internal: 'The server had an internal problem.',
+  not_found: 'That message no longer exists.',
+  edit_window: 'It is too late to edit this message.',
+  too_many_reactions: 'This message has all the different reactions it can take; add to one of those.',
+};
+
+/* Codes whose meaning differs for a change of a message (`${kind}:${code}`, then `${code}`). */
+const CHANGE_ERROR_TEXT = {
+  forbidden: 'Only its author can change this message.',
+  'delete:forbidden': 'Only its author or a moderator can delete this message.',
+  'react:not_found': 'That reaction is already gone, or the message was deleted.',
+  not_joined: 'You are not in this room any more; try again once it is rejoined.',
 };
 
 const store = new Store();
@@ -67,7 +85,7 @@ let stickToBottom = false;
 
 function onStoreChange({ detail: { room, what } }) {
   dirty.add('rooms');
-  if (what === 'current') ['messages', 'members', 'typing'].forEach((part) => dirty.add(part));
+  if (what === 'current') ['messages', 'members', 'typing', 'reply'].forEach((part) => dirty.add(part));
   else if (room === store.current) dirty.add(what);
   if (!renderTimer) renderTimer = setTimeout(paint, 0);
 }
@@ -77,6 +95,7 @@ function paint() {
   if (dirty.has('rooms')) view.renderRooms(store);
   if (dirty.has('members')) view.renderMembers(store);
   if (dirty.has('typing')) view.renderTyping(store);
+  if (dirty.has('reply')) view.renderReply(store);
   if (dirty.has('messages')) {
     view.renderMessages(store, { forceBottom: stickToBottom });
     stickToBottom = false;
@@ -109,6 +128,7 @@ function openRoomFromHash() {
     return;
   }
   view.closeDrawers();
+  if (store.editing && store.editing.room !== name) store.stopEdit();
   store.enter(name);
   store.setCurrent(name);
   view.setComposerText(drafts[name] || '');
@@ -134,16 +154,18 @@ function onJoined(frame) {
   if (room.historyError) store.setHistoryState(room.name, { historyError: '' }); /* e.g. a refused join */
   if (since === null || frame.recovered === false) {
     store.resetMessages(room.name);
-    loadNewest(room.name);
+    loadNewest(room.name, frame.last_id);
   }
   flushOutbox(room.name);
 }
 
-async function loadNewest(name) {
+/* lastId: the join's last_id, which the page read after it covers. */
+async function loadNewest(name, lastId = 0) {
   store.setHistoryState(name, { historyError: '' });
   try {
     const page = await api.fetchMessages(name);
     store.addMessages(name, page.messages);
+    store.coveredUpTo(name, lastId);
     store.setHistoryState(name, { loaded: true, hasOlder: page.hasMore });
   } catch (error) {
     if (!signInAgainOn(error)) store.setHistoryState(name, { historyError: `Could not load the history: ${error.message}` });
@@ -206,7 +228,8 @@ function send(raw) {
     return;
   }
   const ref = newRef();
-  store.addPending(name, ref, text);
+  store.addPending(name, ref, text, store.room(name).replyTo);
+  store.setReply(name, null);
   view.setComposerText('');
   saveDraft(name, '');
   stickToBottom = true;
@@ -222,7 +245,9 @@ function transmit(name, ref) {
     store.setPendingState(name, ref, 'failed', refusedRooms.get(name));
     return;
   }
-  const sent = room.joined && connection.send({ type: 'send', room: name, text: item.text, ref });
+  const frame = { type: 'send', room: name, text: item.text, ref };
+  if (item.replyTo) frame.reply_to = item.replyTo.id;
+  const sent = room.joined && connection.send(frame);
   store.setPendingState(name, ref, sent ? 'sending' : 'queued');
 }
 
@@ -231,6 +256,186 @@ function transmit(name, ref) {
 function flushOutbox(name) {
   for (const item of store.pendingList(name)) {
     if (item.state !== 'failed') transmit(name, item.ref);
+  }
+  for (const change of store.changeList(name)) transmitChange(name, change.ref);
+}
+
+/* --- changes of a message: edit, delete, react --- */
+
+/* change: {kind, target, text?, emoji?, add?}; sent now, or after the next
+ * (re-)join, with one ref however often it goes out. */
+function changeMessage(name, change) {
+  const ref = newRef();
+  store.addChange(name, { ...change, ref });
+  transmitChange(name, ref);
+}
+
+function transmitChange(name, ref) {
+  const room = store.room(name);
+  const change = room?.ourChanges.get(ref);
+  if (!change) return;
+  const frame = { type: change.kind, room: name, id: change.target, ref };
+  if (change.kind === 'edit') frame.text = change.text;
+  if (change.kind === 'react') Object.assign(frame, { emoji: change.emoji, add: change.add });
+  const sent = room.joined && connection.send(frame);
+  store.setChangeState(name, ref, sent ? 'sending' : 'queued');
+}
+
+/* The message id of the room on screen, if it is one the person may edit. */
+function editable(id) {
+  const message = store.message(store.current, id);
+  return message && message.user === store.me && !message.deleted ? message : null;
+}
+
+function startEdit(id) {
+  if (!editable(id)) return false;
+  store.startEdit(store.current, id);
+  return true;
+}
+
+/* Up in an empty composer: edit one's last message; false when there is none. */
+function editLast() {
+  const message = store.lastOwnMessage(store.current);
+  return message ? startEdit(message.id) : false;
+}
+
+function saveEdit(id, raw) {
+  const name = store.current;
+  const message = editable(id);
+  if (!message) {
+    store.stopEdit();
+    return;
+  }
+  const text = raw.trim();
+  const problem = text ? messageTextProblem(text) : 'A message cannot be empty; delete it instead.';
+  if (problem) {
+    view.editorError(problem);
+    return;
+  }
+  store.stopEdit();
+  view.focusComposer();
+  if (text !== message.text) changeMessage(name, { kind: 'edit', target: id, text });
+}
+
+function cancelEdit() {
+  store.stopEdit();
+  view.focusComposer();
+}
+
+function removeMessage(id) {
+  if (editable(id)) changeMessage(store.current, { kind: 'delete', target: id });
+}
+
+/* Adds my emoji to message id, or takes it back if I had reacted with it. */
+function toggleReaction(id, emoji) {
+  const message = store.message(store.current, id);
+  if (!message || message.deleted) return;
+  const mine = (message.reactions[emoji] || []).includes(store.me);
+  changeMessage(store.current, { kind: 'react', target: id, emoji, add: !mine });
+}
+
+function startReply(id) {
+  const message = store.message(store.current, id);
+  if (!message || message.deleted) return;
+  store.setReply(store.current, { id, user: message.user, text: quoteOf(message.text) });
+  view.focusComposer();
+}
+
+/* Shows message id (a reply's original): loads older pages until it is
+ * held, then scrolls to it. from: the reply, where a failure is told. */
+async function jumpTo(id, from = 0) {
+  const name = store.current;
+  if (!name || !(id > 0)) return;
+  if (!store.message(name, id)) {
+    const problem = await loadBackTo(name, id);
+    if (problem) {
+      if (from) store.setNotice(name, from, problem);
+      return;
+    }
+    if (store.current !== name) return;
+  }
+  paint();
+  view.revealMessage(id);
+}
+
+/* Loads history back to message id, page by page, so the list stays
+ * unbroken; '' when it is held, else why not. */
+async function loadBackTo(name, id) {
+  const room = store.room(name);
+  if (!room || room.loadingOlder) return 'The history is still loading; try again in a moment.';
+  store.setHistoryState(name, { loadingOlder: true, historyError: '' });
+  try {
+    await api.fetchMessage(name, id); /* it exists (a 404 otherwise) */
+    for (let pages = 0; !store.message(name, id); pages++) {
+      const oldest = store.oldestId(name);
+      if (pages === JUMP_MAX_PAGES || (oldest && oldest < id)) return 'The original message is too far back; scroll up to find it.';
+      const page = await api.fetchMessages(name, { before: oldest, limit: JUMP_PAGE });
+      store.addMessages(name, page.messages);
+      store.setHistoryState(name, { hasOlder: page.hasMore });
+      if (!page.hasMore && !store.message(name, id)) return 'The original message could not be found.';
+    }
+    return '';
+  } catch (error) {
+    if (signInAgainOn(error)) return '';
+    return error.status === 404 ? 'The original message no longer exists.' : `Could not load the original: ${error.message}`;
+  } finally {
+    store.setHistoryState(name, { loadingOlder: false });
+  }
+}
+
+/* Names for the @ autocomplete: people online in the room and everyone seen
+ * writing there, online first; names starting with query before names
+ * containing it. */
+function mentionCandidates(query) {
+  const room = store.room(store.current);
+  if (!room) return [];
+  const names = new Set([...room.members, ...store.authors(room.name)]);
+  names.delete(store.me);
+  const q = query.toLowerCase();
+  const rank = (name) => (name.toLowerCase().startsWith(q) ? 0 : 1);
+  return [...names]
+    .filter((name) => name.toLowerCase().includes(q))
+    .sort((a, b) => rank(a) - rank(b) || room.members.has(b) - room.members.has(a) || a.localeCompare(b))
+    .slice(0, MENTION_CHOICES)
+    .map((name) => ({ name, online: room.members.has(name) }));
+}
+
+/* --- mentions: badge, notification --- */
+
+function notifyState() {
+  if (!('Notification' in window)) return { supported: false };
+  return { supported: true, permission: Notification.permission, on: saved.notify() };
+}
+
+/* The notification button: asks the browser the first time (never on load),
+ * then turns mention notifications on and off. */
+async function toggleNotify() {
+  if (!('Notification' in window)) return;
+  if (Notification.permission === 'default') {
+    const answer = await Notification.requestPermission();
+    if (answer === 'granted') saved.setNotify(true);
+  } else if (Notification.permission === 'granted') {
+    saved.setNotify(!saved.notify());
+  }
+  view.renderNotify(notifyState());
+}
+
+function onMention(frame) {
+  if (!frame.room || frame.user === store.me) return;
+  if (store.mentioned(frame)) view.announce(`${frame.user} mentioned you in #${frame.room}`);
+  const state = notifyState();
+  if (!state.supported || state.permission !== 'granted' || !state.on || document.visibilityState !== 'hidden') return;
+  try {
+    const note = new Notification(`${frame.user} mentioned you in #${frame.room}`,
+      { body: frame.text || '', tag: `turbochat-mention-${frame.room}-${frame.id}` });
+    note.onclick = () => {
+      window.focus();
+      note.close();
+      location.hash = frame.room;
+      if (store.room(frame.room)?.loaded) jumpTo(frame.id);
+    };
+  } catch {
+    /* e.g. a browser that shows notifications only from a service worker */
   }
 }
 
@@ -359,8 +564,19 @@ function onError(frame) {
   if (!connection.ready && ['bad_request', 'unauthorized'].includes(frame.code)) return; /* hello refused: see 'refused' */
   const text = humanError(frame);
   const pendingRoom = frame.ref ? store.findPendingRoom(frame.ref) : null;
+  const changeRoom = frame.ref ? store.findChangeRoom(frame.ref) : null;
   if (pendingRoom) {
-    store.setPendingState(pendingRoom, frame.ref, 'failed', text);
+    const replied = store.room(pendingRoom).pending.get(frame.ref).replyTo;
+    if (frame.code === 'not_found' && replied) {
+      store.dropPendingReply(pendingRoom, frame.ref);
+      store.setPendingState(pendingRoom, frame.ref, 'failed', 'the message it answers was deleted; Retry sends it without the quote.');
+    } else {
+      store.setPendingState(pendingRoom, frame.ref, 'failed', text);
+    }
+  } else if (changeRoom) {
+    const kind = store.room(changeRoom).ourChanges.get(frame.ref).kind;
+    store.changeFailed(changeRoom, frame.ref,
+      CHANGE_ERROR_TEXT[`${kind}:${frame.code}`] || CHANGE_ERROR_TEXT[frame.code] || text);
   } else if (frame.code === 'not_joined' && store.room(frame.room)) {
     joinSince.delete(frame.room);
     join(store.room(frame.room));
@@ -388,7 +604,9 @@ function joinRefused(name, text) {
 const FRAME_HANDLERS = {
   joined: onJoined,
   message: onMessage,
-  ack: (frame) => store.acknowledged(frame),
+  update: (frame) => store.update(frame),
+  mention: onMention,
+  ack: (frame) => store.changeAcknowledged(frame) || store.acknowledged(frame),
   presence: (frame) => store.presence(frame),
   typing: (frame) => store.typing(frame),
   error: onError,
@@ -407,6 +625,9 @@ function onConnectionState({ detail }) {
   for (const room of store.rooms.values()) {
     for (const item of room.pending.values()) {
       if (item.state === 'sending') store.setPendingState(room.name, item.ref, 'queued');
+    }
+    for (const change of room.ourChanges.values()) {
+      if (change.state === 'sending') store.setChangeState(room.name, change.ref, 'queued');
     }
   }
 }
@@ -428,13 +649,25 @@ function start() {
     send,
     retry,
     typing: onTyping,
+    edit: startEdit,
+    editLast,
+    saveEdit,
+    cancelEdit,
+    remove: removeMessage,
+    toggleReaction,
+    reply: startReply,
+    cancelReply: () => store.setReply(store.current, null),
+    jump: jumpTo,
+    dismissNotice: (id) => store.clearNotice(store.current, id),
+    mentionCandidates,
+    toggleNotify,
     needOlder: loadOlder,
     leave: leaveCurrent,
     changeName: () => askName(),
     saveName,
     saveToken,
     signOut,
-  });
+  }, store);
   window.addEventListener('hashchange', openRoomFromHash);
   document.addEventListener('visibilitychange', () => {
     store.visible = !document.hidden;
@@ -444,6 +677,7 @@ function start() {
   setInterval(() => store.expireTyping(), TYPING_CHECK_MS);
 
   store.visible = !document.hidden;
+  view.renderNotify(notifyState());
   showIdentity();
   if (!location.hash) history.replaceState(null, '', '#' + ([...store.rooms.keys()].sort()[0] || DEFAULT_ROOM));
   openRoomFromHash();

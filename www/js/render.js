@@ -1,11 +1,15 @@
-/* render.js — builds DOM nodes for one message, a day divider, a member or a
- * room entry. User text only ever reaches the page through textContent;
- * http and https URLs become <a> elements built here, opening in a new tab
- * without access to this page. */
+/* render.js — builds DOM nodes for one message (its reply quote, text,
+ * "(edited)", tombstone, reactions and actions), a day divider, a member or
+ * a room entry. User text only ever reaches the page through textContent and
+ * attributes; http and https URLs become <a> elements built here, opening in
+ * a new tab without access to this page, and @mentions become <span>s. */
 
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 const TRAILING_PUNCTUATION = /[.,;:!?)\]}]+$/;
 const HUES = 8;
+const QUOTE_MAX = 100; /* code points of a reply's quote, as the server cuts it */
+const WORD_CHAR = /[\p{L}\p{N}]/u;
+const NAME_END = /[\s\p{P}\p{S}]/u;
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
@@ -67,19 +71,71 @@ function link(url, href) {
   return a;
 }
 
-/* The text as text nodes, with http(s) URLs as links. */
-function linkify(text) {
+const asciiLower = (text) => text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
+export function sameName(a, b) {
+  return asciiLower(a) === asciiLower(b);
+}
+
+/* Where the names of mentions (the server's list) occur in text as @name,
+ * by PROTOCOL.md's rule: the @ starts the text or follows a character that
+ * is not a letter or digit, the name (longest first, ASCII case ignored)
+ * ends the text or is followed by white space or punctuation. */
+function mentionRanges(text, mentions) {
+  const names = [...new Set(mentions)].filter(Boolean).sort((a, b) => b.length - a.length);
+  const lower = asciiLower(text);
+  const ranges = [];
+  if (!names.length) return ranges;
+  for (let at = text.indexOf('@'); at !== -1; at = text.indexOf('@', at + 1)) {
+    if (at > 0 && WORD_CHAR.test(text.charAt(at - 1))) continue;
+    const name = names.find((n) => {
+      const end = at + 1 + n.length;
+      return lower.startsWith(asciiLower(n), at + 1) && (end === text.length || NAME_END.test(text.charAt(end)));
+    });
+    if (!name) continue;
+    ranges.push({ start: at, end: at + 1 + name.length, name });
+    at += name.length;
+  }
+  return ranges;
+}
+
+/* Plain text with its @mentions as spans; the one naming me stands out. */
+function mentionify(text, mentions, me) {
+  const fragment = document.createDocumentFragment();
+  let rest = 0;
+  for (const { start, end, name } of mentionRanges(text, mentions)) {
+    const span = el('span', `mention${me && sameName(name, me) ? ' mention-me' : ''}`, text.slice(start, end));
+    span.dataset.testid = 'mention';
+    fragment.append(document.createTextNode(text.slice(rest, start)), span);
+    rest = end;
+  }
+  fragment.append(document.createTextNode(text.slice(rest)));
+  return fragment;
+}
+
+/* The text as text nodes, with http(s) URLs as links and @mentions marked. */
+function linkify(text, mentions = [], me = '') {
   const fragment = document.createDocumentFragment();
   let rest = 0;
   for (const match of text.matchAll(URL_PATTERN)) {
     const url = trimUrl(match[0]);
     const href = safeHref(url);
     if (!href) continue;
-    fragment.append(document.createTextNode(text.slice(rest, match.index)), link(url, href));
+    fragment.append(mentionify(text.slice(rest, match.index), mentions, me), link(url, href));
     rest = match.index + url.length;
   }
-  fragment.append(document.createTextNode(text.slice(rest)));
+  fragment.append(mentionify(text.slice(rest), mentions, me));
   return fragment;
+}
+
+/* The first words of a text, as a reply quotes them: at most QUOTE_MAX code
+ * points, cut at a word where it can be, with "…" when cut. */
+export function quoteOf(text) {
+  const points = [...text];
+  if (points.length <= QUOTE_MAX) return text;
+  const head = points.slice(0, QUOTE_MAX).join('');
+  const space = head.search(/\s\S*$/);
+  return (space > QUOTE_MAX / 2 ? head.slice(0, space) : head) + '…';
 }
 
 function timeElement(ts) {
@@ -100,21 +156,145 @@ function header(user, ts, own) {
   return head;
 }
 
-function body(text) {
-  const node = el('div', 'msg-text');
+function body(text, { mentions = [], me = '', editedTs = null, deleted = false, deletedBy = null } = {}) {
+  const wrap = el('div', 'msg-body');
+  const node = el('span', `msg-text${deleted ? ' tombstone' : ''}`);
   node.dir = 'auto'; /* right-to-left text reads right to left */
   node.dataset.testid = 'message-text';
-  node.append(linkify(text));
-  return node;
+  if (deleted) {
+    node.textContent = 'message deleted';
+    if (deletedBy) node.title = `Deleted by ${deletedBy}`;
+  } else {
+    node.append(linkify(text, mentions, me));
+  }
+  wrap.append(node);
+  if (editedTs && !deleted) {
+    const edited = el('span', 'msg-edited', '(edited)');
+    edited.dataset.testid = 'message-edited';
+    edited.title = `Edited ${fullFormat.format(new Date(editedTs))}`;
+    wrap.append(' ', edited);
+  }
+  return wrap;
 }
 
-/* A stored message. */
-export function messageElement(message, own) {
-  const item = el('li', `msg${own ? ' own' : ''}`);
+/* The quote of the message a reply answers: a button that shows the original. */
+function replyQuote(quote) {
+  const button = el('button', 'reply-quote');
+  button.type = 'button';
+  button.dataset.testid = 'reply-quote';
+  button.dataset.target = String(quote.id);
+  const text = quote.text ? quote.text : 'message deleted';
+  button.setAttribute('aria-label', `In reply to ${quote.user}: ${text}. Show the original.`);
+  button.title = 'Show the original message';
+  const words = el('span', `quote-text${quote.text ? '' : ' tombstone'}`, text);
+  words.dir = 'auto';
+  button.append(el('span', 'quote-mark', '↪'), el('span', `quote-author ${hueClass(quote.user)}`, quote.user), words);
+  return button;
+}
+
+function reactionBar(reactions, me) {
+  const bar = el('div', 'reactions');
+  bar.dataset.testid = 'reactions';
+  for (const [emoji, users] of Object.entries(reactions)) {
+    const mine = users.includes(me);
+    const chip = el('button', `reaction${mine ? ' mine' : ''}`);
+    chip.type = 'button';
+    chip.dataset.testid = 'reaction';
+    chip.dataset.emoji = emoji;
+    chip.setAttribute('aria-pressed', String(mine));
+    chip.title = `${users.join(', ')} reacted with ${emoji}`;
+    chip.setAttribute('aria-label', `${emoji} ${users.length}: ${users.join(', ')}${mine ? ' (you: click to remove)' : ''}`);
+    const count = el('span', 'reaction-count', String(users.length));
+    count.dataset.testid = 'reaction-count';
+    chip.append(el('span', 'reaction-emoji', emoji), count);
+    bar.append(chip);
+  }
+  const add = el('button', 'reaction reaction-add', '+');
+  add.type = 'button';
+  add.dataset.action = 'react';
+  add.dataset.testid = 'reaction-add';
+  add.title = 'Add a reaction';
+  add.setAttribute('aria-label', 'Add a reaction');
+  bar.append(add);
+  return bar;
+}
+
+const ACTIONS = [
+  { action: 'react', label: 'Add a reaction', icon: '☺' },
+  { action: 'reply', label: 'Reply', icon: '↩' },
+  { action: 'edit', label: 'Edit', icon: '✎', own: true },
+  { action: 'delete', label: 'Delete', icon: '🗑', own: true },
+];
+
+/* Hover (or long-press, or keyboard focus) actions of a message. They stay
+ * out of the Tab order until the message itself has the focus. */
+function actionBar(own) {
+  const bar = el('div', 'msg-actions');
+  bar.setAttribute('role', 'toolbar');
+  bar.setAttribute('aria-label', 'Message actions');
+  bar.dataset.testid = 'message-actions';
+  for (const { action, label, icon, own: ownOnly } of ACTIONS) {
+    if (ownOnly && !own) continue;
+    const button = el('button', 'msg-action', icon);
+    button.type = 'button';
+    button.tabIndex = -1;
+    button.dataset.action = action;
+    button.dataset.testid = `action-${action}`;
+    button.title = label;
+    button.setAttribute('aria-label', label);
+    bar.append(button);
+  }
+  return bar;
+}
+
+function statusLine(text, { dismiss = false, testid = 'message-status' } = {}) {
+  const status = el('div', `msg-status${dismiss ? ' notice' : ''}`);
+  status.dataset.testid = testid;
+  status.append(el('span', '', text));
+  if (dismiss) {
+    const close = el('button', 'link-button notice-dismiss', 'Dismiss');
+    close.type = 'button';
+    close.dataset.testid = 'notice-dismiss';
+    status.append(close);
+  }
+  return status;
+}
+
+/* What a message row shows besides the message: every input of
+ * messageElement() that can change, as one string (the view rebuilds a row
+ * when it changes). */
+export function messageSignature(message, view) {
+  return JSON.stringify([message.user, message.ts, message.text, message.edited_ts, message.deleted,
+    message.deleted_by, message.reactions, message.reply_to, message.mentions, view]);
+}
+
+/* A stored message. view: {own, me, editing (the row holds the editor),
+ * savingText (our edit on its way), savingQueued (it waits for the
+ * connection), notice (why our change failed)}. */
+export function messageElement(message,
+  { own = false, me = '', editing = false, savingText = null, savingQueued = false, notice = '' } = {}) {
+  const mentionsMe = Boolean(me) && message.mentions.some((name) => sameName(name, me));
+  const item = el('li', `msg${own ? ' own' : ''}${mentionsMe ? ' mentions-me' : ''}${message.deleted ? ' deleted' : ''}`);
   item.dataset.testid = 'message';
   item.dataset.id = String(message.id);
   item.dataset.user = message.user;
-  item.append(avatar(message.user), header(message.user, message.ts, own), body(message.text));
+  item.tabIndex = -1;
+  if (mentionsMe) item.dataset.mentionsMe = 'true';
+  item.append(avatar(message.user), header(message.user, message.ts, own));
+  if (message.reply_to) item.append(replyQuote(message.reply_to));
+  if (editing) {
+    item.classList.add('editing');
+    item.append(el('div', 'editor-slot'));
+  } else {
+    item.append(body(savingText ?? message.text, { mentions: message.mentions, me, editedTs: message.edited_ts,
+      deleted: message.deleted, deletedBy: message.deleted_by }));
+  }
+  if (!message.deleted && Object.keys(message.reactions).length) item.append(reactionBar(message.reactions, me));
+  if (savingText !== null && !editing) {
+    item.append(statusLine(savingQueued ? 'Edit waiting for the connection…' : 'Saving…'));
+  }
+  if (notice) item.append(statusLine(notice, { dismiss: true, testid: 'message-notice' }));
+  if (!message.deleted && !editing) item.append(actionBar(own));
   return item;
 }
 
@@ -131,7 +311,9 @@ export function pendingElement(item, me) {
   node.dataset.ref = item.ref;
   node.dataset.state = item.state;
   node.dataset.user = me;
-  node.append(avatar(me), header(me, 0, true), body(item.text));
+  node.append(avatar(me), header(me, 0, true));
+  if (item.replyTo) node.append(replyQuote(item.replyTo));
+  node.append(body(item.text));
   const status = el('div', 'msg-status');
   status.dataset.testid = 'message-status';
   const label = item.state === 'failed' && item.problem ? `Not sent: ${item.problem}` : PENDING_LABELS[item.state];
@@ -164,7 +346,7 @@ export function memberElement(name, me) {
 }
 
 /* One entry of the room list: a link to #room with its counts. */
-export function roomElement({ name, online, unread, current, offline }) {
+export function roomElement({ name, online, unread, mentions = 0, current, offline }) {
   const item = el('li', 'room-item');
   const a = el('a', 'room-link');
   a.href = '#' + name;
@@ -186,8 +368,49 @@ export function roomElement({ name, online, unread, current, offline }) {
     a.append(badge);
     meta.push(`${unread} unread`);
   }
+  if (mentions) {
+    const badge = el('span', 'mention-badge', `@${mentions > 99 ? '99+' : mentions}`);
+    badge.dataset.testid = 'room-mentions';
+    badge.title = `${mentions} mention${mentions === 1 ? '' : 's'} of you`;
+    a.append(badge);
+    meta.push(`${mentions} mention${mentions === 1 ? '' : 's'} of you`);
+  }
   if (offline) a.classList.add('not-joined');
   if (meta.length) a.setAttribute('aria-label', `${name}, ${meta.join(', ')}`);
   item.append(a);
+  return item;
+}
+
+/* A small, fixed choice of common emoji for reactions. */
+export const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀', '🔥', '✅', '👏', '🚀', '😄', '🤔', '💯', '👎'];
+
+/* The reaction picker: one button per emoji, pressed where I reacted. */
+export function emojiPicker(mine) {
+  const grid = el('div', 'emoji-grid');
+  grid.setAttribute('role', 'group');
+  grid.setAttribute('aria-label', 'Pick a reaction');
+  for (const emoji of EMOJI) {
+    const button = el('button', 'emoji-option', emoji);
+    button.type = 'button';
+    button.dataset.testid = 'emoji-option';
+    button.dataset.emoji = emoji;
+    button.setAttribute('aria-label', `React with ${emoji}`);
+    button.setAttribute('aria-pressed', String(mine.includes(emoji)));
+    grid.append(button);
+  }
+  return grid;
+}
+
+/* One entry of the @ autocomplete list. */
+export function mentionOption({ name, online }, index, selected) {
+  const item = el('li', 'mention-option');
+  item.id = `mention-option-${index}`;
+  item.setAttribute('role', 'option');
+  item.setAttribute('aria-selected', String(selected));
+  item.dataset.testid = 'mention-option';
+  item.dataset.user = name;
+  item.dataset.index = String(index);
+  item.append(avatar(name), el('span', 'member-name', name));
+  if (online) item.append(el('span', 'online-dot', 'online'));
   return item;
 }

@@ -1,6 +1,7 @@
 /* storage.js — what this device remembers between visits, in localStorage:
  * the display name, the sign-in token, the rooms the person is in, the last id read per room,
- * drafts, and the outbox of messages not yet acknowledged. Every read
+ * drafts, the outbox of messages not yet acknowledged, and whether to notify
+ * of mentions. Every read
  * tolerates a missing or corrupt value; every write tolerates a full or
  * disabled storage. Writes change the stored value in place, so tabs of one
  * browser do not undo each other. */
@@ -61,9 +62,13 @@ export const saved = {
     return next;
   }),
 
-  /* [{room, ref, text, createdAt}] */
+  /* [{room, ref, text, createdAt, replyTo?: {id, user, text}}] */
   outbox: () => read('outbox', []),
   updateOutbox: (change) => update('outbox', [], change),
+
+  /* mention notifications, once the browser allows them (on unless turned off) */
+  notify: () => read('notify', true),
+  setNotify: (on) => write('notify', on),
 
   forgetEverything: () => {
     try {

@@ -1,12 +1,75 @@
 /* store.js — the chat state in memory, with no DOM and no network: the room
  * directory (from GET /api/rooms), the rooms this person is in, each room's
- * messages keyed by id (so a message seen twice is kept once), its pending
- * sends keyed by ref, its members and who is typing. Changes are announced
- * with a 'change' event whose detail is {room, what}. */
+ * messages keyed by id (so a message seen twice is kept once) in their
+ * current state, the change events (edit, delete, react, unreact) seen since
+ * the room was joined, its pending sends and changes keyed by ref, its
+ * members and who is typing, the reply being written, the message being
+ * edited, and mentions of this person per room. Changes are announced with a
+ * 'change' event whose detail is {room, what}.
+ *
+ * Ids number a room's events, messages and changes alike, so message ids
+ * skip. A change is applied to the message it targets in id order; the
+ * changes of a message are kept and applied again whenever a copy of it
+ * arrives (a REST page read before the change, a replay after a re-join), so
+ * every copy ends in the same state however the copies and the changes
+ * interleave: the last edit gives the text, a delete is final, and for each
+ * (user, emoji) the last react or unreact decides. */
 
 import { saved } from './storage.js';
 
 const TYPING_SHOWN_MS = 4000;
+const CHANGES_KEPT = 5000; /* change events kept per room, for copies of messages still to come */
+
+/* A message as the store keeps it: every field of PROTOCOL.md present (an
+ * older server or a pending send's stand-in may lack some), reactions copied
+ * so changes can edit them in place. changeId: the highest change applied. */
+function normalize(message) {
+  const reactions = {};
+  for (const [emoji, users] of Object.entries(message.reactions || {})) {
+    if (Array.isArray(users) && users.length) reactions[emoji] = [...users];
+  }
+  return {
+    ...message,
+    text: message.text ?? '',
+    edited_ts: message.edited_ts ?? null,
+    deleted: Boolean(message.deleted),
+    deleted_by: message.deleted_by ?? null,
+    reactions,
+    reply_to: message.reply_to ? { ...message.reply_to } : null,
+    mentions: Array.isArray(message.mentions) ? message.mentions : [],
+    changeId: 0,
+  };
+}
+
+/* Applies one change event to a message. Applying the same events again, in
+ * id order, leaves the same state. */
+function applyChange(message, change) {
+  message.changeId = Math.max(message.changeId, change.id);
+  if (message.deleted) return; /* a delete is final */
+  if (change.kind === 'edit') {
+    message.text = change.text ?? message.text;
+    message.edited_ts = change.ts ?? message.edited_ts;
+  } else if (change.kind === 'delete') {
+    message.deleted = true;
+    message.deleted_by = change.user ?? null;
+    message.text = '';
+    message.reactions = {};
+    message.mentions = [];
+  } else if (change.kind === 'react') {
+    const users = message.reactions[change.emoji] || (message.reactions[change.emoji] = []);
+    if (!users.includes(change.user)) users.push(change.user);
+  } else if (change.kind === 'unreact') {
+    const users = (message.reactions[change.emoji] || []).filter((user) => user !== change.user);
+    if (users.length) message.reactions[change.emoji] = users;
+    else delete message.reactions[change.emoji];
+  }
+}
+
+/* The kind of update event a pending change becomes. */
+function changeKind(change) {
+  if (change.kind === 'react') return change.add ? 'react' : 'unreact';
+  return change.kind;
+}
 
 function newRoom(name) {
   return {
@@ -17,10 +80,15 @@ function newRoom(name) {
     hasOlder: false,
     loadingOlder: false,
     lastId: 0,            /* highest id known to exist (seen or announced) */
-    seenId: 0,            /* highest id we hold: the `since` of a re-join */
+    seenId: 0,            /* highest event id we hold, message or change: the `since` of a re-join */
     members: new Set(),
     typing: new Map(),    /* user -> time the indicator expires */
-    pending: new Map(),   /* ref -> {ref, text, state, problem, createdAt} */
+    pending: new Map(),   /* ref -> {ref, text, state, problem, createdAt, replyTo} */
+    changes: new Map(),   /* target id -> [update frames, ascending ids] seen since the join */
+    changeCount: 0,       /* update frames held in changes */
+    ourChanges: new Map(),/* ref -> {ref, kind, target, text?, emoji?, add?, state} not yet acknowledged */
+    notices: new Map(),   /* message id -> why our change of it failed */
+    replyTo: null,        /* {id, user, text}: the message the composer answers */
   };
 }
 
@@ -30,6 +98,8 @@ export class Store extends EventTarget {
   visible = true;        /* the page is on screen: the current room is being read */
   directory = new Map(); /* name -> {last_id, online} */
   rooms = new Map();     /* the rooms this person is in, by name */
+  editing = null;        /* {room, id}: the message being edited in place */
+  mentionCounts = new Map(); /* room -> mentions of this person not yet read there */
   #lastRead = saved.lastRead();
 
   constructor() {
@@ -111,11 +181,14 @@ export class Store extends EventTarget {
     const room = this.rooms.get(name);
     if (!room) return [];
     const added = [];
-    for (const message of messages) {
+    for (const incoming of messages) {
+      const message = normalize(incoming);
       if (!room.messages.has(message.id)) added.push(message);
+      for (const change of room.changes.get(message.id) || []) applyChange(message, change);
+      const original = message.reply_to && room.messages.get(message.reply_to.id);
+      if (original?.deleted) message.reply_to.text = '';
       room.messages.set(message.id, message);
-      room.seenId = Math.max(room.seenId, message.id);
-      room.lastId = Math.max(room.lastId, message.id);
+      this.#sawEvent(room, message.id);
       if (room.typing.delete(message.user)) this.#changed(name, 'typing');
       if (message.user === this.me) this.#readUpTo(name, message.id); /* one's own message is read */
     }
@@ -129,12 +202,194 @@ export class Store extends EventTarget {
     const room = this.rooms.get(name);
     if (!room) return;
     room.messages.clear();
+    room.changes.clear();
+    room.changeCount = 0;
     room.loaded = false;
     room.hasOlder = false;
     room.seenId = 0;
     this.#changed(name, 'messages');
   }
 
+  /* The history read over REST after a join covers every event up to the
+   * join's last_id: a re-join need not ask for them again. */
+  coveredUpTo(name, id) {
+    const room = this.rooms.get(name);
+    if (room) this.#sawEvent(room, id || 0);
+  }
+
+  #sawEvent(room, id) {
+    room.seenId = Math.max(room.seenId, id);
+    room.lastId = Math.max(room.lastId, id);
+  }
+
+  /* --- changes: edit, delete, react, unreact --- */
+
+  /* An update frame (or its stand-in made from our own ack). Frames seen
+   * twice, or out of order, end in the same state. */
+  update(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room || !(frame.id > 0) || !(frame.target > 0)) return;
+    this.#sawEvent(room, frame.id);
+    this.#keepChange(room, frame);
+    const message = room.messages.get(frame.target);
+    if (message) {
+      if (frame.id > message.changeId) applyChange(message, frame);
+      else for (const change of room.changes.get(message.id) || []) applyChange(message, change);
+      if (message.deleted) this.#eraseQuotesOf(room, message.id);
+    }
+    this.#changed(room.name, 'messages');
+  }
+
+  #keepChange(room, frame) {
+    const list = room.changes.get(frame.target) || [];
+    if (list.some((change) => change.id === frame.id || change.kind === 'delete')) return;
+    /* after a delete nothing else matters: keep only the delete */
+    const kept = frame.kind === 'delete' ? [frame] : [...list, frame].sort((a, b) => a.id - b.id);
+    room.changeCount += kept.length - list.length;
+    room.changes.set(frame.target, kept);
+    while (room.changeCount > CHANGES_KEPT) {
+      const oldest = Math.min(...room.changes.keys());
+      room.changeCount -= room.changes.get(oldest).length;
+      room.changes.delete(oldest);
+    }
+  }
+
+  /* Replies keep pointing at a deleted message; its words leave their quotes. */
+  #eraseQuotesOf(room, id) {
+    for (const message of room.messages.values()) {
+      if (message.reply_to?.id === id) message.reply_to.text = '';
+    }
+  }
+
+  /* Our own change of a message, waiting for its ack. change: {ref, kind
+   * ('edit'|'delete'|'react'), target, text?, emoji?, add?}. */
+  addChange(name, change) {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    room.ourChanges.set(change.ref, { ...change, state: 'queued' });
+    room.notices.delete(change.target);
+    this.#changed(name, 'messages');
+  }
+
+  setChangeState(name, ref, state) {
+    const change = this.rooms.get(name)?.ourChanges.get(ref);
+    if (!change) return;
+    change.state = state;
+    this.#changed(name, 'messages');
+  }
+
+  findChangeRoom(ref) {
+    for (const room of this.rooms.values()) if (room.ourChanges.has(ref)) return room.name;
+    return null;
+  }
+
+  changeList(name) {
+    const room = this.rooms.get(name);
+    return room ? [...room.ourChanges.values()] : [];
+  }
+
+  /* The pending edit of message id, if any (its text is shown until the
+   * server's update arrives). */
+  pendingEdit(name, id) {
+    const room = this.rooms.get(name);
+    if (!room) return null;
+    for (const change of room.ourChanges.values()) if (change.kind === 'edit' && change.target === id) return change;
+    return null;
+  }
+
+  /* An ack of one of our changes: it is applied at once, as the update
+   * frame that is on its way would (unless the message already moved past
+   * it). False when the ack is not for a change of ours. */
+  changeAcknowledged(frame) {
+    const room = this.rooms.get(frame.room);
+    const change = room?.ourChanges.get(frame.ref);
+    if (!change) return false;
+    room.ourChanges.delete(frame.ref);
+    const message = room.messages.get(change.target);
+    if (message && frame.id > message.changeId) {
+      const update = { type: 'update', room: room.name, id: frame.id, target: change.target,
+        kind: frame.kind || changeKind(change), user: this.me, ts: frame.ts ?? Date.now() };
+      if (change.kind === 'edit') update.text = change.text;
+      if (change.kind === 'react') update.emoji = change.emoji;
+      this.update(update);
+    } else {
+      this.#sawEvent(room, frame.id || 0);
+      this.#changed(room.name, 'messages');
+    }
+    return true;
+  }
+
+  /* The server refused our change: say why next to the message. */
+  changeFailed(name, ref, problem) {
+    const room = this.rooms.get(name);
+    const change = room?.ourChanges.get(ref);
+    if (!change) return;
+    room.ourChanges.delete(ref);
+    room.notices.set(change.target, problem);
+    this.#changed(name, 'messages');
+  }
+
+  /* text: a problem to show next to message id */
+  setNotice(name, id, text) {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    room.notices.set(id, text);
+    this.#changed(name, 'messages');
+  }
+
+  notice(name, id) {
+    return this.rooms.get(name)?.notices.get(id) || '';
+  }
+
+  clearNotice(name, id) {
+    if (this.rooms.get(name)?.notices.delete(id)) this.#changed(name, 'messages');
+  }
+
+  /* --- edit in place, reply --- */
+
+  startEdit(name, id) {
+    this.editing = { room: name, id };
+    this.rooms.get(name)?.notices.delete(id);
+    this.#changed(name, 'messages');
+  }
+
+  stopEdit() {
+    const was = this.editing;
+    this.editing = null;
+    if (was) this.#changed(was.room, 'messages');
+  }
+
+  isEditing(name, id) {
+    return this.editing?.room === name && this.editing.id === id;
+  }
+
+  /* quote: {id, user, text} or null */
+  setReply(name, quote) {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    room.replyTo = quote;
+    this.#changed(name, 'reply');
+  }
+
+  message(name, id) {
+    return this.rooms.get(name)?.messages.get(id) || null;
+  }
+
+  /* This person's newest message of the room that can still be edited. */
+  lastOwnMessage(name) {
+    let last = null;
+    for (const message of this.rooms.get(name)?.messages.values() || []) {
+      if (message.user === this.me && !message.deleted && (!last || message.id > last.id)) last = message;
+    }
+    return last;
+  }
+
+  /* Everyone who wrote in the room, as far as this page has seen. */
+  authors(name) {
+    const names = new Set();
+    for (const message of this.rooms.get(name)?.messages.values() || []) names.add(message.user);
+    return names;
+  }
   setHistoryState(name, state) {
     const room = this.rooms.get(name);
     if (!room) return;
@@ -156,11 +411,12 @@ export class Store extends EventTarget {
 
   /* --- pending sends --- */
 
-  addPending(name, ref, text) {
+  /* replyTo: {id, user, text} of the message answered, or null */
+  addPending(name, ref, text, replyTo = null) {
     const room = this.rooms.get(name);
     const createdAt = Date.now();
-    room.pending.set(ref, { ref, text, state: 'queued', problem: '', createdAt });
-    saved.updateOutbox((items) => [...items, { room: name, ref, text, createdAt }]);
+    room.pending.set(ref, { ref, text, state: 'queued', problem: '', createdAt, replyTo });
+    saved.updateOutbox((items) => [...items, { room: name, ref, text, createdAt, ...(replyTo ? { replyTo } : {}) }]);
     this.#changed(name, 'messages');
   }
 
@@ -172,6 +428,15 @@ export class Store extends EventTarget {
     this.#changed(name, 'messages');
   }
 
+  /* The message a pending send answers is gone: it goes out without the quote. */
+  dropPendingReply(name, ref) {
+    const item = this.rooms.get(name)?.pending.get(ref);
+    if (!item) return;
+    item.replyTo = null;
+    saved.updateOutbox((items) => items.map((i) => (i.ref === ref ? { ...i, replyTo: undefined } : i)));
+    this.#changed(name, 'messages');
+  }
+
   /* The server stored it: the pending line becomes the stored message. */
   acknowledged(frame) {
     const room = this.rooms.get(frame.room);
@@ -180,7 +445,8 @@ export class Store extends EventTarget {
     room.pending.delete(frame.ref);
     saved.updateOutbox((items) => items.filter((i) => i.ref !== frame.ref));
     if (!room.messages.has(frame.id)) {
-      this.addMessages(room.name, [{ room: room.name, id: frame.id, user: this.me, text: item.text, ts: frame.ts }]);
+      this.addMessages(room.name, [{ room: room.name, id: frame.id, user: this.me, text: item.text, ts: frame.ts,
+        reply_to: item.replyTo }]);
     } else {
       this.#changed(room.name, 'messages');
     }
@@ -199,7 +465,8 @@ export class Store extends EventTarget {
   #restorePending(item) {
     const room = this.rooms.get(item.room);
     if (!room || room.pending.has(item.ref)) return;
-    room.pending.set(item.ref, { ref: item.ref, text: item.text, state: 'queued', problem: '', createdAt: item.createdAt });
+    room.pending.set(item.ref, { ref: item.ref, text: item.text, state: 'queued', problem: '', createdAt: item.createdAt,
+      replyTo: item.replyTo?.id > 0 ? item.replyTo : null });
   }
 
   /* --- members, typing, unread --- */
@@ -250,9 +517,27 @@ export class Store extends EventTarget {
   }
 
   markRead(name) {
+    if (!this.visible) return;
+    if (this.mentionCounts.delete(name)) this.#changed(name, 'rooms');
     const room = this.rooms.get(name);
-    if (!room || !this.visible) return;
+    if (!room) return;
     this.#readUpTo(name, room.lastId);
+  }
+
+  /* A mention frame: counted for the room unless the person is reading it
+   * now; true if counted. */
+  mentioned(frame) {
+    if (frame.room === this.current && this.visible) return false;
+    this.mentionCounts.set(frame.room, (this.mentionCounts.get(frame.room) || 0) + 1);
+    if (!this.directory.has(frame.room) && !this.rooms.has(frame.room)) {
+      this.directory.set(frame.room, { last_id: frame.id, online: null });
+    }
+    this.#changed(frame.room, 'rooms');
+    return true;
+  }
+
+  mentionCount(name) {
+    return this.mentionCounts.get(name) || 0;
   }
 
   #readUpTo(name, id) {
@@ -262,11 +547,22 @@ export class Store extends EventTarget {
     this.#changed(name, 'rooms');
   }
 
-  /* Messages after the last one read here; null when this device has never
-   * read the room. Ids have no gaps, so the difference is the count. */
+  /* Messages of others after the last event read here; null when this
+   * device has never read the room. Changes take ids too, so for a room
+   * whose messages are held they are counted; for another room the
+   * difference of ids is the best guess. */
   unread(name) {
     if (!(name in this.#lastRead)) return null;
-    const lastId = Math.max(this.rooms.get(name)?.lastId || 0, this.directory.get(name)?.last_id || 0);
-    return Math.max(0, lastId - this.#lastRead[name]);
+    const read = this.#lastRead[name];
+    const room = this.rooms.get(name);
+    if (room?.loaded) {
+      let count = 0;
+      for (const message of room.messages.values()) {
+        if (message.id > read && message.user !== this.me && !message.deleted) count++;
+      }
+      return count;
+    }
+    const lastId = Math.max(room?.lastId || 0, this.directory.get(name)?.last_id || 0);
+    return Math.max(0, lastId - read);
   }
 }

@@ -1,20 +1,26 @@
 /* view.js — the page itself: finds its elements once and paints the store
  * into them (room lists, message list, members, typing line, connection
- * state, banner, name dialog). It owns the message list's scrolling: it sticks
- * to the bottom while the reader is there, keeps the reader's place when
- * older messages are prepended or new ones arrive, and shows a "new messages"
- * marker instead of moving the view. It announces new messages to screen
- * readers. It never changes chat state; user actions go back to app.js
- * through the handlers given to bindActions(). */
+ * state, banner, name dialog, reply bar). It owns the message list's
+ * scrolling: it sticks to the bottom while the reader is there, keeps the
+ * reader's place when older messages are prepended or new ones arrive, and
+ * shows a "new messages" marker instead of moving the view. It announces new
+ * messages to screen readers. It owns what only lives on screen: the editor
+ * of a message edited in place, the hover actions (long-press on a touch
+ * screen), the reaction picker and delete confirmation popover, and the @
+ * autocomplete of the composer. It never changes chat state; user actions go
+ * back to app.js through the handlers given to bindActions(). */
 
-import { dayDivider, dayKey, el, hueClass, initials, memberElement, messageElement,
-  pendingElement, roomElement } from './render.js';
+import { dayDivider, dayKey, el, emojiPicker, hueClass, initials, memberElement, mentionOption, messageElement,
+  messageSignature, pendingElement, roomElement } from './render.js';
 
 const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 160;
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const ANNOUNCED_KEPT = 5;
 const COMPOSER_MAX_ROWS = 8;
+const LONG_PRESS_MS = 500;
+const LONG_PRESS_SLOP_PX = 10;
+const MENTION_QUERY = /(?:^|[^\p{L}\p{N}])@([^\s@]{0,32})$/u;
 
 const $ = (id) => document.getElementById(id);
 
@@ -49,6 +55,15 @@ const els = {
   composer: $('composer'),
   composerInput: $('composer-input'),
   composerError: $('composer-error'),
+  replyBar: $('reply-bar'),
+  replyUser: $('reply-user'),
+  replyText: $('reply-text'),
+  replyCancel: $('reply-cancel'),
+  mentionList: $('mention-list'),
+  popover: $('popover'),
+  messagesWrap: document.querySelector('.messages-wrap'),
+  notify: $('notify-toggle'),
+  notifyLabel: $('notify-label'),
   members: $('members'),
   memberList: $('member-list'),
   announcer: $('announcer'),
@@ -96,6 +111,20 @@ export function showBanner(text) {
 
 export function hideBanner() {
   els.banner.hidden = true;
+}
+
+/* Mention notifications: {supported, permission ('default'|'granted'|'denied'), on}. */
+export function renderNotify({ supported, permission, on }) {
+  els.notify.hidden = !supported;
+  if (!supported) return;
+  let label = 'Notify me of mentions';
+  if (permission === 'granted') label = on ? 'Mention notifications on (click to turn off)' : 'Mention notifications off (click to turn on)';
+  if (permission === 'denied') label = 'Notifications are blocked in this browser\'s settings';
+  els.notify.setAttribute('aria-pressed', String(permission === 'granted' && on));
+  els.notify.dataset.permission = permission;
+  els.notify.disabled = permission === 'denied';
+  els.notify.title = label;
+  els.notifyLabel.textContent = label;
 }
 
 export function announce(text) {
@@ -176,6 +205,7 @@ function paintRoomLists(store) {
     name,
     online: store.onlineCount(name),
     unread: name === store.current ? 0 : store.unread(name),
+    mentions: store.mentionCount(name),
     current: name === store.current,
     offline: !store.room(name).joined,
   })));
@@ -183,6 +213,7 @@ function paintRoomLists(store) {
     name,
     online: store.onlineCount(name),
     unread: store.unread(name),
+    mentions: store.mentionCount(name),
     current: false,
     offline: true,
   })));
@@ -253,13 +284,99 @@ function messageNodes(store, room) {
     previous = { user, ts: ts || previous?.ts };
   };
   for (const m of store.sortedMessages(room.name)) {
-    const own = m.user === store.me;
-    add('m' + m.id, `${own}|${m.user}|${m.ts}|${m.text}`, m.ts, m.user, () => messageElement(m, own));
+    const saving = store.pendingEdit(room.name, m.id);
+    const look = {
+      own: m.user === store.me,
+      me: store.me,
+      editing: store.isEditing(room.name, m.id),
+      savingText: saving ? saving.text : null,
+      savingQueued: saving?.state === 'queued',
+      notice: store.notice(room.name, m.id),
+    };
+    add('m' + m.id, messageSignature(m, look), m.ts, m.user, () => messageElement(m, look));
   }
   for (const p of store.pendingList(room.name)) {
-    add('p' + p.ref, `${store.me}|${p.state}|${p.problem}`, 0, store.me, () => pendingElement(p, store.me));
+    add('p' + p.ref, `${store.me}|${p.state}|${p.problem}|${p.replyTo?.id}`, 0, store.me, () => pendingElement(p, store.me));
   }
   return nodes;
+}
+
+/* --- edit in place: one editor, moved into the row of the message edited --- */
+
+let editor = null; /* {room, id, node, input, error} while a message is edited */
+
+function buildEditor(room, id, text) {
+  const node = el('form', 'editor');
+  node.noValidate = true;
+  node.dataset.testid = 'editor';
+  const input = el('textarea', 'editor-input');
+  input.dataset.testid = 'edit-input';
+  input.setAttribute('aria-label', 'Edit the message');
+  input.value = text;
+  input.rows = Math.min(COMPOSER_MAX_ROWS, text.split('\n').length);
+  const error = el('p', 'field-error');
+  error.dataset.testid = 'edit-error';
+  error.setAttribute('aria-live', 'polite');
+  const row = el('div', 'editor-actions');
+  const hint = el('span', 'editor-hint', 'Enter saves · Escape cancels');
+  const cancel = el('button', 'button subtle', 'Cancel');
+  cancel.type = 'button';
+  cancel.dataset.testid = 'edit-cancel';
+  const save = el('button', 'button primary', 'Save');
+  save.type = 'submit';
+  save.dataset.testid = 'edit-save';
+  row.append(hint, cancel, save);
+  node.append(input, error, row);
+  const done = () => handlers.saveEdit(id, input.value);
+  node.addEventListener('submit', (event) => {
+    event.preventDefault();
+    done();
+  });
+  cancel.addEventListener('click', () => handlers.cancelEdit());
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      done();
+    } else if (event.key === 'Escape') {
+      event.preventDefault();
+      event.stopPropagation();
+      handlers.cancelEdit();
+    }
+  });
+  input.addEventListener('input', () => {
+    error.textContent = '';
+    input.rows = Math.min(COMPOSER_MAX_ROWS, Math.max(1, input.value.split('\n').length));
+  });
+  return { room, id, node, input, error };
+}
+
+/* Puts the editor into the row of the message being edited (a new one when
+ * another message is edited); focused: the editor had the focus before the
+ * repaint. */
+function placeEditor(store, focused) {
+  const editing = store.editing;
+  if (!editing || editing.room !== store.current) {
+    editor = null;
+    return;
+  }
+  const slot = els.messageList.querySelector(`.msg[data-id="${editing.id}"] .editor-slot`);
+  if (!slot) return;
+  const fresh = !editor || editor.room !== editing.room || editor.id !== editing.id;
+  if (fresh) editor = buildEditor(editing.room, editing.id, store.message(editing.room, editing.id)?.text ?? '');
+  if (editor.node.parentNode !== slot) slot.append(editor.node);
+  if (fresh || focused) {
+    editor.input.focus({ preventScroll: !fresh });
+    if (fresh) {
+      editor.input.setSelectionRange(editor.input.value.length, editor.input.value.length);
+      editor.node.scrollIntoView({ block: 'nearest' });
+    }
+  }
+}
+
+export function editorError(text) {
+  if (!editor) return;
+  editor.error.textContent = text;
+  editor.input.focus();
 }
 
 /* Puts nodes into the list in order, leaving nodes already in place alone
@@ -327,16 +444,278 @@ export function renderMessages(store, { forceBottom = false } = {}) {
     renderedRoom = store.current;
     renderedSeenId = 0;
     els.marker.hidden = true;
+    closePopover();
   }
+  const editorFocused = Boolean(editor?.node.contains(document.activeElement));
+  const focusedRow = els.messageList.contains(document.activeElement)
+    ? document.activeElement.closest('.msg')?.dataset.key : undefined;
   const stick = switched || forceBottom || isNearBottom();
   const anchor = stick ? null : captureAnchor();
   reconcile(els.messageList, room ? messageNodes(store, room) : []);
+  placeEditor(store, editorFocused);
+  if (focusedRow && !els.messageList.contains(document.activeElement)) {
+    els.messageList.querySelector(`[data-key="${CSS.escape(focusedRow)}"]`)?.focus({ preventScroll: true });
+  }
+  if (popover && !popover.row.isConnected) closePopover();
   renderHistoryTop(room);
   if (stick) scrollToBottom();
   else restoreAnchor(anchor);
-  const seenId = room?.seenId || 0;
+  /* the newest message, not the newest event: a reaction is not news */
+  const seenId = room && room.messages.size ? Math.max(...room.messages.keys()) : 0;
   if (!stick && renderedSeenId && seenId > renderedSeenId) els.marker.hidden = false;
   renderedSeenId = seenId;
+}
+
+/* Scrolls message id into the middle of the view and highlights it. */
+export function revealMessage(id) {
+  const row = els.messageList.querySelector(`.msg[data-id="${id}"]`);
+  if (!row) return false;
+  for (const other of els.messageList.querySelectorAll('.msg.jumped')) other.classList.remove('jumped');
+  row.scrollIntoView({ block: 'center' });
+  void row.offsetWidth; /* restart the highlight's animation */
+  row.classList.add('jumped');
+  row.focus({ preventScroll: true });
+  return true;
+}
+
+/* --- reply bar --- */
+
+export function renderReply(store) {
+  const quote = store.room(store.current)?.replyTo;
+  els.replyBar.hidden = !quote;
+  if (!quote) return;
+  els.replyUser.textContent = quote.user;
+  els.replyUser.className = `quote-author ${hueClass(quote.user)}`;
+  els.replyText.textContent = quote.text || 'message deleted';
+}
+
+/* --- actions of a message: hover bar, long-press, popover --- */
+
+let handlers = {};
+let popover = null; /* {row, id, kind: 'react'|'delete'} while the popover is open */
+
+function closePopover() {
+  if (!popover) return;
+  const { row } = popover;
+  popover = null;
+  els.popover.hidden = true;
+  els.popover.replaceChildren();
+  row.classList.remove('popover-open');
+}
+
+/* Opens the popover next to anchor (a button of row): the reaction picker
+ * or the delete confirmation of message id. */
+function openPopover(row, anchor, kind, mine = []) {
+  closePopover();
+  const id = Number(row.dataset.id);
+  popover = { row, id, kind };
+  row.classList.add('popover-open');
+  if (kind === 'react') {
+    els.popover.setAttribute('aria-label', 'Pick a reaction');
+    els.popover.replaceChildren(emojiPicker(mine));
+  } else {
+    els.popover.setAttribute('aria-label', 'Delete the message');
+    const yes = el('button', 'button danger', 'Delete');
+    yes.type = 'button';
+    yes.dataset.testid = 'confirm-delete';
+    const no = el('button', 'button subtle', 'Cancel');
+    no.type = 'button';
+    no.dataset.testid = 'cancel-delete';
+    const actions = el('div', 'popover-actions');
+    actions.append(no, yes);
+    els.popover.replaceChildren(el('p', 'popover-title', 'Delete this message for everyone?'), actions);
+  }
+  els.popover.setAttribute('role', 'dialog');
+  els.popover.hidden = false;
+  /* above the button, kept inside the pane; below it near the top */
+  const wrap = els.messagesWrap.getBoundingClientRect();
+  const at = anchor.getBoundingClientRect();
+  const box = els.popover.getBoundingClientRect();
+  let top = at.top - wrap.top - box.height - 6;
+  if (top < 4) top = at.bottom - wrap.top + 6;
+  const left = Math.min(Math.max(4, at.right - wrap.left - box.width), wrap.width - box.width - 4);
+  els.popover.style.setProperty('top', `${Math.max(4, top)}px`);
+  els.popover.style.setProperty('left', `${Math.max(4, left)}px`);
+  els.popover.querySelector('button')?.focus();
+}
+
+function onPopoverClick(event) {
+  if (!popover) return;
+  const { id, kind, row } = popover;
+  const emoji = event.target.closest('.emoji-option')?.dataset.emoji;
+  if (kind === 'react' && emoji) {
+    closePopover();
+    row.classList.remove('actions-open');
+    handlers.toggleReaction(id, emoji);
+  } else if (event.target.closest('[data-testid=confirm-delete]')) {
+    closePopover();
+    handlers.remove(id);
+    focusComposer();
+  } else if (event.target.closest('[data-testid=cancel-delete]')) {
+    closePopover();
+    row.focus({ preventScroll: true });
+  }
+}
+
+function mineOn(row, store) {
+  const message = store.message(store.current, Number(row.dataset.id));
+  return message ? Object.keys(message.reactions).filter((e) => message.reactions[e].includes(store.me)) : [];
+}
+
+function closeActions(except = null) {
+  for (const row of els.messageList.querySelectorAll('.msg.actions-open')) {
+    if (row !== except) row.classList.remove('actions-open');
+  }
+}
+
+function onMessageClick(event, store) {
+  const target = event.target;
+  const retry = target.closest('button.retry');
+  if (retry) {
+    handlers.retry(retry.dataset.ref);
+    return;
+  }
+  const row = target.closest('.msg[data-id]');
+  if (!row) return;
+  const id = Number(row.dataset.id);
+  const quote = target.closest('.reply-quote');
+  if (quote) {
+    handlers.jump(Number(quote.dataset.target), id);
+    return;
+  }
+  if (target.closest('.notice-dismiss')) {
+    handlers.dismissNotice(id);
+    return;
+  }
+  const chip = target.closest('.reaction[data-emoji]');
+  if (chip) {
+    handlers.toggleReaction(id, chip.dataset.emoji);
+    return;
+  }
+  const action = target.closest('[data-action]');
+  if (!action) return;
+  const kind = action.dataset.action;
+  if (kind === 'react') {
+    openPopover(row, action, 'react', mineOn(row, store));
+    return;
+  }
+  closePopover();
+  row.classList.remove('actions-open');
+  if (kind === 'reply') handlers.reply(id);
+  else if (kind === 'edit') handlers.edit(id);
+  else if (kind === 'delete') openPopover(row, action, 'delete');
+}
+
+/* A long press on a message with a finger opens its actions, as hovering
+ * does with a mouse. */
+function bindLongPress() {
+  let press = null; /* {row, x, y, timer} */
+  const cancel = () => {
+    if (press) clearTimeout(press.timer);
+    press = null;
+  };
+  let opened = 0; /* time a long press opened actions: the click and menu it causes are swallowed */
+  els.messageList.addEventListener('pointerdown', (event) => {
+    if (event.pointerType !== 'touch') return;
+    const row = event.target.closest('.msg[data-id]');
+    if (!row?.querySelector('.msg-actions') || event.target.closest('button, a, textarea')) return;
+    cancel();
+    press = { row, x: event.clientX, y: event.clientY };
+    press.timer = setTimeout(() => {
+      closePopover();
+      closeActions(row);
+      row.classList.add('actions-open');
+      opened = Date.now();
+      press = null;
+      navigator.vibrate?.(10);
+    }, LONG_PRESS_MS);
+  });
+  els.messageList.addEventListener('pointermove', (event) => {
+    if (press && Math.hypot(event.clientX - press.x, event.clientY - press.y) > LONG_PRESS_SLOP_PX) cancel();
+  });
+  for (const type of ['pointerup', 'pointercancel', 'pointerleave']) els.messageList.addEventListener(type, cancel);
+  els.messageList.addEventListener('contextmenu', (event) => {
+    if (press || Date.now() - opened < 1500) event.preventDefault();
+  });
+  els.messageList.addEventListener('click', (event) => {
+    if (Date.now() - opened < 400 && !event.target.closest('button')) {
+      event.stopImmediatePropagation();
+      opened = 0;
+    }
+  }, true);
+}
+
+/* Arrow keys move between messages once one has the focus; the focused
+ * message's actions join the Tab order. */
+function bindMessageFocus() {
+  els.scroller.addEventListener('keydown', (event) => {
+    if (!['ArrowUp', 'ArrowDown'].includes(event.key) || event.target.closest('textarea, .popover')) return;
+    const rows = [...els.messageList.querySelectorAll('.msg[data-id]')];
+    if (!rows.length) return;
+    const at = rows.indexOf(event.target.closest('.msg'));
+    let next;
+    if (at === -1) next = event.key === 'ArrowUp' ? rows.at(-1) : null;
+    else next = rows[at + (event.key === 'ArrowUp' ? -1 : 1)];
+    if (!next) return;
+    event.preventDefault();
+    next.focus();
+    next.scrollIntoView({ block: 'nearest' });
+  });
+  els.messageList.addEventListener('focusin', (event) => {
+    const row = event.target.closest('.msg');
+    for (const button of row?.querySelectorAll('.msg-action') || []) button.tabIndex = 0;
+  });
+  els.messageList.addEventListener('focusout', (event) => {
+    const row = event.target.closest('.msg');
+    if (!row || row.contains(event.relatedTarget)) return;
+    for (const button of row.querySelectorAll('.msg-action')) button.tabIndex = -1;
+  });
+}
+
+/* --- @ autocomplete in the composer --- */
+
+let complete = null; /* {items: [{name, online}], index, start, end} while the list is open */
+
+function closeComplete() {
+  complete = null;
+  els.mentionList.hidden = true;
+  els.mentionList.replaceChildren();
+  els.composerInput.setAttribute('aria-expanded', 'false');
+  els.composerInput.removeAttribute('aria-activedescendant');
+}
+
+function paintComplete() {
+  els.mentionList.replaceChildren(...complete.items.map((item, i) => mentionOption(item, i, i === complete.index)));
+  els.mentionList.hidden = false;
+  els.composerInput.setAttribute('aria-expanded', 'true');
+  els.composerInput.setAttribute('aria-activedescendant', `mention-option-${complete.index}`);
+}
+
+/* Opens, updates or closes the list for the @word before the caret. */
+function updateComplete() {
+  const input = els.composerInput;
+  const caret = input.selectionStart;
+  const match = caret === input.selectionEnd ? input.value.slice(0, caret).match(MENTION_QUERY) : null;
+  const items = match ? handlers.mentionCandidates(match[1]) : [];
+  if (!items.length) {
+    closeComplete();
+    return;
+  }
+  const previous = complete?.items[complete.index]?.name;
+  const index = Math.max(0, items.findIndex((item) => item.name === previous));
+  complete = { items, index, start: caret - match[1].length - 1, end: caret };
+  paintComplete();
+}
+
+function pickComplete(index = complete.index) {
+  const input = els.composerInput;
+  const { start, end } = complete;
+  const insert = `@${complete.items[index].name} `;
+  input.value = input.value.slice(0, start) + insert + input.value.slice(end);
+  input.setSelectionRange(start + insert.length, start + insert.length);
+  closeComplete();
+  fitComposer();
+  handlers.typing(input.value);
 }
 
 /* --- composer --- */
@@ -355,7 +734,7 @@ function fitComposer() {
   els.composerInput.rows = Math.min(COMPOSER_MAX_ROWS, Math.max(1, lines));
 }
 
-function focusComposer() {
+export function focusComposer() {
   els.composerInput.focus();
 }
 
@@ -389,13 +768,38 @@ function toggleDrawer(name) {
 
 /* --- user actions --- */
 
-function onComposerKey(event, handlers) {
-  if (event.key !== 'Enter' || event.shiftKey || event.isComposing) return;
-  event.preventDefault();
-  handlers.send(els.composerInput.value);
+function onComposerKey(event) {
+  if (event.isComposing) return;
+  if (complete) {
+    const step = { ArrowDown: 1, ArrowUp: -1 }[event.key];
+    if (step) {
+      complete.index = (complete.index + step + complete.items.length) % complete.items.length;
+      paintComplete();
+    } else if ((event.key === 'Enter' && !event.shiftKey) || event.key === 'Tab') {
+      pickComplete();
+    } else if (event.key === 'Escape') {
+      closeComplete();
+      event.stopPropagation();
+    } else {
+      return;
+    }
+    event.preventDefault();
+    return;
+  }
+  if (event.key === 'Escape' && !els.replyBar.hidden) {
+    event.preventDefault();
+    event.stopPropagation();
+    handlers.cancelReply();
+  } else if (event.key === 'ArrowUp' && !els.composerInput.value && !event.shiftKey && !event.altKey) {
+    if (handlers.editLast()) event.preventDefault();
+  } else if (event.key === 'Enter' && !event.shiftKey) {
+    event.preventDefault();
+    handlers.send(els.composerInput.value);
+  }
 }
 
-export function bindActions(handlers) {
+export function bindActions(actions, store) {
+  handlers = actions;
   /* the URL's #fragment names the room: the skip link moves focus only */
   els.skipLink.addEventListener('click', (event) => {
     event.preventDefault();
@@ -410,16 +814,41 @@ export function bindActions(handlers) {
     event.preventDefault();
     handlers.send(els.composerInput.value);
   });
-  els.composerInput.addEventListener('keydown', (event) => onComposerKey(event, handlers));
+  els.composerInput.addEventListener('keydown', onComposerKey);
   els.composerInput.addEventListener('input', () => {
     fitComposer();
     composerError('');
+    updateComplete();
     handlers.typing(els.composerInput.value);
   });
-  els.messageList.addEventListener('click', (event) => {
-    const retry = event.target.closest('button.retry');
-    if (retry) handlers.retry(retry.dataset.ref);
+  els.composerInput.addEventListener('click', updateComplete);
+  els.composerInput.addEventListener('blur', closeComplete);
+  els.mentionList.addEventListener('pointerdown', (event) => {
+    const option = event.target.closest('.mention-option');
+    if (!option || !complete) return;
+    event.preventDefault(); /* the composer keeps the focus */
+    pickComplete(Number(option.dataset.index));
   });
+  els.replyCancel.addEventListener('click', () => {
+    handlers.cancelReply();
+    focusComposer();
+  });
+  els.messageList.addEventListener('click', (event) => onMessageClick(event, store));
+  els.popover.addEventListener('click', onPopoverClick);
+  els.popover.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !popover) return;
+    event.stopPropagation();
+    const { row } = popover;
+    closePopover();
+    row.focus({ preventScroll: true });
+  });
+  document.addEventListener('pointerdown', (event) => {
+    if (popover && !els.popover.contains(event.target) && !event.target.closest('[data-action]')) closePopover();
+    if (!event.target.closest('.msg.actions-open')) closeActions();
+  });
+  bindLongPress();
+  bindMessageFocus();
+  els.notify.addEventListener('click', () => handlers.toggleNotify());
   els.scroller.addEventListener('scroll', () => {
     if (isNearBottom()) els.marker.hidden = true;
     if (isNearTop()) handlers.needOlder();
