@@ -697,7 +697,9 @@ function updateComplete() {
   const caret = input.selectionStart;
   const match = caret === input.selectionEnd ? input.value.slice(0, caret).match(MENTION_QUERY) : null;
   const items = match ? handlers.mentionCandidates(match[1]) : [];
-  if (!items.length) {
+  /* a name typed out in full needs no list: Enter sends */
+  const done = items.length === 1 && items[0].name.toLowerCase() === match[1].toLowerCase();
+  if (!items.length || done) {
     closeComplete();
     return;
   }
