@@ -431,7 +431,10 @@ function onMention(frame) {
     note.onclick = () => {
       window.focus();
       note.close();
-      location.hash = frame.room;
+      if (store.current !== frame.room) {
+        location.hash = frame.room;
+        openRoomFromHash(); /* now, not at the hashchange: the jump needs the room on screen */
+      }
       if (store.room(frame.room)?.loaded) jumpTo(frame.id);
     };
   } catch {
