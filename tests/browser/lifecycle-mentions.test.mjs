@@ -169,7 +169,7 @@ function spyOnNotifications() {
 test('a mention while the tab is hidden shows a notification, once permission was granted', { timeout: 180000 },
     async () => {
         const room = 'mentions-notify';
-        const erin = await openChat(browser, server, { name: 'erin', room, contextOptions: {} });
+        const erin = await openChat(browser, server, { name: 'erin', room });
         await erin.context.addInitScript(spyOnNotifications);
         await erin.context.grantPermissions(['notifications'], { origin: server.url });
         await erin.page.reload();
