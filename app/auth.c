@@ -166,6 +166,11 @@ static int read_claims(const cJSON *payload, int64_t now_s, struct auth_claims *
         *why = "the token's rooms claim must be an array of strings";
         return -EACCES;
     }
+    const char *role = proto_get_string(payload, "role", &bad);
+    if (bad || (role && !auth_role_parse(role, &claims->role))) {
+        *why = "the token's role claim must be \"mod\" or \"admin\"";
+        return -EACCES;
+    }
     return 0;
 }
 
@@ -214,6 +219,23 @@ bool auth_room_allowed(const struct auth_claims *claims, const char *room)
     return false;
 }
 
+bool auth_is_moderator(const struct auth_claims *claims, const char *room)
+{
+    return claims->role == AUTH_ROLE_ADMIN ||
+           (claims->role == AUTH_ROLE_MOD && auth_room_allowed(claims, room));
+}
+
+bool auth_role_parse(const char *name, enum auth_role *role)
+{
+    if (strcmp(name, "mod") == 0)
+        *role = AUTH_ROLE_MOD;
+    else if (strcmp(name, "admin") == 0)
+        *role = AUTH_ROLE_ADMIN;
+    else
+        return false;
+    return true;
+}
+
 void auth_claims_dispose(struct auth_claims *claims)
 {
     free(claims->sub);
@@ -248,7 +270,8 @@ static cJSON *rooms_array(const char *csv)
     return rooms;
 }
 
-char *auth_mint(const char *secret, const char *user, const char *rooms_csv, int64_t exp)
+char *auth_mint(const char *secret, const char *user, const char *rooms_csv, const char *role,
+                int64_t exp)
 {
     cJSON *header = cJSON_CreateObject();
     cJSON_AddStringToObject(header, "alg", "HS256");
@@ -258,6 +281,8 @@ char *auth_mint(const char *secret, const char *user, const char *rooms_csv, int
     cJSON_AddNumberToObject(payload, "exp", (double)exp);
     if (rooms_csv)
         cJSON_AddItemToObject(payload, "rooms", rooms_array(rooms_csv));
+    if (role)
+        cJSON_AddStringToObject(payload, "role", role);
     struct util_buf b;
     util_buf_init(&b);
     char *h = encode_object(header), *p = encode_object(payload);

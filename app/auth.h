@@ -1,11 +1,18 @@
 /* auth: HS256 JSON Web Tokens: verification (OpenSSL HMAC, constant-time
- * signature comparison) of the claims sub, exp and rooms, and minting. */
+ * signature comparison) of the claims sub, exp, rooms and role, and minting. */
 #ifndef TURBOCHAT_AUTH_H
 #define TURBOCHAT_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* What a token's role claim makes its user. */
+enum auth_role {
+    AUTH_ROLE_USER = 0, /* no role claim */
+    AUTH_ROLE_MOD,      /* "mod": a moderator of the rooms the token allows */
+    AUTH_ROLE_ADMIN,    /* "admin": a moderator of every room */
+};
 
 /* The claims of an accepted token. */
 struct auth_claims {
@@ -14,6 +21,7 @@ struct auth_claims {
     char **rooms; /* room names, or prefixes ending in '*' */
     size_t room_count;
     bool all_rooms; /* no rooms claim: every room */
+    enum auth_role role;
 };
 
 /* Verify token against secret at now_s. 0 and *claims filled (dispose with
@@ -24,12 +32,18 @@ int auth_verify(const char *secret, const char *token, int64_t now_s, struct aut
 
 /* True when the claims allow room. */
 bool auth_room_allowed(const struct auth_claims *claims, const char *room);
+/* True when the claims make their user a moderator of room. */
+bool auth_is_moderator(const struct auth_claims *claims, const char *room);
+
+/* The role named by a role claim ("mod", "admin"); false when unknown. */
+bool auth_role_parse(const char *name, enum auth_role *role);
 
 /* Free what claims owns; accepts a zeroed struct. */
 void auth_claims_dispose(struct auth_claims *claims);
 
 /* A signed token for user with the comma-separated rooms (NULL: all rooms)
- * expiring at exp. The caller frees the result. */
-char *auth_mint(const char *secret, const char *user, const char *rooms_csv, int64_t exp);
+ * and the role claim (NULL: none) expiring at exp. The caller frees the result. */
+char *auth_mint(const char *secret, const char *user, const char *rooms_csv, const char *role,
+                int64_t exp);
 
 #endif

@@ -1,9 +1,11 @@
 /* broker_valkey: the cluster backend. Every node talks to one Valkey:
  *
- * - Publish: one Lua script per message checks the idempotency ref, takes the
- *   room's next id, appends the message to the room's replay window and
- *   PUBLISHes it, atomically. A publisher thread pipelines the scripts of every
- *   queued message in one round trip and acks each once Valkey answered.
+ * - Publish: one Lua script per event (a message or a change of one) checks
+ *   the idempotency ref, takes the room's next id, appends the event to the
+ *   room's replay window and PUBLISHes it, atomically. A publisher thread
+ *   pipelines the scripts of every queued event in one round trip. Each is
+ *   acked once Valkey answered and this node's log has stored it (read your
+ *   own writes), or after LOCAL_WAIT_MS without that (the subscriber is down).
  * - A subscriber thread receives every message (this node's too), stores it in
  *   the node's log and only then hands it to the hub, in id order per room. An
  *   id jump, a reconnect or start-up makes it fetch the missing ids from the
@@ -16,7 +18,9 @@
  * Keys carry the room in a hash tag so the script runs unchanged on Valkey Cluster:
  *   turbochat:{ROOM}:seq  last id given out (INCR); never expires
  *   turbochat:{ROOM}:log  the replay window, a stream with entry ids "<id>-0" and
- *                         fields u (user), t (text), ts, r (ref, optional); capped
+ *                         fields u (user), t (text), ts, r (ref, optional), x (what
+ *                         else the event carries, a JSON object: proto_extras_object;
+ *                         absent for a plain message); capped
  *                         with MAXLEN ~ replay_max, and PEXPIREd to replay_ttl_s on
  *                         every publish: the "24 h" is counted from the room's last
  *                         message, after which an idle room's whole window is gone
@@ -63,6 +67,7 @@
 #define NODE_TIMEOUT_MS 25000 /* forget a silent node: 2.5 heartbeats, under 30 s */
 #define SNAPSHOT_PART_MAX 256 /* (room, user) pairs per snapshot message */
 #define IN_DOUBT_MS 5000      /* how long a publish whose reply was lost waits for its fate */
+#define LOCAL_WAIT_MS 5000    /* how long an accepted publish waits for this node's log */
 #define TICK_MS 250           /* backoff sleeps in steps this long */
 #define STORE_RETRY_MS 2000   /* between attempts to store what the store refused */
 #define UNSTORED_MAX_BYTES (64u << 20) /* memory for messages kept for those attempts */
@@ -84,6 +89,8 @@ struct job {
     void *ctx;              /* MESSAGE */
     uint64_t started_ns;    /* MESSAGE: for publish_seconds */
     int64_t doubt_until_ms; /* MESSAGE in doubt: answered unavailable after this */
+    int64_t ack_by_ms;      /* MESSAGE accepted: acked by then, stored here or not */
+    bool fresh;             /* MESSAGE accepted: new, not a repeated ref */
     char *payload;          /* NOTICE: owned JSON */
 };
 
@@ -160,6 +167,7 @@ struct broker_valkey {
     UTIL_FIFO(struct job) jobs; /* publisher queue; non-empty only while pub_up */
     size_t queued;
     struct job *doubt;        /* sent, reply lost with the connection: outcome unknown */
+    struct job *awaiting;     /* accepted, waiting for this node's log to store them */
     bool pub_up;              /* the publisher connection works */
     bool sub_up;              /* subscribed and caught up */
     char pub_why[REASON_MAX]; /* why the publisher is down */
@@ -196,9 +204,9 @@ struct broker_valkey {
 /* ---------------------------------------------------------------- scripts */
 
 /* KEYS: seq, log, [ref]. ARGV: room, user, text, ts, ref, replay_max,
- * replay_ttl_ms, ref_ttl_ms, channel. Returns {1, id} for a new message, or
- * {0, id[, fields]} when the ref was seen (fields: the original's stream
- * fields while it is still in the window). */
+ * replay_ttl_ms, ref_ttl_ms, channel, extras (JSON object, or ""). Returns {1, id} for a new
+ * message, or {0, id[, fields]} when the ref was seen (fields: the original's stream fields while
+ * it is still in the window). */
 static const char PUBLISH_SCRIPT[] =
     "local seq_key, log_key, ref_key = KEYS[1], KEYS[2], KEYS[3]\n"
     "if ref_key then\n"
@@ -219,6 +227,11 @@ static const char PUBLISH_SCRIPT[] =
     "  table.insert(fields, 'r')\n"
     "  table.insert(fields, ARGV[5])\n"
     "  payload = payload .. ',\"ref\":' .. cjson.encode(ARGV[5])\n"
+    "end\n"
+    "if ARGV[10] ~= '' then\n"
+    "  table.insert(fields, 'x')\n"
+    "  table.insert(fields, ARGV[10])\n"
+    "  payload = payload .. ',\"x\":' .. ARGV[10]\n"
     "end\n"
     "redis.call('XADD', log_key, 'MAXLEN', '~', ARGV[6], sid .. '-0', unpack(fields))\n"
     "redis.call('PEXPIRE', log_key, ARGV[7])\n"
@@ -368,9 +381,20 @@ static uint64_t entry_id(const struct valkey_reply *r)
     return *end == '-' ? id : 0;
 }
 
-/* Copy the stream fields u, t, ts, r (a flat key/value array) into msg. */
-static void apply_fields(struct chat_msg *msg, const struct valkey_reply *fields)
+/* Set msg's extras from their JSON text; false when malformed. */
+static bool apply_extras_text(struct chat_msg *msg, const char *json)
 {
+    cJSON *extras = proto_parse_object(json, strlen(json));
+    bool ok = extras && proto_extras_apply(msg, extras);
+    cJSON_Delete(extras);
+    return ok;
+}
+
+/* Copy the stream fields u, t, ts, r, x (a flat key/value array) into msg;
+ * false when x is malformed. */
+static bool apply_fields(struct chat_msg *msg, const struct valkey_reply *fields)
+{
+    bool ok = true;
     for (size_t i = 0; i + 1 < fields->elements; i += 2) {
         const struct valkey_reply *k = fields->element[i], *v = fields->element[i + 1];
         if (!reply_is(k, VALKEY_REPLY_STRING) || !reply_is(v, VALKEY_REPLY_STRING))
@@ -384,8 +408,11 @@ static void apply_fields(struct chat_msg *msg, const struct valkey_reply *fields
             *target = xstrdup(v->str);
         } else if (strcmp(k->str, "ts") == 0) {
             msg->ts = strtoll(v->str, NULL, 10);
+        } else if (strcmp(k->str, "x") == 0) {
+            ok = apply_extras_text(msg, v->str) && ok;
         }
     }
+    return ok;
 }
 
 /* One stream entry [id, fields] of room as a message; NULL when malformed. */
@@ -398,8 +425,8 @@ static struct chat_msg *entry_to_msg(const char *room, const struct valkey_reply
     struct chat_msg *msg = xcalloc(1, sizeof(*msg));
     msg->room = xstrdup(room);
     msg->id = id;
-    apply_fields(msg, entry->element[1]);
-    if (id == 0 || !msg->user || !msg->text) {
+    bool extras_ok = apply_fields(msg, entry->element[1]);
+    if (id == 0 || !msg->user || !msg->text || !extras_ok) {
         chat_msg_free(msg);
         return NULL;
     }
@@ -604,20 +631,28 @@ static void queue_sync_request(struct broker_valkey *b)
 
 /* ---------------------------------------------------------------- publisher thread */
 
-/* The original message of a repeated ref: the window's fields when given,
- * else this node's log, else the request itself with the original id. */
-static void load_original(struct broker_valkey *b, struct chat_msg *msg,
+/* The original event of a repeated ref, which replaces job's: the window's
+ * fields when given, else this node's log, else the request itself with the
+ * original id (set by the caller). */
+static void load_original(struct broker_valkey *b, struct job *job,
                           const struct valkey_reply *fields)
 {
-    struct chat_msg *stored = NULL;
+    struct chat_msg *request = job->msg, *original = NULL;
     if (reply_is(fields, VALKEY_REPLY_ARRAY)) {
-        apply_fields(msg, fields);
-    } else if (store_find_ref(b->deps.store, msg->room, msg->user, msg->ref, 0, &stored) == 0) {
-        free(msg->text);
-        msg->text = xstrdup(stored->text);
-        msg->ts = stored->ts;
-        chat_msg_free(stored);
+        original = chat_msg_create(request->room, "", "", request->ref);
+        if (!apply_fields(original, fields)) {
+            chat_msg_free(original);
+            original = NULL;
+        }
+    } else if (store_find_ref(b->deps.store, request->room, request->user, request->ref, 0,
+                              &original) < 0) {
+        original = NULL;
     }
+    if (!original)
+        return;
+    original->id = request->id;
+    chat_msg_free(request);
+    job->msg = original;
 }
 
 /* Format the publish script call for job into the pipeline. */
@@ -652,7 +687,12 @@ static void append_publish(struct broker_valkey *b, struct job *job, bool use_ev
     argv[argc++] = ttl;
     argv[argc++] = ref_ttl;
     argv[argc++] = MESSAGES_CHANNEL;
+    cJSON *extras = proto_extras_object(msg);
+    char *extras_json = extras ? proto_encode_json(extras, NULL) : NULL;
+    cJSON_Delete(extras);
+    argv[argc++] = extras_json ? extras_json : "";
     valkey_append(b->pub.conn, argc, argv, NULL);
+    free(extras_json);
     free(seq);
     free(log);
     free(ref);
@@ -677,6 +717,66 @@ static void complete_job(struct broker_valkey *b, struct job *job, bool fresh)
     job_free(job);
 }
 
+static void complete_jobs(struct broker_valkey *b, struct job *list)
+{
+    while (list) {
+        struct job *next = list->next;
+        complete_job(b, list, list->fresh);
+        list = next;
+    }
+}
+
+/* Take the awaiting jobs of room with ids up to upto; with room NULL, those
+ * whose ack_by_ms is not after now_ms. lock held. */
+static struct job *take_awaiting_locked(struct broker_valkey *b, const char *room, uint64_t upto,
+                                        int64_t now_ms)
+{
+    struct job *taken = NULL, **link = &b->awaiting;
+    while (*link) {
+        struct job *job = *link;
+        bool due = room ? job->msg->id <= upto && strcmp(job->msg->room, room) == 0
+                        : job->ack_by_ms <= now_ms;
+        if (due) {
+            *link = job->next;
+            job->next = taken;
+            taken = job;
+        } else {
+            link = &job->next;
+        }
+    }
+    return taken;
+}
+
+/* Answer job, whose event Valkey accepted, once this node's log has it:
+ * now when it does, else when settle_accept stores it, or at LOCAL_WAIT_MS. */
+static void complete_when_stored(struct broker_valkey *b, struct job *job, bool fresh)
+{
+    pthread_mutex_lock(&b->lock);
+    uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
+    bool stored = delivered && *delivered >= job->msg->id;
+    if (!stored) {
+        job->fresh = fresh;
+        job->ack_by_ms = util_mono_ms() + LOCAL_WAIT_MS;
+        job->next = b->awaiting;
+        b->awaiting = job;
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (stored)
+        complete_job(b, job, fresh);
+}
+
+/* Ack what waited LOCAL_WAIT_MS for this node's log: Valkey has it, and the
+ * log will once the subscriber catches up. */
+static void ack_overdue(struct broker_valkey *b)
+{
+    pthread_mutex_lock(&b->lock);
+    struct job *overdue = take_awaiting_locked(b, NULL, 0, util_mono_ms());
+    pthread_mutex_unlock(&b->lock);
+    if (overdue)
+        log_msg(LOG_WARN, "broker_ack_before_store", "reason=\"this node's log is behind\"");
+    complete_jobs(b, overdue);
+}
+
 /* Answer the job from its reply: the callback runs here, exactly once. */
 static void finish_job(struct broker_valkey *b, struct job *job, const struct valkey_reply *r)
 {
@@ -698,8 +798,8 @@ static void finish_job(struct broker_valkey *b, struct job *job, const struct va
     bool fresh = r->element[0]->integer == 1;
     job->msg->id = (uint64_t)r->element[1]->integer;
     if (!fresh)
-        load_original(b, job->msg, r->elements > 2 ? r->element[2] : NULL);
-    complete_job(b, job, fresh);
+        load_original(b, job, r->elements > 2 ? r->element[2] : NULL);
+    complete_when_stored(b, job, fresh);
 }
 
 static bool is_noscript(const struct valkey_reply *r)
@@ -830,7 +930,7 @@ static void settle_doubt(struct broker_valkey *b, const struct chat_msg *msg)
     pthread_mutex_unlock(&b->lock);
     if (found) {
         found->msg->id = msg->id;
-        complete_job(b, found, true);
+        complete_when_stored(b, found, true);
     }
 }
 
@@ -902,8 +1002,8 @@ static int resolve_doubts(struct broker_valkey *b)
         uint64_t found = 0;
         bool ours = by_ref && find_in_window(b, job->msg, &found) == 0 && found == id;
         if (by_ref && !ours)
-            load_original(b, job->msg, NULL);
-        complete_job(b, job, !by_ref || ours);
+            load_original(b, job, NULL);
+        complete_when_stored(b, job, !by_ref || ours);
     }
     return rc;
 }
@@ -1089,8 +1189,12 @@ struct accept_job {
 
 static size_t msg_bytes(const struct chat_msg *msg)
 {
-    return sizeof(*msg) + strlen(msg->room) + strlen(msg->user) + strlen(msg->text) +
-           (msg->ref ? strlen(msg->ref) : 0);
+    size_t bytes = sizeof(*msg) + strlen(msg->room) + strlen(msg->user) + strlen(msg->text) +
+                   (msg->ref ? strlen(msg->ref) : 0) + (msg->emoji ? strlen(msg->emoji) : 0) +
+                   (msg->reply_text ? strlen(msg->reply_text) : 0);
+    for (size_t i = 0; i < msg->mention_count; i++)
+        bytes += sizeof(char *) + strlen(msg->mentions[i]);
+    return bytes;
 }
 
 /* Take job's message into unstored, or count it dropped when that is full.
@@ -1124,11 +1228,15 @@ static void settle_accept(struct accept_job *job, int status, bool keep)
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     if (status == 0 && delivered && *delivered < job->msg->id)
         *delivered = job->msg->id;
+    struct job *stored = status == 0 && b->awaiting
+                             ? take_awaiting_locked(b, job->msg->room, job->msg->id, 0)
+                             : NULL;
     if (status != 0 && keep)
         keep_unstored_locked(b, job, status);
     if (--b->store_in_flight == 0)
         pthread_cond_broadcast(&b->settled);
     pthread_mutex_unlock(&b->lock);
+    complete_jobs(b, stored);
     chat_msg_free(job->msg);
     free(job);
 }
@@ -1268,7 +1376,7 @@ static int receive_msg(struct broker_valkey *b, const struct chat_msg *msg)
     return 0;
 }
 
-/* Parse a message published by the script; NULL when malformed. */
+/* Parse an event published by the script; NULL when malformed. */
 static struct chat_msg *parse_msg(const char *buf, size_t len)
 {
     cJSON *root = proto_parse_object(buf, len);
@@ -1279,14 +1387,19 @@ static struct chat_msg *parse_msg(const char *buf, size_t len)
     const char *user = proto_get_string(root, "user", &bad);
     const char *text = proto_get_string(root, "text", &bad);
     const char *ref = proto_get_string(root, "ref", &bad);
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
+    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(root, "x");
+    uint64_t id = 0;
     struct chat_msg *msg = NULL;
-    if (!bad && room && user && text && proto_room_is_valid(room, NULL) && cJSON_IsNumber(id) &&
-        id->valuedouble >= 1 && id->valuedouble < 9007199254740992.0 && cJSON_IsNumber(ts)) {
+    if (!bad && room && user && text && proto_room_is_valid(room, NULL) &&
+        proto_get_id(root, "id", &id) && id > 0 && cJSON_IsNumber(ts)) {
         msg = chat_msg_create(room, user, text, ref);
-        msg->id = (uint64_t)id->valuedouble;
+        msg->id = id;
         msg->ts = (int64_t)ts->valuedouble;
+        if (extras && !proto_extras_apply(msg, extras)) {
+            chat_msg_free(msg);
+            msg = NULL;
+        }
     }
     cJSON_Delete(root);
     return msg;
@@ -1703,6 +1816,7 @@ static const char *subscriber_run(struct broker_valkey *b)
         }
         expire_nodes(b);
         retry_unstored(b);
+        ack_overdue(b);
         if (rc == -ETIMEDOUT && !valkey_is_broken(b->sub.conn))
             return "keepalive PING unanswered";
         if (rc < 0)
@@ -1745,6 +1859,13 @@ static void subscriber_lost(struct broker_valkey *b, const char *reason, bool wa
     b->sub.outage_logged = true;
 }
 
+/* What the subscriber does every tick, also while it cannot connect. */
+static void subscriber_tick(struct broker_valkey *b)
+{
+    expire_nodes(b);
+    ack_overdue(b);
+}
+
 static void *subscriber_main(void *arg)
 {
     struct broker_valkey *b = arg;
@@ -1758,7 +1879,7 @@ static void *subscriber_main(void *arg)
         } else {
             subscriber_lost(b, err, false);
         }
-        if (backoff_wait(b, &b->sub.backoff, expire_nodes))
+        if (backoff_wait(b, &b->sub.backoff, subscriber_tick))
             break;
     }
     valkey_close(b->sub.conn);
@@ -1930,8 +2051,11 @@ static void valkey_free(struct broker *base)
         pthread_cond_wait(&b->settled, &b->lock);
     b->pub_up = false; /* late presence notices are refused from here on */
     struct job *left = take_all_locked(b);
+    struct job *accepted = b->awaiting;
+    b->awaiting = NULL;
     pthread_mutex_unlock(&b->lock);
-    fail_jobs(left); /* only notices queued after the publisher ended */
+    fail_jobs(left);            /* only notices queued after the publisher ended */
+    complete_jobs(b, accepted); /* Valkey has them: the next start stores them */
     if (b->unstored.count > 0)
         log_msg(LOG_ERROR, "broker_unstored_at_exit", "messages=%zu", b->unstored.count);
     msg_list_dispose(&b->unstored);

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "util.h"
 
@@ -80,6 +81,7 @@ static int check_host(const char *value, char *why, size_t whylen);
 static int check_redis_url(const char *value, char *why, size_t whylen);
 static int check_user(const char *value, char *why, size_t whylen);
 static int check_rooms(const char *value, char *why, size_t whylen);
+static int check_role(const char *value, char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct config, f)
 
@@ -173,6 +175,10 @@ static const struct config_option options[] = {
             "largest history page; bigger limits are clamped"),
     DURATION_OPT("ref_ttl_s", "TURBOCHAT_REF_TTL_S", OPT_DURATION_S, "300", 1, 7 * DAY_S, ref_ttl_s,
                  "how long a send ref is remembered for idempotency"),
+    DURATION_OPT("edit_window_s", "TURBOCHAT_EDIT_WINDOW_S", OPT_DURATION_S, "86400", 0,
+                 366 * DAY_S, edit_window_s, "how long the author may edit a message; 0: always"),
+    INT_OPT("max_reactions", "TURBOCHAT_MAX_REACTIONS", "20", 1, 1000, max_reactions,
+            "distinct emoji per message"),
 
     /* fan-out */
     INT_OPT("outbound_max_frames", "TURBOCHAT_OUTBOUND_MAX_FRAMES", "4096", 16, 1048576,
@@ -225,6 +231,12 @@ static const struct config_option options[] = {
      .check = check_rooms,
      .flags = OPTF_TOKEN,
      .help = "token: rooms or prefixes ending in *, comma-separated"},
+    {.flag = "--role",
+     .type = OPT_STRING,
+     .offset = FIELD(token_role),
+     .check = check_role,
+     .flags = OPTF_TOKEN,
+     .help = "token: mod (moderator of its rooms) or admin (of every room)"},
     {.key = "token_ttl_s",
      .env = "TURBOCHAT_TOKEN_TTL_S",
      .flag = "--ttl",
@@ -715,6 +727,15 @@ static int check_rooms(const char *value, char *why, size_t whylen)
 {
     struct item_check c = {why, whylen};
     return for_each_item(value, room_item, &c, why, whylen);
+}
+
+static int check_role(const char *value, char *why, size_t whylen)
+{
+    enum auth_role role;
+    if (auth_role_parse(value, &role))
+        return 0;
+    snprintf(why, whylen, "'%s': want mod or admin", value);
+    return -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1787,7 +1808,7 @@ void config_print_usage(void *file)
     fputs("Usage: turbochat [--config FILE] [--listen [ADDR:]PORT] [--db PATH] [--node-id ID]\n"
           "                 [--www DIR] [--log-level debug|info|warn|error]\n"
           "       turbochat --check-config | --help | --version\n"
-          "       turbochat token --user NAME [--rooms LIST] [--ttl DURATION]\n"
+          "       turbochat token --user NAME [--rooms LIST] [--role mod|admin] [--ttl DURATION]\n"
           "\n"
           "  --config FILE     settings file (also TURBOCHAT_CONFIG; default ./" CONFIG_DEFAULT_FILE
           " if present)\n"

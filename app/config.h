@@ -47,6 +47,8 @@ struct config {
     int max_body_bytes;     /* REST request body */
     int history_limit_max;  /* REST page size clamp, 200 */
     int ref_ttl_s;          /* idempotency window of a ref, 300 */
+    int edit_window_s;      /* how long the author may edit a message; 0: always */
+    int max_reactions;      /* distinct emoji per message, 20 */
 
     /* fan-out */
     int outbound_max_frames; /* per-connection queue bound before 1013 */
@@ -70,6 +72,7 @@ struct config {
     /* subcommand "token" */
     char *token_user;  /* --user */
     char *token_rooms; /* --rooms */
+    char *token_role;  /* --role: "mod", "admin" or NULL */
     int token_ttl_s;   /* --ttl */
 
     char *config_file; /* the file that was read, NULL if none */

@@ -5,6 +5,7 @@
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "auth.h"
 #include "broker.h"
+#include "chat.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
@@ -60,6 +62,8 @@ static const char *status_text(int status)
         return "Payload Too Large";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
     case 411:
         return "Length Required";
     case 429:
@@ -229,53 +233,93 @@ static int query_int(const struct mg_request_info *ri, const char *name, int64_t
     return 1;
 }
 
-/* One page per PROTOCOL.md; after=0 is a real bound (the oldest page). */
-static int fetch_page(struct api *api, const char *room, int64_t before, int has_after,
-                      int64_t after, int limit, struct chat_msg ***msgs, size_t *count,
-                      bool *has_more)
+/* The limit parameter, default API_DEFAULT_LIMIT, clamped to the page size;
+ * false after answering 400. */
+static bool page_limit(struct api *api, struct mg_connection *mc, int *limit)
 {
-    if (!has_after)
-        return store_fetch(api->store, room, (uint64_t)before, 0, limit, msgs, count, has_more);
-    int rc =
-        store_fetch_range(api->store, room, (uint64_t)after, UINT64_MAX, limit + 1, msgs, count);
-    *has_more = rc == 0 && *count > (size_t)limit;
-    if (*has_more) {
-        chat_msg_free((*msgs)[limit]);
-        *count = (size_t)limit;
+    int64_t value = API_DEFAULT_LIMIT;
+    if (query_int(mg_get_request_info(mc), "limit", 1, INT64_MAX, &value) < 0) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "limit must be an integer of at least 1");
+        return false;
     }
-    return rc;
+    *limit = value > api->config->history_limit_max ? api->config->history_limit_max : (int)value;
+    return true;
+}
+
+/* Answer {"room", key: [events], "has_more"}; frees msgs. */
+static void send_events(struct mg_connection *mc, const char *room, const char *key,
+                        struct chat_msg **msgs, size_t count, bool has_more, bool with_type)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "room", room);
+    cJSON *list = cJSON_AddArrayToObject(obj, key);
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(list, proto_event_object(msgs[i], with_type));
+    cJSON_AddBoolToObject(obj, "has_more", has_more);
+    store_free_messages(msgs, count);
+    send_object(mc, 200, obj);
 }
 
 static void get_messages(struct api *api, struct mg_connection *mc, const char *room)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
-    int64_t before = 0, after = 0, limit = API_DEFAULT_LIMIT;
+    int64_t before = 0, after = 0;
+    int limit;
     int has_after = query_int(ri, "after", 0, INT64_MAX, &after);
     if (query_int(ri, "before", 1, INT64_MAX, &before) < 0 || has_after < 0) {
         api_send_error(mc, PROTO_ERR_BAD_REQUEST, "before and after must be non-negative integers");
         return;
     }
-    if (query_int(ri, "limit", 1, INT64_MAX, &limit) < 0) {
-        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "limit must be an integer of at least 1");
+    if (!page_limit(api, mc, &limit))
         return;
-    }
-    if (limit > api->config->history_limit_max)
-        limit = api->config->history_limit_max;
     struct chat_msg **msgs = NULL;
     size_t count = 0;
     bool has_more = false;
-    if (fetch_page(api, room, before, has_after, after, (int)limit, &msgs, &count, &has_more) < 0) {
+    /* after=0 is a real bound: the oldest page. */
+    if (store_fetch(api->store, room, (uint64_t)before, (uint64_t)after, has_after > 0, limit,
+                    &msgs, &count, &has_more) < 0) {
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
         return;
     }
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "room", room);
-    cJSON *list = cJSON_AddArrayToObject(obj, "messages");
-    for (size_t i = 0; i < count; i++)
-        cJSON_AddItemToArray(list, proto_message_object(msgs[i], NULL));
-    cJSON_AddBoolToObject(obj, "has_more", has_more);
-    store_free_messages(msgs, count);
-    send_object(mc, 200, obj);
+    send_events(mc, room, "messages", msgs, count, has_more, false);
+}
+
+/* GET /api/rooms/{room}/events: every event after an id, for sync. */
+static void get_events(struct api *api, struct mg_connection *mc, const char *room)
+{
+    int64_t after = 0;
+    int limit;
+    if (query_int(mg_get_request_info(mc), "after", 0, INT64_MAX, &after) < 0) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "after must be a non-negative integer");
+        return;
+    }
+    if (!page_limit(api, mc, &limit))
+        return;
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    if (store_fetch_range(api->store, room, (uint64_t)after, UINT64_MAX, limit + 1, &msgs, &count) <
+        0) {
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
+        return;
+    }
+    bool has_more = count > (size_t)limit;
+    if (has_more)
+        chat_msg_free(msgs[--count]);
+    send_events(mc, room, "events", msgs, count, has_more, true);
+}
+
+/* GET /api/rooms/{room}/messages/{id}: one message as it is now. */
+static void get_message(struct api *api, struct mg_connection *mc, const char *room, uint64_t id)
+{
+    struct chat_msg *msg = NULL;
+    int rc = store_get_event(api->store, room, id, &msg);
+    if (rc == -ENOENT || (rc == 0 && msg->kind != CHAT_MESSAGE))
+        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no message with this id in the room");
+    else if (rc < 0)
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
+    else
+        send_object(mc, 200, proto_event_object(msg, false));
+    chat_msg_free(msg);
 }
 
 /* ---------------------------------------------------------------- POST messages */
@@ -385,75 +429,196 @@ static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
     return body;
 }
 
-/* Check the fields of a POST body; on success *msg is the message to publish. */
-static bool parse_post(struct api *api, struct mg_connection *mc, const char *room,
-                       const cJSON *body, const struct auth_claims *claims, struct chat_msg **msg)
+/* The JSON object of the request body; with optional set, a request without
+ * a body (no Content-Length, no Transfer-Encoding, or a length of 0) gives
+ * *out NULL. False after answering. */
+static bool read_json_body(struct api *api, struct mg_connection *mc, bool optional, cJSON **out)
 {
-    bool bad = false;
-    /* With auth on the user is the token's, whatever the body says. */
-    const char *user = claims ? claims->sub : proto_get_string(body, "user", &bad);
-    const char *text = proto_get_string(body, "text", &bad);
-    const char *ref = proto_get_string(body, "ref", &bad);
-    if (bad || !user || !text) {
-        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "user and text are required strings");
-        return false;
-    }
-    const char *why = NULL;
-    if (ref && !proto_ref_is_valid(ref, &why)) {
-        api_send_error(mc, PROTO_ERR_BAD_REQUEST, why);
-        return false;
-    }
-    *msg = chat_msg_create(room, user, text, ref);
-    if (!proto_user_normalize((*msg)->user, NULL)) {
-        api_send_error(mc, PROTO_ERR_BAD_REQUEST,
-                       "user must be 1 to 32 characters without control characters");
-    } else if (!proto_text_normalize((*msg)->text, api->config->max_text_chars, &why)) {
-        api_send_error(mc, PROTO_ERR_TEXT_INVALID, why);
-    } else {
+    *out = NULL;
+    const char *length = mg_get_header(mc, "Content-Length");
+    if (optional && !mg_get_header(mc, "Transfer-Encoding") &&
+        (!length || mg_get_request_info(mc)->content_length == 0))
         return true;
-    }
-    chat_msg_free(*msg);
-    *msg = NULL;
-    return false;
-}
-
-static void post_message(struct api *api, struct mg_connection *mc, const char *room,
-                         const struct auth_claims *claims)
-{
-    if (!api_origin_is_allowed(mc, api->config)) {
-        api_send_error(mc, PROTO_ERR_FORBIDDEN, "this origin may not post messages");
-        return;
-    }
     size_t len = 0;
     char *body = read_body(api, mc, &len);
     if (!body)
-        return;
-    cJSON *json = util_utf8_is_valid(body, len) ? proto_parse_object(body, len) : NULL;
+        return false;
+    *out = util_utf8_is_valid(body, len) ? proto_parse_object(body, len) : NULL;
     free(body);
-    if (!json) {
+    if (!*out)
         api_send_error(mc, PROTO_ERR_BAD_JSON, "the body is not a JSON object");
-        return;
+    return *out != NULL;
+}
+
+/* A string field of the body, else the query parameter of that name, copied
+ * into *out (NULL when neither has it); false when the field is not a string
+ * or the parameter is too long. */
+static bool body_or_query(struct mg_connection *mc, const cJSON *body, const char *name, char **out)
+{
+    bool bad = false;
+    const char *value = body ? proto_get_string(body, name, &bad) : NULL;
+    *out = value ? xstrdup(value) : NULL;
+    if (bad || value)
+        return !bad;
+    const char *qs = mg_get_request_info(mc)->query_string;
+    char buf[PROTO_REF_MAX_BYTES + 1];
+    int n = qs ? mg_get_var(qs, strlen(qs), name, buf, sizeof(buf)) : -1;
+    if (n >= 0)
+        *out = xstrdup(buf);
+    return n >= -1;
+}
+
+/* Who writes, and the request's ref: the token's user with auth on, else
+ * `user` of the body or the query. False after answering 400. */
+static bool read_writer(struct mg_connection *mc, const cJSON *body,
+                        const struct auth_claims *claims, char **user, char **ref)
+{
+    *user = NULL;
+    if (!body_or_query(mc, body, "ref", ref) || (*ref && !proto_ref_is_valid(*ref, NULL))) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "ref must be a string of 1 to 64 characters");
+        goto out_fail;
     }
-    struct chat_msg *msg = NULL;
-    bool valid = parse_post(api, mc, room, json, claims, &msg);
-    cJSON_Delete(json);
-    if (!valid)
-        return;
+    if (claims) {
+        *user = xstrdup(claims->sub);
+        return true;
+    }
+    if (!body_or_query(mc, body, "user", user) || !*user || !proto_user_normalize(*user, NULL)) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST,
+                       "user is required: 1 to 32 characters without control characters");
+        goto out_fail;
+    }
+    return true;
+out_fail:
+    free(*ref);
+    free(*user);
+    *ref = *user = NULL;
+    return false;
+}
+
+/* A request that writes: the origin policy, then the body (required unless
+ * body_optional), the writer and the rate. NULL after answering; else a new
+ * event of room by the writer (text "") and *body (may be NULL; the caller
+ * deletes it). */
+static struct chat_msg *begin_write(struct api *api, struct mg_connection *mc, const char *room,
+                                    const struct auth_claims *claims, bool body_optional,
+                                    cJSON **body)
+{
+    if (!api_origin_is_allowed(mc, api->config)) {
+        api_send_error(mc, PROTO_ERR_FORBIDDEN, "this origin may not write");
+        return NULL;
+    }
+    char *user = NULL, *ref = NULL;
+    if (!read_json_body(api, mc, body_optional, body))
+        return NULL;
+    if (!read_writer(mc, *body, claims, &user, &ref))
+        goto out_fail;
     if (!client_within_rate(api, mg_get_request_info(mc))) {
-        chat_msg_free(msg);
         atomic_fetch_add(&api->metrics->rate_limited, 1);
         api_send_error(mc, PROTO_ERR_RATE_LIMITED, "too many messages; slow down");
-        return;
+        goto out_fail;
     }
+    struct chat_msg *ev = chat_msg_create(room, user, "", ref);
+    free(user);
+    free(ref);
+    return ev;
+out_fail:
+    free(user);
+    free(ref);
+    cJSON_Delete(*body);
+    *body = NULL;
+    return NULL;
+}
+
+/* The text field of body into ev; false after answering 400. */
+static bool take_text(struct mg_connection *mc, const cJSON *body, struct chat_msg *ev)
+{
+    bool bad = false;
+    const char *text = body ? proto_get_string(body, "text", &bad) : NULL;
+    if (!text) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "text is required and must be a string");
+        return false;
+    }
+    free(ev->text);
+    ev->text = xstrdup(text);
+    return true;
+}
+
+/* Publish ev (consumed) and answer with the stored event: created_status
+ * when it is new, 200 for a retried ref. */
+static void publish_and_answer(struct api *api, struct mg_connection *mc, struct chat_msg *ev,
+                               int created_status)
+{
     struct chat_msg *stored = NULL;
-    int rc = publish_and_wait(api, msg, &stored);
+    int rc = publish_and_wait(api, ev, &stored);
     if (rc < 0) {
         api_send_error(mc, PROTO_ERR_UNAVAILABLE,
                        "the message could not be accepted now; retry with the same ref");
         return;
     }
-    send_object(mc, rc == BROKER_DUPLICATE ? 200 : 201, proto_message_object(stored, NULL));
+    send_object(mc, rc == BROKER_DUPLICATE ? 200 : created_status,
+                proto_event_object(stored, false));
     chat_msg_free(stored);
+}
+
+static void post_message(struct api *api, struct mg_connection *mc, const char *room,
+                         const struct auth_claims *claims)
+{
+    cJSON *body;
+    struct chat_msg *msg = begin_write(api, mc, room, claims, false, &body);
+    if (!msg)
+        return;
+    bool ok = take_text(mc, body, msg);
+    if (ok && !proto_get_id(body, "reply_to", &msg->reply_to)) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "reply_to must be the id of a message");
+        ok = false;
+    }
+    cJSON_Delete(body);
+    struct chat_refusal refusal;
+    if (ok && !chat_prepare_send(api->store, api->config, msg, &refusal)) {
+        api_send_error(mc, refusal.err, refusal.why);
+        ok = false;
+    }
+    if (ok)
+        publish_and_answer(api, mc, msg, 201);
+    else
+        chat_msg_free(msg);
+}
+
+/* PATCH and DELETE of a message, PUT and DELETE of a reaction: the change
+ * kind of target (with emoji for a reaction). */
+static void change_message(struct api *api, struct mg_connection *mc, const char *room,
+                           uint64_t target, enum chat_kind kind, const char *emoji,
+                           const struct auth_claims *claims)
+{
+    cJSON *body;
+    struct chat_msg *ev = begin_write(api, mc, room, claims, kind != CHAT_EDIT, &body);
+    if (!ev)
+        return;
+    bool ok = kind != CHAT_EDIT || take_text(mc, body, ev);
+    cJSON_Delete(body);
+    if (!ok) {
+        chat_msg_free(ev);
+        return;
+    }
+    ev->kind = kind;
+    ev->target = target;
+    ev->emoji = emoji ? xstrdup(emoji) : NULL;
+    bool moderator = claims && auth_is_moderator(claims, room);
+    struct chat_msg *existing;
+    struct chat_refusal refusal;
+    switch (chat_prepare_change(api->store, api->config, ev, moderator, &existing, &refusal)) {
+    case CHAT_PUBLISH:
+        publish_and_answer(api, mc, ev, 200);
+        return;
+    case CHAT_ALREADY:
+        send_object(mc, 200, proto_event_object(existing, false));
+        chat_msg_free(existing);
+        break;
+    case CHAT_REFUSED:
+        api_send_error(mc, refusal.err, refusal.why);
+        break;
+    }
+    chat_msg_free(ev);
 }
 
 /* ---------------------------------------------------------------- members */
@@ -494,6 +659,52 @@ static const char *split_room_path(const char *uri, char *room, size_t room_size
     return slash + 1;
 }
 
+/* A message id of a path: digits only, 1 to 2^53 - 1; 0 when not one. */
+static uint64_t parse_path_id(const char *s, size_t len)
+{
+    char digits[20];
+    int64_t id;
+    if (len == 0 || len >= sizeof(digits) || strspn(s, "0123456789") < len)
+        return 0;
+    memcpy(digits, s, len);
+    digits[len] = '\0';
+    return util_parse_int64(digits, 1, (int64_t)PROTO_ID_MAX, &id) == 0 ? (uint64_t)id : 0;
+}
+
+/* /api/rooms/{room}/messages/{id}[/reactions/{emoji}]: rest is what follows
+ * "messages/". */
+static void route_message(struct api *api, struct mg_connection *mc, const char *room,
+                          const char *rest, const struct auth_claims *claims)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    const char *slash = strchr(rest, '/');
+    uint64_t id = parse_path_id(rest, slash ? (size_t)(slash - rest) : strlen(rest));
+    const char *reactions = "/reactions/";
+    if (id == 0) {
+        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such message: ids are positive integers");
+    } else if (!slash) {
+        if (method_is(ri, "GET") || method_is(ri, "HEAD"))
+            get_message(api, mc, room, id);
+        else if (method_is(ri, "PATCH"))
+            change_message(api, mc, room, id, CHAT_EDIT, NULL, claims);
+        else if (method_is(ri, "DELETE"))
+            change_message(api, mc, room, id, CHAT_DELETE, NULL, claims);
+        else
+            method_not_allowed(mc, "GET, HEAD, PATCH, DELETE");
+    } else if (strncmp(slash, reactions, strlen(reactions)) == 0 &&
+               slash[strlen(reactions)] != '\0') {
+        const char *emoji = slash + strlen(reactions);
+        if (method_is(ri, "PUT"))
+            change_message(api, mc, room, id, CHAT_REACT, emoji, claims);
+        else if (method_is(ri, "DELETE"))
+            change_message(api, mc, room, id, CHAT_UNREACT, emoji, claims);
+        else
+            method_not_allowed(mc, "PUT, DELETE");
+    } else {
+        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such resource");
+    }
+}
+
 static void route_room(struct api *api, struct mg_connection *mc, const char *room,
                        const char *what, const struct auth_claims *claims)
 {
@@ -510,6 +721,13 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
             post_message(api, mc, room, claims);
         else
             method_not_allowed(mc, "GET, HEAD, POST");
+    } else if (strncmp(what, "messages/", 9) == 0) {
+        route_message(api, mc, room, what + 9, claims);
+    } else if (strcmp(what, "events") == 0) {
+        if (get)
+            get_events(api, mc, room);
+        else
+            method_not_allowed(mc, "GET, HEAD");
     } else if (strcmp(what, "members") == 0) {
         if (get)
             get_members(api, mc, room);

@@ -1,4 +1,6 @@
-/* hub: rooms and members of this node, presence and typing, and fan-out.
+/* hub: rooms and members of this node, presence and typing, and fan-out:
+ * a room's events (messages and their changes) to its members, a mention to
+ * every connection of the user it names.
  * A broadcast is encoded once into a shared frame (loop_frame) that each
  * member's connection queues. A join's replay is read from history in pages:
  * the first before `joined` is answered, the next ones each time the
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "config.h"
 #include "log.h"
@@ -52,9 +55,10 @@ struct hub_room {
 
 struct hub_conn {
     struct hub *hub;
-    struct conn *conn;         /* the socket side, referenced */
-    char *user;                /* set once after hello; under hub->lock */
-    struct membership **rooms; /* under hub->lock */
+    struct conn *conn;                /* the socket side, referenced */
+    char *user;                       /* set once after hello; under hub->lock */
+    const struct auth_claims *claims; /* with auth on: the rooms it may read */
+    struct membership **rooms;        /* under hub->lock */
     size_t room_count;
     size_t room_cap;
 };
@@ -64,8 +68,16 @@ struct hub {
     struct metrics *metrics;
     struct broker *broker; /* history and presence out; set before connections */
 
-    pthread_mutex_t lock; /* rooms, memberships */
+    pthread_mutex_t lock; /* rooms, memberships, users */
     struct strmap *rooms; /* name -> struct hub_room */
+    struct strmap *users; /* name -> struct hub_user: connections after hello */
+};
+
+/* The connections of one user on this node. */
+struct hub_user {
+    struct hub_conn **conns;
+    size_t count;
+    size_t cap;
 };
 
 static struct loop_frame *frame_from_json(cJSON *obj)
@@ -78,10 +90,11 @@ static struct loop_frame *frame_from_json(cJSON *obj)
     return f;
 }
 
-static struct loop_frame *frame_from_message(const struct chat_msg *msg)
+/* A room's event as its frame (`message` or `update`), ordered by its id. */
+static struct loop_frame *frame_from_event(const struct chat_msg *msg)
 {
     size_t len;
-    char *json = proto_encode_message(msg, "message", &len);
+    char *json = proto_encode_event(msg, &len);
     struct loop_frame *f = loop_frame_text(json, len, msg->id);
     free(json);
     return f;
@@ -98,6 +111,13 @@ static void room_free(void *value)
     free(room);
 }
 
+static void user_free(void *value)
+{
+    struct hub_user *u = value;
+    free(u->conns);
+    free(u);
+}
+
 struct hub *hub_create(const struct config *config, struct metrics *metrics)
 {
     struct hub *hub = xcalloc(1, sizeof(*hub));
@@ -105,6 +125,7 @@ struct hub *hub_create(const struct config *config, struct metrics *metrics)
     hub->metrics = metrics;
     pthread_mutex_init(&hub->lock, NULL);
     hub->rooms = strmap_create(room_free);
+    hub->users = strmap_create(user_free);
     return hub;
 }
 
@@ -113,6 +134,7 @@ void hub_free(struct hub *hub)
     if (!hub)
         return;
     strmap_free(hub->rooms);
+    strmap_free(hub->users);
     pthread_mutex_destroy(&hub->lock);
     free(hub);
 }
@@ -133,12 +155,36 @@ struct conn *hub_conn_socket(struct hub_conn *hc)
     return hc->conn;
 }
 
-void hub_conn_set_user(struct hub_conn *hc, const char *user)
+void hub_conn_set_user(struct hub_conn *hc, const char *user, const struct auth_claims *claims)
 {
-    pthread_mutex_lock(&hc->hub->lock);
-    free(hc->user);
+    struct hub *hub = hc->hub;
+    pthread_mutex_lock(&hub->lock);
     hc->user = xstrdup(user);
-    pthread_mutex_unlock(&hc->hub->lock);
+    hc->claims = claims;
+    struct hub_user *u = strmap_get(hub->users, user);
+    if (!u) {
+        u = xcalloc(1, sizeof(*u));
+        strmap_put(hub->users, user, u);
+    }
+    UTIL_GROW(u->conns, u->count, u->cap);
+    u->conns[u->count++] = hc;
+    pthread_mutex_unlock(&hub->lock);
+}
+
+/* Take hc out of its user's connections. hub->lock held. */
+static void user_forget(struct hub *hub, struct hub_conn *hc)
+{
+    struct hub_user *u = hc->user ? strmap_get(hub->users, hc->user) : NULL;
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->count; i++) {
+        if (u->conns[i] == hc) {
+            u->conns[i] = u->conns[--u->count];
+            break;
+        }
+    }
+    if (u->count == 0)
+        strmap_remove(hub->users, hc->user);
 }
 
 /* ---------------------------------------------------------------- rooms */
@@ -394,7 +440,7 @@ static void page_send(struct membership *m, const struct replay_page *page, uint
         return;
     }
     for (size_t i = 0; i < page->count; i++) {
-        struct loop_frame *f = frame_from_message(page->msgs[i]);
+        struct loop_frame *f = frame_from_event(page->msgs[i]);
         conn_send_replay(m->hc->conn, f);
         loop_frame_unref(f);
     }
@@ -559,6 +605,7 @@ void hub_conn_closed(struct hub_conn *hc)
     pthread_mutex_lock(&hub->lock);
     while (hc->room_count > 0)
         membership_remove(hub, hc->rooms[hc->room_count - 1]);
+    user_forget(hub, hc);
     pthread_mutex_unlock(&hub->lock);
     conn_unref(hc->conn);
     free(hc->rooms);
@@ -568,9 +615,34 @@ void hub_conn_closed(struct hub_conn *hc)
 
 /* ---------------------------------------------------------------- fan-out */
 
+/* Give the `mention` frame of msg to every connection of each user it
+ * mentions that may read the room, the author's own excepted. hub->lock held. */
+static void send_mentions(struct hub *hub, const struct chat_msg *msg)
+{
+    struct loop_frame *f = NULL;
+    for (size_t i = 0; i < msg->mention_count; i++) {
+        struct hub_user *u = strmap_get(hub->users, msg->mentions[i]);
+        if (!u || strcmp(msg->mentions[i], msg->user) == 0)
+            continue;
+        if (!f) {
+            size_t len;
+            char *json = proto_encode_mention(msg, &len);
+            f = loop_frame_text(json, len, 0);
+            free(json);
+        }
+        for (size_t j = 0; j < u->count; j++) {
+            const struct auth_claims *claims = u->conns[j]->claims;
+            if (!claims || auth_room_allowed(claims, msg->room))
+                conn_send(u->conns[j]->conn, f);
+        }
+    }
+    if (f)
+        loop_frame_unref(f);
+}
+
 void hub_deliver(struct hub *hub, const struct chat_msg *msg)
 {
-    struct loop_frame *f = frame_from_message(msg);
+    struct loop_frame *f = frame_from_event(msg);
     pthread_mutex_lock(&hub->lock);
     struct hub_room *room = strmap_get(hub->rooms, msg->room);
     size_t reached = 0;
@@ -579,6 +651,7 @@ void hub_deliver(struct hub *hub, const struct chat_msg *msg)
             room->last_id = msg->id;
         reached = room_broadcast(room, f, NULL);
     }
+    send_mentions(hub, msg);
     pthread_mutex_unlock(&hub->lock);
     loop_frame_unref(f);
     atomic_fetch_add(&hub->metrics->messages_delivered, reached);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct auth_claims;
 struct broker;
 struct broker_listener;
 struct chat_msg;
@@ -40,8 +41,10 @@ void hub_conn_closed(struct hub_conn *hc);
 /* The connection the hub writes to. */
 struct conn *hub_conn_socket(struct hub_conn *hc);
 
-/* Set the user name once (after hello). Loop thread of conn. */
-void hub_conn_set_user(struct hub_conn *hc, const char *user);
+/* Set the user name once (after hello), with the token's claims when auth is
+ * on (NULL: every room; they must outlive hc): mentions reach the user's
+ * connections in the rooms they may read. Loop thread of conn. */
+void hub_conn_set_user(struct hub_conn *hc, const char *user, const struct auth_claims *claims);
 
 /* The connection's queue drained: queue the next replay page, one per call,
  * asking for another drain while a room still replays. Loop thread. */
@@ -56,7 +59,8 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room, const uint6
 int hub_leave(struct hub *hub, struct hub_conn *hc, const char *room);
 bool hub_is_member(struct hub *hub, struct hub_conn *hc, const char *room);
 
-/* Fan msg out to every member of its room on this node. Broker thread. */
+/* Fan the event msg out to every member of its room on this node, and a
+ * message's mentions to the users it names. Broker thread. */
 void hub_deliver(struct hub *hub, const struct chat_msg *msg);
 /* Tell the other members of room that hc's user is typing. */
 void hub_typing(struct hub *hub, struct hub_conn *hc, const char *room);

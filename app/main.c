@@ -98,7 +98,7 @@ static int start(struct app *app)
     app->broker = start_broker(app, err, sizeof(err));
     if (!app->broker)
         goto out_fail;
-    app->ws = ws_create(&app->config, app->hub, app->broker, app->metrics, app->loops);
+    app->ws = ws_create(&app->config, app->hub, app->broker, app->store, app->metrics, app->loops);
     app->api = api_create(&app->config, app->store, app->broker, app->hub, app->metrics);
     struct server_routes routes = {app->ws,     app->api,   app->hub,
                                    app->broker, app->store, app->metrics};
@@ -170,7 +170,8 @@ static int serve(struct app *app)
 static int print_token(const struct config *config)
 {
     int64_t exp = util_now_ms() / 1000 + config->token_ttl_s;
-    char *token = auth_mint(config->auth_secret, config->token_user, config->token_rooms, exp);
+    char *token = auth_mint(config->auth_secret, config->token_user, config->token_rooms,
+                            config->token_role, exp);
     printf("%s\n", token);
     free(token);
     return 0;

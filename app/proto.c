@@ -20,11 +20,29 @@ struct chat_msg *chat_msg_create(const char *room, const char *user, const char 
     return msg;
 }
 
+static char *strdup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
 struct chat_msg *chat_msg_clone(const struct chat_msg *msg)
 {
     struct chat_msg *copy = chat_msg_create(msg->room, msg->user, msg->text, msg->ref);
     copy->id = msg->id;
     copy->ts = msg->ts;
+    copy->kind = msg->kind;
+    copy->target = msg->target;
+    copy->emoji = strdup_or_null(msg->emoji);
+    copy->reply_to = msg->reply_to;
+    copy->reply_user = strdup_or_null(msg->reply_user);
+    copy->reply_text = strdup_or_null(msg->reply_text);
+    for (size_t i = 0; i < msg->mention_count; i++)
+        chat_msg_add_mention(copy, msg->mentions[i]);
+    copy->edited_ts = msg->edited_ts;
+    copy->deleted_by = strdup_or_null(msg->deleted_by);
+    for (size_t i = 0; i < msg->reaction_count; i++)
+        chat_msg_add_reaction(copy, msg->reactions[i].emoji, msg->reactions[i].user,
+                              msg->reactions[i].event_id);
     return copy;
 }
 
@@ -36,7 +54,54 @@ void chat_msg_free(struct chat_msg *msg)
     free(msg->user);
     free(msg->text);
     free(msg->ref);
+    free(msg->emoji);
+    free(msg->reply_user);
+    free(msg->reply_text);
+    for (size_t i = 0; i < msg->mention_count; i++)
+        free(msg->mentions[i]);
+    free(msg->mentions);
+    free(msg->deleted_by);
+    for (size_t i = 0; i < msg->reaction_count; i++) {
+        free(msg->reactions[i].emoji);
+        free(msg->reactions[i].user);
+    }
+    free(msg->reactions);
     free(msg);
+}
+
+void chat_msg_add_mention(struct chat_msg *msg, const char *name)
+{
+    msg->mentions = xrealloc(msg->mentions, (msg->mention_count + 1) * sizeof(*msg->mentions));
+    msg->mentions[msg->mention_count++] = xstrdup(name);
+}
+
+void chat_msg_add_reaction(struct chat_msg *msg, const char *emoji, const char *user,
+                           uint64_t event_id)
+{
+    msg->reactions = xrealloc(msg->reactions, (msg->reaction_count + 1) * sizeof(*msg->reactions));
+    msg->reactions[msg->reaction_count++] =
+        (struct chat_reaction){xstrdup(emoji), xstrdup(user), event_id};
+}
+
+static const char *const kind_names[] = {
+    [CHAT_MESSAGE] = "message", [CHAT_EDIT] = "edit",       [CHAT_DELETE] = "delete",
+    [CHAT_REACT] = "react",     [CHAT_UNREACT] = "unreact",
+};
+
+const char *chat_kind_name(enum chat_kind kind)
+{
+    return kind_names[kind];
+}
+
+bool chat_kind_parse(const char *name, enum chat_kind *kind)
+{
+    for (size_t i = 0; i < ARRAY_LEN(kind_names); i++) {
+        if (strcmp(name, kind_names[i]) == 0) {
+            *kind = (enum chat_kind)i;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* ---------------------------------------------------------------- validation */
@@ -162,6 +227,113 @@ bool proto_text_normalize(char *text, int max_chars, const char **why)
     return true;
 }
 
+/* Decode the code point at *p (valid UTF-8) and advance *p past it. */
+static uint32_t utf8_next(const char **p)
+{
+    const unsigned char *u = (const unsigned char *)*p;
+    uint32_t cp;
+    int n;
+    if (u[0] < 0x80) {
+        cp = u[0];
+        n = 1;
+    } else if (u[0] < 0xE0) {
+        cp = u[0] & 0x1F;
+        n = 2;
+    } else if (u[0] < 0xF0) {
+        cp = u[0] & 0x0F;
+        n = 3;
+    } else {
+        cp = u[0] & 0x07;
+        n = 4;
+    }
+    for (int i = 1; i < n; i++)
+        cp = (cp << 6) | (u[i] & 0x3F);
+    *p += n;
+    return cp;
+}
+
+/* A code point that is an emoji by itself: pictographs, symbols, dingbats,
+ * arrows, regional indicators and the few emoji elsewhere in the BMP. */
+static bool is_emoji_base(uint32_t cp)
+{
+    static const uint32_t ranges[][2] = {
+        {0x1F000, 0x1FAFF}, {0x2600, 0x27BF}, {0x2300, 0x23FF}, {0x2B00, 0x2BFF}, {0x2190, 0x21FF},
+        {0x25A0, 0x25FF},   {0x2100, 0x214F}, {0x2934, 0x2935}, {0x203C, 0x203C}, {0x2049, 0x2049},
+        {0x3030, 0x3030},   {0x303D, 0x303D}, {0x3297, 0x3297}, {0x3299, 0x3299}, {0x00A9, 0x00A9},
+        {0x00AE, 0x00AE},   {0x24C2, 0x24C2},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(ranges); i++) {
+        if (cp >= ranges[i][0] && cp <= ranges[i][1])
+            return true;
+    }
+    return false;
+}
+
+/* Code points that only shape an emoji: ZWJ, variation selectors, the keycap,
+ * tags. */
+static bool is_emoji_modifier(uint32_t cp)
+{
+    return cp == 0x200D || cp == 0xFE0F || cp == 0xFE0E || cp == 0x20E3 ||
+           (cp >= 0xE0020 && cp <= 0xE007F);
+}
+
+static bool is_keycap_base(uint32_t cp)
+{
+    return (cp >= '0' && cp <= '9') || cp == '#' || cp == '*';
+}
+
+bool proto_emoji_is_valid(const char *emoji, const char **why)
+{
+    const char *reason = "emoji must be one emoji";
+    size_t len = strlen(emoji);
+    if (len == 0 || len > PROTO_EMOJI_MAX_BYTES || !util_utf8_is_valid(emoji, len) ||
+        util_utf8_count(emoji, len) > PROTO_EMOJI_MAX)
+        return refuse(why, reason);
+    const char *p = emoji;
+    uint32_t first = utf8_next(&p);
+    if (is_keycap_base(first)) {
+        uint32_t next = *p ? utf8_next(&p) : 0;
+        if (next == 0xFE0F)
+            next = *p ? utf8_next(&p) : 0;
+        return next == 0x20E3 && *p == '\0' ? true : refuse(why, reason);
+    }
+    if (!is_emoji_base(first))
+        return refuse(why, reason);
+    while (*p) {
+        uint32_t cp = utf8_next(&p);
+        if (!is_emoji_base(cp) && !is_emoji_modifier(cp))
+            return refuse(why, reason);
+    }
+    return true;
+}
+
+char *proto_quote(const char *text)
+{
+    const char *p = text, *cut = NULL, *last_space = NULL;
+    size_t n = 0;
+    while (*p) {
+        if (n == PROTO_QUOTE_MAX) {
+            cut = p;
+            break;
+        }
+        if (is_trimmable((unsigned char)*p) && n > PROTO_QUOTE_MAX / 2)
+            last_space = p; /* a word boundary late enough to keep most words */
+        utf8_next(&p);
+        n++;
+    }
+    if (!cut)
+        return xstrdup(text);
+    if (last_space)
+        cut = last_space;
+    struct util_buf buf;
+    util_buf_init(&buf);
+    util_buf_append(&buf, text, (size_t)(cut - text));
+    while (buf.len > 0 && is_trimmable((unsigned char)buf.data[buf.len - 1]))
+        buf.len--;
+    util_buf_append(&buf, "\u2026", strlen("\u2026"));
+    return util_buf_take(&buf, NULL);
+}
+
 /* ---------------------------------------------------------------- JSON */
 
 /* Deepest nesting of arrays and objects in buf, counting only outside strings;
@@ -269,22 +441,175 @@ static char *encode_and_free(cJSON *obj, size_t *len)
     return out;
 }
 
-struct cJSON *proto_message_object(const struct chat_msg *msg, const char *type)
+static void add_id(cJSON *obj, const char *name, uint64_t id)
+{
+    cJSON_AddNumberToObject(obj, name, (double)id);
+}
+
+static void add_string_or_null(cJSON *obj, const char *name, const char *value)
+{
+    if (value)
+        cJSON_AddStringToObject(obj, name, value);
+    else
+        cJSON_AddNullToObject(obj, name);
+}
+
+/* {emoji: [users]}, emoji in the order of their first reaction. */
+static cJSON *reactions_object(const struct chat_msg *msg)
 {
     cJSON *obj = cJSON_CreateObject();
-    if (type)
-        cJSON_AddStringToObject(obj, "type", type);
-    cJSON_AddStringToObject(obj, "room", msg->room);
-    cJSON_AddNumberToObject(obj, "id", (double)msg->id);
-    cJSON_AddStringToObject(obj, "user", msg->user);
-    cJSON_AddStringToObject(obj, "text", msg->text);
-    cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
+    for (size_t i = 0; i < msg->reaction_count; i++) {
+        const struct chat_reaction *r = &msg->reactions[i];
+        cJSON *users = cJSON_GetObjectItemCaseSensitive(obj, r->emoji);
+        if (!users)
+            users = cJSON_AddArrayToObject(obj, r->emoji);
+        cJSON_AddItemToArray(users, cJSON_CreateString(r->user));
+    }
     return obj;
 }
 
-char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t *len)
+static cJSON *reply_object(const struct chat_msg *msg)
 {
-    return encode_and_free(proto_message_object(msg, type), len);
+    if (!msg->reply_to)
+        return cJSON_CreateNull();
+    cJSON *obj = cJSON_CreateObject();
+    add_id(obj, "id", msg->reply_to);
+    cJSON_AddStringToObject(obj, "user", msg->reply_user ? msg->reply_user : "");
+    cJSON_AddStringToObject(obj, "text", msg->reply_text ? msg->reply_text : "");
+    return obj;
+}
+
+static cJSON *names_array(char *const *names, size_t count)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(names[i]));
+    return arr;
+}
+
+static cJSON *message_object(const struct chat_msg *msg, bool with_type)
+{
+    cJSON *obj = cJSON_CreateObject();
+    if (with_type)
+        cJSON_AddStringToObject(obj, "type", "message");
+    cJSON_AddStringToObject(obj, "room", msg->room);
+    add_id(obj, "id", msg->id);
+    cJSON_AddStringToObject(obj, "user", msg->user);
+    cJSON_AddStringToObject(obj, "text", msg->text);
+    cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
+    if (msg->edited_ts)
+        cJSON_AddNumberToObject(obj, "edited_ts", (double)msg->edited_ts);
+    else
+        cJSON_AddNullToObject(obj, "edited_ts");
+    cJSON_AddBoolToObject(obj, "deleted", msg->deleted_by != NULL);
+    add_string_or_null(obj, "deleted_by", msg->deleted_by);
+    cJSON_AddItemToObject(obj, "reactions", reactions_object(msg));
+    cJSON_AddItemToObject(obj, "reply_to", reply_object(msg));
+    cJSON_AddItemToObject(obj, "mentions", names_array(msg->mentions, msg->mention_count));
+    return obj;
+}
+
+static cJSON *update_object(const struct chat_msg *msg, bool with_type)
+{
+    cJSON *obj = cJSON_CreateObject();
+    if (with_type)
+        cJSON_AddStringToObject(obj, "type", "update");
+    cJSON_AddStringToObject(obj, "room", msg->room);
+    add_id(obj, "id", msg->id);
+    add_id(obj, "target", msg->target);
+    cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
+    cJSON_AddStringToObject(obj, "user", msg->user);
+    cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
+    if (msg->kind == CHAT_EDIT)
+        cJSON_AddStringToObject(obj, "text", msg->text);
+    if (msg->emoji)
+        cJSON_AddStringToObject(obj, "emoji", msg->emoji);
+    return obj;
+}
+
+struct cJSON *proto_event_object(const struct chat_msg *msg, bool with_type)
+{
+    return msg->kind == CHAT_MESSAGE ? message_object(msg, with_type)
+                                     : update_object(msg, with_type);
+}
+
+char *proto_encode_event(const struct chat_msg *msg, size_t *len)
+{
+    return encode_and_free(proto_event_object(msg, true), len);
+}
+
+char *proto_encode_mention(const struct chat_msg *msg, size_t *len)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "type", "mention");
+    cJSON_AddStringToObject(obj, "room", msg->room);
+    add_id(obj, "id", msg->id);
+    cJSON_AddStringToObject(obj, "user", msg->user);
+    cJSON_AddStringToObject(obj, "text", msg->text);
+    cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
+    return encode_and_free(obj, len);
+}
+
+struct cJSON *proto_extras_object(const struct chat_msg *msg)
+{
+    if (msg->kind == CHAT_MESSAGE && !msg->reply_to && msg->mention_count == 0)
+        return NULL;
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
+    if (msg->target)
+        add_id(obj, "target", msg->target);
+    if (msg->emoji)
+        cJSON_AddStringToObject(obj, "emoji", msg->emoji);
+    if (msg->reply_to) {
+        add_id(obj, "reply_to", msg->reply_to);
+        cJSON_AddStringToObject(obj, "reply_user", msg->reply_user ? msg->reply_user : "");
+        cJSON_AddStringToObject(obj, "reply_text", msg->reply_text ? msg->reply_text : "");
+    }
+    if (msg->mention_count)
+        cJSON_AddItemToObject(obj, "mentions", names_array(msg->mentions, msg->mention_count));
+    return obj;
+}
+
+bool proto_get_id(const struct cJSON *obj, const char *name, uint64_t *out)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = 0;
+    if (!item || cJSON_IsNull(item))
+        return true;
+    if (!cJSON_IsNumber(item) || item->valuedouble < 1 || item->valuedouble > PROTO_ID_MAX ||
+        item->valuedouble != (double)(uint64_t)item->valuedouble)
+        return false;
+    *out = (uint64_t)item->valuedouble;
+    return true;
+}
+
+bool proto_extras_apply(struct chat_msg *msg, const struct cJSON *extras)
+{
+    bool bad = false;
+    const char *kind = proto_get_string(extras, "kind", &bad);
+    const char *emoji = proto_get_string(extras, "emoji", &bad);
+    const char *reply_user = proto_get_string(extras, "reply_user", &bad);
+    const char *reply_text = proto_get_string(extras, "reply_text", &bad);
+    const cJSON *mentions = cJSON_GetObjectItemCaseSensitive(extras, "mentions");
+    if (bad || !kind || !chat_kind_parse(kind, &msg->kind) ||
+        !proto_get_id(extras, "target", &msg->target) ||
+        !proto_get_id(extras, "reply_to", &msg->reply_to) || (mentions && !cJSON_IsArray(mentions)))
+        return false;
+    if ((msg->kind == CHAT_MESSAGE) != (msg->target == 0) ||
+        (msg->kind == CHAT_REACT || msg->kind == CHAT_UNREACT) != (emoji != NULL))
+        return false;
+    msg->emoji = emoji ? xstrdup(emoji) : NULL;
+    if (msg->reply_to) {
+        msg->reply_user = xstrdup(reply_user ? reply_user : "");
+        msg->reply_text = xstrdup(reply_text ? reply_text : "");
+    }
+    const cJSON *name;
+    cJSON_ArrayForEach(name, mentions)
+    {
+        if (cJSON_IsString(name) && msg->mention_count < PROTO_MENTIONS_MAX)
+            chat_msg_add_mention(msg, name->valuestring);
+    }
+    return true;
 }
 
 char *proto_encode_error(const char *code, const char *message, const char *ref, const char *room,
@@ -305,12 +630,13 @@ char *proto_encode_ack(const struct chat_msg *msg, size_t *len)
 {
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "type", "ack");
-    if (msg->ref)
-        cJSON_AddStringToObject(obj, "ref", msg->ref);
-    else
-        cJSON_AddNullToObject(obj, "ref");
+    add_string_or_null(obj, "ref", msg->ref);
     cJSON_AddStringToObject(obj, "room", msg->room);
-    cJSON_AddNumberToObject(obj, "id", (double)msg->id);
+    add_id(obj, "id", msg->id);
     cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
+    if (msg->kind != CHAT_MESSAGE) {
+        add_id(obj, "target", msg->target);
+        cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
+    }
     return encode_and_free(obj, len);
 }

@@ -9,13 +9,18 @@
 
 struct cJSON;
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define PROTO_ROOM_MAX 64 /* characters of a room name */
 #define PROTO_USER_MAX 32 /* code points of a user name */
 #define PROTO_USER_MAX_BYTES 128
 #define PROTO_REF_MAX 64 /* code points of a client ref */
 #define PROTO_REF_MAX_BYTES 256
-#define PROTO_JSON_MAX_DEPTH 16 /* deeper JSON is refused before parsing */
+#define PROTO_JSON_MAX_DEPTH 16         /* deeper JSON is refused before parsing */
+#define PROTO_ID_MAX 9007199254740991.0 /* 2^53 - 1: the largest id JSON carries exactly */
+#define PROTO_EMOJI_MAX 16              /* code points of one emoji */
+#define PROTO_EMOJI_MAX_BYTES 64
+#define PROTO_QUOTE_MAX 100   /* code points of a reply's quote of the original */
+#define PROTO_MENTIONS_MAX 20 /* distinct names recorded per message */
 
 /* WebSocket close codes of docs/PROTOCOL.md. */
 enum proto_close_code {
@@ -30,14 +35,46 @@ enum proto_close_code {
     PROTO_CLOSE_TRY_AGAIN = 1013,
 };
 
-/* One chat message. Strings are owned by the message. */
+/* What an event of a room's log is: a message, or a change of one. */
+enum chat_kind {
+    CHAT_MESSAGE = 0,
+    CHAT_EDIT,
+    CHAT_DELETE,
+    CHAT_REACT,
+    CHAT_UNREACT,
+};
+
+/* One user's reaction to a message. */
+struct chat_reaction {
+    char *emoji;
+    char *user;
+    uint64_t event_id; /* the react that added it */
+};
+
+/* One event of a room's log: a chat message (kind CHAT_MESSAGE) or a change
+ * of the message `target`. Strings are owned by the event. */
 struct chat_msg {
     uint64_t id; /* per-room, from 1; 0 until the broker assigns it */
     int64_t ts;  /* ms since epoch, set when accepted */
     char *room;
-    char *user;
-    char *text;
-    char *ref; /* NULL when the client gave none */
+    char *user; /* the author; of a change: who made it */
+    char *text; /* "" for a delete or a reaction */
+    char *ref;  /* NULL when the client gave none */
+    enum chat_kind kind;
+    uint64_t target; /* a change: the message it changes */
+    char *emoji;     /* CHAT_REACT, CHAT_UNREACT */
+    /* A message that replies: the original's id (0: none), with its author and
+     * first words when the reply was accepted. */
+    uint64_t reply_to;
+    char *reply_user;
+    char *reply_text;
+    char **mentions; /* user names the text mentions */
+    size_t mention_count;
+    /* A message as the log holds it now (not carried by the broker). */
+    int64_t edited_ts;               /* 0: never edited */
+    char *deleted_by;                /* NULL: not deleted */
+    struct chat_reaction *reactions; /* present ones, in the order of the wire */
+    size_t reaction_count;
 };
 
 /* Error codes of docs/PROTOCOL.md, each with the HTTP status REST answers it
@@ -53,6 +90,8 @@ struct chat_msg {
     X(UNAUTHORIZED, "unauthorized", 401)                                                           \
     X(FORBIDDEN, "forbidden", 403)                                                                 \
     X(NOT_FOUND, "not_found", 404)                                                                 \
+    X(EDIT_WINDOW, "edit_window", 403)                                                             \
+    X(TOO_MANY_REACTIONS, "too_many_reactions", 409)                                               \
     X(METHOD_NOT_ALLOWED, "bad_request", 405)                                                      \
     X(TIMEOUT, "timeout", 408)                                                                     \
     X(LENGTH_REQUIRED, "bad_request", 411)                                                         \
@@ -75,6 +114,14 @@ struct chat_msg *chat_msg_create(const char *room, const char *user, const char 
                                  const char *ref);
 struct chat_msg *chat_msg_clone(const struct chat_msg *msg);
 void chat_msg_free(struct chat_msg *msg);
+/* Append a copy of name to msg->mentions, or of (emoji, user) to msg->reactions. */
+void chat_msg_add_mention(struct chat_msg *msg, const char *name);
+void chat_msg_add_reaction(struct chat_msg *msg, const char *emoji, const char *user,
+                           uint64_t event_id);
+
+/* The wire name of kind ("message", "edit", ...), and back; false when unknown. */
+const char *chat_kind_name(enum chat_kind kind);
+bool chat_kind_parse(const char *name, enum chat_kind *kind);
 
 /* Validation; each returns true when the value follows PROTOCOL.md and
  * otherwise, where why is not NULL, sets *why to the reason for the client (a
@@ -86,6 +133,11 @@ bool proto_ref_is_valid(const char *ref, const char **why);
 /* Trims in place, then checks UTF-8, control characters and 1..max_chars code
  * points. On false, *why names the problem (a static string). */
 bool proto_text_normalize(char *text, int max_chars, const char **why);
+/* One emoji as PROTOCOL.md allows it. */
+bool proto_emoji_is_valid(const char *emoji, const char **why);
+/* The quote of a reply: the first PROTO_QUOTE_MAX code points of text, cut at
+ * a word where it can be, with "…" when cut. The caller frees it. */
+char *proto_quote(const char *text);
 
 /* Parse untrusted JSON: refuses nesting deeper than PROTO_JSON_MAX_DEPTH
  * (cJSON recurses on small worker stacks) and anything that is not an object.
@@ -97,10 +149,25 @@ const char *proto_get_string(const struct cJSON *obj, const char *name, bool *ba
 
 /* Encode frames and REST bodies. Each returns a malloc'd NUL-terminated
  * string the caller frees; *len receives strlen when len is not NULL. */
-/* The message as a cJSON object (with "type" when type is not NULL): the
- * WebSocket frame and the REST message object. Free with cJSON_Delete. */
-struct cJSON *proto_message_object(const struct chat_msg *msg, const char *type);
-char *proto_encode_message(const struct chat_msg *msg, const char *type, size_t *len);
+/* An event as a cJSON object: a message as the `message` frame and REST
+ * message object, a change as the `update` frame; with "type" when with_type.
+ * Free with cJSON_Delete. */
+struct cJSON *proto_event_object(const struct chat_msg *msg, bool with_type);
+/* The event as its frame: `message` or `update`. */
+char *proto_encode_event(const struct chat_msg *msg, size_t *len);
+/* The `mention` frame of a message. */
+char *proto_encode_mention(const struct chat_msg *msg, size_t *len);
+
+/* What the broker carries of an event beyond room, id, user, text, ts and ref:
+ * kind, target, emoji, the reply and the mentions. NULL for a plain message.
+ * Free with cJSON_Delete. */
+struct cJSON *proto_extras_object(const struct chat_msg *msg);
+/* Set those fields of msg from such an object; false when it is malformed. */
+bool proto_extras_apply(struct chat_msg *msg, const struct cJSON *extras);
+
+/* A positive integer id field of obj (at most PROTO_ID_MAX): 0 when absent or
+ * null; false when present but not such an integer. */
+bool proto_get_id(const struct cJSON *obj, const char *name, uint64_t *out);
 char *proto_encode_error(const char *code, const char *message, const char *ref, const char *room,
                          size_t *len);
 char *proto_encode_ack(const struct chat_msg *msg, size_t *len);

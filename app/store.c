@@ -1,11 +1,14 @@
-/* store: the node's SQLite log of every message of every room.
+/* store: the node's SQLite log of every event of every room.
  *
  * One read-write connection belongs to the writer thread: it takes queued
  * jobs in batches, inserts them in one transaction (group commit) and runs
  * their callbacks in submission order. Readers check a read-only connection
  * out of a small pool; WAL lets them read a consistent snapshot while the
- * writer commits, so a reader never waits for the writer. This is the only
- * file that includes sqlite3.h. */
+ * writer commits, so a reader never waits for the writer. A change (edit,
+ * delete, reaction) is applied to the message it targets in the transaction
+ * that stores it, by rules that give the same state whatever order the rows
+ * arrive in (migrations/0002_events.sql). This is the only file that includes
+ * sqlite3.h. */
 #include "store.h"
 
 #include <errno.h>
@@ -49,28 +52,43 @@ enum reader_stmt {
     RS_AFTER,
     RS_RANGE,
     RS_FIND_REF,
+    RS_GET,
+    RS_REACTIONS,
+    RS_ROOM_USER,
     RS_ROOMS,
     RS_LAST_ID,
     RS_PING,
     RS_COUNT,
 };
 
+/* The columns row_to_msg reads, in its order. */
+#define EVENT_COLUMNS                                                                              \
+    "id, user, text, ts, ref, kind, target, emoji, reply_to, reply_user, reply_text, mentions,"    \
+    " edited_ts, deleted_by"
+
 static const char *const reader_sql[RS_COUNT] = {
-    [RS_NEWEST] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1"
+    [RS_NEWEST] = "SELECT " EVENT_COLUMNS " FROM messages WHERE room = ?1 AND kind = 'message'"
                   " ORDER BY id DESC LIMIT ?2",
-    [RS_BEFORE] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1 AND id < ?2"
-                  " ORDER BY id DESC LIMIT ?3",
-    [RS_AFTER] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1 AND id > ?2"
-                 " ORDER BY id ASC LIMIT ?3",
-    [RS_RANGE] = "SELECT id, user, text, ts, ref FROM messages WHERE room = ?1 AND id > ?2"
+    [RS_BEFORE] = "SELECT " EVENT_COLUMNS " FROM messages WHERE room = ?1 AND id < ?2"
+                  " AND kind = 'message' ORDER BY id DESC LIMIT ?3",
+    [RS_AFTER] = "SELECT " EVENT_COLUMNS " FROM messages WHERE room = ?1 AND id > ?2"
+                 " AND kind = 'message' ORDER BY id ASC LIMIT ?3",
+    [RS_RANGE] = "SELECT " EVENT_COLUMNS " FROM messages WHERE room = ?1 AND id > ?2"
                  " AND id <= ?3 ORDER BY id ASC LIMIT ?4",
     /* The lowest id wins should a ref ever have been stored twice. Without
      * statistics the planner prefers walking the whole room by primary key
      * (it avoids a sort for ORDER BY id); the ref index already holds the
      * rows of one (room, user, ref) in id order, so name it. */
-    [RS_FIND_REF] = "SELECT id, user, text, ts, ref FROM messages INDEXED BY messages_ref"
+    [RS_FIND_REF] = "SELECT " EVENT_COLUMNS " FROM messages INDEXED BY messages_ref"
                     " WHERE room = ?1 AND user = ?2 AND ref = ?3 AND ts >= ?4"
                     " ORDER BY id ASC LIMIT 1",
+    [RS_GET] = "SELECT " EVENT_COLUMNS " FROM messages WHERE room = ?1 AND id = ?2",
+    [RS_REACTIONS] = "SELECT target, emoji, user, event_id FROM reactions WHERE room = ?1"
+                     " AND target >= ?2 AND target <= ?3 AND present = 1"
+                     " ORDER BY target, event_id",
+    /* The exact spelling first, else one that differs in ASCII case. */
+    [RS_ROOM_USER] = "SELECT user FROM room_users WHERE room = ?1 AND user = ?2 COLLATE NOCASE"
+                     " ORDER BY user = ?2 DESC LIMIT 1",
     /* A skip scan over the primary key: one seek per room instead of a scan
      * of every message, which GROUP BY room would do. */
     [RS_ROOMS] = "WITH RECURSIVE r(name) AS ("
@@ -98,13 +116,22 @@ struct store {
 
     /* writer: wdb and its statements are used by one thread at a time
      * (store_create, then only the writer thread, then store_free) */
-    sqlite3 *wdb;           /* read-write connection */
-    sqlite3_stmt *ins;      /* INSERT OR IGNORE INTO messages */
-    sqlite3_stmt *begin;    /* BEGIN IMMEDIATE */
-    sqlite3_stmt *commit;   /* COMMIT */
-    sqlite3_stmt *rollback; /* ROLLBACK */
-    pthread_t writer;       /* the writer thread */
-    bool writer_started;    /* writer must be joined */
+    sqlite3 *wdb;               /* read-write connection */
+    sqlite3_stmt *ins;          /* INSERT OR IGNORE INTO messages */
+    sqlite3_stmt *room_user;    /* record an author of the room */
+    sqlite3_stmt *changes_of;   /* the changes stored for a message, by id */
+    sqlite3_stmt *edit;         /* apply an edit */
+    sqlite3_stmt *erase_late;   /* erase an edit or quote whose message is deleted */
+    sqlite3_stmt *del;          /* apply a delete */
+    sqlite3_stmt *erase_edits;  /* erase the edits of a deleted message */
+    sqlite3_stmt *erase_quotes; /* erase the quotes of a deleted message */
+    sqlite3_stmt *unreact_all;  /* drop the reactions of a deleted message */
+    sqlite3_stmt *react;        /* apply a react or unreact */
+    sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
+    sqlite3_stmt *commit;       /* COMMIT */
+    sqlite3_stmt *rollback;     /* ROLLBACK */
+    pthread_t writer;           /* the writer thread */
+    bool writer_started;        /* writer must be joined */
 
     /* queue, guarded by lock */
     pthread_mutex_t lock;
@@ -363,17 +390,44 @@ static void publish_depth(struct store *s)
         atomic_store(&s->metrics->store_queue_depth, (int_fast64_t)s->depth);
 }
 
-static int bind_message(sqlite3_stmt *st, const struct chat_msg *msg)
+static int row_to_msg(sqlite3_stmt *st, const char *room, struct chat_msg **out);
+
+/* Bind text, or NULL when text is NULL. */
+static bool bind_text_or_null(sqlite3_stmt *st, int i, const char *text)
 {
-    if (sqlite3_bind_text(st, 1, msg->room, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)msg->id) != SQLITE_OK ||
-        sqlite3_bind_text(st, 3, msg->user, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 4, msg->text, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 5, msg->ts) != SQLITE_OK)
-        return -1;
-    int rc =
-        msg->ref ? sqlite3_bind_text(st, 6, msg->ref, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 6);
-    return rc == SQLITE_OK ? 0 : -1;
+    return (text ? sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i)) ==
+           SQLITE_OK;
+}
+
+static bool bind_id_or_null(sqlite3_stmt *st, int i, uint64_t id)
+{
+    return (id ? sqlite3_bind_int64(st, i, id_param(id)) : sqlite3_bind_null(st, i)) == SQLITE_OK;
+}
+
+/* The mentions as stored: names one per line (names hold no control
+ * characters); NULL when none. The caller frees it. */
+static char *mentions_column(const struct chat_msg *msg)
+{
+    if (msg->mention_count == 0)
+        return NULL;
+    struct util_buf buf;
+    util_buf_init(&buf);
+    for (size_t i = 0; i < msg->mention_count; i++)
+        util_buf_appendf(&buf, "%s%s", i ? "\n" : "", msg->mentions[i]);
+    return util_buf_take(&buf, NULL);
+}
+
+static bool bind_message(sqlite3_stmt *st, const struct chat_msg *msg, const char *mentions)
+{
+    return sqlite3_bind_text(st, 1, msg->room, -1, SQLITE_STATIC) == SQLITE_OK &&
+           sqlite3_bind_int64(st, 2, (sqlite3_int64)msg->id) == SQLITE_OK &&
+           sqlite3_bind_text(st, 3, msg->user, -1, SQLITE_STATIC) == SQLITE_OK &&
+           sqlite3_bind_text(st, 4, msg->text, -1, SQLITE_STATIC) == SQLITE_OK &&
+           sqlite3_bind_int64(st, 5, msg->ts) == SQLITE_OK && bind_text_or_null(st, 6, msg->ref) &&
+           sqlite3_bind_text(st, 7, chat_kind_name(msg->kind), -1, SQLITE_STATIC) == SQLITE_OK &&
+           bind_id_or_null(st, 8, msg->target) && bind_text_or_null(st, 9, msg->emoji) &&
+           bind_id_or_null(st, 10, msg->reply_to) && bind_text_or_null(st, 11, msg->reply_user) &&
+           bind_text_or_null(st, 12, msg->reply_text) && bind_text_or_null(st, 13, mentions);
 }
 
 /* Step a statement that returns no rows and reset it; SQLite result code. */
@@ -381,7 +435,132 @@ static int step_once(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     return rc;
+}
+
+/* Bind (room, a, b) to ?1..?3 of st and step it; b is skipped when 0. */
+static int run_on_message(sqlite3_stmt *st, const char *room, uint64_t a, uint64_t b)
+{
+    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(a)) != SQLITE_OK ||
+        (b && sqlite3_bind_int64(st, 3, id_param(b)) != SQLITE_OK))
+        return SQLITE_ERROR;
+    return step_once(st);
+}
+
+/* The edit with the highest id gives the text; an edit of a deleted message
+ * keeps no text. */
+static int apply_edit(struct store *s, const struct chat_msg *ev)
+{
+    sqlite3_stmt *st = s->edit;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(ev->target)) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, ev->text, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, ev->ts) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, id_param(ev->id)) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int rc = step_once(st);
+    return rc == SQLITE_DONE ? run_on_message(s->erase_late, ev->room, ev->id, ev->target) : rc;
+}
+
+/* A delete is final: the lowest delete names who deleted; the text leaves
+ * the message, its edits and the quotes of its replies, and its reactions go. */
+static int apply_delete(struct store *s, const struct chat_msg *ev)
+{
+    sqlite3_stmt *st = s->del;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(ev->target)) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, ev->user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, id_param(ev->id)) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int rc = step_once(st);
+    if (rc == SQLITE_DONE)
+        rc = run_on_message(s->erase_edits, ev->room, ev->target, 0);
+    if (rc == SQLITE_DONE)
+        rc = run_on_message(s->erase_quotes, ev->room, ev->target, 0);
+    if (rc == SQLITE_DONE)
+        rc = run_on_message(s->unreact_all, ev->room, ev->target, 0);
+    return rc;
+}
+
+/* Per (message, emoji, user) the reaction event with the highest id decides. */
+static int apply_reaction(struct store *s, const struct chat_msg *ev)
+{
+    sqlite3_stmt *st = s->react;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(ev->target)) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, ev->emoji, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 4, ev->user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, id_param(ev->id)) != SQLITE_OK ||
+        sqlite3_bind_int(st, 6, ev->kind == CHAT_REACT) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(st);
+}
+
+static int apply_change(struct store *s, const struct chat_msg *ev)
+{
+    switch (ev->kind) {
+    case CHAT_EDIT:
+        return apply_edit(s, ev);
+    case CHAT_DELETE:
+        return apply_delete(s, ev);
+    case CHAT_REACT:
+    case CHAT_UNREACT:
+        return apply_reaction(s, ev);
+    case CHAT_MESSAGE:
+        break;
+    }
+    return SQLITE_DONE;
+}
+
+/* A message stored after changes of it (a retried commit, out of id order):
+ * apply them now, in id order. */
+static int apply_earlier_changes(struct store *s, const struct chat_msg *msg)
+{
+    sqlite3_stmt *st = s->changes_of;
+    if (sqlite3_bind_text(st, 1, msg->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(msg->id)) != SQLITE_OK)
+        return SQLITE_ERROR;
+    struct chat_msg **changes = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        UTIL_GROW(changes, n, cap);
+        if (row_to_msg(st, msg->room, &changes[n]) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        n++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; rc == SQLITE_DONE && i < n; i++)
+        rc = apply_change(s, changes[i]);
+    store_free_messages(changes, n);
+    return rc;
+}
+
+/* Store one event and apply it. SQLite result code: SQLITE_DONE on success. */
+static int store_event(struct store *s, const struct chat_msg *ev)
+{
+    char *mentions = mentions_column(ev);
+    int rc = bind_message(s->ins, ev, mentions) ? step_once(s->ins) : SQLITE_ERROR;
+    free(mentions);
+    if (rc != SQLITE_DONE || sqlite3_changes(s->wdb) == 0)
+        return rc; /* failed, or stored before: applied then */
+    if (ev->kind != CHAT_MESSAGE)
+        return apply_change(s, ev);
+    if (ev->reply_to) {
+        rc = run_on_message(s->erase_late, ev->room, ev->id, ev->reply_to);
+        if (rc != SQLITE_DONE)
+            return rc;
+    }
+    if (sqlite3_bind_text(s->room_user, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(s->room_user, 2, ev->user, -1, SQLITE_STATIC) != SQLITE_OK)
+        return SQLITE_ERROR;
+    rc = step_once(s->room_user);
+    return rc == SQLITE_DONE ? apply_earlier_changes(s, ev) : rc;
 }
 
 /* Insert every message of the batch in one transaction. 0 or -TC_ESTORE. */
@@ -402,15 +581,10 @@ static int commit_batch(struct store *s, struct store_job *batch)
     for (struct store_job *j = batch; j; j = j->next) {
         if (!j->msg)
             continue;
-        if (bind_message(s->ins, j->msg) != 0) {
-            rc = sqlite3_errcode(s->wdb);
-            goto out_fail;
-        }
-        rc = step_once(s->ins);
+        rc = store_event(s, j->msg);
         if (rc != SQLITE_DONE)
             goto out_fail;
     }
-    sqlite3_clear_bindings(s->ins);
     what = "commit";
     rc = step_once(s->commit);
     if (rc != SQLITE_DONE)
@@ -424,7 +598,6 @@ static int commit_batch(struct store *s, struct store_job *batch)
 out_fail:
     log_msg(LOG_ERROR, "store_commit_failed", "stage=%s rows=%zu rc=%d err=\"%s\"", what, rows, rc,
             sqlite3_errmsg(s->wdb));
-    sqlite3_clear_bindings(s->ins);
     if (!sqlite3_get_autocommit(s->wdb)) {
         rc = step_once(s->rollback);
         if (rc != SQLITE_DONE)
@@ -604,17 +777,49 @@ static int read_failed(struct store_reader *r, const char *what, int rc)
     return -TC_ESTORE;
 }
 
-/* Copy the current row (id, user, text, ts, ref) into a new message. */
+static char *column_text_or_null(sqlite3_stmt *st, int col)
+{
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    return text ? xstrdup(text) : NULL;
+}
+
+/* Split the stored mentions (one name per line) into msg. */
+static void add_mentions(struct chat_msg *msg, const char *column)
+{
+    while (column && *column) {
+        const char *end = strchr(column, '\n');
+        size_t len = end ? (size_t)(end - column) : strlen(column);
+        char *name = xstrndup(column, len);
+        chat_msg_add_mention(msg, name);
+        free(name);
+        column = end ? end + 1 : NULL;
+    }
+}
+
+/* Copy the current row (EVENT_COLUMNS) into a new event. */
 static int row_to_msg(sqlite3_stmt *st, const char *room, struct chat_msg **out)
 {
     const char *user = (const char *)sqlite3_column_text(st, 1);
     const char *text = (const char *)sqlite3_column_text(st, 2);
     const char *ref = (const char *)sqlite3_column_text(st, 4);
-    if (!user || !text)
+    const char *kind = (const char *)sqlite3_column_text(st, 5);
+    if (!user || !text || !kind)
         return -ENOMEM; /* the columns are NOT NULL: only OOM gives NULL */
     struct chat_msg *msg = chat_msg_create(room, user, text, ref);
     msg->id = (uint64_t)sqlite3_column_int64(st, 0);
     msg->ts = sqlite3_column_int64(st, 3);
+    if (!chat_kind_parse(kind, &msg->kind)) {
+        chat_msg_free(msg);
+        return -EINVAL;
+    }
+    msg->target = (uint64_t)sqlite3_column_int64(st, 6);
+    msg->emoji = column_text_or_null(st, 7);
+    msg->reply_to = (uint64_t)sqlite3_column_int64(st, 8);
+    msg->reply_user = column_text_or_null(st, 9);
+    msg->reply_text = column_text_or_null(st, 10);
+    add_mentions(msg, (const char *)sqlite3_column_text(st, 11));
+    msg->edited_ts = sqlite3_column_int64(st, 12);
+    msg->deleted_by = column_text_or_null(st, 13);
     *out = msg;
     return 0;
 }
@@ -668,8 +873,56 @@ static void reverse_msgs(struct chat_msg **msgs, size_t n)
 
 /* ---------------------------------------------------------------- reads */
 
-int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after, int limit,
-                struct chat_msg ***out, size_t *count, bool *has_more)
+/* Give the messages among msgs (ascending ids) their present reactions. */
+static int attach_reactions(struct store_reader *r, const char *room, struct chat_msg **msgs,
+                            size_t n)
+{
+    if (n == 0)
+        return 0;
+    sqlite3_stmt *st = r->stmts[RS_REACTIONS];
+    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(msgs[0]->id)) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, id_param(msgs[n - 1]->id)) != SQLITE_OK) {
+        sqlite3_clear_bindings(st);
+        return read_failed(r, "reactions", sqlite3_errcode(r->db));
+    }
+    size_t j = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t target = (uint64_t)sqlite3_column_int64(st, 0);
+        const char *emoji = (const char *)sqlite3_column_text(st, 1);
+        const char *user = (const char *)sqlite3_column_text(st, 2);
+        while (j < n && msgs[j]->id < target)
+            j++;
+        if (j < n && msgs[j]->id == target && msgs[j]->kind == CHAT_MESSAGE && emoji && user)
+            chat_msg_add_reaction(msgs[j], emoji, user, (uint64_t)sqlite3_column_int64(st, 3));
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : read_failed(r, "reactions", rc);
+}
+
+/* collect_rows, then the reactions of the messages collected (ascending). */
+static int collect_events(struct store_reader *r, sqlite3_stmt *st, const char *what,
+                          const char *room, size_t max, bool descending, struct chat_msg ***out,
+                          size_t *count, bool *more)
+{
+    int ret = collect_rows(r, st, what, room, max, out, count, more);
+    if (ret)
+        return ret;
+    if (descending)
+        reverse_msgs(*out, *count);
+    ret = attach_reactions(r, room, *out, *count);
+    if (ret) {
+        store_free_messages(*out, *count);
+        *out = NULL;
+        *count = 0;
+    }
+    return ret;
+}
+
+int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after,
+                bool has_after, int limit, struct chat_msg ***out, size_t *count, bool *has_more)
 {
     if (!store || !room || !out || !count || !has_more || limit < 1)
         return -EINVAL;
@@ -685,7 +938,7 @@ int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t
     sqlite3_stmt *st;
     const char *what;
     bool ok;
-    if (after > 0) {
+    if (has_after) {
         st = r->stmts[RS_AFTER];
         what = "fetch_after";
         ok = sqlite3_bind_int64(st, 2, id_param(after)) == SQLITE_OK &&
@@ -706,9 +959,8 @@ int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t
         sqlite3_clear_bindings(st);
         goto out_put;
     }
-    ret = collect_rows(r, st, what, room, (size_t)limit, out, count, has_more);
-    if (ret == 0 && after == 0)
-        reverse_msgs(*out, *count); /* newest first from SQLite; ascending out */
+    /* Without after, newest first from SQLite; ascending out. */
+    ret = collect_events(r, st, what, room, (size_t)limit, !has_after, out, count, has_more);
 out_put:
     reader_put(store, r);
     return ret;
@@ -738,7 +990,7 @@ int store_fetch_range(struct store *store, const char *room, uint64_t after, uin
         sqlite3_clear_bindings(st);
         goto out_put;
     }
-    ret = collect_rows(r, st, "fetch_range", room, (size_t)limit, out, count, &more);
+    ret = collect_events(r, st, "fetch_range", room, (size_t)limit, false, out, count, &more);
 out_put:
     reader_put(store, r);
     return ret;
@@ -776,7 +1028,7 @@ int store_find_ref(struct store *store, const char *room, const char *user, cons
         sqlite3_clear_bindings(st);
         goto out_put;
     }
-    ret = collect_rows(r, st, "find_ref", room, 1, &msgs, &n, &more);
+    ret = collect_events(r, st, "find_ref", room, 1, false, &msgs, &n, &more);
     if (ret == 0 && n == 0)
         ret = -ENOENT;
     if (ret == 0) {
@@ -784,6 +1036,64 @@ int store_find_ref(struct store *store, const char *room, const char *user, cons
         free(msgs);
     }
 out_put:
+    reader_put(store, r);
+    return ret;
+}
+
+int store_get_event(struct store *store, const char *room, uint64_t id, struct chat_msg **out)
+{
+    if (!store || !room || !out)
+        return -EINVAL;
+    *out = NULL;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_GET];
+    struct chat_msg **msgs = NULL;
+    size_t n = 0;
+    bool more;
+    int ret;
+    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(id)) != SQLITE_OK) {
+        ret = read_failed(r, "get_event", sqlite3_errcode(r->db));
+        sqlite3_clear_bindings(st);
+        goto out_put;
+    }
+    ret = collect_events(r, st, "get_event", room, 1, false, &msgs, &n, &more);
+    if (ret == 0 && n == 0)
+        ret = -ENOENT;
+    if (ret == 0) {
+        *out = msgs[0];
+        free(msgs);
+    }
+out_put:
+    reader_put(store, r);
+    return ret;
+}
+
+int store_find_room_user(struct store *store, const char *room, const char *name, char **out)
+{
+    if (!store || !room || !name || !out)
+        return -EINVAL;
+    *out = NULL;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_ROOM_USER];
+    int rc = sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int ret = -ENOENT;
+    if (rc == SQLITE_ROW) {
+        *out = column_text_or_null(st, 0);
+        ret = *out ? 0 : -ENOMEM;
+    } else if (rc != SQLITE_DONE) {
+        ret = read_failed(r, "room_user", rc);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     reader_put(store, r);
     return ret;
 }
@@ -925,8 +1235,42 @@ static int prepare_writer(struct store *s, char *err, size_t errlen)
         const char *sql;
     } stmts[] = {
         {offsetof(struct store, ins),
-         "INSERT OR IGNORE INTO messages (room, id, user, text, ts, ref)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+         "INSERT OR IGNORE INTO messages (room, id, user, text, ts, ref, kind, target, emoji,"
+         " reply_to, reply_user, reply_text, mentions)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"},
+        {offsetof(struct store, room_user),
+         "INSERT OR IGNORE INTO room_users (room, user) VALUES (?1, ?2)"},
+        {offsetof(struct store, changes_of),
+         "SELECT " EVENT_COLUMNS " FROM messages WHERE room = ?1 AND target = ?2 ORDER BY id"},
+        {offsetof(struct store, edit),
+         "UPDATE messages SET text = ?3, edited_ts = ?4, edit_id = ?5"
+         " WHERE room = ?1 AND id = ?2 AND kind = 'message' AND deleted_by IS NULL"
+         " AND COALESCE(edit_id, 0) < ?5"},
+        /* An edit, or a reply's quote, of a message deleted before it came. */
+        {offsetof(struct store, erase_late),
+         "UPDATE messages SET text = iif(kind = 'edit', '', text),"
+         " reply_text = iif(reply_text IS NULL, NULL, '')"
+         " WHERE room = ?1 AND id = ?2 AND EXISTS (SELECT 1 FROM"
+         " messages t WHERE t.room = ?1 AND t.id = ?3 AND t.deleted_by IS NOT NULL)"},
+        /* edit_id of a deleted message is its delete's: the lowest delete wins. */
+        {offsetof(struct store, del),
+         "UPDATE messages SET text = '', deleted_by = ?3, edit_id = ?4, edited_ts = NULL,"
+         " mentions = NULL,"
+         " reply_to = NULL, reply_user = NULL, reply_text = NULL"
+         " WHERE room = ?1 AND id = ?2 AND kind = 'message'"
+         " AND (deleted_by IS NULL OR edit_id > ?4)"},
+        {offsetof(struct store, erase_edits),
+         "UPDATE messages SET text = '' WHERE room = ?1 AND target = ?2 AND kind = 'edit'"},
+        {offsetof(struct store, erase_quotes),
+         "UPDATE messages SET reply_text = '' WHERE room = ?1 AND reply_to = ?2"},
+        {offsetof(struct store, unreact_all),
+         "DELETE FROM reactions WHERE room = ?1 AND target = ?2"},
+        {offsetof(struct store, react),
+         "INSERT INTO reactions (room, target, emoji, user, event_id, present)"
+         " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM messages"
+         " WHERE room = ?1 AND id = ?2 AND deleted_by IS NOT NULL)"
+         " ON CONFLICT (room, target, emoji, user) DO UPDATE SET event_id = excluded.event_id,"
+         " present = excluded.present WHERE excluded.event_id > reactions.event_id"},
         {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct store, commit), "COMMIT"},
         {offsetof(struct store, rollback), "ROLLBACK"},
@@ -1028,10 +1372,14 @@ void store_free(struct store *store)
         store->idle = r->next;
         reader_close(r);
     }
-    sqlite3_finalize(store->ins);
-    sqlite3_finalize(store->begin);
-    sqlite3_finalize(store->commit);
-    sqlite3_finalize(store->rollback);
+    sqlite3_stmt *writer_stmts[] = {
+        store->ins,         store->room_user, store->changes_of,  store->edit,
+        store->erase_late,  store->del,       store->erase_edits, store->erase_quotes,
+        store->unreact_all, store->react,     store->begin,       store->commit,
+        store->rollback,
+    };
+    for (size_t i = 0; i < ARRAY_LEN(writer_stmts); i++)
+        sqlite3_finalize(writer_stmts[i]);
     /* The last connection to close checkpoints the WAL into the database. */
     int rc = sqlite3_close(store->wdb);
     if (rc != SQLITE_OK)

@@ -1,5 +1,6 @@
-/* store: the node's SQLite log of every message of every room. Migrations
- * at start-up, one writer thread with group commit, readers that never wait. */
+/* store: the node's SQLite log of every event (message or change of one) of
+ * every room, with each message's current state. Migrations at start-up, one
+ * writer thread with group commit, readers that never wait. */
 #ifndef TURBOCHAT_STORE_H
 #define TURBOCHAT_STORE_H
 
@@ -33,8 +34,9 @@ struct store *store_create(const char *path, const struct store_migration *migra
 /* Commit everything queued, stop the writer thread, close. Accepts NULL. */
 void store_free(struct store *store);
 
-/* Queue msg (copied) for insertion; INSERT OR IGNORE on (room, id), so a
- * message stored twice is stored once. cb runs exactly once on the writer
+/* Queue the event msg (copied) for insertion; INSERT OR IGNORE on (room, id),
+ * so an event stored twice is stored once. A change is applied to the message
+ * it targets in the same transaction. cb runs exactly once on the writer
  * thread after the commit, in submission order, when this returns 0.
  * cb may be NULL. Any thread. */
 int store_append(struct store *store, const struct chat_msg *msg, store_done_cb cb, void *ctx);
@@ -45,24 +47,35 @@ int store_barrier(struct store *store, store_done_cb cb, void *ctx);
 /* Number of jobs waiting for the writer. */
 size_t store_queue_depth(struct store *store);
 
-/* A page of messages of room, in ascending id order. With after > 0: the
- * oldest limit with id > after; else with before > 0: the newest limit with
- * id < before; else the newest limit. *has_more tells whether more exist in
- * the paging direction. The array and messages are the caller's: free with
- * store_free_messages. 0 or negative. Any thread; never waits for the writer. */
-int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after, int limit,
-                struct chat_msg ***out, size_t *count, bool *has_more);
+/* A page of the messages of room (not their changes) in their current state,
+ * in ascending id order. With has_after: the oldest limit with id > after;
+ * else with before > 0: the newest limit with id < before; else the newest
+ * limit. *has_more tells whether more exist in the paging direction. The
+ * array and messages are the caller's: free with store_free_messages. 0 or
+ * negative. Any thread; never waits for the writer. */
+int store_fetch(struct store *store, const char *room, uint64_t before, uint64_t after,
+                bool has_after, int limit, struct chat_msg ***out, size_t *count, bool *has_more);
 
-/* Messages of room with after < id <= upto, ascending, at most limit. */
+/* Every event of room with after < id <= upto, ascending, at most limit;
+ * messages in their current state. */
 int store_fetch_range(struct store *store, const char *room, uint64_t after, uint64_t upto,
                       int limit, struct chat_msg ***out, size_t *count);
 
 void store_free_messages(struct chat_msg **msgs, size_t count);
 
-/* The message that (room, user, ref) produced at or after since_ts, copied into
+/* The event that (room, user, ref) produced at or after since_ts, copied into
  * *out (caller frees with chat_msg_free). 0, -ENOENT, or negative. */
 int store_find_ref(struct store *store, const char *room, const char *user, const char *ref,
                    int64_t since_ts, struct chat_msg **out);
+
+/* The event id of room, copied into *out (free with chat_msg_free); a message
+ * in its current state. 0, -ENOENT, or negative. */
+int store_get_event(struct store *store, const char *room, uint64_t id, struct chat_msg **out);
+
+/* The name of a user who has sent a message in room, as they spell it, that
+ * equals name but for ASCII case (the exact spelling first); *out is the
+ * caller's to free. 0, -ENOENT, or negative. */
+int store_find_room_user(struct store *store, const char *room, const char *name, char **out);
 
 /* One row per room in the log. */
 struct store_room {

@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "broker.h"
+#include "chat.h"
 #include "config.h"
 #include "http_api.h"
 #include "hub.h"
@@ -34,6 +35,7 @@ struct ws {
     const struct config *config;
     struct hub *hub;
     struct broker *broker;
+    struct store *store;
     struct metrics *metrics;
     struct loops *loops;
     atomic_bool refusing;
@@ -168,7 +170,7 @@ static bool on_hello(struct ws_session *s, const cJSON *frame)
     if (!user)
         return false;
     s->user = user;
-    hub_conn_set_user(s->hc, user);
+    hub_conn_set_user(s->hc, user, s->ws->config->auth_secret ? &s->claims : NULL);
     conn_hello_done(s->conn);
     cJSON *welcome = frame_object("welcome");
     cJSON_AddStringToObject(welcome, "user", user);
@@ -228,15 +230,25 @@ static void on_leave(struct ws_session *s, const cJSON *frame)
     send_json(s, left);
 }
 
-/* Broker thread: the message was accepted (ack) or refused (error). */
+static void send_ack_to(struct conn *conn, const struct chat_msg *msg)
+{
+    size_t len;
+    char *json = proto_encode_ack(msg, &len);
+    conn_send_text(conn, json, len);
+    free(json);
+}
+
+static void send_ack(struct ws_session *s, const struct chat_msg *msg)
+{
+    send_ack_to(s->conn, msg);
+}
+
+/* Broker thread: the event was accepted (ack) or refused (error). */
 static void on_published(void *ctx, int status, const struct chat_msg *msg)
 {
     struct pending_send *p = ctx;
     if (status >= 0) {
-        size_t len;
-        char *json = proto_encode_ack(msg, &len);
-        conn_send_text(p->conn, json, len);
-        free(json);
+        send_ack_to(p->conn, msg);
     } else if (status == -TC_EUNAVAILABLE) {
         send_error_to(p->conn, p->metrics, PROTO_ERR_UNAVAILABLE,
                       "the message could not be accepted now; retry with the same ref", p->ref,
@@ -251,17 +263,48 @@ static void on_published(void *ctx, int status, const struct chat_msg *msg)
     free(p);
 }
 
+/* Publish ev (consumed); the outcome answers ack or error. */
+static void publish_event(struct ws_session *s, struct chat_msg *ev)
+{
+    struct pending_send *p = xcalloc(1, sizeof(*p));
+    p->conn = s->conn;
+    p->metrics = s->ws->metrics;
+    p->ref = ev->ref ? xstrdup(ev->ref) : NULL;
+    p->room = xstrdup(ev->room);
+    conn_ref(s->conn);
+    int rc = broker_publish(s->ws->broker, ev, on_published, p);
+    if (rc < 0)
+        on_published(p, rc, NULL);
+}
+
+/* send, edit, delete and react share one rate; false after answering. */
+static bool take_send_token(struct ws_session *s, const char *ref)
+{
+    if (ratelimit_take(&s->sends, util_mono_ns()))
+        return true;
+    atomic_fetch_add(&s->ws->metrics->rate_limited, 1);
+    send_error(s, PROTO_ERR_RATE_LIMITED, "too many messages; slow down", ref, NULL);
+    return false;
+}
+
+/* The room of a send or change, which the connection must have joined; NULL
+ * after answering the error. */
+static const char *require_joined_room(struct ws_session *s, const cJSON *frame, const char *ref)
+{
+    const char *room = require_room(s, frame, ref);
+    if (room && !hub_is_member(s->ws->hub, s->hc, room)) {
+        send_error(s, PROTO_ERR_NOT_JOINED, "join the room first", ref, room);
+        return NULL;
+    }
+    return room;
+}
+
 static void on_send(struct ws_session *s, const cJSON *frame)
 {
     const char *ref;
-    if (!optional_ref(s, frame, &ref))
+    if (!optional_ref(s, frame, &ref) || !take_send_token(s, ref))
         return;
-    if (!ratelimit_take(&s->sends, util_mono_ns())) {
-        atomic_fetch_add(&s->ws->metrics->rate_limited, 1);
-        send_error(s, PROTO_ERR_RATE_LIMITED, "too many messages; slow down", ref, NULL);
-        return;
-    }
-    const char *room = require_room(s, frame, ref);
+    const char *room = require_joined_room(s, frame, ref);
     if (!room)
         return;
     bool bad = false;
@@ -270,26 +313,80 @@ static void on_send(struct ws_session *s, const cJSON *frame)
         send_error(s, PROTO_ERR_BAD_REQUEST, "text is required and must be a string", ref, room);
         return;
     }
-    if (!hub_is_member(s->ws->hub, s->hc, room)) {
-        send_error(s, PROTO_ERR_NOT_JOINED, "join the room before sending to it", ref, room);
+    uint64_t reply_to;
+    if (!proto_get_id(frame, "reply_to", &reply_to)) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, "reply_to must be the id of a message", ref, room);
         return;
     }
     struct chat_msg *msg = chat_msg_create(room, s->user, text, ref);
-    const char *why = NULL;
-    if (!proto_text_normalize(msg->text, s->ws->config->max_text_chars, &why)) {
+    msg->reply_to = reply_to;
+    struct chat_refusal refusal;
+    if (!chat_prepare_send(s->ws->store, s->ws->config, msg, &refusal)) {
         chat_msg_free(msg);
-        send_error(s, PROTO_ERR_TEXT_INVALID, why, ref, room);
+        send_error(s, refusal.err, refusal.why, ref, room);
         return;
     }
-    struct pending_send *p = xcalloc(1, sizeof(*p));
-    p->conn = s->conn;
-    p->metrics = s->ws->metrics;
-    p->ref = ref ? xstrdup(ref) : NULL;
-    p->room = xstrdup(room);
-    conn_ref(s->conn);
-    int rc = broker_publish(s->ws->broker, msg, on_published, p);
-    if (rc < 0)
-        on_published(p, rc, NULL);
+    publish_event(s, msg);
+}
+
+/* The change a frame of type edit, delete or react asks for; NULL after
+ * answering the error. */
+static struct chat_msg *parse_change(struct ws_session *s, const cJSON *frame, enum chat_kind kind,
+                                     const char *ref, const char *room)
+{
+    uint64_t target;
+    if (!proto_get_id(frame, "id", &target) || target == 0) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, "id is required: the id of a message", ref, room);
+        return NULL;
+    }
+    bool bad = false;
+    const char *text = kind == CHAT_EDIT ? proto_get_string(frame, "text", &bad) : "";
+    const char *emoji = kind == CHAT_REACT ? proto_get_string(frame, "emoji", &bad) : NULL;
+    const cJSON *add = cJSON_GetObjectItemCaseSensitive(frame, "add");
+    const char *missing = !text                          ? "text is required and must be a string"
+                          : kind == CHAT_REACT && !emoji ? "emoji is required and must be a string"
+                          : kind == CHAT_REACT && !cJSON_IsBool(add)
+                              ? "add is required: true or false"
+                              : NULL;
+    if (missing) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, missing, ref, room);
+        return NULL;
+    }
+    struct chat_msg *ev = chat_msg_create(room, s->user, text, ref);
+    ev->kind = kind == CHAT_REACT && cJSON_IsFalse(add) ? CHAT_UNREACT : kind;
+    ev->target = target;
+    ev->emoji = emoji ? xstrdup(emoji) : NULL;
+    return ev;
+}
+
+/* edit, delete and react. */
+static void on_change(struct ws_session *s, const cJSON *frame, enum chat_kind kind)
+{
+    const char *ref;
+    if (!optional_ref(s, frame, &ref) || !take_send_token(s, ref))
+        return;
+    const char *room = require_joined_room(s, frame, ref);
+    struct chat_msg *ev = room ? parse_change(s, frame, kind, ref, room) : NULL;
+    if (!ev)
+        return;
+    bool moderator = s->ws->config->auth_secret && auth_is_moderator(&s->claims, room);
+    struct chat_msg *existing;
+    struct chat_refusal refusal;
+    switch (chat_prepare_change(s->ws->store, s->ws->config, ev, moderator, &existing, &refusal)) {
+    case CHAT_PUBLISH:
+        publish_event(s, ev);
+        return;
+    case CHAT_ALREADY:
+        free(existing->ref);
+        existing->ref = ref ? xstrdup(ref) : NULL;
+        send_ack(s, existing);
+        chat_msg_free(existing);
+        break;
+    case CHAT_REFUSED:
+        send_error(s, refusal.err, refusal.why, ref, room);
+        break;
+    }
+    chat_msg_free(ev);
 }
 
 static void on_typing(struct ws_session *s, const cJSON *frame)
@@ -337,6 +434,12 @@ static bool on_text(struct ws_session *s, const char *data, size_t len)
         on_leave(s, frame);
     } else if (strcmp(type, "send") == 0) {
         on_send(s, frame);
+    } else if (strcmp(type, "edit") == 0) {
+        on_change(s, frame, CHAT_EDIT);
+    } else if (strcmp(type, "delete") == 0) {
+        on_change(s, frame, CHAT_DELETE);
+    } else if (strcmp(type, "react") == 0) {
+        on_change(s, frame, CHAT_REACT);
     } else if (strcmp(type, "typing") == 0) {
         on_typing(s, frame);
     } else if (strcmp(type, "ping") == 0) {
@@ -461,12 +564,13 @@ static void ws_on_ready(struct mg_connection *mc, void *cbdata)
 /* ---------------------------------------------------------------- module */
 
 struct ws *ws_create(const struct config *config, struct hub *hub, struct broker *broker,
-                     struct metrics *metrics, struct loops *loops)
+                     struct store *store, struct metrics *metrics, struct loops *loops)
 {
     struct ws *ws = xcalloc(1, sizeof(*ws));
     ws->config = config;
     ws->hub = hub;
     ws->broker = broker;
+    ws->store = store;
     ws->metrics = metrics;
     ws->loops = loops;
     atomic_init(&ws->refusing, false);

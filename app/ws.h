@@ -11,11 +11,12 @@ struct loops;
 struct metrics;
 struct mg_connection;
 struct mg_context;
+struct store;
 struct ws;
 
 /* The endpoint; the pointers must outlive it. Free with ws_free (accepts NULL). */
 struct ws *ws_create(const struct config *config, struct hub *hub, struct broker *broker,
-                     struct metrics *metrics, struct loops *loops);
+                     struct store *store, struct metrics *metrics, struct loops *loops);
 void ws_free(struct ws *ws);
 
 /* Register the /ws handlers on a started CivetWeb context. Main thread. */

@@ -681,7 +681,7 @@ IN_TMPDIR(test_commands)
         "turbochat [--config FILE] [--listen [ADDR:]PORT] [--db PATH] [--node-id ID]",
         "[--www DIR] [--log-level debug|info|warn|error]",
         "turbochat --check-config | --help | --version",
-        "turbochat token --user NAME [--rooms LIST] [--ttl DURATION]",
+        "turbochat token --user NAME [--rooms LIST] [--role mod|admin] [--ttl DURATION]",
         "TURBOCHAT_LISTEN",
         "TURBOCHAT_TLS_CERT",
         "TURBOCHAT_TLS_KEY",

@@ -174,7 +174,7 @@ static int test_encode_round_trip(void)
     msg->id = 42;
     msg->ts = 1700000000123;
     size_t len;
-    char *json = proto_encode_message(msg, "message", &len);
+    char *json = proto_encode_event(msg, &len);
     TEST_ASSERT(strlen(json) == len);
     cJSON *obj = proto_parse_object(json, len);
     TEST_ASSERT(obj != NULL);
@@ -225,7 +225,111 @@ static int test_reasons_and_error_table(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_room_names), TEST_CASE(test_reasons_and_error_table),
+/* Emoji as people type them pass; text, digits and stray modifiers do not. */
+static int test_emoji(void)
+{
+    const char *ok[] = {"👍", "❤️",   "👨‍👩‍👧",           "🇫🇷", "1️⃣",
+                        "#⃣", "👍🏽", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "©",  "⭐"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        TEST_ASSERT(proto_emoji_is_valid(ok[i], NULL));
+    const char *bad[] = {"",   "a", "1", ":)", "👍a", "\u200d👍", "\ufe0f", "1👍", "👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍",
+                         "<b>"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *why = NULL;
+        TEST_ASSERT(!proto_emoji_is_valid(bad[i], &why));
+        TEST_ASSERT(why && strstr(why, "emoji") != NULL);
+    }
+    return 0;
+}
+
+/* A reply quotes the first words: whole texts stay, long ones are cut at a
+ * word with an ellipsis, within the limit. */
+static int test_quote(void)
+{
+    char *q = proto_quote("short text");
+    TEST_ASSERT_STR(q, "short text");
+    free(q);
+    char long_text[400] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(long_text, "word ");
+    q = proto_quote(long_text);
+    TEST_ASSERT(strlen(q) <= PROTO_QUOTE_MAX + strlen("…"));
+    TEST_ASSERT(strcmp(q + strlen(q) - strlen("…"), "…") == 0);
+    TEST_ASSERT(strncmp(q + strlen(q) - strlen("…") - 4, "word", 4) == 0);
+    free(q);
+    char no_spaces[300];
+    memset(no_spaces, 'x', 299);
+    no_spaces[299] = '\0';
+    q = proto_quote(no_spaces);
+    TEST_ASSERT_INT(strlen(q), PROTO_QUOTE_MAX + strlen("…"));
+    free(q);
+    return 0;
+}
+
+/* What the broker carries of a change or a reply survives the trip, and the
+ * frames show it as PROTOCOL.md says. */
+static int test_extras_and_update_frames(void)
+{
+    struct chat_msg *msg = chat_msg_create("room", "bob", "hi @alice", NULL);
+    TEST_ASSERT(proto_extras_object(msg) == NULL);
+    msg->reply_to = 7;
+    msg->reply_user = strdup("alice");
+    msg->reply_text = strdup("first words");
+    chat_msg_add_mention(msg, "alice");
+    cJSON *extras = proto_extras_object(msg);
+    struct chat_msg *copy = chat_msg_create("room", "bob", "hi @alice", NULL);
+    TEST_ASSERT(proto_extras_apply(copy, extras));
+    cJSON_Delete(extras);
+    TEST_ASSERT_INT(copy->reply_to, 7);
+    TEST_ASSERT_STR(copy->reply_text, "first words");
+    TEST_ASSERT_INT(copy->mention_count, 1);
+    size_t len;
+    char *json = proto_encode_event(copy, &len);
+    TEST_ASSERT(
+        strstr(json, "\"reply_to\":{\"id\":7,\"user\":\"alice\",\"text\":\"first words\"}"));
+    TEST_ASSERT(strstr(json, "\"mentions\":[\"alice\"]") && strstr(json, "\"edited_ts\":null"));
+    TEST_ASSERT(strstr(json, "\"deleted\":false") && strstr(json, "\"reactions\":{}"));
+    free(json);
+    chat_msg_free(copy);
+    chat_msg_free(msg);
+
+    struct chat_msg *react = chat_msg_create("room", "carol", "", "r9");
+    react->kind = CHAT_REACT;
+    react->target = 3;
+    react->emoji = strdup("👍");
+    react->id = 12;
+    extras = proto_extras_object(react);
+    copy = chat_msg_create("room", "carol", "", NULL);
+    TEST_ASSERT(proto_extras_apply(copy, extras));
+    cJSON_Delete(extras);
+    TEST_ASSERT(copy->kind == CHAT_REACT && copy->target == 3);
+    TEST_ASSERT_STR(copy->emoji, "👍");
+    chat_msg_free(copy);
+    json = proto_encode_event(react, &len);
+    TEST_ASSERT(strstr(json, "\"type\":\"update\"") && strstr(json, "\"kind\":\"react\""));
+    TEST_ASSERT(strstr(json, "\"target\":3") && !strstr(json, "\"text\""));
+    free(json);
+    json = proto_encode_ack(react, &len);
+    TEST_ASSERT(strstr(json, "\"id\":12") && strstr(json, "\"target\":3"));
+    free(json);
+    chat_msg_free(react);
+
+    /* A change without its target, or a reaction without an emoji, is refused. */
+    const char *bad[] = {"{\"kind\":\"edit\"}", "{\"kind\":\"react\",\"target\":2}",
+                         "{\"kind\":\"shout\"}", "{\"kind\":\"message\",\"target\":2}",
+                         "{\"kind\":\"delete\",\"target\":-1}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cJSON *obj = proto_parse_object(bad[i], strlen(bad[i]));
+        struct chat_msg *m = chat_msg_create("room", "u", "", NULL);
+        TEST_ASSERT(!proto_extras_apply(m, obj));
+        chat_msg_free(m);
+        cJSON_Delete(obj);
+    }
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_room_names), TEST_CASE(test_emoji), TEST_CASE(test_quote),
+          TEST_CASE(test_extras_and_update_frames), TEST_CASE(test_reasons_and_error_table),
           TEST_CASE(test_user_names), TEST_CASE(test_text_rules), TEST_CASE(test_refs),
           TEST_CASE(test_parse_refuses_deep_nesting), TEST_CASE(test_parse_objects_only),
           TEST_CASE(test_parse_masks_nul), TEST_CASE(test_parse_refuses_trailing_garbage),

@@ -202,23 +202,23 @@ static int test_migrations_applied_once(void)
 {
     TEST_ASSERT(setup() == 0);
     migs[n_base] =
-        (struct store_migration){"migrations/0002_extra.sql", "CREATE TABLE extra (x INTEGER);"};
+        (struct store_migration){"migrations/0900_extra.sql", "CREATE TABLE extra (x INTEGER);"};
 
     struct store *s = open_store(n_base + 1, 8, NULL);
     TEST_ASSERT(s != NULL);
     TEST_ASSERT(store_is_ready(s));
     store_free(s);
 
-    /* Reapplying 0002 would fail: the table exists. */
+    /* Reapplying 0900 would fail: the table exists. */
     s = open_store(n_base + 1, 8, NULL);
     TEST_ASSERT(s != NULL);
     store_free(s);
 
-    /* The version was recorded: a binary that knows only 0001 is refused. */
+    /* The version was recorded: a binary that knows only the shipped ones is refused. */
     char err[256] = "";
     s = store_create(db_path, migs, n_base, 8, NULL, err, sizeof(err));
     TEST_ASSERT(s == NULL);
-    TEST_ASSERT_STR(err, "database schema version 2 is newer than this binary (1)");
+    TEST_ASSERT_STR(err, "database schema version 900 is newer than this binary (2)");
     teardown();
     return 0;
 }
@@ -228,7 +228,7 @@ static int test_newer_version_refused(void)
     TEST_ASSERT(setup() == 0);
     /* Stands for a newer binary that already ran: a row with version 999. */
     migs[n_base] = (struct store_migration){
-        "0002_future.sql",
+        "0900_future.sql",
         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'x', 0);"};
     struct store *s = open_store(n_base + 1, 8, NULL);
     TEST_ASSERT(s != NULL);
@@ -237,7 +237,7 @@ static int test_newer_version_refused(void)
     char err[256] = "";
     s = store_create(db_path, migs, n_base + 1, 8, NULL, err, sizeof(err));
     TEST_ASSERT(s == NULL);
-    TEST_ASSERT_STR(err, "database schema version 999 is newer than this binary (2)");
+    TEST_ASSERT_STR(err, "database schema version 999 is newer than this binary (900)");
     teardown();
     return 0;
 }
@@ -268,11 +268,13 @@ static int test_migration_names_and_failures(void)
     /* A failing migration is rolled back whole, its first statement included:
      * the fixed one applies cleanly afterwards. Order is by version, not by
      * position in the array. */
-    struct store_migration broken[] = {{"0002_two.sql", "CREATE TABLE two (x); NOT SQL;"}, migs[0]};
-    TEST_ASSERT(store_create(db_path, broken, 2, 8, NULL, err, sizeof(err)) == NULL);
-    TEST_ASSERT(strstr(err, "migration 0002_two.sql failed") != NULL);
-    struct store_migration fixed[] = {{"0002_two.sql", "CREATE TABLE two (x);"}, migs[0]};
-    struct store *s = store_create(db_path, fixed, 2, 8, NULL, err, sizeof(err));
+    struct store_migration listed[MAX_MIGRATIONS + 1] = {
+        {"0900_two.sql", "CREATE TABLE two (x); NOT SQL;"}};
+    memcpy(listed + 1, migs, n_base * sizeof(*migs));
+    TEST_ASSERT(store_create(db_path, listed, n_base + 1, 8, NULL, err, sizeof(err)) == NULL);
+    TEST_ASSERT(strstr(err, "migration 0900_two.sql failed") != NULL);
+    listed[0].sql = "CREATE TABLE two (x);";
+    struct store *s = store_create(db_path, listed, n_base + 1, 8, NULL, err, sizeof(err));
     TEST_ASSERT(s != NULL);
     store_free(s);
 
@@ -393,7 +395,7 @@ static int test_insert_or_ignore(void)
     struct chat_msg **msgs = NULL;
     size_t count = 0;
     bool more = true;
-    TEST_ASSERT(store_fetch(s, "r", 0, 0, 10, &msgs, &count, &more) == 0);
+    TEST_ASSERT(store_fetch(s, "r", 0, 0, false, 10, &msgs, &count, &more) == 0);
     TEST_ASSERT_INT(count, 1);
     TEST_ASSERT(!more);
     TEST_ASSERT_STR(msgs[0]->room, "r");
@@ -403,7 +405,7 @@ static int test_insert_or_ignore(void)
     TEST_ASSERT_INT(msgs[0]->ts, 10);
     store_free_messages(msgs, count);
 
-    TEST_ASSERT(store_fetch(s, "other", 0, 0, 10, &msgs, &count, &more) == 0);
+    TEST_ASSERT(store_fetch(s, "other", 0, 0, false, 10, &msgs, &count, &more) == 0);
     TEST_ASSERT_INT(count, 1);
     TEST_ASSERT_STR(msgs[0]->text, "elsewhere");
     TEST_ASSERT(msgs[0]->ref == NULL);
@@ -427,7 +429,7 @@ static int test_commit_failure(void)
 {
     TEST_ASSERT(setup() == 0);
     migs[n_base] = (struct store_migration){
-        "0002_boom.sql", "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom'"
+        "0900_boom.sql", "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom'"
                          " BEGIN SELECT RAISE(ABORT, 'boom'); END;"};
     struct metrics *m = metrics_create();
     struct store *s = open_store(n_base + 1, 8, m);
@@ -441,7 +443,7 @@ static int test_commit_failure(void)
     struct chat_msg **msgs = NULL;
     size_t count = 0;
     bool more;
-    TEST_ASSERT(store_fetch(s, "r", 0, 0, 10, &msgs, &count, &more) == 0);
+    TEST_ASSERT(store_fetch(s, "r", 0, 0, false, 10, &msgs, &count, &more) == 0);
     TEST_ASSERT_INT(count, 2);
     TEST_ASSERT_INT(msgs[0]->id, 1);
     TEST_ASSERT_INT(msgs[1]->id, 3);
@@ -556,7 +558,8 @@ static int test_free_drains_queue(void)
         struct chat_msg **pm_ = NULL;                                                              \
         size_t pc_ = 99;                                                                           \
         bool pmore_ = !(more);                                                                     \
-        TEST_ASSERT_INT(store_fetch((s), (room), (before), (after), (limit), &pm_, &pc_, &pmore_), \
+        TEST_ASSERT_INT(store_fetch((s), (room), (before), (after), (after) > 0, (limit), &pm_,    \
+                                    &pc_, &pmore_),                                                \
                         0);                                                                        \
         bool ok_ = ids_are(pm_, pc_, (first), (n));                                                \
         store_free_messages(pm_, pc_);                                                             \
@@ -601,8 +604,8 @@ static int test_paging(void)
     struct chat_msg **msgs = NULL;
     size_t count = 0;
     bool more;
-    TEST_ASSERT_INT(store_fetch(s, "p", 0, 0, 0, &msgs, &count, &more), -EINVAL);
-    TEST_ASSERT_INT(store_fetch(s, NULL, 0, 0, 5, &msgs, &count, &more), -EINVAL);
+    TEST_ASSERT_INT(store_fetch(s, "p", 0, 0, false, 0, &msgs, &count, &more), -EINVAL);
+    TEST_ASSERT_INT(store_fetch(s, NULL, 0, 0, false, 5, &msgs, &count, &more), -EINVAL);
 
     /* ranges: after < id <= upto */
     TEST_ASSERT(store_fetch_range(s, "p", 2, 5, 10, &msgs, &count) == 0);
@@ -629,13 +632,13 @@ static int test_paging(void)
         chat_msg_free(m);
     }
     TEST_ASSERT(flush(s) == 0);
-    TEST_ASSERT(store_fetch(s, "h", 30, 0, 2, &msgs, &count, &more) == 0);
+    TEST_ASSERT(store_fetch(s, "h", 30, 0, false, 2, &msgs, &count, &more) == 0);
     TEST_ASSERT_INT(count, 2);
     TEST_ASSERT_INT(msgs[0]->id, 5);
     TEST_ASSERT_INT(msgs[1]->id, 9);
     TEST_ASSERT(more);
     store_free_messages(msgs, count);
-    TEST_ASSERT(store_fetch(s, "h", 0, 5, 2, &msgs, &count, &more) == 0);
+    TEST_ASSERT(store_fetch(s, "h", 0, 5, true, 2, &msgs, &count, &more) == 0);
     TEST_ASSERT_INT(count, 2);
     TEST_ASSERT_INT(msgs[0]->id, 9);
     TEST_ASSERT_INT(msgs[1]->id, 30);
@@ -664,7 +667,7 @@ static int test_text_round_trip(void)
     struct chat_msg **msgs = NULL;
     size_t count = 0;
     bool more;
-    TEST_ASSERT(store_fetch(s, "room.with-odd_name", 0, 0, 1, &msgs, &count, &more) == 0);
+    TEST_ASSERT(store_fetch(s, "room.with-odd_name", 0, 0, false, 1, &msgs, &count, &more) == 0);
     TEST_ASSERT_INT(count, 1);
     TEST_ASSERT_STR(msgs[0]->text, text);
     TEST_ASSERT_STR(msgs[0]->user, "\xc3\xa9ve");
@@ -827,7 +830,7 @@ static void *conc_reader(void *arg)
         struct chat_msg **msgs = NULL;
         size_t count = 0;
         bool more = false;
-        if (store_fetch(c->s, "c", 0, 0, 50, &msgs, &count, &more) != 0) {
+        if (store_fetch(c->s, "c", 0, 0, false, 50, &msgs, &count, &more) != 0) {
             conc_fail(c, "fetch newest", 0, 0);
             break;
         }
@@ -844,8 +847,9 @@ static void *conc_reader(void *arg)
 
         /* Walk forward like a client catching up. after = 0 means "no
          * after" to store_fetch, so the first step is a range. */
-        int rc = cursor == 0 ? store_fetch_range(c->s, "c", 0, UINT64_MAX, 200, &msgs, &count)
-                             : store_fetch(c->s, "c", 0, cursor, 200, &msgs, &count, &more);
+        int rc = cursor == 0
+                     ? store_fetch_range(c->s, "c", 0, UINT64_MAX, 200, &msgs, &count)
+                     : store_fetch(c->s, "c", 0, cursor, cursor > 0, 200, &msgs, &count, &more);
         if (rc != 0) {
             conc_fail(c, "fetch after", (long)cursor, 0);
             break;
@@ -897,7 +901,171 @@ static int test_readers_during_writes(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_migrations_applied_once), TEST_CASE(test_newer_version_refused),
+/* ---------------------------------------------------------------- changes */
+
+/* The events of one story of message 1 in room: edits, reactions, a reply,
+ * and last a delete by a moderator. */
+static struct chat_msg *story_event(const char *room, int i)
+{
+    struct chat_msg *ev;
+    switch (i) {
+    case 0:
+        return make_msg(room, 1, "alice", "hello", NULL, 1000);
+    case 1:
+        ev = make_msg(room, 2, "bob", "hi @alice", NULL, 1001);
+        ev->reply_to = 1;
+        ev->reply_user = strdup("alice");
+        ev->reply_text = strdup("hello");
+        chat_msg_add_mention(ev, "alice");
+        return ev;
+    case 2:
+    case 6:
+        ev = make_msg(room, i + 1, "alice", i == 2 ? "hello there" : "final", NULL, 1000 + i);
+        ev->kind = CHAT_EDIT;
+        break;
+    case 3:
+    case 4:
+    case 5:
+        ev = make_msg(room, i + 1, i == 4 ? "carol" : "bob", "", NULL, 1000 + i);
+        ev->kind = i == 5 ? CHAT_UNREACT : CHAT_REACT;
+        ev->emoji = strdup("👍");
+        break;
+    default:
+        ev = make_msg(room, 8, "mod", "", NULL, 1007);
+        ev->kind = CHAT_DELETE;
+        break;
+    }
+    ev->target = 1;
+    return ev;
+}
+
+/* Every event of room as JSON, the room name left out, for comparing rooms. */
+static char *room_state(struct store *s, const char *room)
+{
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    if (store_fetch_range(s, room, 0, 100, 100, &msgs, &count) != 0)
+        return NULL;
+    struct util_buf buf;
+    util_buf_init(&buf);
+    for (size_t i = 0; i < count; i++) {
+        free(msgs[i]->room);
+        msgs[i]->room = strdup("-");
+        char *json = proto_encode_event(msgs[i], NULL);
+        util_buf_appendf(&buf, "%s\n", json);
+        free(json);
+    }
+    store_free_messages(msgs, count);
+    return util_buf_take(&buf, NULL);
+}
+
+/* A change applies to its message: the highest edit gives the text, the last
+ * reaction event of (emoji, user) decides, a delete erases the text of the
+ * message, its edits and its replies' quotes. */
+static int test_changes_apply(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    for (int i = 0; i < 7; i++)
+        TEST_ASSERT_INT(append_sync(s, story_event("a", i)), 0);
+    struct chat_msg *m = NULL;
+    TEST_ASSERT_INT(store_get_event(s, "a", 1, &m), 0);
+    TEST_ASSERT_STR(m->text, "final");
+    TEST_ASSERT_INT(m->edited_ts, 1006);
+    TEST_ASSERT_INT(m->reaction_count, 1);
+    TEST_ASSERT_STR(m->reactions[0].user, "carol");
+    TEST_ASSERT_INT(m->reactions[0].event_id, 5);
+    chat_msg_free(m);
+    char *name = NULL;
+    TEST_ASSERT_INT(store_find_room_user(s, "a", "ALICE", &name), 0);
+    TEST_ASSERT_STR(name, "alice");
+    free(name);
+    TEST_ASSERT_INT(store_find_room_user(s, "a", "carol", &name), -ENOENT); /* only reacted */
+
+    TEST_ASSERT_INT(append_sync(s, story_event("a", 7)), 0);
+    TEST_ASSERT_INT(store_get_event(s, "a", 1, &m), 0);
+    TEST_ASSERT(m->deleted_by && strcmp(m->deleted_by, "mod") == 0);
+    TEST_ASSERT_STR(m->text, "");
+    TEST_ASSERT_INT(m->reaction_count, 0);
+    chat_msg_free(m);
+    for (uint64_t id = 2; id <= 7; id += 5) {
+        TEST_ASSERT_INT(store_get_event(s, "a", id == 2 ? 3 : 7, &m), 0);
+        TEST_ASSERT_STR(m->text, ""); /* the edits' text is gone too */
+        chat_msg_free(m);
+    }
+    TEST_ASSERT_INT(store_get_event(s, "a", 2, &m), 0);
+    TEST_ASSERT_STR(m->reply_text, "");
+    TEST_ASSERT_INT(m->reply_to, 1);
+    TEST_ASSERT_INT(m->mention_count, 1);
+    chat_msg_free(m);
+    /* History lists messages, not their changes. */
+    struct chat_msg **msgs = NULL;
+    size_t count = 0;
+    bool more;
+    TEST_ASSERT_INT(store_fetch(s, "a", 0, 0, false, 50, &msgs, &count, &more), 0);
+    TEST_ASSERT_INT(count, 2);
+    store_free_messages(msgs, count);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+/* Whatever order a node stores the events in (a retried commit comes late),
+ * it ends in the same state as a node that stored them in id order. */
+static int test_changes_converge_in_any_order(void)
+{
+    static const int orders[][8] = {
+        {0, 1, 2, 3, 4, 5, 6, 7}, {7, 6, 5, 4, 3, 2, 1, 0}, {6, 2, 0, 5, 3, 4, 7, 1},
+        {1, 3, 7, 0, 6, 5, 2, 4}, {0, 6, 2, 4, 5, 3, 1, 7},
+    };
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    char *expected = NULL;
+    for (size_t o = 0; o < ARRAY_LEN(orders); o++) {
+        char room[8];
+        snprintf(room, sizeof(room), "o%zu", o);
+        for (int i = 0; i < 8; i++)
+            TEST_ASSERT_INT(append_sync(s, story_event(room, orders[o][i])), 0);
+        char *state = room_state(s, room);
+        TEST_ASSERT(state != NULL);
+        if (!expected) {
+            expected = state;
+            continue;
+        }
+        if (strcmp(state, expected) != 0)
+            fprintf(stderr, "order %zu:\n%s\nexpected:\n%s\n", o, state, expected);
+        TEST_ASSERT_STR(state, expected);
+        free(state);
+    }
+    /* Without the delete the edits and reactions converge too. */
+    free(expected);
+    expected = NULL;
+    for (size_t o = 0; o < ARRAY_LEN(orders); o++) {
+        char room[8];
+        snprintf(room, sizeof(room), "p%zu", o);
+        for (int i = 0; i < 8; i++) {
+            if (orders[o][i] != 7)
+                TEST_ASSERT_INT(append_sync(s, story_event(room, orders[o][i])), 0);
+        }
+        char *state = room_state(s, room);
+        TEST_ASSERT(state && strstr(state, "\"text\":\"final\""));
+        if (!expected) {
+            expected = state;
+            continue;
+        }
+        TEST_ASSERT_STR(state, expected);
+        free(state);
+    }
+    free(expected);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_changes_apply), TEST_CASE(test_changes_converge_in_any_order),
+          TEST_CASE(test_migrations_applied_once), TEST_CASE(test_newer_version_refused),
           TEST_CASE(test_migration_names_and_failures), TEST_CASE(test_not_a_database),
           TEST_CASE(test_append_and_barrier_order), TEST_CASE(test_insert_or_ignore),
           TEST_CASE(test_commit_failure), TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
