@@ -351,7 +351,7 @@ describe('reactions', () => {
         assert.deepEqual(proj(await nextUpdate(w, room, put.json.id)), { ...proj(put.json), type: 'update' });
         assert.deepEqual((await getMsg(room, id)).reactions, { '🎉': [u] });
         const again = await restReact(srv.url, room, id, '🎉', true, { user: u });
-        assert.equal(again.status, 200, again.text);
+        assert.equal(again.status, 200, `PUT of a reaction already there: ${again.status} ${again.text}`);
         assert.equal(again.json.id, put.json.id, 'PUT of a reaction already there answers the event that added it');
         const del = await restReact(srv.url, room, id, '🎉', false, { user: u, ref: 'rm-1' });
         assert.equal(del.status, 200, del.text);
@@ -360,7 +360,7 @@ describe('reactions', () => {
         assert.deepEqual((await getMsg(room, id)).reactions, {});
         // the same ref again is the original, not a 404
         const delAgain = await restReact(srv.url, room, id, '🎉', false, { user: u, ref: 'rm-1' });
-        assert.equal(delAgain.status, 200, delAgain.text);
+        assert.equal(delAgain.status, 200, `DELETE reaction retried with the same ref: ${delAgain.status} ${delAgain.text}`);
         assert.equal(delAgain.json.id, del.json.id);
         assertRestError(await restReact(srv.url, room, id, '🎉', false, { user: u }), 404, 'not_found', 'DELETE reaction not had');
         assert.equal(await lastId(room), del.json.id);
@@ -675,7 +675,7 @@ describe('join with since', () => {
         assert.ok(got.every((f) => f.type !== 'message' || f.id > since), 'no message at or before since');
         assert.ok(got.some((f) => f.type === 'update' && f.target === m2.id && f.kind === 'delete'), 'a delete of an older message is replayed');
         // then live
-        const e = await ack(wsEdit(a, room, m4.id, 'four, live edit'), 'live edit');
+        const e = await ack(wsEdit(b, room, m4.id, 'four, live edit'), 'live edit');
         const lf = await c.next((f) => (f.type === 'message' || f.type === 'update') && f.room === room);
         assert.equal(lf.id, e.id, 'the live change comes after the replay');
         assert.equal(lf.text, 'four, live edit');
