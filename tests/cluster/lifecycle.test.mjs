@@ -9,7 +9,7 @@
 // - the same ref for a change on several nodes is stored once.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { connectUser, fetchAllMessages, uniq } from '../lib/client.mjs';
+import { api, connectUser, fetchAllMessages, uniq } from '../lib/client.mjs';
 import {
     allEvents,
     assertChangeAck,
@@ -102,6 +102,9 @@ describe('read your own writes (two nodes, one Valkey)', () => {
             const s = await ack(wsSend(a, room, `ws ${i}`), `send ${i}`);
             let r = await restGet(A.url, room, s.id);
             if (r.status !== 200 || r.json.text !== `ws ${i}`) miss(`GET after send ack ${s.id}`, r);
+            // the history page too (the read a version-1 client makes)
+            r = await api(A.url, `/api/rooms/${room}/messages?after=${s.id - 1}&limit=1`);
+            if (r.status !== 200 || r.json.messages?.[0]?.id !== s.id) miss(`history after send ack ${s.id}`, r);
             // a change of it over WS, GET on A
             if (i % 3 === 0) {
                 const e = await ack(wsEdit(a, room, s.id, `ws ${i} edited`), `edit ${i}`);
@@ -127,6 +130,8 @@ describe('read your own writes (two nodes, one Valkey)', () => {
                 }
                 r = await restGet(B.url, room, p.json.id);
                 if (r.status !== 200 || r.json.text !== `rest ${i}`) miss(`GET after 201 ${p.json.id}`, r);
+                r = await api(B.url, `/api/rooms/${room}/messages?after=${p.json.id - 1}&limit=1`);
+                if (r.status !== 200 || r.json.messages?.[0]?.id !== p.json.id) miss(`history after 201 ${p.json.id}`, r);
                 const pe = await restEdit(B.url, room, p.json.id, { user: 'ry-rest', text: `rest ${i} edited` });
                 if (pe.status !== 200) {
                     miss(`PATCH ${i}`, pe);
