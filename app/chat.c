@@ -23,6 +23,13 @@ static bool refuse(struct chat_refusal *refusal, enum proto_error err, const cha
     return false;
 }
 
+static enum chat_verdict refused(struct chat_refusal *refusal, enum proto_error err,
+                                 const char *why)
+{
+    refuse(refusal, err, why);
+    return CHAT_REFUSED;
+}
+
 /* The message id of room as it is now, for a change or a reply; false with
  * not_found when there is no such message (or only a change), or it is
  * deleted. *out is the caller's. */
@@ -108,24 +115,40 @@ static void find_mentions(struct store *store, struct chat_msg *msg)
     }
 }
 
+/* ---------------------------------------------------------------- retries */
+
+/* True when ev's ref already produced an event within the idempotency window:
+ * a retry is answered with it, whatever the log's state now (the message it
+ * deleted is gone, the reaction it removed is absent). */
+static bool find_retry(struct store *store, const struct config *config, const struct chat_msg *ev,
+                       struct chat_msg **existing)
+{
+    int64_t since_ms = util_now_ms() - (int64_t)config->ref_ttl_s * 1000;
+    return ev->ref && store_find_ref(store, ev->room, ev->user, ev->ref, since_ms, existing) == 0;
+}
+
 /* ---------------------------------------------------------------- sends */
 
-bool chat_prepare_send(struct store *store, const struct config *config, struct chat_msg *msg,
-                       struct chat_refusal *refusal)
+enum chat_verdict chat_prepare_send(struct store *store, const struct config *config,
+                                    struct chat_msg *msg, struct chat_msg **existing,
+                                    struct chat_refusal *refusal)
 {
     const char *why;
+    *existing = NULL;
     if (!proto_text_normalize(msg->text, config->max_text_chars, &why))
-        return refuse(refusal, PROTO_ERR_TEXT_INVALID, why);
+        return refused(refusal, PROTO_ERR_TEXT_INVALID, why);
+    if (find_retry(store, config, msg, existing))
+        return CHAT_ALREADY;
     if (msg->reply_to) {
         struct chat_msg *original;
         if (!load_target(store, msg->room, msg->reply_to, &original, refusal))
-            return false;
+            return CHAT_REFUSED;
         msg->reply_user = xstrdup(original->user);
         msg->reply_text = proto_quote(original->text);
         chat_msg_free(original);
     }
     find_mentions(store, msg);
-    return true;
+    return CHAT_PUBLISH;
 }
 
 /* ---------------------------------------------------------------- changes */
@@ -184,26 +207,23 @@ static enum chat_verdict check_reaction(struct store *store, const struct config
 {
     const char *why;
     if (!proto_emoji_is_valid(ev->emoji, &why)) {
-        refuse(refusal, PROTO_ERR_BAD_REQUEST, why);
-        return CHAT_REFUSED;
+        return refused(refusal, PROTO_ERR_BAD_REQUEST, why);
     }
     const struct chat_reaction *mine = find_reaction(target, ev->emoji, ev->user);
     if (ev->kind == CHAT_UNREACT) {
         if (mine)
             return CHAT_PUBLISH;
-        refuse(refusal, PROTO_ERR_NOT_FOUND, "you have not reacted with this emoji");
-        return CHAT_REFUSED;
+        return refused(refusal, PROTO_ERR_NOT_FOUND, "you have not reacted with this emoji");
     }
     if (mine) {
         int rc = store_get_event(store, ev->room, mine->event_id, existing);
         if (rc == 0)
             return CHAT_ALREADY;
-        refuse(refusal, PROTO_ERR_INTERNAL, "the log could not be read");
-        return CHAT_REFUSED;
+        return refused(refusal, PROTO_ERR_INTERNAL, "the log could not be read");
     }
     if (!has_emoji(target, ev->emoji) && count_emoji(target) >= config->max_reactions) {
-        refuse(refusal, PROTO_ERR_TOO_MANY_REACTIONS, "the message has its maximum of emoji");
-        return CHAT_REFUSED;
+        return refused(refusal, PROTO_ERR_TOO_MANY_REACTIONS,
+                       "the message has its maximum of emoji");
     }
     return CHAT_PUBLISH;
 }
@@ -213,6 +233,8 @@ enum chat_verdict chat_prepare_change(struct store *store, const struct config *
                                       struct chat_msg **existing, struct chat_refusal *refusal)
 {
     *existing = NULL;
+    if (find_retry(store, config, ev, existing))
+        return CHAT_ALREADY;
     struct chat_msg *target;
     if (!load_target(store, ev->room, ev->target, &target, refusal))
         return CHAT_REFUSED;
@@ -223,18 +245,15 @@ enum chat_verdict chat_prepare_change(struct store *store, const struct config *
         break;
     case CHAT_DELETE:
         if (!moderator && strcmp(target->user, ev->user) != 0)
-            verdict = refuse(refusal, PROTO_ERR_FORBIDDEN,
-                             "only the author or a moderator may delete a message")
-                          ? CHAT_PUBLISH
-                          : CHAT_REFUSED;
+            verdict = refused(refusal, PROTO_ERR_FORBIDDEN,
+                              "only the author or a moderator may delete a message");
         break;
     case CHAT_REACT:
     case CHAT_UNREACT:
         verdict = check_reaction(store, config, ev, target, existing, refusal);
         break;
     case CHAT_MESSAGE:
-        verdict =
-            refuse(refusal, PROTO_ERR_BAD_REQUEST, "not a change") ? CHAT_PUBLISH : CHAT_REFUSED;
+        verdict = refused(refusal, PROTO_ERR_BAD_REQUEST, "not a change");
         break;
     }
     chat_msg_free(target);

@@ -20,24 +20,26 @@ struct chat_refusal {
     const char *why;
 };
 
-/* What chat_prepare_change decided. */
+/* What chat_prepare_send or chat_prepare_change decided. */
 enum chat_verdict {
-    CHAT_PUBLISH, /* publish the change */
+    CHAT_PUBLISH, /* publish the event */
     CHAT_REFUSED, /* answer the refusal */
-    CHAT_ALREADY, /* a reaction the user has: *existing is the event that added it */
+    CHAT_ALREADY, /* answer with *existing: the event its ref produced before (a
+                   * retry, checked before anything else), or the event that
+                   * added a reaction the user already has */
 };
 
-/* Make msg (kind CHAT_MESSAGE; room, user, text, reply_to set) ready to
+/* Make msg (kind CHAT_MESSAGE; room, user, text, ref, reply_to set) ready to
  * publish: normalize its text, quote the message it replies to, record the
- * users it mentions. False with *refusal set when it cannot be sent. Any
- * thread; reads the store. */
-bool chat_prepare_send(struct store *store, const struct config *config, struct chat_msg *msg,
-                       struct chat_refusal *refusal);
+ * users it mentions. With CHAT_ALREADY, *existing is the stored event (free
+ * with chat_msg_free). Any thread; reads the store. */
+enum chat_verdict chat_prepare_send(struct store *store, const struct config *config,
+                                    struct chat_msg *msg, struct chat_msg **existing,
+                                    struct chat_refusal *refusal);
 
-/* Check the change ev (kind, room, user, target; text of an edit, emoji of a
- * reaction) made by its user, a moderator of the room when moderator is set:
- * normalize an edit's text, and decide. With CHAT_ALREADY, *existing is the
- * stored event (free with chat_msg_free). Any thread; reads the store. */
+/* Check the change ev (kind, room, user, ref, target; text of an edit, emoji
+ * of a reaction) made by its user, a moderator of the room when moderator is
+ * set: normalize an edit's text, and decide. Any thread; reads the store. */
 enum chat_verdict chat_prepare_change(struct store *store, const struct config *config,
                                       struct chat_msg *ev, bool moderator,
                                       struct chat_msg **existing, struct chat_refusal *refusal);

@@ -560,6 +560,28 @@ static void publish_and_answer(struct api *api, struct mg_connection *mc, struct
     chat_msg_free(stored);
 }
 
+/* Act on chat's verdict on ev (consumed): publish it and answer the stored
+ * event (created_status when new), answer the earlier event (existing,
+ * freed) with 200, or answer the refusal. */
+static void answer_verdict(struct api *api, struct mg_connection *mc, struct chat_msg *ev,
+                           enum chat_verdict verdict, struct chat_msg *existing,
+                           const struct chat_refusal *refusal, int created_status)
+{
+    switch (verdict) {
+    case CHAT_PUBLISH:
+        publish_and_answer(api, mc, ev, created_status);
+        return;
+    case CHAT_ALREADY:
+        send_object(mc, 200, proto_event_object(existing, false));
+        chat_msg_free(existing);
+        break;
+    case CHAT_REFUSED:
+        api_send_error(mc, refusal->err, refusal->why);
+        break;
+    }
+    chat_msg_free(ev);
+}
+
 static void post_message(struct api *api, struct mg_connection *mc, const char *room,
                          const struct auth_claims *claims)
 {
@@ -573,15 +595,15 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
         ok = false;
     }
     cJSON_Delete(body);
-    struct chat_refusal refusal;
-    if (ok && !chat_prepare_send(api->store, api->config, msg, &refusal)) {
-        api_send_error(mc, refusal.err, refusal.why);
-        ok = false;
-    }
-    if (ok)
-        publish_and_answer(api, mc, msg, 201);
-    else
+    if (!ok) {
         chat_msg_free(msg);
+        return;
+    }
+    struct chat_msg *existing;
+    struct chat_refusal refusal;
+    enum chat_verdict verdict =
+        chat_prepare_send(api->store, api->config, msg, &existing, &refusal);
+    answer_verdict(api, mc, msg, verdict, existing, &refusal, 201);
 }
 
 /* PATCH and DELETE of a message, PUT and DELETE of a reaction: the change
@@ -606,19 +628,9 @@ static void change_message(struct api *api, struct mg_connection *mc, const char
     bool moderator = claims && auth_is_moderator(claims, room);
     struct chat_msg *existing;
     struct chat_refusal refusal;
-    switch (chat_prepare_change(api->store, api->config, ev, moderator, &existing, &refusal)) {
-    case CHAT_PUBLISH:
-        publish_and_answer(api, mc, ev, 200);
-        return;
-    case CHAT_ALREADY:
-        send_object(mc, 200, proto_event_object(existing, false));
-        chat_msg_free(existing);
-        break;
-    case CHAT_REFUSED:
-        api_send_error(mc, refusal.err, refusal.why);
-        break;
-    }
-    chat_msg_free(ev);
+    enum chat_verdict verdict =
+        chat_prepare_change(api->store, api->config, ev, moderator, &existing, &refusal);
+    answer_verdict(api, mc, ev, verdict, existing, &refusal, 200);
 }
 
 /* ---------------------------------------------------------------- members */

@@ -299,6 +299,28 @@ static const char *require_joined_room(struct ws_session *s, const cJSON *frame,
     return room;
 }
 
+/* Act on chat's verdict on ev (consumed): publish it, answer the earlier
+ * event (existing, freed) with ev's ref, or answer the refusal. */
+static void answer_verdict(struct ws_session *s, struct chat_msg *ev, enum chat_verdict verdict,
+                           struct chat_msg *existing, const struct chat_refusal *refusal)
+{
+    switch (verdict) {
+    case CHAT_PUBLISH:
+        publish_event(s, ev);
+        return;
+    case CHAT_ALREADY:
+        free(existing->ref);
+        existing->ref = ev->ref ? xstrdup(ev->ref) : NULL;
+        send_ack(s, existing);
+        chat_msg_free(existing);
+        break;
+    case CHAT_REFUSED:
+        send_error(s, refusal->err, refusal->why, ev->ref, ev->room);
+        break;
+    }
+    chat_msg_free(ev);
+}
+
 static void on_send(struct ws_session *s, const cJSON *frame)
 {
     const char *ref;
@@ -320,13 +342,11 @@ static void on_send(struct ws_session *s, const cJSON *frame)
     }
     struct chat_msg *msg = chat_msg_create(room, s->user, text, ref);
     msg->reply_to = reply_to;
+    struct chat_msg *existing;
     struct chat_refusal refusal;
-    if (!chat_prepare_send(s->ws->store, s->ws->config, msg, &refusal)) {
-        chat_msg_free(msg);
-        send_error(s, refusal.err, refusal.why, ref, room);
-        return;
-    }
-    publish_event(s, msg);
+    enum chat_verdict verdict =
+        chat_prepare_send(s->ws->store, s->ws->config, msg, &existing, &refusal);
+    answer_verdict(s, msg, verdict, existing, &refusal);
 }
 
 /* The change a frame of type edit, delete or react asks for; NULL after
@@ -372,21 +392,9 @@ static void on_change(struct ws_session *s, const cJSON *frame, enum chat_kind k
     bool moderator = s->ws->config->auth_secret && auth_is_moderator(&s->claims, room);
     struct chat_msg *existing;
     struct chat_refusal refusal;
-    switch (chat_prepare_change(s->ws->store, s->ws->config, ev, moderator, &existing, &refusal)) {
-    case CHAT_PUBLISH:
-        publish_event(s, ev);
-        return;
-    case CHAT_ALREADY:
-        free(existing->ref);
-        existing->ref = ref ? xstrdup(ref) : NULL;
-        send_ack(s, existing);
-        chat_msg_free(existing);
-        break;
-    case CHAT_REFUSED:
-        send_error(s, refusal.err, refusal.why, ref, room);
-        break;
-    }
-    chat_msg_free(ev);
+    enum chat_verdict verdict =
+        chat_prepare_change(s->ws->store, s->ws->config, ev, moderator, &existing, &refusal);
+    answer_verdict(s, ev, verdict, existing, &refusal);
 }
 
 static void on_typing(struct ws_session *s, const cJSON *frame)
