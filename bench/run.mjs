@@ -60,7 +60,7 @@ import {
     tmpDir,
 } from './lib/procs.mjs';
 
-const ALL_WORKLOADS = ['idle', 'idle-tls', 'storm', 'fanout-room', 'fanout-rooms'];
+const ALL_WORKLOADS = ['idle', 'idle-tls', 'storm', 'fanout-room', 'fanout-rooms', 'mixed'];
 const ALL_STACKS = ['baseline', 'new', 'reference'];
 
 const { values: A } = parseArgs({
@@ -68,7 +68,7 @@ const { values: A } = parseArgs({
         help: { type: 'boolean', short: 'h' },
         quick: { type: 'boolean', default: false },
         workloads: { type: 'string', default: ALL_WORKLOADS.join(',') },
-        stacks: { type: 'string', default: ALL_STACKS.join(',') },
+        stacks: { type: 'string' },
         'baseline-rev': { type: 'string', default: 'dc17e51' },
         'baseline-bin': { type: 'string' },
         'new-bin': { type: 'string', default: path.join(REPO, 'build', 'turbochat') },
@@ -87,6 +87,8 @@ const { values: A } = parseArgs({
         'rooms-clients': { type: 'string' },
         'rooms-rate': { type: 'string' },
         'rooms-window': { type: 'string', default: '5' },
+        'mixed-window': { type: 'string', default: '5' },
+        'mixed-rounds': { type: 'string' },
         duration: { type: 'string' },
         'baseline-max-idle': { type: 'string', default: '1000' },
         'baseline-max-storm': { type: 'string', default: '4000' },
@@ -146,6 +148,8 @@ const CFG = {
     roomsClients: num(A['rooms-clients'], 2000, 200),
     roomsRate: num(A['rooms-rate'], 1000, 500),
     roomsWindow: Number(A['rooms-window']),
+    mixedWindow: Number(A['mixed-window']),
+    mixedRounds: num(A['mixed-rounds'], 2, 1),
     roomSize: 10,
     durationS: num(A.duration, 10, 4),
     baselineMaxIdle: Number(A['baseline-max-idle']),
@@ -154,7 +158,8 @@ const CFG = {
     sourceIps: Number(A['source-ips']),
 };
 const WORKLOADS = A.workloads.split(',').map((s) => s.trim()).filter(Boolean);
-const STACKS = A.stacks.split(',').map((s) => s.trim()).filter(Boolean);
+// the mixed workload alone needs only `new` (the others lack PROTOCOL 2)
+const STACKS = (A.stacks ?? (WORKLOADS.every((w) => w === 'mixed') ? 'new' : ALL_STACKS.join(','))).split(',').map((s) => s.trim()).filter(Boolean);
 for (const w of WORKLOADS) if (!ALL_WORKLOADS.includes(w)) throw new Error(`unknown workload ${w} (${ALL_WORKLOADS})`);
 for (const s of STACKS) if (!ALL_STACKS.includes(s)) throw new Error(`unknown stack ${s} (${ALL_STACKS})`);
 
@@ -519,53 +524,62 @@ async function runPhase(ctx, mode) {
     return r;
 }
 
-async function runFanout(stack, shape) {
-    const oneRoom = shape === 'room';
-    const nClients = oneRoom ? CFG.roomClients : CFG.roomsClients;
+// Start valkey-server and 2 nodes, open the clients of a fan-out (one room
+// of nClients, or rooms of CFG.roomSize) alternating between the nodes, and
+// choose the senders, each with a witness on the other node.
+async function startFanout(stack, oneRoom, nClients, procs) {
     const nRooms = oneRoom ? 1 : Math.ceil(nClients / CFG.roomSize);
     const tag = oneRoom ? `fan-out 1 room x ${fmt(nClients)}` : `fan-out ${fmt(nRooms)} rooms x ${CFG.roomSize}`;
     const roomOf = (i) => (oneRoom ? 'fan' : `fan-${Math.floor(i / CFG.roomSize)}`);
     const valkey = await startValkey();
-    const procs = [valkey];
+    procs.push(valkey);
+    const nodes = [];
+    for (let k = 0; k < 2; k++) {
+        const node = await startNode(stack, { valkey, conns: Math.ceil(nClients / 2), label: `fan${k}` });
+        nodes.push(node);
+        procs.push(node);
+    }
+    const serverPids = procs.map((p) => p.pid);
+    const list = [];
+    const members = new Map();
+    for (let i = 0; i < nClients; i++) {
+        const room = roomOf(i);
+        list.push(clientSpec(stack, nodes[i % 2], i, room));
+        members.set(room, (members.get(room) || 0) + 1);
+    }
+    // senders: even indices (node 0 or 1 by idx parity is even -> node 0;
+    // alternate by taking pairs), each with witness idx+1 on the other node
+    const senders = [];
+    if (oneRoom) {
+        const step = Math.max(2, 2 * Math.floor(nClients / (2 * CFG.roomSenders)));
+        for (let k = 0; k < CFG.roomSenders; k++) {
+            const i = (k * step) % (nClients - 1);
+            const s = i % 2 === 0 ? i : i - 1;
+            // alternate the sending node: odd k sends from idx+1 (node 1), witness idx (node 0)
+            senders.push(k % 2 === 0 ? { idx: s, witness: s + 1 } : { idx: s + 1, witness: s });
+        }
+    } else {
+        for (let r = 0; r < nRooms; r++) {
+            const i = r * CFG.roomSize;
+            if (i + 1 >= nClients) break;
+            senders.push(r % 2 === 0 ? { idx: i, witness: i + 1 } : { idx: i + 1, witness: i });
+        }
+    }
+    const t0 = performance.now();
+    const r = await openClients(stack, list, { concurrency: 100 });
+    if (r.failed) throw new Error(`${r.failed} of ${nClients} clients failed to open (${errSummary(r.errors)})`);
+    log(`${stack.key} ${tag}: ${fmt(nClients)} clients joined in ${fmt((performance.now() - t0) / 1000, 1)} s on 2 nodes`);
+    await settle(serverPids, { maxMs: 15000 });
+    return { stack, tag, nodes, senders, members, serverPids, valkey };
+}
+
+async function runFanout(stack, shape) {
+    const oneRoom = shape === 'room';
+    const nClients = oneRoom ? CFG.roomClients : CFG.roomsClients;
+    const procs = [];
     try {
-        const nodes = [];
-        for (let k = 0; k < 2; k++) {
-            const node = await startNode(stack, { valkey, conns: Math.ceil(nClients / 2), label: `fan${k}` });
-            nodes.push(node);
-            procs.push(node);
-        }
-        const serverPids = procs.map((p) => p.pid);
-        const list = [];
-        const members = new Map();
-        for (let i = 0; i < nClients; i++) {
-            const room = roomOf(i);
-            list.push(clientSpec(stack, nodes[i % 2], i, room));
-            members.set(room, (members.get(room) || 0) + 1);
-        }
-        // senders: even indices (node 0 or 1 by idx parity is even -> node 0;
-        // alternate by taking pairs), each with witness idx+1 on the other node
-        const senders = [];
-        if (oneRoom) {
-            const step = Math.max(2, 2 * Math.floor(nClients / (2 * CFG.roomSenders)));
-            for (let k = 0; k < CFG.roomSenders; k++) {
-                const i = (k * step) % (nClients - 1);
-                const s = i % 2 === 0 ? i : i - 1;
-                // alternate the sending node: odd k sends from idx+1 (node 1), witness idx (node 0)
-                senders.push(k % 2 === 0 ? { idx: s, witness: s + 1 } : { idx: s + 1, witness: s });
-            }
-        } else {
-            for (let r = 0; r < nRooms; r++) {
-                const i = r * CFG.roomSize;
-                if (i + 1 >= nClients) break;
-                senders.push(r % 2 === 0 ? { idx: i, witness: i + 1 } : { idx: i + 1, witness: i });
-            }
-        }
-        const t0 = performance.now();
-        const r = await openClients(stack, list, { concurrency: 100 });
-        if (r.failed) throw new Error(`${r.failed} of ${nClients} clients failed to open (${errSummary(r.errors)})`);
-        log(`${stack.key} ${tag}: ${fmt(nClients)} clients joined in ${fmt((performance.now() - t0) / 1000, 1)} s on 2 nodes`);
-        await settle(serverPids, { maxMs: 15000 });
-        const ctx = { stack, tag, senders, members, serverPids };
+        const ctx = await startFanout(stack, oneRoom, nClients, procs);
+        const { tag, serverPids } = ctx;
         const rate = oneRoom ? CFG.roomRate : CFG.roomsRate;
         const paced = await runPhase({ ...ctx, rate, window: 0 }, 'rate');
         await settle(serverPids, { maxMs: 5000 });
@@ -585,6 +599,204 @@ async function runFanout(stack, shape) {
     }
 }
 
+// ------------------------------------------------------------------ mixed
+// Issue 8: the rooms of fanout-rooms, flat out, once with sends only and once
+// with the mix of MIX, the same clients, senders, witnesses and window.
+const MIX = { send: 0.7, react: 0.2, edit: 0.05, delete: 0.05 };
+const SEND_ONLY = { send: 1, react: 0, edit: 0, delete: 0 };
+const sideTables = []; // {title, head, rows}
+
+async function runOpsPhase(ctx, label, mix) {
+    const { senders, members, serverPids, nodes, valkey } = ctx;
+    const id = ++phaseSeq;
+    const by = Array.from({ length: CFG.workers }, () => []);
+    for (const s of senders) by[workerOf(s.idx)].push({ idx: s.idx, witness: s.witness, window: CFG.mixedWindow });
+    const pids = [...nodes.map((n) => n.pid), valkey.pid];
+    const snap = () => ({ each: pids.map(cpuUs), gen: gen.cpuUs(), busy: machineBusyUs(), self: process.cpuUsage() });
+    const s0 = snap();
+    const startUs = nowUs() + 200000;
+    await gen.all(
+        (i) => ({ cmd: 'opsPhase', phase: id, mix, senders: by[i], durationMs: CFG.durationS * 1000, startUs }),
+        CFG.durationS * 1000 + 60000,
+    );
+    // drain: until every operation completed and every delivery arrived, or
+    // 3 s without progress (30 s at most)
+    const expectedOf = (st) => {
+        let e = 0;
+        for (const s of st) {
+            for (const [room, k] of Object.entries(s.sent)) e += (k - (s.failed[room] || 0)) * members.get(room);
+        }
+        return e;
+    };
+    let progress = -1;
+    let lastChange = Date.now();
+    let s1 = snap();
+    const drainEnd = Date.now() + 30000;
+    for (;;) {
+        const st = await gen.all(() => ({ cmd: 'stats' }));
+        const received = st.reduce((a, s) => a + s.received, 0);
+        const inflight = st.reduce((a, s) => a + s.inflight, 0);
+        const now = received + st.reduce((a, s) => a + s.acked, 0);
+        if (now !== progress) {
+            progress = now;
+            lastChange = Date.now();
+            s1 = snap();
+        }
+        if ((received >= expectedOf(st) && inflight === 0) || Date.now() - lastChange > 3000 || Date.now() > drainEnd) break;
+        await delay(50);
+    }
+    const parts = await gen.all(() => ({ cmd: 'endPhase' }));
+    const sum = (f) => parts.reduce((a, p) => a + f(p), 0);
+    const merge = (f) => {
+        const m = {};
+        for (const p of parts) for (const [k, v] of Object.entries(f(p))) m[k] = (m[k] || 0) + v;
+        return m;
+    };
+    const firstSend = Math.min(...parts.map((p) => p.firstSendUs || Infinity));
+    const lastRecv = Math.max(...parts.map((p) => p.lastRecvUs));
+    const lastAck = Math.max(...parts.map((p) => p.lastAckUs));
+    const selfD = process.cpuUsage(s0.self);
+    const each = pids.map((_, k) => s1.each[k] - s0.each[k]);
+    const cpu = each.reduce((a, b) => a + b, 0);
+    const wallUs = lastRecv - firstSend;
+    const r = {
+        label,
+        mix,
+        sent: sum((p) => p.sentTotal),
+        kinds: merge((p) => p.kinds),
+        acked: sum((p) => p.acked),
+        stuck: sum((p) => p.inflight),
+        failedKinds: merge((p) => p.failedKinds),
+        errors: merge((p) => p.errors),
+        closes: merge((p) => p.closes),
+        ackUs: lastAck - firstSend,
+        received: sum((p) => p.received),
+        expected: expectedOf(parts),
+        wallUs,
+        hist: parts.map((p) => ({ hist: p.hist, histUs: p.histUs })),
+        histSend: parts.map((p) => ({ hist: p.histSend, histUs: p.histUs })),
+        histChange: parts.map((p) => ({ hist: p.histChange, histUs: p.histUs })),
+        cpu,
+        each,
+        genCpu: s1.gen - s0.gen,
+        // busy time of the machine not spent by this run's processes (noise)
+        otherCpu: Math.max(0, s1.busy - s0.busy - cpu - (s1.gen - s0.gen) - selfD.user - selfD.system),
+    };
+    const v = summarize([r]);
+    log(`${ctx.stack.key} ${ctx.tag} ${label}: ${fmt(r.acked)}/${fmt(r.sent)} operations acked ${JSON.stringify(r.kinds)}, ` +
+        `${fmt(v.opsPerS)} ops/s; ${fmt(r.received)}/${fmt(r.expected)} deliveries in ${fmt(wallUs / 1e6, 2)} s = ${fmt(v.deliveriesPerS)}/s; ` +
+        `latency p50 ${fmtMs(v.p50)} p99 ${fmtMs(v.p99)} ms (sends ${fmtMs(v.sendP50)}/${fmtMs(v.sendP99)}, changes ${fmtMs(v.changeP50)}/${fmtMs(v.changeP99)}); ` +
+        `${fmt(v.cpuPerDelivery, 2)} µs CPU/delivery, ${fmt(v.cpuPerOp, 1)} µs CPU/op; servers ${fmt(v.serverCores, 2)} cores ` +
+        `(node0 ${fmt(v.coresEach[0], 2)}, node1 ${fmt(v.coresEach[1], 2)}, valkey ${fmt(v.coresEach[2], 2)}), generator ${fmt(v.genCores, 2)} cores, ` +
+        `other processes ${fmt(v.otherCores, 2)} cores` +
+        (r.stuck ? `, ${r.stuck} operations never completed` : '') +
+        (Object.keys(r.errors).length ? `, errors ${JSON.stringify(r.errors)} (of ${JSON.stringify(r.failedKinds)})` : '') +
+        (Object.keys(r.closes).length ? `, closes ${JSON.stringify(r.closes)}` : ''));
+    return r;
+}
+
+// The figures of one or more runs of the same kind taken together: rates
+// over the summed times, percentiles of the merged histograms.
+function summarize(runs) {
+    const sum = (f) => runs.reduce((a, r) => a + f(r), 0);
+    const addMaps = (f) => {
+        const m = {};
+        for (const r of runs) for (const [k, v] of Object.entries(f(r))) m[k] = (m[k] || 0) + v;
+        return m;
+    };
+    const wallS = sum((r) => r.wallUs) / 1e6;
+    const acked = sum((r) => r.acked);
+    const received = sum((r) => r.received);
+    const cpu = sum((r) => r.cpu);
+    const hist = mergeHist(runs.flatMap((r) => r.hist));
+    const histSend = mergeHist(runs.flatMap((r) => r.histSend));
+    const histChange = mergeHist(runs.flatMap((r) => r.histChange));
+    return {
+        mix: runs[0].mix,
+        sent: sum((r) => r.sent),
+        kinds: addMaps((r) => r.kinds),
+        acked,
+        stuck: sum((r) => r.stuck),
+        errors: addMaps((r) => r.errors),
+        closes: addMaps((r) => r.closes),
+        lost: sum((r) => r.expected - r.received),
+        opsPerS: acked / (sum((r) => r.ackUs) / 1e6),
+        opsPerSEach: runs.map((r) => r.acked / (r.ackUs / 1e6)),
+        deliveriesPerS: received / wallS,
+        p50: hist.pct(50),
+        p99: hist.pct(99),
+        sendP50: histSend.pct(50),
+        sendP99: histSend.pct(99),
+        changeP50: histChange.pct(50),
+        changeP99: histChange.pct(99),
+        cpuPerDelivery: cpu / Math.max(1, received),
+        cpuPerOp: cpu / Math.max(1, acked),
+        serverCores: cpu / 1e6 / wallS,
+        coresEach: runs[0].each.map((_, k) => sum((r) => r.each[k]) / 1e6 / wallS),
+        genCores: sum((r) => r.genCpu) / 1e6 / wallS,
+        otherCores: sum((r) => r.otherCpu) / 1e6 / wallS,
+    };
+}
+
+async function runMixed(stack) {
+    if (stack.kind !== 'turbochat' || !stack.probe.protocol2) {
+        put('mixed: not applicable', stack.key, stack.kind === 'sio' ? 'no edit/delete/react' : 'binary without PROTOCOL 2');
+        return;
+    }
+    const procs = [];
+    try {
+        const ctx = await startFanout(stack, false, CFG.roomsClients, procs);
+        // rounds alternate the order (a b, b a, a b, ...) so that a drift
+        // (the logs growing, other processes) does not favour one side
+        const order = [];
+        for (let k = 0; k < CFG.mixedRounds; k++) order.push(...(k % 2 ? ['mixed', 'send-only'] : ['send-only', 'mixed']));
+        const runs = [];
+        for (const label of order) {
+            if (runs.length) await settle(ctx.serverPids, { maxMs: 5000 });
+            runs.push(await runOpsPhase(ctx, label, label === 'mixed' ? MIX : SEND_ONLY));
+        }
+        const a = summarize(runs.filter((r) => r.label === 'send-only'));
+        const b = summarize(runs.filter((r) => r.label === 'mixed'));
+        const pct = (m) => Object.entries(m).filter(([, v]) => v > 0).map(([k, v]) => `${Math.round(v * 100)} % ${k}`).join(', ');
+        const kinds = (r) => Object.entries(r.kinds).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${fmt((100 * v) / r.sent, 1)} %`).join(', ');
+        const errs = (r) => {
+            const e = Object.entries(r.errors);
+            return (e.length ? e.map(([k, v]) => `${fmt(v)}x ${k}`).join(', ') : 'none') + (r.stuck ? `; ${fmt(r.stuck)} never completed` : '');
+        };
+        const ratio = (f) => (x, y) => fmt(f(y) / f(x), 2);
+        const rows = [
+            ['operations: mix asked', (r) => pct(r.mix)],
+            ['operations: mix sent', kinds],
+            ['operations acked / s', (r) => fmt(r.opsPerS), ratio((r) => r.opsPerS)],
+            ...(CFG.mixedRounds > 1 ? [['  each run', (r) => r.opsPerSEach.map((x) => fmt(x)).join(', ')]] : []),
+            ['deliveries / s (message + update frames)', (r) => fmt(r.deliveriesPerS), ratio((r) => r.deliveriesPerS)],
+            ["latency p50 / p99 (sent -> other node's member)", (r) => `${fmtMs(r.p50)} / ${fmtMs(r.p99)} ms`, ratio((r) => r.p50)],
+            ['  sends; changes', (r) => `${fmtMs(r.sendP50)} / ${fmtMs(r.sendP99)} ms` + (r.kinds.send === r.sent ? '' : `; ${fmtMs(r.changeP50)} / ${fmtMs(r.changeP99)} ms`)],
+            ['server CPU per delivery (nodes + valkey)', (r) => `${fmt(r.cpuPerDelivery, 2)} µs`, ratio((r) => r.cpuPerDelivery)],
+            ['server CPU per operation', (r) => `${fmt(r.cpuPerOp, 1)} µs`, ratio((r) => r.cpuPerOp)],
+            ['server cores: node 0 + node 1 + valkey', (r) => r.coresEach.map((x) => fmt(x, 2)).join(' + ')],
+            ['generator / other processes CPU', (r) => `${fmt(r.genCores, 2)} / ${fmt(r.otherCores, 2)} cores`],
+            ['operations sent / acked', (r) => `${fmt(r.sent)} / ${fmt(r.acked)}`],
+            ['lost deliveries', (r) => fmt(r.lost) + (Object.keys(r.closes).length ? ` (closed: ${JSON.stringify(r.closes)})` : '')],
+            ['errors by code', errs],
+        ].map(([name, f, rf]) => [name, f(a), f(b), rf ? rf(a, b) : '']);
+        const ratioOps = b.opsPerS / a.opsPerS;
+        rows.push(['mixed / send-only operations per second (target >= 0.80)', '', '', `${fmt(ratioOps, 2)} ${ratioOps >= 0.8 ? 'met' : 'NOT met'}`]);
+        sideTables.push({
+            title: `mixed workload (issue 8) on ${stack.title}: ${ctx.tag} on 2 nodes + valkey, ${ctx.senders.length} senders ` +
+                `(one per room, its witness on the other node), each keeping ${CFG.mixedWindow} operations in flight until acked ` +
+                `and received by the witness; ${CFG.mixedRounds} x (${CFG.durationS} s send-only + ${CFG.durationS} s mixed), order ${order.map((l) => (l === 'mixed' ? 'b' : 'a')).join(' ')}`,
+            head: ['', '(a) send-only', '(b) mixed', 'mixed / send-only'],
+            rows,
+        });
+        put('mixed: operations acked/s, send-only -> mixed (ratio, target >= 0.80)', stack.key,
+            `${fmt(a.opsPerS)} -> ${fmt(b.opsPerS)} (${fmt(ratioOps, 2)})`);
+        put('mixed: errors, send-only / mixed', stack.key, `${errs(a)} / ${errs(b)}`);
+    } finally {
+        await stopAll(procs);
+    }
+}
+
 // ------------------------------------------------------------------ table
 function printTable() {
     const cols = stacks.map((s) => s.key);
@@ -597,11 +809,21 @@ function printTable() {
     console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
     for (const r of body) console.log(line(r));
     console.log('');
+    for (const t of sideTables) {
+        const w = t.head.map((h, i) => Math.max(h.length, ...t.rows.map((r) => r[i].length)));
+        const ln = (r) => `| ${r.map((c, i) => c.padEnd(w[i])).join(' | ')} |`;
+        console.log(t.title);
+        console.log('');
+        console.log(ln(t.head));
+        console.log(`|${w.map((x) => '-'.repeat(x + 2)).join('|')}|`);
+        for (const r of t.rows) console.log(ln(r));
+        console.log('');
+    }
     for (const n of notes) console.log(`- ${n}`);
     const out = A.json || path.join(BENCH_DIR, '.cache', 'last-run.json');
     try {
         fs.mkdirSync(path.dirname(out), { recursive: true });
-        fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), config: CFG, stacks, rows: Object.fromEntries(rows), notes }, null, 2));
+        fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), config: CFG, stacks, rows: Object.fromEntries(rows), sideTables, notes }, null, 2));
         console.log(`- the same figures as JSON: ${path.relative(process.cwd(), out)}`);
     } catch {
         /* the table is printed */
@@ -638,6 +860,7 @@ const RUN = {
     storm: (s) => withGenerator(0, () => runStorm(s)),
     'fanout-room': (s) => withGenerator(0, () => runFanout(s, 'room')),
     'fanout-rooms': (s) => withGenerator(0, () => runFanout(s, 'rooms')),
+    mixed: (s) => withGenerator(0, () => runMixed(s)),
 };
 for (const w of WORKLOADS) {
     for (const stack of stacks) {

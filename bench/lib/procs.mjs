@@ -334,6 +334,8 @@ export function probeBinary(bin, optionalEnv) {
         unknown: [...unknown],
         known: Object.keys(optionalEnv).filter((k) => !unknown.has(k)),
         threadPerConnection: has('threads') && !has('max_connections_per_ip'),
+        // PROTOCOL 2 (edit, delete, react: issue 8)
+        protocol2: has('edit_window_s'),
     };
     probed.set(key, info);
     return info;

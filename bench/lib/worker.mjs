@@ -12,7 +12,8 @@
 // socket.io-client with the websocket transport only.
 //
 // Requests come from the parent as {id, cmd, ...}; each gets {id, ok, result}
-// or {id, ok: false, error}. Commands: open, phase, stats, closeAll, count.
+// or {id, ok: false, error}. Commands: open, phase, opsPhase (the mixed
+// workload of issue 8), stats, endPhase, closeAll, count.
 import https from 'node:https';
 import tls from 'node:tls';
 import WebSocket from 'ws';
@@ -83,6 +84,10 @@ function onChatText(c, text) {
 
 function onTcFrame(c, data) {
     const s = typeof data === 'string' ? data : data.toString();
+    if (c.state === 3 && phase && phase.ops) {
+        onOpsFrame(c, s);
+        return;
+    }
     if (c.state === 3) {
         const at = s.indexOf('"text":"P');
         if (at >= 0) {
@@ -363,12 +368,301 @@ function runPhase(o) {
     });
 }
 
+// ------------------------------------------------------------------ operations (mixed)
+//
+// The `ops` phase of the mixed workload (issue 8): every sender keeps
+// `window` operations in flight, an operation being in flight until it was
+// acked to the sender AND its frame (`message` or `update`) reached the
+// sender's witness, a member of the room on the other node. Each operation is
+// drawn from `mix` ({send, react, edit, delete}, fractions):
+//   send    a message (text `P<phase>.<idx>.<µs>`, the size of the other
+//           fan-outs' texts), with a ref;
+//   react   on one of the sender's recent acked, not deleted messages, an
+//           emoji from EMOJI: add it, or remove it when this sender's add of
+//           it was acked (never an add of one it has, never a remove of one
+//           it lacks, so every react makes a new event);
+//   edit    one of the sender's recent messages, with a new text;
+//   delete  one of the sender's recent messages; it leaves the recent list
+//           when the delete is sent, so nothing targets it again.
+// An operation that has no possible target (the first ones) is a send.
+// Every operation carries a ref `o<n>` so its ack (or error) finds it; the
+// witness matches the frame to the ack by the event id. Latency: sent ->
+// the witness received the frame, for every operation. Deliveries: every
+// `message` and `update` frame any client received during the phase.
+
+const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '🙏'];
+const RECENT = 32; // message ids a sender may target
+
+function newHist() {
+    return new Uint32Array(HIST_N);
+}
+
+function histAdd(h, lat) {
+    let b = Math.floor(lat / HIST_US);
+    if (b < 0) b = 0;
+    else if (b >= HIST_N) b = HIST_N - 1;
+    h[b]++;
+}
+
+function sparse(h) {
+    const out = [];
+    for (let i = 0; i < HIST_N; i++) if (h[i]) out.push(i, h[i]);
+    return out;
+}
+
+function onOpsFrame(c, s) {
+    const ph = phase;
+    if (s.startsWith('{"type":"message"') || s.startsWith('{"type":"update"')) {
+        const now = nowUs();
+        ph.received++;
+        ph.lastRecvUs = now;
+        const w = c.witnessFor;
+        if (w) {
+            const at = s.indexOf('"id":');
+            if (at >= 0) witnessed(w, parseInt(s.slice(at + 5, at + 25), 10), now);
+        }
+        return;
+    }
+    const ack = s.startsWith('{"type":"ack"');
+    if (!ack && !s.startsWith('{"type":"error"')) return; // presence, typing, ...
+    let f;
+    try {
+        f = JSON.parse(s);
+    } catch {
+        return;
+    }
+    if (!ack) bump(ph.errors, f.code);
+    const snd = c.sender;
+    if (!snd || typeof f.ref !== 'string') return;
+    const op = snd.pend.get(f.ref);
+    if (!op) return;
+    snd.pend.delete(f.ref);
+    if (ack) acked(snd, op, f.id);
+    else failed(snd, op);
+}
+
+function reactsOf(s, target) {
+    let m = s.reacts.get(target);
+    if (!m) {
+        m = new Map();
+        s.reacts.set(target, m);
+    }
+    return m;
+}
+
+function acked(s, op, id) {
+    const ph = phase;
+    const now = nowUs();
+    ph.acked++;
+    ph.lastAckUs = now;
+    if (op.kind === 'send') {
+        s.recent.push(id);
+        if (s.recent.length > RECENT) s.reacts.delete(s.recent.shift());
+    } else if (op.kind === 'react' || op.kind === 'unreact') {
+        const m = s.reacts.get(op.target);
+        if (m) {
+            if (op.kind === 'react') m.set(op.emoji, 'added');
+            else m.delete(op.emoji);
+        }
+    }
+    const seen = s.early.get(id);
+    if (seen !== undefined) {
+        s.early.delete(id);
+        complete(s, op, seen);
+    } else {
+        s.byId.set(id, op);
+    }
+}
+
+function witnessed(s, id, now) {
+    const op = s.byId.get(id);
+    if (op) {
+        s.byId.delete(id);
+        complete(s, op, now);
+    } else {
+        s.early.set(id, now);
+    }
+}
+
+function complete(s, op, recvUs) {
+    const ph = phase;
+    const lat = recvUs - op.t;
+    histAdd(ph.hist, lat);
+    histAdd(op.kind === 'send' ? ph.histSend : ph.histChange, lat);
+    s.inflight--;
+    ph.done++;
+    pumpOps(s);
+}
+
+function failed(s, op) {
+    const ph = phase;
+    bump(ph.failed, s.c.room);
+    bump(ph.failedKinds, op.kind);
+    if (op.kind === 'react' || op.kind === 'unreact') {
+        const m = s.reacts.get(op.target);
+        if (m) {
+            if (op.kind === 'react') m.delete(op.emoji);
+            else m.set(op.emoji, 'added');
+        }
+    }
+    s.inflight--;
+    pumpOps(s);
+}
+
+const pick = (arr) => arr[Math.floor(Math.random() * arr.length)];
+
+// the next operation of sender s: {kind, target?, emoji?}
+function chooseOp(s) {
+    const r = Math.random();
+    const mix = s.mix;
+    if (s.recent.length) {
+        if (r < mix.react) {
+            for (let tries = 0; tries < 4; tries++) {
+                const target = pick(s.recent);
+                const emoji = pick(EMOJI);
+                const m = reactsOf(s, target);
+                const st = m.get(emoji);
+                if (st === undefined) {
+                    m.set(emoji, 'adding');
+                    return { kind: 'react', target, emoji };
+                }
+                if (st === 'added') {
+                    m.set(emoji, 'removing');
+                    return { kind: 'unreact', target, emoji };
+                }
+            }
+        } else if (r < mix.react + mix.edit) {
+            return { kind: 'edit', target: pick(s.recent) };
+        } else if (r < mix.react + mix.edit + mix.delete) {
+            const k = Math.floor(Math.random() * s.recent.length);
+            const target = s.recent[k];
+            s.recent.splice(k, 1);
+            s.reacts.delete(target);
+            return { kind: 'delete', target };
+        }
+    }
+    return { kind: 'send' };
+}
+
+function sendOp(s) {
+    const ph = phase;
+    const c = s.c;
+    const t = nowUs();
+    const op = chooseOp(s);
+    op.t = t;
+    const ref = `o${ph.id}.${++s.refSeq}`; // unique per phase: refs dedup for 5 minutes
+    const room = c.room;
+    let frame;
+    switch (op.kind) {
+        case 'send':
+            frame = `{"type":"send","room":"${room}","text":"P${ph.id}.${c.idx}.${Math.round(t)}","ref":"${ref}"}`;
+            break;
+        case 'react':
+        case 'unreact':
+            frame = `{"type":"react","room":"${room}","id":${op.target},"emoji":"${op.emoji}","add":${op.kind === 'react'},"ref":"${ref}"}`;
+            break;
+        case 'edit':
+            frame = `{"type":"edit","room":"${room}","id":${op.target},"text":"E${ph.id}.${c.idx}.${Math.round(t)}","ref":"${ref}"}`;
+            break;
+        default:
+            frame = `{"type":"delete","room":"${room}","id":${op.target},"ref":"${ref}"}`;
+    }
+    s.pend.set(ref, op);
+    s.inflight++;
+    c.ws.send(frame);
+    ph.sentTotal++;
+    bump(ph.sent, room);
+    bump(ph.kinds, op.kind);
+    if (!ph.firstSendUs) ph.firstSendUs = t;
+    ph.lastSendUs = t;
+}
+
+function pumpOps(s) {
+    if (!phase || !phase.sending || s.c.closed) return;
+    while (s.inflight < s.window) sendOp(s);
+}
+
+function runOpsPhase(o) {
+    phase = newPhaseState(o.phase);
+    const ph = phase;
+    Object.assign(ph, {
+        ops: true,
+        acked: 0,
+        done: 0,
+        lastAckUs: 0,
+        failed: new Map(), // room -> operations refused
+        failedKinds: new Map(),
+        kinds: new Map(), // kind -> operations sent
+        histSend: newHist(),
+        histChange: newHist(),
+    });
+    ph.sending = true;
+    const mix = { react: 0, edit: 0, delete: 0, ...o.mix };
+    for (const spec of o.senders) {
+        const c = clients.get(spec.idx);
+        if (!c) continue;
+        const s = {
+            c,
+            window: spec.window,
+            witness: clients.get(spec.witness) || null,
+            mix,
+            pend: new Map(), // ref -> operation, until its ack
+            byId: new Map(), // event id -> acked operation, until the witness has it
+            early: new Map(), // event id -> when the witness got it, before the ack
+            recent: [], // this sender's acked, not deleted message ids
+            reacts: new Map(), // message id -> emoji -> 'adding' | 'added' | 'removing'
+            inflight: 0,
+            refSeq: 0,
+        };
+        c.sender = s;
+        if (s.witness) s.witness.witnessFor = s;
+        ph.senders.push(s);
+    }
+    const startUs = o.startUs;
+    return new Promise((resolve) => {
+        let tick;
+        const begin = () => {
+            for (const s of ph.senders) pumpOps(s);
+            tick = setInterval(() => {
+                if (nowUs() - startUs < o.durationMs * 1000) return;
+                ph.sending = false;
+                clearInterval(tick);
+                resolve({ sent: Object.fromEntries(ph.sent), sentTotal: ph.sentTotal });
+            }, 20);
+        };
+        const wait = (startUs - nowUs()) / 1000;
+        if (wait > 1) setTimeout(begin, wait);
+        else begin();
+    });
+}
+
+function opsStats(withHist) {
+    const ph = phase;
+    let inflight = 0;
+    for (const s of ph.senders) inflight += s.inflight;
+    return {
+        ops: true,
+        sent: Object.fromEntries(ph.sent),
+        failed: Object.fromEntries(ph.failed),
+        failedKinds: Object.fromEntries(ph.failedKinds),
+        kinds: Object.fromEntries(ph.kinds),
+        sentTotal: ph.sentTotal,
+        acked: ph.acked,
+        done: ph.done,
+        inflight,
+        lastAckUs: ph.lastAckUs,
+        histSend: withHist ? sparse(ph.histSend) : [],
+        histChange: withHist ? sparse(ph.histChange) : [],
+    };
+}
+
 function stats(withHist) {
     const ph = phase;
     if (!ph) return null;
     const hist = [];
     if (withHist) for (let i = 0; i < HIST_N; i++) if (ph.hist[i]) hist.push(i, ph.hist[i]);
     return {
+        ...(ph.ops ? opsStats(withHist) : {}),
         received: ph.received,
         strays: ph.strays,
         lastRecvUs: ph.lastRecvUs,
@@ -402,6 +696,8 @@ async function handle(m) {
             return open(m);
         case 'phase':
             return runPhase(m);
+        case 'opsPhase':
+            return runOpsPhase(m);
         case 'stats':
             return stats(false);
         case 'endPhase': {
