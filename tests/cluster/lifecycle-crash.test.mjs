@@ -78,6 +78,10 @@ describe('cluster crash during changes', () => {
             }
         }
         const all = own.flat().sort((x, y) => x - y);
+        // every node has every seed before anyone reacts to it
+        for (const c of clients) {
+            for (const id of all) await c.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === id);
+        }
         const pumps = clients.map((c, i) => pump(c, room, own[i], all, users[i]));
         const acked = () => pumps.reduce((s, p) => s + p.acks.length, 0);
 

@@ -170,6 +170,9 @@ describe('concurrent changes on three nodes', () => {
         const K = 12;
         const msgs = [];
         for (let k = 0; k < K; k++) msgs.push(await ack(wsSend(onA, room, `original ${k}`), `send ${k}`));
+        // the users on B and C have seen the messages (their nodes have them)
+        // before they change them
+        for (const m of msgs) for (const c of [onB, onC]) await c.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === m.id);
         // every message: edit on A, delete on B, a reaction on C, all at once
         const results = await Promise.all(
             msgs.map((m, k) =>
@@ -224,6 +227,7 @@ describe('concurrent changes on three nodes', () => {
         const K = 8;
         const msgs = [];
         for (let k = 0; k < K; k++) msgs.push(await ack(wsSend(onA, room, `text ${k}`), `send ${k}`));
+        for (const m of msgs) await onB.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === m.id);
         const results = await Promise.all(
             msgs.map((m, k) => Promise.all([wsEdit(onA, room, m.id, `A wins ${k}`), wsEdit(onB, room, m.id, `B wins ${k}`)])),
         );
@@ -259,6 +263,9 @@ describe('since and mentions across nodes', () => {
         const m2 = await ack(wsSend(bob, room, 'two'), 'm2');
         const m3 = await ack(wsSend(carol, room, 'three'), 'm3');
         await alice.message(room, m3.id);
+        // each user changes only what their node already has
+        for (const c of [bob, carol]) await c.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === m3.id);
+        await carol.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === m1.id);
         const since = m3.id;
         await alice.close();
         // missed while away: changes from B and C, over WS and REST
@@ -347,6 +354,7 @@ describe('since and mentions across nodes', () => {
         const onB = await connectUser(B.wsUrl, 'rex', [room]);
         const w = await connectUser(C.wsUrl, 'watch', [room]);
         const m = await ack(wsSend(onA, room, 'to change'), 'send');
+        for (const c of [onB, w]) await c.seenOrNext((f) => f.type === 'message' && f.room === room && f.id === m.id);
         const e1 = await ack(wsEdit(onA, room, m.id, 'first edit', { ref: 'x-edit' }), 'edit on A');
         const e2 = await ack(wsEdit(onB, room, m.id, 'second edit', { ref: 'x-edit' }), 'edit on B, same ref');
         assert.equal(e2.id, e1.id);

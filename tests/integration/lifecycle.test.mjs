@@ -591,6 +591,27 @@ describe('mentions', () => {
     }));
 });
 
+describe('mention limit', () => {
+    it('at most 20 distinct names are recorded on one message', T, withLogs(async () => {
+        const room = uniq('many-ment');
+        const names = [];
+        for (let i = 0; i < 22; i++) {
+            const n = uname('m');
+            names.push(n);
+            const p = await restPost(srv.url, room, { user: n, text: 'here' });
+            assert.equal(p.status, 201, p.text);
+        }
+        const text = names.map((n) => `@${n}`).join(' ');
+        const p = await restPost(srv.url, room, { user: 'caller', text });
+        assert.equal(p.status, 201, p.text);
+        assertMessageShape(p.json, 'POST body');
+        assert.ok(p.json.mentions.length > 0 && p.json.mentions.length <= 20, `at most 20 mentions: ${JSON.stringify(p.json.mentions)}`);
+        assert.equal(new Set(p.json.mentions).size, p.json.mentions.length, 'distinct');
+        for (const n of p.json.mentions) assert.ok(names.includes(n), `mention ${n} is one of the names`);
+        assert.deepEqual((await getMsg(room, p.json.id)).mentions, p.json.mentions);
+    }));
+});
+
 describe('idempotency on ref', () => {
     it('each change with a ref already accepted answers the original id and stores nothing (WS and REST)', T, withLogs(async () => {
         const room = uniq('idem');
@@ -843,6 +864,8 @@ describe('bad input', () => {
             ['react with add "true"', { type: 'react', room, id: m.id, emoji: '👍', add: 'true' }],
             ['react with add 1', { type: 'react', room, id: m.id, emoji: '👍', add: 1 }],
             ['react without id', { type: 'react', room, emoji: '👍', add: true }],
+            ['edit with a ref of 65 chars', { type: 'edit', room, id: m.id, text: 'x', ref: 'r'.repeat(65) }],
+            ['delete with a number ref', { type: 'delete', room, id: m.id, ref: 7 }],
         ];
         for (const [what, frame] of bad) assertWsError(await wsRaw(a, frame), 'bad_request', what);
         const noRoom = await wsRaw(a, { type: 'edit', id: m.id, text: 'x' });
