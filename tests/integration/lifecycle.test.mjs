@@ -253,6 +253,10 @@ describe('delete', () => {
         assertRestError(await restReact(srv.url, room, m.id, '🎉', true, { user: al }), 404, 'not_found', 'PUT reaction on deleted');
         assertRestError(await restPost(srv.url, room, { user: al, text: 'r', reply_to: m.id }), 404, 'not_found', 'POST reply_to deleted');
         assert.equal(await lastId(room), d.id, 'nothing was stored by the refused changes');
+        // a deleted reply keeps no quote
+        await ack(wsDelete(b, room, reply.id), 'delete the reply');
+        const gd = await getMsg(room, reply.id);
+        assert.deepEqual([gd.deleted, gd.reply_to, gd.edited_ts], [true, null, null], 'a deleted reply has reply_to null');
         await a.close();
         await b.close();
     }));

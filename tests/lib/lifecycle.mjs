@@ -161,6 +161,8 @@ export function assertMessageShape(m, ctx = '') {
         assert.deepEqual(m.reactions, {}, `${ctx}: a deleted message has reactions {} ${s}`);
         assert.deepEqual(m.mentions, [], `${ctx}: a deleted message has mentions [] ${s}`);
         assert.equal(typeof m.deleted_by, 'string', `${ctx}: a deleted message names deleted_by ${s}`);
+        assert.equal(m.edited_ts, null, `${ctx}: a deleted message has edited_ts null ${s}`);
+        assert.equal(m.reply_to, null, `${ctx}: a deleted message has reply_to null ${s}`);
     } else {
         assert.equal(m.deleted_by, null, `${ctx}: deleted_by of a live message is null ${s}`);
     }
