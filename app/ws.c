@@ -351,31 +351,41 @@ static void on_send(struct ws_session *s, const cJSON *frame)
 
 /* The change a frame of type edit, delete or react asks for; NULL after
  * answering the error. */
+/* What a change frame lacks, or NULL: edit needs text, react emoji and add. */
+static const char *change_field_missing(const cJSON *frame, enum chat_kind kind)
+{
+    bool bad = false;
+    if (kind == CHAT_EDIT && !proto_get_string(frame, "text", &bad))
+        return "text is required and must be a string";
+    if (kind == CHAT_REACT && !proto_get_string(frame, "emoji", &bad))
+        return "emoji is required and must be a string";
+    if (kind == CHAT_REACT && !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(frame, "add")))
+        return "add is required: true or false";
+    return NULL;
+}
+
 static struct chat_msg *parse_change(struct ws_session *s, const cJSON *frame, enum chat_kind kind,
                                      const char *ref, const char *room)
 {
     uint64_t target;
-    if (!proto_get_id(frame, "id", &target) || target == 0) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, "id is required: the id of a message", ref, room);
-        return NULL;
-    }
-    bool bad = false;
-    const char *text = kind == CHAT_EDIT ? proto_get_string(frame, "text", &bad) : "";
-    const char *emoji = kind == CHAT_REACT ? proto_get_string(frame, "emoji", &bad) : NULL;
-    const cJSON *add = cJSON_GetObjectItemCaseSensitive(frame, "add");
-    const char *missing = !text                          ? "text is required and must be a string"
-                          : kind == CHAT_REACT && !emoji ? "emoji is required and must be a string"
-                          : kind == CHAT_REACT && !cJSON_IsBool(add)
-                              ? "add is required: true or false"
-                              : NULL;
+    const char *missing = change_field_missing(frame, kind);
+    if (!proto_get_id(frame, "id", &target) || target == 0)
+        missing = "id is required: the id of a message";
     if (missing) {
         send_error(s, PROTO_ERR_BAD_REQUEST, missing, ref, room);
         return NULL;
     }
-    struct chat_msg *ev = chat_msg_create(room, s->user, text, ref);
-    ev->kind = kind == CHAT_REACT && cJSON_IsFalse(add) ? CHAT_UNREACT : kind;
+    bool bad = false;
+    const char *text = proto_get_string(frame, "text", &bad);
+    const char *emoji = proto_get_string(frame, "emoji", &bad);
+    struct chat_msg *ev = chat_msg_create(room, s->user, kind == CHAT_EDIT ? text : "", ref);
+    ev->kind = kind;
+    if (kind == CHAT_REACT) {
+        ev->emoji = xstrdup(emoji);
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(frame, "add")))
+            ev->kind = CHAT_UNREACT;
+    }
     ev->target = target;
-    ev->emoji = emoji ? xstrdup(emoji) : NULL;
     return ev;
 }
 

@@ -44,7 +44,7 @@ describe('hello', () => {
         assert.equal(w.type, 'welcome');
         assert.equal(w.user, 'alice');
         assert.equal(w.node, `test-${srv.port}`);
-        assert.equal(w.protocol, 1);
+        assert.equal(w.protocol, 2);
         assert.ok(Number.isInteger(w.server_time), `server_time must be an integer: ${w.server_time}`);
         assert.ok(Math.abs(w.server_time - before) < 60000, `server_time ${w.server_time} far from now ${before}`);
         await c.close();
