@@ -34,7 +34,7 @@ backports=$codename-backports
 
 build_pkgs=(build-essential cmake pkg-config libhiredis-dev libssl-dev libcjson-dev
     libsqlite3-dev dpkg-dev patch ca-certificates openssl)
-test_pkgs=(chromium fonts-dejavu-core openssl ca-certificates clang-format
+test_pkgs=(chromium fonts-dejavu-core fonts-noto-color-emoji openssl ca-certificates clang-format
     clang libclang-rt-dev) # clang and its libFuzzer/sanitizer runtimes: make fuzz-smoke
 backports_pkgs=(valkey-server) # not in bookworm itself
 civetweb_cache=${TURBOCHAT_CIVETWEB_CACHE:-$here/.deps/civetweb}
