@@ -89,6 +89,8 @@ const { values: A } = parseArgs({
         'rooms-window': { type: 'string', default: '5' },
         'mixed-window': { type: 'string', default: '5' },
         'mixed-rounds': { type: 'string' },
+        'mixed-order': { type: 'string' },
+        'mixed-keep-cluster': { type: 'boolean', default: false },
         duration: { type: 'string' },
         'baseline-max-idle': { type: 'string', default: '1000' },
         'baseline-max-storm': { type: 'string', default: '4000' },
@@ -150,6 +152,7 @@ const CFG = {
     roomsWindow: Number(A['rooms-window']),
     mixedWindow: Number(A['mixed-window']),
     mixedRounds: num(A['mixed-rounds'], 2, 1),
+    mixedKeepCluster: A['mixed-keep-cluster'],
     roomSize: 10,
     durationS: num(A.duration, 10, 4),
     baselineMaxIdle: Number(A['baseline-max-idle']),
@@ -743,18 +746,34 @@ async function runMixed(stack) {
         put('mixed: not applicable', stack.key, stack.kind === 'sio' ? 'no edit/delete/react' : 'binary without PROTOCOL 2');
         return;
     }
-    const procs = [];
+    // rounds alternate the order (a b, b a, a b, ...) so that a drift (other
+    // processes, the logs growing on a kept cluster) does not favour one side
+    let order = [];
+    for (let k = 0; k < CFG.mixedRounds; k++) order.push(...(k % 2 ? ['mixed', 'send-only'] : ['send-only', 'mixed']));
+    if (A['mixed-order']) order = [...A['mixed-order']].map((ch) => (ch === 'b' ? 'mixed' : 'send-only'));
+    if (!order.includes('mixed') || !order.includes('send-only')) throw new Error('--mixed-order needs an a and a b');
+    // Each run on a fresh cluster (valkey + 2 nodes, empty logs; the same
+    // clients reopened), unless --mixed-keep-cluster: then the rooms' logs
+    // grow from run to run.
+    const keep = CFG.mixedKeepCluster;
+    let procs = [];
+    let ctx = null;
+    const runs = [];
     try {
-        const ctx = await startFanout(stack, false, CFG.roomsClients, procs);
-        // rounds alternate the order (a b, b a, a b, ...) so that a drift
-        // (the logs growing, other processes) does not favour one side
-        const order = [];
-        for (let k = 0; k < CFG.mixedRounds; k++) order.push(...(k % 2 ? ['mixed', 'send-only'] : ['send-only', 'mixed']));
-        const runs = [];
         for (const label of order) {
-            if (runs.length) await settle(ctx.serverPids, { maxMs: 5000 });
+            if (ctx && !keep) {
+                await stopAll(procs);
+                procs = [];
+                ctx = null;
+            }
+            if (!ctx) ctx = await startFanout(stack, false, CFG.roomsClients, procs);
+            else await settle(ctx.serverPids, { maxMs: 5000 });
             runs.push(await runOpsPhase(ctx, label, label === 'mixed' ? MIX : SEND_ONLY));
         }
+    } finally {
+        await stopAll(procs);
+    }
+    {
         const a = summarize(runs.filter((r) => r.label === 'send-only'));
         const b = summarize(runs.filter((r) => r.label === 'mixed'));
         const pct = (m) => Object.entries(m).filter(([, v]) => v > 0).map(([k, v]) => `${Math.round(v * 100)} % ${k}`).join(', ');
@@ -785,15 +804,14 @@ async function runMixed(stack) {
         sideTables.push({
             title: `mixed workload (issue 8) on ${stack.title}: ${ctx.tag} on 2 nodes + valkey, ${ctx.senders.length} senders ` +
                 `(one per room, its witness on the other node), each keeping ${CFG.mixedWindow} operations in flight until acked ` +
-                `and received by the witness; ${CFG.mixedRounds} x (${CFG.durationS} s send-only + ${CFG.durationS} s mixed), order ${order.map((l) => (l === 'mixed' ? 'b' : 'a')).join(' ')}`,
+                `and received by the witness; runs of ${CFG.durationS} s in the order ${order.map((l) => (l === 'mixed' ? 'b' : 'a')).join(' ')}, ` +
+                (keep ? 'all on one cluster (the logs grow from run to run)' : 'each on a fresh cluster (empty logs)'),
             head: ['', '(a) send-only', '(b) mixed', 'mixed / send-only'],
             rows,
         });
         put('mixed: operations acked/s, send-only -> mixed (ratio, target >= 0.80)', stack.key,
             `${fmt(a.opsPerS)} -> ${fmt(b.opsPerS)} (${fmt(ratioOps, 2)})`);
         put('mixed: errors, send-only / mixed', stack.key, `${errs(a)} / ${errs(b)}`);
-    } finally {
-        await stopAll(procs);
     }
 }
 

@@ -377,10 +377,11 @@ function runPhase(o) {
 // drawn from `mix` ({send, react, edit, delete}, fractions):
 //   send    a message (text `P<phase>.<idx>.<µs>`, the size of the other
 //           fan-outs' texts), with a ref;
-//   react   on one of the sender's recent acked, not deleted messages, an
-//           emoji from EMOJI: add it, or remove it when this sender's add of
-//           it was acked (never an add of one it has, never a remove of one
-//           it lacks, so every react makes a new event);
+//   react   a third of them (when there is one) remove a reaction this
+//           sender added and saw acked; the others add an emoji from EMOJI
+//           it does not have on one of its recent acked, not deleted
+//           messages (never an add of one it has, never a remove of one it
+//           lacks, so every react makes a new event);
 //   edit    one of the sender's recent messages, with a new text;
 //   delete  one of the sender's recent messages; it leaves the recent list
 //           when the delete is sent, so nothing targets it again.
@@ -457,12 +458,14 @@ function acked(s, op, id) {
     ph.lastAckUs = now;
     if (op.kind === 'send') {
         s.recent.push(id);
-        if (s.recent.length > RECENT) s.reacts.delete(s.recent.shift());
+        if (s.recent.length > RECENT) forget(s, s.recent.shift());
     } else if (op.kind === 'react' || op.kind === 'unreact') {
         const m = s.reacts.get(op.target);
         if (m) {
-            if (op.kind === 'react') m.set(op.emoji, 'added');
-            else m.delete(op.emoji);
+            if (op.kind === 'react') {
+                m.set(op.emoji, 'added');
+                s.added.push([op.target, op.emoji]);
+            } else m.delete(op.emoji);
         }
     }
     const seen = s.early.get(id);
@@ -502,7 +505,10 @@ function failed(s, op) {
         const m = s.reacts.get(op.target);
         if (m) {
             if (op.kind === 'react') m.delete(op.emoji);
-            else m.set(op.emoji, 'added');
+            else {
+                m.set(op.emoji, 'added');
+                s.added.push([op.target, op.emoji]);
+            }
         }
     }
     s.inflight--;
@@ -511,12 +517,27 @@ function failed(s, op) {
 
 const pick = (arr) => arr[Math.floor(Math.random() * arr.length)];
 
+// a message the sender no longer targets (deleted, or no longer recent)
+function forget(s, target) {
+    if (!s.reacts.delete(target)) return;
+    s.added = s.added.filter((a) => a[0] !== target);
+}
+
 // the next operation of sender s: {kind, target?, emoji?}
 function chooseOp(s) {
     const r = Math.random();
     const mix = s.mix;
     if (s.recent.length) {
         if (r < mix.react) {
+            // a third of the reactions remove one this sender added (when it has one)
+            if (s.added.length && Math.random() < 1 / 3) {
+                const k = Math.floor(Math.random() * s.added.length);
+                const [target, emoji] = s.added[k];
+                s.added[k] = s.added[s.added.length - 1];
+                s.added.pop();
+                s.reacts.get(target).set(emoji, 'removing');
+                return { kind: 'unreact', target, emoji };
+            }
             for (let tries = 0; tries < 4; tries++) {
                 const target = pick(s.recent);
                 const emoji = pick(EMOJI);
@@ -526,10 +547,6 @@ function chooseOp(s) {
                     m.set(emoji, 'adding');
                     return { kind: 'react', target, emoji };
                 }
-                if (st === 'added') {
-                    m.set(emoji, 'removing');
-                    return { kind: 'unreact', target, emoji };
-                }
             }
         } else if (r < mix.react + mix.edit) {
             return { kind: 'edit', target: pick(s.recent) };
@@ -537,7 +554,7 @@ function chooseOp(s) {
             const k = Math.floor(Math.random() * s.recent.length);
             const target = s.recent[k];
             s.recent.splice(k, 1);
-            s.reacts.delete(target);
+            forget(s, target);
             return { kind: 'delete', target };
         }
     }
@@ -611,6 +628,7 @@ function runOpsPhase(o) {
             early: new Map(), // event id -> when the witness got it, before the ack
             recent: [], // this sender's acked, not deleted message ids
             reacts: new Map(), // message id -> emoji -> 'adding' | 'added' | 'removing'
+            added: [], // [message id, emoji] of this sender's acked reactions, for unreact
             inflight: 0,
             refSeq: 0,
         };
