@@ -487,13 +487,20 @@ static cJSON *names_array(char *const *names, size_t count)
     return arr;
 }
 
-static cJSON *message_object(const struct chat_msg *msg, bool with_type)
+/* {type (when not NULL), room, id} of an event. */
+static cJSON *event_head(const struct chat_msg *msg, const char *type)
 {
     cJSON *obj = cJSON_CreateObject();
-    if (with_type)
-        cJSON_AddStringToObject(obj, "type", "message");
+    if (type)
+        cJSON_AddStringToObject(obj, "type", type);
     cJSON_AddStringToObject(obj, "room", msg->room);
     add_id(obj, "id", msg->id);
+    return obj;
+}
+
+static cJSON *message_object(const struct chat_msg *msg, bool with_type)
+{
+    cJSON *obj = event_head(msg, with_type ? "message" : NULL);
     cJSON_AddStringToObject(obj, "user", msg->user);
     cJSON_AddStringToObject(obj, "text", msg->text);
     cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
@@ -511,11 +518,7 @@ static cJSON *message_object(const struct chat_msg *msg, bool with_type)
 
 static cJSON *update_object(const struct chat_msg *msg, bool with_type)
 {
-    cJSON *obj = cJSON_CreateObject();
-    if (with_type)
-        cJSON_AddStringToObject(obj, "type", "update");
-    cJSON_AddStringToObject(obj, "room", msg->room);
-    add_id(obj, "id", msg->id);
+    cJSON *obj = event_head(msg, with_type ? "update" : NULL);
     add_id(obj, "target", msg->target);
     cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
     cJSON_AddStringToObject(obj, "user", msg->user);
@@ -540,10 +543,7 @@ char *proto_encode_event(const struct chat_msg *msg, size_t *len)
 
 char *proto_encode_mention(const struct chat_msg *msg, size_t *len)
 {
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "type", "mention");
-    cJSON_AddStringToObject(obj, "room", msg->room);
-    add_id(obj, "id", msg->id);
+    cJSON *obj = event_head(msg, "mention");
     cJSON_AddStringToObject(obj, "user", msg->user);
     cJSON_AddStringToObject(obj, "text", msg->text);
     cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);

@@ -1005,37 +1005,43 @@ void store_free_messages(struct chat_msg **msgs, size_t count)
     free(msgs);
 }
 
+/* The one event st selects, when bound says its parameters are bound; 0,
+ * -ENOENT, or negative. */
+static int collect_one(struct store_reader *r, sqlite3_stmt *st, bool bound, const char *what,
+                       const char *room, struct chat_msg **out)
+{
+    if (!bound) {
+        int ret = read_failed(r, what, sqlite3_errcode(r->db));
+        sqlite3_clear_bindings(st);
+        return ret;
+    }
+    struct chat_msg **msgs = NULL;
+    size_t n = 0;
+    bool more;
+    int ret = collect_events(r, st, what, room, 1, false, &msgs, &n, &more);
+    if (ret == 0 && n == 0)
+        ret = -ENOENT;
+    if (ret == 0)
+        *out = msgs[0];
+    free(msgs);
+    return ret;
+}
+
 int store_find_ref(struct store *store, const char *room, const char *user, const char *ref,
                    int64_t since_ts, struct chat_msg **out)
 {
     if (!store || !room || !user || !ref || !out)
         return -EINVAL;
     *out = NULL;
-
     struct store_reader *r = reader_get(store);
     if (!r)
         return -TC_ESTORE;
     sqlite3_stmt *st = r->stmts[RS_FIND_REF];
-    struct chat_msg **msgs = NULL;
-    size_t n = 0;
-    bool more;
-    int ret;
-    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 3, ref, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 4, since_ts) != SQLITE_OK) {
-        ret = read_failed(r, "find_ref", sqlite3_errcode(r->db));
-        sqlite3_clear_bindings(st);
-        goto out_put;
-    }
-    ret = collect_events(r, st, "find_ref", room, 1, false, &msgs, &n, &more);
-    if (ret == 0 && n == 0)
-        ret = -ENOENT;
-    if (ret == 0) {
-        *out = msgs[0];
-        free(msgs);
-    }
-out_put:
+    bool bound = sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) == SQLITE_OK &&
+                 sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC) == SQLITE_OK &&
+                 sqlite3_bind_text(st, 3, ref, -1, SQLITE_STATIC) == SQLITE_OK &&
+                 sqlite3_bind_int64(st, 4, since_ts) == SQLITE_OK;
+    int ret = collect_one(r, st, bound, "find_ref", room, out);
     reader_put(store, r);
     return ret;
 }
@@ -1049,24 +1055,9 @@ int store_get_event(struct store *store, const char *room, uint64_t id, struct c
     if (!r)
         return -TC_ESTORE;
     sqlite3_stmt *st = r->stmts[RS_GET];
-    struct chat_msg **msgs = NULL;
-    size_t n = 0;
-    bool more;
-    int ret;
-    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 2, id_param(id)) != SQLITE_OK) {
-        ret = read_failed(r, "get_event", sqlite3_errcode(r->db));
-        sqlite3_clear_bindings(st);
-        goto out_put;
-    }
-    ret = collect_events(r, st, "get_event", room, 1, false, &msgs, &n, &more);
-    if (ret == 0 && n == 0)
-        ret = -ENOENT;
-    if (ret == 0) {
-        *out = msgs[0];
-        free(msgs);
-    }
-out_put:
+    bool bound = sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) == SQLITE_OK &&
+                 sqlite3_bind_int64(st, 2, id_param(id)) == SQLITE_OK;
+    int ret = collect_one(r, st, bound, "get_event", room, out);
     reader_put(store, r);
     return ret;
 }
