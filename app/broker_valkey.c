@@ -167,7 +167,9 @@ struct broker_valkey {
     UTIL_FIFO(struct job) jobs; /* publisher queue; non-empty only while pub_up */
     size_t queued;
     struct job *doubt;        /* sent, reply lost with the connection: outcome unknown */
-    struct job *awaiting;     /* accepted, waiting for this node's log to store them */
+    struct strmap *awaiting;  /* room -> struct job_list: accepted, waiting for this
+                               * node's log to store them, in the order accepted */
+    int64_t overdue_check_ms; /* monotonic time ack_overdue last looked */
     bool pub_up;              /* the publisher connection works */
     bool sub_up;              /* subscribed and caught up */
     char pub_why[REASON_MAX]; /* why the publisher is down */
@@ -290,6 +292,34 @@ static void msg_list_dispose(struct msg_list *list)
         chat_msg_free(list->items[i]);
     free(list->items);
     *list = (struct msg_list){0};
+}
+
+/* Copies of the keys of a map (room names), to visit outside its lock. */
+struct room_names {
+    char **names;
+    size_t count;
+};
+
+static bool collect_room_name(void *ctx, const char *key, void *value)
+{
+    (void)value;
+    struct room_names *rn = ctx;
+    rn->names[rn->count++] = xstrdup(key);
+    return true;
+}
+
+static struct room_names room_names_of(const struct strmap *map)
+{
+    struct room_names rn = {xcalloc(strmap_count(map) + 1, sizeof(char *)), 0};
+    strmap_each(map, collect_room_name, &rn);
+    return rn;
+}
+
+static void room_names_dispose(struct room_names *rn)
+{
+    for (size_t i = 0; i < rn->count; i++)
+        free(rn->names[i]);
+    free(rn->names);
 }
 
 /* Wait on cond (CLOCK_MONOTONIC) until deadline_ms at most. lock held. */
@@ -726,25 +756,50 @@ static void complete_jobs(struct broker_valkey *b, struct job *list)
     }
 }
 
-/* Take the awaiting jobs of room with ids up to upto; with room NULL, those
- * whose ack_by_ms is not after now_ms. lock held. */
-static struct job *take_awaiting_locked(struct broker_valkey *b, const char *room, uint64_t upto,
-                                        int64_t now_ms)
+/* Jobs of one room in the order they were accepted (their ids and their
+ * ack_by_ms both ascending, but for the rare publish answered out of order). */
+struct job_list {
+    struct job *head;
+    struct job **tail;
+};
+
+static void job_list_free(void *value)
 {
-    struct job *taken = NULL, **link = &b->awaiting;
-    while (*link) {
-        struct job *job = *link;
-        bool due = room ? job->msg->id <= upto && strcmp(job->msg->room, room) == 0
-                        : job->ack_by_ms <= now_ms;
-        if (due) {
-            *link = job->next;
-            job->next = taken;
-            taken = job;
-        } else {
-            link = &job->next;
-        }
-    }
+    struct job_list *list = value;
+    fail_jobs(list->head); /* only at teardown, after complete_jobs took them */
+    free(list);
+}
+
+/* Take from the front of room's awaiting jobs while due says so. lock held. */
+static struct job *take_awaiting_locked(struct broker_valkey *b, const char *room,
+                                        bool (*due)(const struct job *, uint64_t, int64_t),
+                                        uint64_t upto, int64_t now_ms)
+{
+    struct job_list *list = strmap_get(b->awaiting, room);
+    if (!list)
+        return NULL;
+    struct job *taken = list->head, **end = &list->head;
+    while (*end && due(*end, upto, now_ms))
+        end = &(*end)->next;
+    if (end == &list->head)
+        return NULL; /* nothing due */
+    list->head = *end;
+    *end = NULL; /* cuts the taken ones off */
+    if (!list->head)
+        strmap_remove(b->awaiting, room);
     return taken;
+}
+
+static bool is_stored(const struct job *job, uint64_t upto, int64_t now_ms)
+{
+    (void)now_ms;
+    return job->msg->id <= upto;
+}
+
+static bool is_overdue(const struct job *job, uint64_t upto, int64_t now_ms)
+{
+    (void)upto;
+    return job->ack_by_ms <= now_ms;
 }
 
 /* Answer job, whose event Valkey accepted, once this node's log has it:
@@ -755,22 +810,52 @@ static void complete_when_stored(struct broker_valkey *b, struct job *job, bool 
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     bool stored = delivered && *delivered >= job->msg->id;
     if (!stored) {
+        struct job_list *list = strmap_get(b->awaiting, job->msg->room);
+        if (!list) {
+            list = xcalloc(1, sizeof(*list));
+            list->tail = &list->head;
+            strmap_put(b->awaiting, job->msg->room, list);
+        }
         job->fresh = fresh;
         job->ack_by_ms = util_mono_ms() + LOCAL_WAIT_MS;
-        job->next = b->awaiting;
-        b->awaiting = job;
+        job->next = NULL;
+        *list->tail = job;
+        list->tail = &job->next;
     }
     pthread_mutex_unlock(&b->lock);
     if (stored)
         complete_job(b, job, fresh);
 }
 
+/* Take every awaiting job whose ack_by_ms is not after now_ms. lock held. */
+static struct job *take_overdue_locked(struct broker_valkey *b, int64_t now_ms)
+{
+    struct room_names rooms = room_names_of(b->awaiting);
+    struct job *overdue = NULL;
+    for (size_t i = 0; i < rooms.count; i++) {
+        struct job *taken = take_awaiting_locked(b, rooms.names[i], is_overdue, 0, now_ms);
+        while (taken) {
+            struct job *next = taken->next;
+            taken->next = overdue;
+            overdue = taken;
+            taken = next;
+        }
+    }
+    room_names_dispose(&rooms);
+    return overdue;
+}
+
 /* Ack what waited LOCAL_WAIT_MS for this node's log: Valkey has it, and the
- * log will once the subscriber catches up. */
+ * log will once the subscriber catches up. Looks every TICK_MS at most. */
 static void ack_overdue(struct broker_valkey *b)
 {
+    int64_t now = util_mono_ms();
+    struct job *overdue = NULL;
     pthread_mutex_lock(&b->lock);
-    struct job *overdue = take_awaiting_locked(b, NULL, 0, util_mono_ms());
+    if (now - b->overdue_check_ms >= TICK_MS) {
+        b->overdue_check_ms = now;
+        overdue = take_overdue_locked(b, now);
+    }
     pthread_mutex_unlock(&b->lock);
     if (overdue)
         log_msg(LOG_WARN, "broker_ack_before_store", "reason=\"this node's log is behind\"");
@@ -1228,9 +1313,8 @@ static void settle_accept(struct accept_job *job, int status, bool keep)
     uint64_t *delivered = strmap_get(b->delivered, job->msg->room);
     if (status == 0 && delivered && *delivered < job->msg->id)
         *delivered = job->msg->id;
-    struct job *stored = status == 0 && b->awaiting
-                             ? take_awaiting_locked(b, job->msg->room, job->msg->id, 0)
-                             : NULL;
+    struct job *stored =
+        status == 0 ? take_awaiting_locked(b, job->msg->room, is_stored, job->msg->id, 0) : NULL;
     if (status != 0 && keep)
         keep_unstored_locked(b, job, status);
     if (--b->store_in_flight == 0)
@@ -1450,19 +1534,6 @@ static int scan_rooms(struct broker_valkey *b, struct valkey_conn *conn, struct 
     return 0;
 }
 
-struct room_names {
-    char **names;
-    size_t count;
-};
-
-static bool collect_room_name(void *ctx, const char *key, void *value)
-{
-    (void)value;
-    struct room_names *rn = ctx;
-    rn->names[rn->count++] = xstrdup(key);
-    return true;
-}
-
 /* GET the seq of names[0..n) in one pipeline into seqs. */
 static int get_seqs(struct valkey_conn *conn, char **names, size_t n, uint64_t *seqs)
 {
@@ -1497,8 +1568,7 @@ static int catch_up(struct broker_valkey *b)
         return -ENOTCONN;
     struct strmap *set = strmap_create(NULL);
     int rc = scan_rooms(b, conn, set);
-    struct room_names rooms = {xcalloc(strmap_count(set) + 1, sizeof(char *)), 0};
-    strmap_each(set, collect_room_name, &rooms);
+    struct room_names rooms = room_names_of(set);
     strmap_free(set);
     uint64_t seqs[CHUNK];
     for (size_t i = 0; rc == 0 && i < rooms.count; i += CHUNK) {
@@ -1510,9 +1580,7 @@ static int catch_up(struct broker_valkey *b)
                 rc = repair_range(b, rooms.names[i + j], last, seqs[j]);
         }
     }
-    for (size_t i = 0; i < rooms.count; i++)
-        free(rooms.names[i]);
-    free(rooms.names);
+    room_names_dispose(&rooms);
     if (rc == 0)
         log_msg(LOG_INFO, "broker_caught_up", "rooms=%zu fetched=%" PRIu64 " ms=%" PRIu64,
                 rooms.count,
@@ -2051,8 +2119,7 @@ static void valkey_free(struct broker *base)
         pthread_cond_wait(&b->settled, &b->lock);
     b->pub_up = false; /* late presence notices are refused from here on */
     struct job *left = take_all_locked(b);
-    struct job *accepted = b->awaiting;
-    b->awaiting = NULL;
+    struct job *accepted = take_overdue_locked(b, INT64_MAX);
     pthread_mutex_unlock(&b->lock);
     fail_jobs(left);            /* only notices queued after the publisher ended */
     complete_jobs(b, accepted); /* Valkey has them: the next start stores them */
@@ -2065,6 +2132,7 @@ static void valkey_free(struct broker *base)
     strmap_free(b->sub.last_seen);
     strmap_free(b->sub.nodes);
     strmap_free(b->delivered);
+    strmap_free(b->awaiting);
     pthread_mutex_destroy(&b->query_lock);
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->wake);
@@ -2126,6 +2194,7 @@ struct broker *broker_valkey_create(const struct broker_deps *deps, char *err, s
     b->sub.backoff.seed = seed * 2654435761u;
     b->sub.last_seen = strmap_create(free);
     b->delivered = strmap_create(free);
+    b->awaiting = strmap_create(job_list_free);
     b->sub.nodes = strmap_create(remote_node_free);
     atomic_store(&deps->metrics->broker_connected, 0);
     if (pthread_create(&b->publisher_thread, NULL, publisher_main, b) != 0)
