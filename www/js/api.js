@@ -1,6 +1,10 @@
 /* api.js — the REST side of PROTOCOL.md: the room directory, message
- * history and single messages (a reply's original). Every function resolves with the parsed JSON body or throws an
- * ApiError carrying the server's error code and human message. */
+ * history and single messages (a reply's original), and with auth =
+ * accounts (docs/ACCOUNTS-DRAFT.md) the account, its session (a cookie the
+ * browser keeps), rooms and their members, direct messages and the admin
+ * calls. Every function resolves with the parsed JSON body or throws an
+ * ApiError carrying the server's error code, human message and, for 429,
+ * the seconds of Retry-After. */
 
 const PAGE_SIZE = 50;
 
@@ -12,10 +16,11 @@ export function useToken(token) {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = 0) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter; /* seconds, from Retry-After; 0 when none */
   }
 }
 
@@ -36,15 +41,29 @@ async function request(path, options = {}) {
   }
   if (!response.ok) {
     const error = body?.error || {};
+    const retryAfter = Number.parseInt(response.headers.get('Retry-After') || '', 10);
     throw new ApiError(response.status, error.code || 'http_' + response.status,
-      error.message || `The server answered ${response.status}.`);
+      error.message || `The server answered ${response.status}.`, Number.isFinite(retryAfter) ? retryAfter : 0);
   }
   return body;
+}
+
+/* A request with a JSON body (the session cookie goes along: same origin). */
+function send(method, path, body) {
+  const options = { method };
+  if (body !== undefined) {
+    options.headers = { Accept: 'application/json', 'Content-Type': 'application/json' };
+    if (bearer) options.headers.Authorization = `Bearer ${bearer}`;
+    options.body = JSON.stringify(body);
+  }
+  return request(path, options);
 }
 
 function roomPath(room) {
   return `/api/rooms/${encodeURIComponent(room)}`;
 }
+
+const part = (value) => encodeURIComponent(value);
 
 export async function listRooms() {
   const body = await request('/api/rooms');
@@ -65,4 +84,90 @@ export async function fetchMessages(room, { before = 0, after = 0, limit = PAGE_
  * room has no such message). */
 export function fetchMessage(room, id) {
   return request(`${roomPath(room)}/messages/${encodeURIComponent(String(id))}`);
+}
+
+/* --- accounts (auth = accounts) --- */
+
+/* {auth: 'off'|'token'|'accounts', signup: 'open'|'invite'|'closed'}. */
+export function authMode() {
+  return request('/api/auth/mode');
+}
+
+/* Each resolves with {user, token}; the server also sets the session cookie. */
+export function signUp(name, password, invite = '') {
+  return send('POST', '/api/auth/signup', invite ? { name, password, invite } : { name, password });
+}
+
+export function signIn(name, password) {
+  return send('POST', '/api/auth/signin', { name, password });
+}
+
+/* everywhere: end every session of the account, not just this one. */
+export function signOut(everywhere = false) {
+  return send('POST', '/api/auth/signout', everywhere ? { everywhere: true } : {});
+}
+
+/* The session's user object (an ApiError with status 401 without a session). */
+export async function me() {
+  return (await request('/api/me')).user;
+}
+
+/* change: {display?, color?, password?, old_password?}; resolves with the user. */
+export async function updateMe(change) {
+  return (await send('PATCH', '/api/me', change)).user;
+}
+
+/* --- rooms, members, direct messages --- */
+
+/* Resolves with the new room object. */
+export async function createRoom(name, isPrivate) {
+  return (await send('POST', '/api/rooms', { name, private: Boolean(isPrivate) })).room;
+}
+
+/* {room, members: [online names], roster?: [{user, role}]} */
+export function roomMembers(room) {
+  return request(`${roomPath(room)}/members`);
+}
+
+export function addMember(room, user, role = 'member') {
+  return send('POST', `${roomPath(room)}/members`, { user, role });
+}
+
+export function removeMember(room, user) {
+  return send('DELETE', `${roomPath(room)}/members/${part(user)}`);
+}
+
+/* The direct-message room of this person and users (created on first use). */
+export async function openDm(users) {
+  return (await send('POST', '/api/dms', { users })).room;
+}
+
+/* --- admin --- */
+
+export async function adminUsers() {
+  const body = await request('/api/admin/users');
+  return Array.isArray(body?.users) ? body.users : [];
+}
+
+/* enable: true to enable, false to disable; resolves with the user. */
+export async function setUserEnabled(name, enable) {
+  return (await send('POST', `/api/admin/users/${part(name)}/${enable ? 'enable' : 'disable'}`, {})).user;
+}
+
+export async function resetPassword(name, password) {
+  return (await send('POST', `/api/admin/users/${part(name)}/password`, { password })).user;
+}
+
+export async function adminRooms() {
+  const body = await request('/api/admin/rooms');
+  return Array.isArray(body?.rooms) ? body.rooms : [];
+}
+
+export function closeRoom(room) {
+  return send('DELETE', `/api/admin/rooms/${part(room)}`);
+}
+
+/* {code, expires} of a new single-use invite code. */
+export function createInvite() {
+  return send('POST', '/api/auth/invites', {});
 }

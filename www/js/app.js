@@ -6,14 +6,19 @@
  * acknowledged, how a reply's original is found (loading older history when
  * it is not on screen), mentions (badge, notification), the #room URL, and
  * who the person is: a display name, or a sign-in token on a server with
- * auth on. */
+ * auth on, or an account (auth = accounts, docs/ACCOUNTS-DRAFT.md). With
+ * accounts it also owns the session (sign-in and sign-up, its end on
+ * another device or by an admin), private rooms and their members, direct
+ * messages, the read state it reports (`read` frames, at most one a second
+ * per room and only forward) and the admin page's calls. */
 
 import * as api from './api.js';
 import { Connection, socketUrl } from './connection.js';
 import { quoteOf } from './render.js';
 import { saved } from './storage.js';
 import { Store } from './store.js';
-import { DEFAULT_ROOM, messageTextProblem, roomNameProblem, tokenProblem, userNameProblem } from './validate.js';
+import { COLOR_SHAPE, DEFAULT_ROOM, displayNameProblem, messageTextProblem, passwordProblem, roomNameProblem,
+  tokenProblem, userNameProblem } from './validate.js';
 import * as view from './view.js';
 
 const ROOMS_POLL_MS = 10000;
@@ -22,6 +27,10 @@ const TYPING_CHECK_MS = 1000;
 const JUMP_PAGE = 200;      /* messages per page while loading back to a reply's original */
 const JUMP_MAX_PAGES = 20;  /* further back than this, the person scrolls */
 const MENTION_CHOICES = 8;
+const ACCOUNTS_POLL_MS = 5000; /* accounts: new private rooms and DMs show up this fast */
+const READ_EVERY_MS = 1000;    /* at most one read frame a second per room */
+const DM_MAX_OTHERS = 7;
+const AUTO_ROOMS_MAX = 45;     /* private rooms and DMs joined by themselves (the server allows 50) */
 
 const ERROR_TEXT = {
   bad_json: 'The server could not read a message from this page.',
@@ -60,9 +69,18 @@ const joinSince = new Map(); /* room -> the since of the join in flight (null: n
 const refusedRooms = new Map(); /* room -> why the server refused our join, until it accepts one */
 const drafts = saved.drafts();
 let lastTypingSent = 0;
+let accounts = false;    /* the server runs auth = accounts */
+let signupMode = 'open'; /* accounts: 'open'|'invite'|'closed' */
+let signedOut = false;   /* accounts: the sign-in page is up */
+let sessionToken = '';   /* accounts: this page's session token, in memory only (the cookie outlives it) */
+const reads = new Map(); /* accounts: room -> {sent, want, at, timer} of read frames */
 
 function helloFrame() {
   const frame = { type: 'hello' };
+  if (accounts) {
+    if (sessionToken) frame.token = sessionToken; /* else the upgrade's cookie says who */
+    return frame;
+  }
   if (store.me) frame.name = store.me;
   if (token) frame.token = token;
   return frame;
@@ -101,7 +119,9 @@ function paint() {
     stickToBottom = false;
     fillViewport();
   }
+  const painted = dirty.has('messages');
   dirty.clear();
+  if (painted) readNow();
 }
 
 /* --- rooms and history --- */
@@ -135,6 +155,7 @@ function openRoomFromHash() {
   view.composerError('');
   const room = store.room(name);
   if (!room.joined && !joinSince.has(name)) join(room);
+  if (accounts) loadRoster(name);
 }
 
 function join(room) {
@@ -157,6 +178,7 @@ function onJoined(frame) {
     loadNewest(room.name, frame.last_id);
   }
   flushOutbox(room.name);
+  if (accounts) sendRead(room.name); /* one read while offline goes out now */
 }
 
 /* lastId: the join's last_id, which the page read after it covers. */
@@ -196,6 +218,10 @@ function fillViewport() {
 function leaveCurrent() {
   const name = store.current;
   if (!name) return;
+  if (accounts && store.isPrivate(name)) {
+    leavePrivate(); /* a private room is left by leaving its members */
+    return;
+  }
   connection.send({ type: 'leave', room: name });
   joinSince.delete(name);
   saveDraft(name, '');
@@ -208,8 +234,10 @@ function leaveCurrent() {
 }
 
 async function pollRooms() {
+  if (signedOut) return;
   try {
     store.setDirectory(await api.listRooms());
+    if (accounts) enterPrivateRooms();
   } catch (error) {
     /* otherwise the connection indicator already tells the person the server is away */
     signInAgainOn(error);
@@ -465,6 +493,10 @@ function saveDraft(name, text) {
 /* --- who the person is: a display name, or a sign-in token --- */
 
 function askName(error = '') {
+  if (accounts) {
+    if (store.profile) openProfile();
+    return;
+  }
   if (tokenNeeded) {
     askToken(error);
     return;
@@ -473,6 +505,10 @@ function askName(error = '') {
 }
 
 function showIdentity() {
+  if (accounts) {
+    view.renderMe(store.profile?.display || store.me, 'Sign in', store.profile?.color || '');
+    return;
+  }
   view.renderMe(store.me, tokenNeeded ? 'Sign in' : 'Choose a name');
 }
 
@@ -484,12 +520,20 @@ function askToken(error = '') {
 /* A REST answer 401 means this page needs a (new) token; true if it was one. */
 function signInAgainOn(error) {
   if (error?.status !== 401) return false;
+  if (accounts) {
+    sessionEnded();
+    return true;
+  }
   tokenNeeded = true;
   askToken(token ? `This token was refused: ${error.message}` : '');
   return true;
 }
 
 function onRefused({ detail }) {
+  if (accounts) {
+    sessionEnded();
+    return;
+  }
   if (detail.code === 'unauthorized') {
     tokenNeeded = true;
     askToken(token ? `This token was refused: ${detail.message}` : '');
@@ -557,6 +601,10 @@ function onWelcome({ detail }) {
 }
 
 function onMessage(frame) {
+  if (frame.kind && frame.kind !== 'message') {
+    roomEvent(frame); /* e.g. a membership change, should the server send it as a message */
+    return;
+  }
   const added = store.addMessages(frame.room, [frame]);
   if (added.length && frame.room === store.current && frame.user !== store.me) {
     view.announce(`${frame.user}: ${frame.text}`);
@@ -585,6 +633,8 @@ function onError(frame) {
     join(store.room(frame.room));
   } else if (frame.room && ['room_invalid', 'forbidden', 'too_many_rooms'].includes(frame.code)) {
     joinRefused(frame.room, text);
+  } else if (accounts && frame.room && frame.code === 'not_found') {
+    joinRefused(frame.room, text, frame.code);
   } else if (frame.code === 'hello_required') {
     view.showBanner(text);
     connection.restart();
@@ -594,8 +644,15 @@ function onError(frame) {
 }
 
 /* The server would not let us into name: say so where the person looks, and
- * fail what waits to be sent there (opening the room again retries). */
-function joinRefused(name, text) {
+ * fail what waits to be sent there (opening the room again retries). With
+ * accounts a room that does not exist for us (not_found) is not kept. */
+function joinRefused(name, text, code = '') {
+  if (accounts && code === 'not_found') {
+    joinSince.delete(name);
+    view.showBanner(`There is no room #${name} you can join: it does not exist, or it is private.`);
+    dropRoom(name);
+    return;
+  }
   joinSince.delete(name);
   refusedRooms.set(name, text);
   view.showBanner(`Cannot join #${name}: ${text}`);
@@ -607,7 +664,12 @@ function joinRefused(name, text) {
 const FRAME_HANDLERS = {
   joined: onJoined,
   message: onMessage,
-  update: (frame) => store.update(frame),
+  update: (frame) => (['edit', 'delete', 'react', 'unreact'].includes(frame.kind) ? store.update(frame) : roomEvent(frame)),
+  left: onLeft,
+  read: (frame) => {
+    if (frame.room && frame.id > 0) store.readTo(frame.room, frame.id); /* another device of the account read */
+  },
+  member: roomEvent,
   mention: onMention,
   ack: (frame) => store.changeAcknowledged(frame) || store.acknowledged(frame),
   presence: (frame) => store.presence(frame),
@@ -635,9 +697,451 @@ function onConnectionState({ detail }) {
   }
 }
 
+/* --- accounts: the session --- */
+
+/* Which sign-in the server wants: GET /api/auth/mode; from a server without
+ * it, a 401 of /api/me that asks to sign in means accounts; unreachable: the
+ * mode it had last time. */
+async function detectMode() {
+  try {
+    const mode = await api.authMode();
+    if (mode?.auth) {
+      saved.setMode(mode.auth === 'accounts' ? 'accounts' : '');
+      return mode;
+    }
+  } catch (error) {
+    if (error.code === 'offline') return { auth: saved.mode() || 'legacy' };
+  }
+  if (!token) {
+    try {
+      await api.me();
+      return { auth: 'accounts', signup: 'open' };
+    } catch (error) {
+      if (error.status === 401 && /sign(ed)?[ -]?in/i.test(error.message)) return { auth: 'accounts', signup: 'open' };
+    }
+  }
+  return { auth: 'legacy' };
+}
+
+const AUTH_ERROR_TEXT = {
+  unauthorized: 'Wrong name or password.',
+  signup_closed: 'Sign-up is closed on this server: ask an admin for an account.',
+  invite_invalid: 'That invite code is not valid: it is unknown, already used or expired.',
+  offline: 'The server cannot be reached; try again in a moment.',
+};
+
+/* What went wrong with a sign-in or sign-up, and the field it is about. */
+function authProblem(error, name) {
+  if (error.code === 'rate_limited') {
+    const wait = error.retryAfter ? `${error.retryAfter} second${error.retryAfter === 1 ? '' : 's'}` : 'a minute';
+    return { text: `Too many attempts. Try again in ${wait}.`, field: '' };
+  }
+  if (error.code === 'name_taken') return { text: `The name "${name}" is taken; pick another.`, field: 'name' };
+  if (error.code === 'invite_invalid') return { text: AUTH_ERROR_TEXT.invite_invalid, field: 'invite' };
+  if (error.code === 'bad_request') {
+    const field = ['password', 'invite', 'name'].find((f) => error.message.toLowerCase().includes(f)) || '';
+    return { text: error.message, field };
+  }
+  return { text: AUTH_ERROR_TEXT[error.code] || error.message, field: error.code === 'unauthorized' ? 'password' : '' };
+}
+
+async function signIn(name, password) {
+  if (!name) return view.authError('Type your name.', 'name');
+  if (!password) return view.authError('Type your password.', 'password');
+  await authenticate(() => api.signIn(name, password), name);
+}
+
+async function signUp(name, password, invite) {
+  const nameProblem = userNameProblem(name);
+  if (nameProblem) return view.authError(nameProblem, 'name');
+  const problem = passwordProblem(password);
+  if (problem) return view.authError(problem, 'password');
+  if (signupMode === 'invite' && !invite) return view.authError('Type the invite code you were given.', 'invite');
+  await authenticate(() => api.signUp(name, password, invite), name);
+}
+
+async function authenticate(call, name) {
+  view.authBusy(true);
+  view.authError('');
+  try {
+    const { user, token: issued } = await call();
+    await signedIn(user, issued);
+  } catch (error) {
+    const { text, field } = authProblem(error, name);
+    view.authError(text, field);
+  } finally {
+    view.authBusy(false);
+  }
+}
+
+/* The page now acts as user. Another account than the one this device
+ * remembers: nothing of the other stays (the page starts again). */
+async function signedIn(user, issued = '') {
+  if (!user?.name) return;
+  const before = saved.name();
+  if (before && before !== user.name) {
+    saved.forgetEverything();
+    saved.setMode('accounts');
+    location.reload();
+    return;
+  }
+  signedOut = false;
+  store.profile = user;
+  store.me = user.name;
+  if (issued) sessionToken = issued;
+  saved.setName(user.name);
+  if (new URLSearchParams(location.search).has('invite')) history.replaceState(null, '', location.pathname + location.hash);
+  showIdentity();
+  view.showChat(true);
+  view.hideBanner();
+  dirty.add('messages');
+  dirty.add('members');
+  openRoomFromHash();
+  connection.start();
+  pollRooms();
+}
+
+/* The session is gone (signed out elsewhere, password changed, disabled by
+ * an admin): the page asks to sign in again and keeps nothing open. */
+function sessionEnded(text = 'Your session has ended. Sign in again.') {
+  if (signedOut) return;
+  signedOut = true;
+  store.profile = null;
+  sessionToken = '';
+  connection.stop();
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+  view.showAuthPage({ mode: 'signin', signup: signupMode, error: text });
+}
+
+async function startAccounts(mode) {
+  accounts = true;
+  store.accounts = true;
+  signupMode = mode.signup || 'open';
+  view.useAccounts(true);
+  showIdentity();
+  setInterval(pollRooms, ACCOUNTS_POLL_MS);
+  setInterval(() => store.expireTyping(), TYPING_CHECK_MS);
+  if (!location.hash) history.replaceState(null, '', location.search + '#' + ([...store.rooms.keys()].sort()[0] || DEFAULT_ROOM));
+  const invite = new URLSearchParams(location.search).get('invite') || '';
+  try {
+    await signedIn(await api.me());
+  } catch (error) {
+    if (error.status === 401 || !saved.name()) {
+      signedOut = true;
+      view.showAuthPage({ mode: invite ? 'signup' : 'signin', signup: signupMode, invite,
+        error: error.status === 401 ? '' : error.message });
+    } else {
+      /* unreachable now: the cookie may still be good; the socket finds out */
+      view.showChat(true);
+      store.me = saved.name();
+      showIdentity();
+      openRoomFromHash();
+      connection.start();
+    }
+  }
+}
+
+/* --- accounts: profile --- */
+
+function openProfile() {
+  if (store.profile) view.openProfile(store.profile, { admin: store.profile.role === 'admin' });
+}
+
+async function saveProfile({ display, color }) {
+  const problem = displayNameProblem(display);
+  if (problem) return view.profileStatus(problem, true);
+  if (!COLOR_SHAPE.test(color)) return view.profileStatus('Pick a colour.', true);
+  try {
+    store.profile = await api.updateMe({ display, color });
+    showIdentity();
+    view.profileStatus('Saved.');
+  } catch (error) {
+    if (!signInAgainOn(error)) view.profileStatus(`Not saved: ${error.message}`, true);
+  }
+}
+
+async function changePassword(old, password) {
+  if (!old) return view.passwordStatus('Type your current password.', true);
+  const problem = passwordProblem(password);
+  if (problem) return view.passwordStatus(problem, true);
+  try {
+    store.profile = await api.updateMe({ password, old_password: old });
+    view.passwordStatus('Password changed. Your other devices were signed out.');
+  } catch (error) {
+    if (error.code === 'forbidden') view.passwordStatus('The current password is wrong.', true);
+    else if (!signInAgainOn(error)) view.passwordStatus(`Not changed: ${error.message}`, true);
+  }
+}
+
+/* Sign out (everywhere: every session of the account); nothing of the
+ * person stays on this device. */
+async function signOutAccount(everywhere) {
+  try {
+    await api.signOut(everywhere);
+  } catch {
+    /* already signed out, or offline: the device forgets either way */
+  }
+  connection.stop();
+  saved.forgetEverything();
+  saved.setMode('accounts');
+  location.replace(location.pathname);
+}
+
+/* --- accounts: rooms, members, direct messages --- */
+
+async function createRoom(name, isPrivate) {
+  const problem = roomNameProblem(name);
+  if (problem) return view.roomDialogError(problem);
+  try {
+    const room = await api.createRoom(name, isPrivate);
+    store.addToDirectory(room || { name, private: isPrivate });
+    view.closeRoomDialog();
+    location.hash = name;
+  } catch (error) {
+    if (error.code === 'exists') view.roomDialogError(`A room named "${name}" already exists (it may be private).`);
+    else if (!signInAgainOn(error)) view.roomDialogError(error.message);
+  }
+}
+
+/* Reads the members of a private room (its roster) or a DM's people. */
+async function loadRoster(name) {
+  if (!accounts || !store.isPrivate(name)) {
+    if (store.rosters.has(name)) store.setRoster(name, null);
+    return;
+  }
+  try {
+    const body = await api.roomMembers(name);
+    store.setRoster(name, Array.isArray(body?.roster) ? body.roster : null);
+  } catch (error) {
+    signInAgainOn(error);
+  }
+}
+
+const rosterTimers = new Map();
+
+/* Something happened to a room that is not a message (a membership
+ * change): read its roster again, once for a burst of them. */
+function roomEvent(frame) {
+  const name = frame.room;
+  if (!name || !store.room(name) || rosterTimers.has(name)) return;
+  rosterTimers.set(name, setTimeout(() => {
+    rosterTimers.delete(name);
+    loadRoster(name);
+  }, 200));
+}
+
+async function openMembers() {
+  view.openMembersDialog(store);
+  await loadRoster(store.current);
+}
+
+async function addMember(user, owner) {
+  const name = store.current;
+  const problem = userNameProblem(user);
+  if (problem) return view.inviteStatus(problem, true);
+  try {
+    await api.addMember(name, user, owner ? 'owner' : 'member');
+    view.inviteStatus(owner ? `${user} is now an owner.` : `${user} was added.`);
+    await loadRoster(name);
+  } catch (error) {
+    if (error.status === 404) view.inviteStatus(`There is no account named "${user}".`, true);
+    else if (error.code === 'forbidden') view.inviteStatus('Only an owner of this room can add people.', true);
+    else if (!signInAgainOn(error)) view.inviteStatus(error.message, true);
+  }
+}
+
+/* act: 'owner' (make user an owner) or 'remove' (take user out). */
+async function memberAction(act, user) {
+  const name = store.current;
+  try {
+    if (act === 'owner') await api.addMember(name, user, 'owner');
+    else await api.removeMember(name, user);
+    view.inviteStatus(act === 'owner' ? `${user} is now an owner.` : `${user} was removed.`);
+    await loadRoster(name);
+  } catch (error) {
+    if (!signInAgainOn(error)) view.inviteStatus(error.message, true);
+  }
+}
+
+/* This person leaves the private room on screen (its members). */
+async function leavePrivate() {
+  const name = store.current;
+  if (!name) return;
+  try {
+    await api.removeMember(name, store.me);
+  } catch (error) {
+    if (signInAgainOn(error)) return;
+    if (error.status !== 404) {
+      view.showBanner(`Could not leave ${store.label(name)}: ${error.message}`);
+      return;
+    }
+  }
+  view.closeMembersDialog();
+  connection.send({ type: 'leave', room: name });
+  dropRoom(name);
+}
+
+/* Forgets room name here and shows another. */
+function dropRoom(name) {
+  joinSince.delete(name);
+  saveDraft(name, '');
+  store.forget(name);
+  store.directory.delete(name);
+  if (store.current !== name) return;
+  const next = [...store.rooms.keys()].sort()[0];
+  history.replaceState(null, '', next ? '#' + next : location.pathname);
+  openRoomFromHash();
+}
+
+/* The server took us out of a room: removed by an owner, or closed. */
+function onLeft(frame) {
+  if (!frame.reason || !store.room(frame.room)) return; /* the answer to our own leave */
+  const label = store.label(frame.room);
+  view.showBanner(frame.reason === 'closed' ? `${label} was closed by an admin.` : `You were removed from ${label}.`);
+  dropRoom(frame.room);
+}
+
+/* Opens the direct messages of this person and names (created on first use). */
+async function startDm(names) {
+  const people = [...new Set(names)].filter((name) => name !== store.me);
+  const inDialog = document.getElementById('dm-dialog').open;
+  const fail = (text) => (inDialog ? view.dmDialogError(text) : view.showBanner(text));
+  if (!people.length) return fail('Type the name of someone to write to.');
+  if (people.length > DM_MAX_OTHERS) return fail(`A direct message has at most ${DM_MAX_OTHERS} other people.`);
+  for (const name of people) {
+    const problem = userNameProblem(name);
+    if (problem) return fail(`${name}: ${problem}`);
+  }
+  try {
+    const room = await api.openDm(people);
+    const name = typeof room === 'string' ? room : room?.name;
+    if (!name) throw new Error('The server did not name the conversation.');
+    store.addToDirectory(typeof room === 'string' ? { name, dm: true, private: true, members: [store.me, ...people] }
+      : { members: [store.me, ...people], ...room, dm: true, private: true });
+    view.closeDmDialog();
+    view.closeDrawers();
+    location.hash = name;
+  } catch (error) {
+    if (signInAgainOn(error)) return;
+    fail(error.status === 404 ? `No account named ${people.join(', ')} exists: ${error.message}` : error.message);
+  }
+}
+
+/* With accounts the private rooms and DMs of the person are theirs on every
+ * device: they are joined as the directory lists them. */
+function enterPrivateRooms() {
+  for (const [name, entry] of store.directory) {
+    if (!(entry.private || entry.dm) || store.room(name)) continue;
+    if (store.rooms.size >= AUTO_ROOMS_MAX) return;
+    const room = store.enter(name);
+    if (connection.ready) join(room);
+  }
+}
+
+/* --- accounts: read state --- */
+
+/* What is on screen of the room on screen is read: up to the newest message
+ * visible, and every event once the view is at the bottom. */
+function readNow() {
+  if (!accounts || !store.visible || document.hidden || !store.profile) return;
+  const room = store.room(store.current);
+  if (!room?.loaded) return;
+  const visible = view.readableId();
+  const id = view.atBottom() ? Math.max(room.seenId, visible) : visible;
+  if (id > 0 && store.readTo(room.name, id)) queueRead(room.name, id);
+}
+
+function queueRead(name, id) {
+  let entry = reads.get(name);
+  if (!entry) reads.set(name, entry = { sent: 0, want: 0, at: 0, timer: 0 });
+  if (id <= entry.want) return;
+  entry.want = id;
+  if (entry.timer) return;
+  const wait = entry.at + READ_EVERY_MS - Date.now();
+  if (wait <= 0) sendRead(name);
+  else entry.timer = setTimeout(() => {
+    entry.timer = 0;
+    sendRead(name);
+  }, wait);
+}
+
+/* Sends the newest read of name not yet sent (after the throttle). */
+function sendRead(name) {
+  const entry = reads.get(name);
+  if (!entry || entry.timer || entry.want <= entry.sent || !store.room(name)?.joined) return;
+  if (connection.send({ type: 'read', room: name, id: entry.want })) {
+    entry.sent = entry.want;
+    entry.at = Date.now();
+  }
+}
+
+/* --- accounts: admin --- */
+
+async function openAdmin() {
+  if (store.profile?.role !== 'admin') return;
+  view.openAdmin();
+  await loadAdmin();
+}
+
+async function loadAdmin(status = '') {
+  try {
+    const [users, rooms] = await Promise.all([api.adminUsers(), api.adminRooms()]);
+    view.renderAdmin({ users, rooms }, store.me);
+    view.adminStatus(status);
+  } catch (error) {
+    if (!signInAgainOn(error)) view.adminStatus(`Could not load: ${error.message}`, true);
+  }
+}
+
+/* act: 'disable'|'enable'|'password' (of the account target, with extra the
+ * new password) or 'close' (the room target). */
+async function adminAction(act, target, extra = '') {
+  try {
+    let status = '';
+    if (act === 'disable' || act === 'enable') {
+      await api.setUserEnabled(target, act === 'enable');
+      status = act === 'enable' ? `${target} can sign in again.` : `${target} is disabled; their sessions have ended.`;
+    } else if (act === 'password') {
+      const problem = passwordProblem(extra);
+      if (problem) return view.adminStatus(problem, true);
+      await api.resetPassword(target, extra);
+      status = `The password of ${target} was reset; their sessions have ended.`;
+    } else if (act === 'close') {
+      await api.closeRoom(target);
+      status = `#${target} is closed.`;
+    } else {
+      return;
+    }
+    await loadAdmin(status);
+  } catch (error) {
+    if (!signInAgainOn(error)) view.adminStatus(error.message, true);
+  }
+}
+
+async function createInvite() {
+  try {
+    const invite = await api.createInvite();
+    const link = `${location.origin}/?invite=${encodeURIComponent(invite.code)}`;
+    view.addInvite(invite, link);
+    view.adminStatus('Invite code created: send the link to the person.');
+  } catch (error) {
+    if (!signInAgainOn(error)) view.adminStatus(error.message, true);
+  }
+}
+
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = 'Copied';
+  } catch {
+    button.textContent = 'Press Ctrl+C'; /* the link is selected */
+    button.parentElement.querySelector('input')?.select();
+  }
+}
+
 /* --- start --- */
 
-function start() {
+async function start() {
   store.addEventListener('change', onStoreChange);
   connection.addEventListener('state', onConnectionState);
   connection.addEventListener('welcome', onWelcome);
@@ -670,17 +1174,39 @@ function start() {
     saveName,
     saveToken,
     signOut,
+    signIn,
+    signUp,
+    saveProfile,
+    changePassword,
+    signOutAccount,
+    openAdmin,
+    createRoom,
+    openMembers,
+    addMember,
+    memberAction,
+    leavePrivate,
+    startDm,
+    adminAction,
+    createInvite,
+    copyText,
+    read: readNow,
   }, store);
   window.addEventListener('hashchange', openRoomFromHash);
   document.addEventListener('visibilitychange', () => {
     store.visible = !document.hidden;
     if (store.visible && store.current) store.markRead(store.current);
+    readNow();
   });
-  setInterval(pollRooms, ROOMS_POLL_MS);
-  setInterval(() => store.expireTyping(), TYPING_CHECK_MS);
-
   store.visible = !document.hidden;
   view.renderNotify(notifyState());
+
+  const mode = await detectMode();
+  if (mode.auth === 'accounts') {
+    await startAccounts(mode);
+    return;
+  }
+  setInterval(pollRooms, ROOMS_POLL_MS);
+  setInterval(() => store.expireTyping(), TYPING_CHECK_MS);
   showIdentity();
   if (!location.hash) history.replaceState(null, '', '#' + ([...store.rooms.keys()].sort()[0] || DEFAULT_ROOM));
   openRoomFromHash();

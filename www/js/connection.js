@@ -62,6 +62,13 @@ export class Connection extends EventTarget {
     this.start();
   }
 
+  /* Closes the socket and stays away until start() (e.g. signed out). */
+  stop() {
+    this.#discard();
+    this.#refused = true;
+    this.#setState('idle');
+  }
+
   /* Sends a frame if the connection is usable; false if it is not. */
   send(frame) {
     if (!this.#welcomed || this.#socket.readyState !== WebSocket.OPEN) return false;

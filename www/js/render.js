@@ -1,6 +1,7 @@
 /* render.js — builds DOM nodes for one message (its reply quote, text,
- * "(edited)", tombstone, reactions and actions), a day divider, a member or
- * a room entry. User text only ever reaches the page through textContent and
+ * "(edited)", tombstone, reactions and actions), a day divider, the "new
+ * since you left" divider, a member or a room entry, and with accounts the
+ * entries of a room's roster and of the admin page. User text only ever reaches the page through textContent and
  * attributes; http and https URLs become <a> elements built here, opening in
  * a new tab without access to this page, and @mentions become <span>s. */
 
@@ -336,24 +337,184 @@ export function dayDivider(ts) {
   return node;
 }
 
-export function memberElement(name, me) {
+/* Where a room's unread messages start: after the last one read. */
+export function newDivider() {
+  const node = el('li', 'new-divider');
+  node.setAttribute('role', 'separator');
+  node.dataset.testid = 'new-divider';
+  node.append(el('span', '', 'New since you left'));
+  return node;
+}
+
+/* One person of the members panel. role: 'owner'|'member' in a private
+ * room's roster; canMessage: the name is a button that opens a direct
+ * message with them (accounts). */
+export function memberElement(name, me, { role = '', canMessage = false, online = null } = {}) {
   const item = el('li', 'member');
-  item.dataset.testid = 'member';
+  item.dataset.testid = role ? 'roster-member' : 'member';
   item.dataset.user = name;
-  item.append(avatar(name), el('span', 'member-name', name));
+  if (online === false) item.classList.add('offline');
+  item.append(avatar(name));
+  if (canMessage && name !== me) {
+    const button = el('button', 'member-name member-dm', name);
+    button.type = 'button';
+    button.dataset.testid = 'member-dm';
+    button.dataset.user = name;
+    button.title = `Send ${name} a direct message`;
+    button.setAttribute('aria-label', `${name}: send a direct message`);
+    item.append(button);
+  } else {
+    item.append(el('span', 'member-name', name));
+  }
   if (name === me) item.append(el('span', 'own-tag', 'you'));
+  if (role === 'owner') item.append(el('span', 'role-tag', 'owner'));
   return item;
 }
 
-/* One entry of the room list: a link to #room with its counts. */
-export function roomElement({ name, online, unread, mentions = 0, current, offline }) {
+/* One person of a private room's roster in the members dialog; manage:
+ * the viewer is an owner and may change them. */
+export function rosterElement({ user, role }, me, manage) {
+  const item = el('li', 'member roster-entry');
+  item.dataset.testid = 'roster-entry';
+  item.dataset.user = user;
+  item.append(avatar(user), el('span', 'member-name', user));
+  if (user === me) item.append(el('span', 'own-tag', 'you'));
+  item.append(el('span', 'role-tag', role === 'owner' ? 'owner' : 'member'));
+  if (manage && user !== me) {
+    const actions = el('span', 'row-actions');
+    if (role !== 'owner') {
+      const owner = el('button', 'button small', 'Make owner');
+      owner.type = 'button';
+      owner.dataset.act = 'owner';
+      owner.dataset.user = user;
+      owner.dataset.testid = 'roster-make-owner';
+      owner.setAttribute('aria-label', `Make ${user} an owner`);
+      actions.append(owner);
+    }
+    const remove = el('button', 'button small subtle', 'Remove');
+    remove.type = 'button';
+    remove.dataset.act = 'remove';
+    remove.dataset.user = user;
+    remove.dataset.testid = 'roster-remove';
+    remove.setAttribute('aria-label', `Remove ${user} from the room`);
+    actions.append(remove);
+    item.append(actions);
+  }
+  return item;
+}
+
+/* An avatar in a person's own colour (accounts: the profile's colour). */
+export function colorAvatar(node, name, color) {
+  node.className = `avatar ${hueClass(name || '?')}`;
+  node.textContent = initials(name || '?');
+  if (color) node.style.setProperty('--hue', color);
+  else node.style.removeProperty('--hue');
+}
+
+function actButton(label, act, data, testid, aria = '') {
+  const button = el('button', `button small${act === 'close' || act === 'disable' ? ' subtle-danger' : ''}`, label);
+  button.type = 'button';
+  button.dataset.act = act;
+  button.dataset.testid = testid;
+  for (const [key, value] of Object.entries(data)) button.dataset[key] = value;
+  if (aria) button.setAttribute('aria-label', aria);
+  return button;
+}
+
+/* One account of the admin page: who, role, state and its actions. */
+export function adminUserElement(user, me) {
+  const item = el('li', `admin-row${user.disabled ? ' disabled' : ''}`);
+  item.dataset.testid = 'admin-user';
+  item.dataset.user = user.name;
+  const who = el('span', 'admin-who');
+  who.append(el('strong', '', user.name));
+  if (user.display && user.display !== user.name) who.append(el('span', 'muted', ` (${user.display})`));
+  item.append(who);
+  if (user.role === 'admin') item.append(el('span', 'role-tag', 'admin'));
+  if (user.disabled) item.append(el('span', 'state-tag', 'disabled'));
+  const actions = el('span', 'row-actions');
+  if (user.name !== me) {
+    actions.append(user.disabled
+      ? actButton('Enable', 'enable', { user: user.name }, 'admin-enable', `Enable ${user.name}`)
+      : actButton('Disable', 'disable', { user: user.name }, 'admin-disable', `Disable ${user.name}`));
+  }
+  actions.append(actButton('Reset password', 'reset', { user: user.name }, 'admin-reset', `Reset the password of ${user.name}`));
+  item.append(actions);
+  return item;
+}
+
+/* The inline form that sets a new password for user on the admin page. */
+export function resetForm(user) {
+  const form = el('form', 'reset-form');
+  form.noValidate = true;
+  form.dataset.user = user;
+  form.dataset.testid = 'admin-reset-form';
+  const label = el('label', '', `New password for ${user}`);
+  const input = el('input');
+  input.type = 'password';
+  input.autocomplete = 'new-password';
+  input.maxLength = 256;
+  input.id = `reset-${user.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+  input.dataset.testid = 'admin-reset-input';
+  label.htmlFor = input.id;
+  const save = el('button', 'button primary small', 'Set password');
+  save.type = 'submit';
+  save.dataset.testid = 'admin-reset-save';
+  const cancel = actButton('Cancel', 'cancel-reset', {}, 'admin-reset-cancel');
+  form.append(label, input, save, cancel);
+  return form;
+}
+
+/* One room of the admin page. */
+export function adminRoomElement(room) {
+  const item = el('li', `admin-row${room.closed ? ' disabled' : ''}`);
+  item.dataset.testid = 'admin-room';
+  item.dataset.room = room.name;
+  const who = el('span', 'admin-who');
+  who.append(el('strong', '', room.dm ? 'Direct message' : `#${room.name}`));
+  const kind = room.dm ? (room.members || []).join(', ') : room.private ? 'private' : 'public';
+  who.append(el('span', 'muted', ` ${kind} · ${room.last_id || 0} events`));
+  item.append(who);
+  if (room.closed) {
+    item.append(el('span', 'state-tag', 'closed'));
+  } else {
+    const actions = el('span', 'row-actions');
+    actions.append(actButton('Close', 'close', { room: room.name }, 'admin-close', `Close ${room.name}`));
+    item.append(actions);
+  }
+  return item;
+}
+
+/* A new invite code with its sign-up link and a copy button. */
+export function inviteElement({ code, expires }, link) {
+  const item = el('li', 'admin-row invite-row');
+  item.dataset.testid = 'admin-invite-code';
+  item.dataset.code = code;
+  const input = el('input', 'invite-link');
+  input.readOnly = true;
+  input.value = link;
+  input.setAttribute('aria-label', `Sign-up link with invite code ${code}`);
+  input.dataset.testid = 'admin-invite-link';
+  const copy = actButton('Copy link', 'copy', { link }, 'admin-invite-copy');
+  item.append(input, copy);
+  if (expires) item.append(el('span', 'muted small', `valid until ${fullFormat.format(new Date(expires))}`));
+  return item;
+}
+
+/* One entry of the room list: a link to #room with its counts. label: what
+ * it is called (a DM: its people); kind: 'public'|'private'|'dm'. */
+export function roomElement({ name, online, unread, mentions = 0, current, offline, label = '', kind = 'public' }) {
   const item = el('li', 'room-item');
-  const a = el('a', 'room-link');
+  const a = el('a', `room-link kind-${kind}`);
   a.href = '#' + name;
   a.dataset.testid = 'room-link';
   a.dataset.room = name;
   if (current) a.setAttribute('aria-current', 'page');
-  a.append(el('span', 'room-hash', '#'), el('span', 'room-name', name));
+  const mark = { dm: '@', private: '🔒' }[kind] || '#';
+  const hash = el('span', 'room-hash', mark);
+  hash.setAttribute('aria-hidden', 'true');
+  a.append(hash, el('span', 'room-name', label || name));
+  if (kind === 'private') a.title = `${name} (private)`;
   const meta = [];
   if (online !== null && online !== undefined) {
     const count = el('span', 'room-online', String(online));
@@ -376,7 +537,9 @@ export function roomElement({ name, online, unread, mentions = 0, current, offli
     meta.push(`${mentions} mention${mentions === 1 ? '' : 's'} of you`);
   }
   if (offline) a.classList.add('not-joined');
-  if (meta.length) a.setAttribute('aria-label', `${name}, ${meta.join(', ')}`);
+  if (kind === 'private') meta.unshift('private');
+  if (kind === 'dm') meta.unshift('direct message');
+  if (meta.length) a.setAttribute('aria-label', `${label || name}, ${meta.join(', ')}`);
   item.append(a);
   return item;
 }

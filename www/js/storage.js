@@ -1,5 +1,6 @@
 /* storage.js — what this device remembers between visits, in localStorage:
- * the display name, the sign-in token, the rooms the person is in, the last id read per room,
+ * the display name, the sign-in token, the server's auth mode (for a visit
+ * while it cannot be reached), the rooms the person is in, the last id read per room,
  * drafts, the outbox of messages not yet acknowledged, and whether to notify
  * of mentions. Every read
  * tolerates a missing or corrupt value; every write tolerates a full or
@@ -46,6 +47,10 @@ export const saved = {
   /* the sign-in token, on a server with auth on ('' when none) */
   token: () => read('token', ''),
   setToken: (token) => write('token', token),
+
+  /* 'accounts' when the server last said auth = accounts, else '' */
+  mode: () => read('mode', ''),
+  setMode: (mode) => write('mode', mode),
 
   rooms: () => read('rooms', []),
   updateRooms: (change) => update('rooms', [], change),

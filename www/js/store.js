@@ -13,11 +13,19 @@
  * arrives (a REST page read before the change, a replay after a re-join), so
  * every copy ends in the same state however the copies and the changes
  * interleave: the last edit gives the text, a delete is final, and for each
- * (user, emoji) the last react or unreact decides. */
+ * (user, emoji) the last react or unreact decides.
+ *
+ * With auth = accounts the server keeps what the account has read: each
+ * room's read state is the server's last snapshot (GET /api/rooms, joined)
+ * plus what this page saw since (messages held, mentions, read frames of the
+ * account's other devices, and its own reads), and the page names direct
+ * messages after the other people in them. */
 
 import { saved } from './storage.js';
 
 const TYPING_SHOWN_MS = 4000;
+const UNREAD_MAX = 999; /* the server counts no further */
+const DM_NAME = /^dm-[0-9a-f]{24}$/;
 const CHANGES_KEPT = 5000; /* change events kept per room, for copies of messages still to come */
 
 /* A message as the store keeps it: every field of PROTOCOL.md present (an
@@ -89,6 +97,7 @@ function newRoom(name) {
     ourChanges: new Map(),/* ref -> {ref, kind, target, text?, emoji?, add?, state} not yet acknowledged */
     notices: new Map(),   /* message id -> why our change of it failed */
     replyTo: null,        /* {id, user, text}: the message the composer answers */
+    dividerAfter: null,   /* accounts: "new since you left" goes after this id (null: not known yet) */
   };
 }
 
@@ -100,6 +109,10 @@ export class Store extends EventTarget {
   rooms = new Map();     /* the rooms this person is in, by name */
   editing = null;        /* {room, id}: the message being edited in place */
   mentionCounts = new Map(); /* room -> mentions of this person not yet read there */
+  accounts = false;      /* auth = accounts: read state, rooms and people come from the server */
+  profile = null;        /* accounts: the signed-in user {name, display, color, role} */
+  reads = new Map();     /* accounts: room -> {lastRead, known, base: {unread, mentions, lastId}, mentionIds} */
+  rosters = new Map();   /* accounts: private room -> [{user, role}] as last read */
   #lastRead = saved.lastRead();
 
   constructor() {
@@ -138,17 +151,163 @@ export class Store extends EventTarget {
 
   setCurrent(name) {
     this.current = name;
+    const room = this.rooms.get(name);
+    if (this.accounts && room) {
+      const state = this.reads.get(name);
+      room.dividerAfter = state?.known ? state.lastRead : null; /* else the join's last_read */
+    }
     this.markRead(name);
     this.#changed(name, 'current');
   }
 
   setDirectory(list) {
-    this.directory = new Map(list.map((r) => [r.name, { last_id: r.last_id, online: r.online }]));
-    for (const [name, entry] of this.directory) {
-      const room = this.rooms.get(name);
-      if (room && entry.last_id > room.lastId) room.lastId = entry.last_id;
+    this.directory = new Map(list.map((r) => [r.name, {
+      last_id: r.last_id,
+      online: r.online,
+      private: Boolean(r.private),
+      dm: Boolean(r.dm),
+      members: Array.isArray(r.members) ? r.members : null,
+    }]));
+    for (const r of list) {
+      const room = this.rooms.get(r.name);
+      if (room && r.last_id > room.lastId) room.lastId = r.last_id;
+      if (this.accounts) this.#snapshot(r.name, { unread: r.unread, mentions: r.mentions, lastId: r.last_id });
     }
     this.#changed(null, 'rooms');
+  }
+
+  /* Adds or updates one room of the directory (one just created or opened). */
+  addToDirectory(r) {
+    const entry = this.directory.get(r.name) || { last_id: 0, online: null };
+    Object.assign(entry, {
+      last_id: Math.max(entry.last_id || 0, r.last_id || 0),
+      private: Boolean(r.private),
+      dm: Boolean(r.dm),
+      members: Array.isArray(r.members) ? r.members : entry.members ?? null,
+    });
+    this.directory.set(r.name, entry);
+    this.#changed(r.name, 'rooms');
+  }
+
+  /* --- accounts: private rooms, direct messages, rosters --- */
+
+  isDm(name) {
+    if (!this.accounts) return false;
+    const entry = this.directory.get(name);
+    return entry ? entry.dm : DM_NAME.test(name);
+  }
+
+  isPrivate(name) {
+    return Boolean(this.directory.get(name)?.private) || this.isDm(name);
+  }
+
+  /* The other people of a direct-message room, as far as known. */
+  dmPeople(name) {
+    const members = this.directory.get(name)?.members || this.rosters.get(name)?.map((m) => m.user) || [];
+    return members.filter((user) => user !== this.me).sort((a, b) => a.localeCompare(b));
+  }
+
+  /* What a room is called on screen: "#name", or a DM's people. */
+  label(name) {
+    if (!this.isDm(name)) return `#${name}`;
+    const people = this.dmPeople(name);
+    return people.length ? people.join(', ') : 'Direct message';
+  }
+
+  /* roster: [{user, role}] of a private room (null: not shown to us). */
+  setRoster(name, roster) {
+    if (roster) this.rosters.set(name, roster);
+    else this.rosters.delete(name);
+    this.#changed(name, 'members');
+  }
+
+  isOwner(name) {
+    return Boolean(this.rosters.get(name)?.some((m) => m.user === this.me && m.role === 'owner'));
+  }
+
+  /* --- accounts: read state --- */
+
+  #readState(name) {
+    let state = this.reads.get(name);
+    if (!state) {
+      state = { lastRead: 0, known: false, base: { unread: 0, mentions: 0, lastId: 0 }, mentionIds: new Set() };
+      this.reads.set(name, state);
+    }
+    return state;
+  }
+
+  /* The server's counts for a room at its last_id; lastRead when it said. */
+  #snapshot(name, { unread = 0, mentions = 0, lastId = 0, lastRead = null }) {
+    const state = this.#readState(name);
+    if (lastRead !== null) {
+      state.lastRead = Math.max(state.lastRead, lastRead);
+      state.known = true;
+    }
+    /* a read this page sent may not have reached the server's counts yet */
+    const ahead = state.lastRead >= lastId;
+    state.base = { unread: ahead ? 0 : Number(unread) || 0, mentions: ahead ? 0 : Number(mentions) || 0, lastId };
+    for (const id of state.mentionIds) if (id <= lastId) state.mentionIds.delete(id);
+    this.#changed(name, 'rooms');
+  }
+
+  /* A joined frame: its counts, and where the person stopped reading. */
+  joinedReadState(frame) {
+    if (!this.accounts) return;
+    const lastRead = Number(frame.last_read) || 0;
+    this.#snapshot(frame.room, { unread: frame.unread, mentions: frame.mentions, lastId: frame.last_id || 0, lastRead });
+    const room = this.rooms.get(frame.room);
+    if (room && (room.dividerAfter === null || frame.room !== this.current)) room.dividerAfter = lastRead;
+    this.#changed(frame.room, 'messages');
+  }
+
+  /* The account has read name up to id (here, or on another device). */
+  readTo(name, id) {
+    const state = this.#readState(name);
+    state.known = true;
+    if (id <= state.lastRead) return false;
+    state.lastRead = id;
+    if (id >= state.base.lastId) state.base = { unread: 0, mentions: 0, lastId: state.base.lastId };
+    for (const mention of state.mentionIds) if (mention <= id) state.mentionIds.delete(mention);
+    this.#changed(name, 'rooms');
+    return true;
+  }
+
+  lastReadId(name) {
+    return this.reads.get(name)?.lastRead || 0;
+  }
+
+  /* Held messages of name that are not ours, not deleted and after id. */
+  #heldAfter(room, id, test = () => true) {
+    let count = 0;
+    for (const message of room.messages.values()) {
+      if (message.id > id && message.user !== this.me && !message.deleted && test(message)) count++;
+    }
+    return count;
+  }
+
+  /* True when the held messages reach back to the last read id. */
+  #holdsUnread(room, state) {
+    if (!room?.loaded) return false;
+    if (!room.hasOlder) return true;
+    return room.messages.size > 0 && Math.min(...room.messages.keys()) <= state.lastRead + 1;
+  }
+
+  #serverUnread(name) {
+    const state = this.reads.get(name);
+    const room = this.rooms.get(name);
+    if (!state) return 0;
+    if (this.#holdsUnread(room, state)) return Math.min(UNREAD_MAX, this.#heldAfter(room, state.lastRead));
+    const since = Math.max(state.base.lastId, state.lastRead);
+    return Math.min(UNREAD_MAX, state.base.unread + (room ? this.#heldAfter(room, since) : 0));
+  }
+
+  #serverMentions(name) {
+    const state = this.reads.get(name);
+    if (!state) return 0;
+    const since = Math.max(state.base.lastId, state.lastRead);
+    let count = state.base.lastId > state.lastRead ? state.base.mentions : 0;
+    for (const id of state.mentionIds) if (id > since) count++;
+    return count;
   }
 
   /* Connection lost: no room is joined until the server says so again, and
@@ -170,6 +329,7 @@ export class Store extends EventTarget {
     room.joined = true;
     room.lastId = Math.max(room.lastId, frame.last_id || 0);
     room.members = new Set(frame.members || []);
+    this.joinedReadState(frame);
     this.#changed(room.name, 'members');
     this.#changed(room.name, 'rooms');
     return room;
@@ -517,7 +677,7 @@ export class Store extends EventTarget {
   }
 
   markRead(name) {
-    if (!this.visible) return;
+    if (!this.visible || this.accounts) return; /* accounts: app.js reads what is on screen */
     if (this.mentionCounts.delete(name)) this.#changed(name, 'rooms');
     const room = this.rooms.get(name);
     if (!room) return;
@@ -528,7 +688,13 @@ export class Store extends EventTarget {
    * now; true if counted. */
   mentioned(frame) {
     if (frame.room === this.current && this.visible) return false;
-    this.mentionCounts.set(frame.room, (this.mentionCounts.get(frame.room) || 0) + 1);
+    if (this.accounts) {
+      const state = this.#readState(frame.room);
+      if (frame.id <= state.lastRead) return false;
+      state.mentionIds.add(frame.id);
+    } else {
+      this.mentionCounts.set(frame.room, (this.mentionCounts.get(frame.room) || 0) + 1);
+    }
     if (!this.directory.has(frame.room) && !this.rooms.has(frame.room)) {
       this.directory.set(frame.room, { last_id: frame.id, online: null });
     }
@@ -537,6 +703,7 @@ export class Store extends EventTarget {
   }
 
   mentionCount(name) {
+    if (this.accounts) return this.#serverMentions(name);
     return this.mentionCounts.get(name) || 0;
   }
 
@@ -552,6 +719,7 @@ export class Store extends EventTarget {
    * whose messages are held they are counted; for another room the
    * difference of ids is the best guess. */
   unread(name) {
+    if (this.accounts) return this.#serverUnread(name);
     if (!(name in this.#lastRead)) return null;
     const read = this.#lastRead[name];
     const room = this.rooms.get(name);

@@ -1,5 +1,5 @@
-/* validate.js — the PROTOCOL.md rules for room names, user names, tokens and
- * message text, checked in the browser before anything goes on the wire.
+/* validate.js — the PROTOCOL.md rules for room names, user names, tokens,
+ * passwords (docs/ACCOUNTS-DRAFT.md), colours and message text, checked in the browser before anything goes on the wire.
  * Each check returns null when the value is fine, or a sentence saying why
  * it is not. */
 
@@ -42,6 +42,29 @@ export function tokenProblem(token) {
   if (token.length > TOKEN_MAX || !TOKEN_SHAPE.test(token)) return 'That is not a sign-in token: it has three parts separated by dots.';
   return null;
 }
+
+const PASSWORD_MIN = 8;
+const PASSWORD_MAX = 256;
+
+export function passwordProblem(password) {
+  if (password.length === 0) return 'Type a password.';
+  const length = codePoints(password);
+  if (length < PASSWORD_MIN) return `Passwords have at least ${PASSWORD_MIN} characters.`;
+  if (length > PASSWORD_MAX) return `Passwords have at most ${PASSWORD_MAX} characters.`;
+  return null;
+}
+
+const DISPLAY_MAX = 32;
+
+/* A profile's display name; expected trimmed. */
+export function displayNameProblem(display) {
+  if (display.length === 0) return 'Type a display name.';
+  if (codePoints(display) > DISPLAY_MAX) return `Display names are at most ${DISPLAY_MAX} characters.`;
+  if (CONTROL_CHARS.test(display)) return 'Display names cannot contain control characters.';
+  return null;
+}
+
+export const COLOR_SHAPE = /^#[0-9a-fA-F]{6}$/;
 
 /* text is expected trimmed. */
 export function messageTextProblem(text) {

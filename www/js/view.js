@@ -7,11 +7,17 @@
  * messages to screen readers. It owns what only lives on screen: the editor
  * of a message edited in place, the hover actions (long-press on a touch
  * screen), the reaction picker and delete confirmation popover, and the @
- * autocomplete of the composer. It never changes chat state; user actions go
+ * autocomplete of the composer. With auth = accounts it also paints the
+ * sign-in and sign-up page, the direct-message list, a private room's
+ * roster, the "new since you left" divider, and the dialogs: profile, new
+ * room, members (invite), new direct message and the admin page; every
+ * dialog is modal, keeps the focus inside, closes with Escape and gives the
+ * focus back to what opened it. It never changes chat state; user actions go
  * back to app.js through the handlers given to bindActions(). */
 
-import { dayDivider, dayKey, el, emojiPicker, hueClass, initials, memberElement, mentionOption, messageElement,
-  messageSignature, pendingElement, roomElement } from './render.js';
+import { adminRoomElement, adminUserElement, colorAvatar, dayDivider, dayKey, el, emojiPicker, hueClass, initials,
+  inviteElement, memberElement, mentionOption, messageElement, messageSignature, newDivider, pendingElement,
+  resetForm, roomElement, rosterElement } from './render.js';
 
 const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 160;
@@ -78,6 +84,66 @@ const els = {
   signOut: $('sign-out'),
   nameCancel: $('name-cancel'),
   nameSave: $('name-save'),
+  layout: document.querySelector('.layout'),
+  joinLabel: $('join-label'),
+  newRoom: $('new-room'),
+  dmSection: $('dm-section'),
+  dmList: $('dm-list'),
+  newDm: $('new-dm'),
+  manageMembers: $('manage-members'),
+  membersTitle: $('members-title'),
+  rosterTitle: $('roster-title'),
+  rosterList: $('roster-list'),
+  authPage: $('auth-page'),
+  authForm: $('auth-form'),
+  authTitle: $('auth-title'),
+  authHint: $('auth-hint'),
+  authName: $('auth-name'),
+  authPassword: $('auth-password'),
+  authPasswordHint: $('auth-password-hint'),
+  authInviteField: $('auth-invite-field'),
+  authInvite: $('auth-invite'),
+  authError: $('auth-error'),
+  authSubmit: $('auth-submit'),
+  authSwitch: $('auth-switch'),
+  authSwitchText: $('auth-switch-text'),
+  profileDialog: $('profile-dialog'),
+  profileName: $('profile-name'),
+  profileRole: $('profile-role'),
+  profileForm: $('profile-form'),
+  profileDisplay: $('profile-display'),
+  profileColor: $('profile-color'),
+  profilePreview: $('profile-preview'),
+  profileStatus: $('profile-status'),
+  passwordForm: $('password-form'),
+  passwordOld: $('password-old'),
+  passwordNew: $('password-new'),
+  passwordStatus: $('password-status'),
+  openAdmin: $('open-admin'),
+  signOutAccount: $('sign-out-account'),
+  signOutEverywhere: $('sign-out-everywhere'),
+  roomDialog: $('room-dialog'),
+  roomForm: $('room-form'),
+  roomName: $('room-name'),
+  roomError: $('room-error'),
+  membersDialog: $('members-dialog'),
+  membersDialogTitle: $('members-dialog-title'),
+  membersRoster: $('members-roster'),
+  inviteForm: $('invite-form'),
+  inviteName: $('invite-name'),
+  inviteOwner: $('invite-owner'),
+  inviteStatus: $('invite-status'),
+  leavePrivate: $('leave-private'),
+  dmDialog: $('dm-dialog'),
+  dmForm: $('dm-form'),
+  dmNames: $('dm-names'),
+  dmError: $('dm-error'),
+  adminDialog: $('admin-dialog'),
+  adminStatus: $('admin-status'),
+  adminUsers: $('admin-users'),
+  adminRooms: $('admin-rooms'),
+  adminInvite: $('admin-invite'),
+  adminInvites: $('admin-invites'),
 };
 
 /* --- connection state, identity, banner --- */
@@ -97,11 +163,11 @@ export function renderConnection({ state, retryInMs }) {
   els.connText.textContent = label;
 }
 
-/* anonymous: what the identity button says before the person has a name */
-export function renderMe(name, anonymous = 'Choose a name') {
+/* anonymous: what the identity button says before the person has a name;
+ * color: the profile's colour (accounts). */
+export function renderMe(name, anonymous = 'Choose a name', color = '') {
   els.meName.textContent = name || anonymous;
-  els.meAvatar.className = `avatar ${hueClass(name || '?')}`;
-  els.meAvatar.textContent = initials(name || '?');
+  colorAvatar(els.meAvatar, name, color);
 }
 
 export function showBanner(text) {
@@ -198,38 +264,58 @@ export function renderRooms(store) {
   renderRoomHeader(store);
 }
 
+function roomKind(store, name) {
+  if (!store.accounts) return 'public';
+  if (store.isDm(name)) return 'dm';
+  return store.isPrivate(name) ? 'private' : 'public';
+}
+
 function paintRoomLists(store) {
-  const mine = [...store.rooms.keys()].sort();
-  const others = [...store.directory.keys()].filter((name) => !store.rooms.has(name)).sort();
-  els.myRooms.replaceChildren(...mine.map((name) => roomElement({
-    name,
-    online: store.onlineCount(name),
-    unread: name === store.current ? 0 : store.unread(name),
-    mentions: store.mentionCount(name),
-    current: name === store.current,
-    offline: !store.room(name).joined,
-  })));
-  els.otherRooms.replaceChildren(...others.map((name) => roomElement({
-    name,
-    online: store.onlineCount(name),
-    unread: store.unread(name),
-    mentions: store.mentionCount(name),
-    current: false,
-    offline: true,
-  })));
+  const isDm = (name) => store.accounts && store.isDm(name);
+  const mine = [...store.rooms.keys()].filter((name) => !isDm(name)).sort();
+  const others = [...store.directory.keys()].filter((name) => !store.rooms.has(name) && !isDm(name)).sort();
+  const entry = (name) => {
+    const held = store.room(name);
+    const current = name === store.current;
+    return roomElement({
+      name,
+      label: store.accounts ? store.label(name).replace(/^#/, '') : '',
+      kind: roomKind(store, name),
+      online: store.onlineCount(name),
+      /* accounts: the server's count, 0 once read; else this device's */
+      unread: current && !store.accounts ? 0 : store.unread(name),
+      mentions: store.mentionCount(name),
+      current,
+      offline: !held?.joined,
+    });
+  };
+  els.myRooms.replaceChildren(...mine.map(entry));
+  els.otherRooms.replaceChildren(...others.map(entry));
+  els.dmSection.hidden = !store.accounts;
+  els.dmList.hidden = !store.accounts;
+  if (store.accounts) {
+    const dms = new Set([...store.rooms.keys(), ...store.directory.keys()].filter(isDm));
+    els.dmList.replaceChildren(...[...dms]
+      .sort((a, b) => store.label(a).localeCompare(store.label(b)))
+      .map(entry));
+  }
 }
 
 function renderRoomHeader(store) {
   const name = store.current;
-  els.roomTitle.textContent = name ? `#${name}` : 'No room';
+  els.roomTitle.textContent = name ? store.label(name) : 'No room';
+  const privateRoom = Boolean(name) && store.accounts && store.isPrivate(name) && !store.isDm(name);
+  els.manageMembers.hidden = !privateRoom;
+  els.manageMembers.textContent = privateRoom && store.isOwner(name) ? 'Invite' : 'Members';
+  els.leave.hidden = Boolean(name) && store.accounts && store.isDm(name);
   const online = name ? store.onlineCount(name) : null;
   els.roomMeta.textContent = online === null ? '' : `${online} online`;
   els.leave.disabled = !name;
   els.toggleMembers.disabled = !name;
   els.composerInput.disabled = !name;
-  els.composerInput.placeholder = name ? `Message #${name}` : 'Join a room to write';
+  els.composerInput.placeholder = name ? `Message ${store.label(name)}` : 'Join a room to write';
   els.composer.querySelector('button').disabled = !name;
-  document.title = name ? `#${name} · TurboChat` : 'TurboChat';
+  document.title = name ? `${store.label(name)} · TurboChat` : 'TurboChat';
 }
 
 export function joinError(text) {
@@ -241,8 +327,19 @@ export function joinError(text) {
 export function renderMembers(store) {
   const room = store.room(store.current);
   const names = room ? [...room.members].sort((a, b) => a.localeCompare(b)) : [];
-  els.memberList.replaceChildren(...names.map((name) => memberElement(name, store.me)));
+  const canMessage = store.accounts;
+  els.memberList.replaceChildren(...names.map((name) => memberElement(name, store.me, { canMessage })));
+  /* a private room's members see who belongs to it, online or not */
+  const roster = store.accounts && room ? store.rosters.get(room.name) : null;
+  els.rosterTitle.hidden = !roster;
+  els.rosterList.hidden = !roster;
+  if (roster) {
+    const sorted = [...roster].sort((a, b) => a.user.localeCompare(b.user));
+    els.rosterList.replaceChildren(...sorted.map((m) => memberElement(m.user, store.me,
+      { role: m.role || 'member', canMessage, online: room.members.has(m.user) })));
+  }
   renderRoomHeader(store);
+  if (els.membersDialog.open) renderMembersDialog(store);
 }
 
 export function renderTyping(store) {
@@ -258,6 +355,7 @@ export function renderTyping(store) {
 
 let renderedRoom = null;
 let renderedSeenId = 0;
+let dividerShownFor = null; /* the room whose divider was scrolled to */
 const nodeCache = new Map(); /* key -> {signature, node} */
 
 function cached(key, signature, build) {
@@ -283,7 +381,13 @@ function messageNodes(store, room) {
     nodes.push(node);
     previous = { user, ts: ts || previous?.ts };
   };
+  let divided = !store.accounts || !(room.dividerAfter > 0);
   for (const m of store.sortedMessages(room.name)) {
+    if (!divided && m.id > room.dividerAfter && m.user !== store.me && !m.deleted) {
+      nodes.push(cached('new', String(room.dividerAfter), newDivider));
+      previous = null;
+      divided = true;
+    }
     const saving = store.pendingEdit(room.name, m.id);
     const look = {
       own: m.user === store.me,
@@ -460,10 +564,32 @@ export function renderMessages(store, { forceBottom = false } = {}) {
   renderHistoryTop(room);
   if (stick) scrollToBottom();
   else restoreAnchor(anchor);
+  /* a room opened with unread messages starts at "new since you left" */
+  const divider = els.messageList.querySelector('.new-divider');
+  if (divider && dividerShownFor !== renderedRoom) {
+    dividerShownFor = renderedRoom;
+    els.scroller.scrollTop = Math.min(els.scroller.scrollTop, divider.offsetTop - 8);
+  }
+  if (switched && !divider) dividerShownFor = null;
   /* the newest message, not the newest event: a reaction is not news */
   const seenId = room && room.messages.size ? Math.max(...room.messages.keys()) : 0;
   if (!stick && renderedSeenId && seenId > renderedSeenId) els.marker.hidden = false;
   renderedSeenId = seenId;
+}
+
+/* The newest stored message the reader can see now (0: none). */
+export function readableId() {
+  const bottom = els.scroller.scrollTop + els.scroller.clientHeight;
+  const rows = els.messageList.querySelectorAll('.msg[data-id]');
+  for (let i = rows.length - 1; i >= 0; i--) {
+    if (rows[i].offsetTop + Math.min(rows[i].offsetHeight, 24) <= bottom + 1) return Number(rows[i].dataset.id);
+  }
+  return 0;
+}
+
+/* The reader is at the newest message (so every event of the room is read). */
+export function atBottom() {
+  return isNearBottom();
 }
 
 /* Scrolls message id into the middle of the view and highlights it. */
@@ -768,6 +894,347 @@ function toggleDrawer(name) {
   if (open) (name === 'rooms' ? els.sidebar.querySelector('a, input') : els.members)?.focus();
 }
 
+/* --- accounts: the sign-in and sign-up page --- */
+
+/* The page shows either the chat or, signed out, the sign-in page. */
+export function showChat(on) {
+  els.layout.hidden = !on;
+  els.authPage.hidden = on;
+  els.body.classList.toggle('signed-out', !on);
+}
+
+/* mode: 'signin'|'signup'; signup: the server's 'open'|'invite'|'closed';
+ * invite: a code from the address; error: why the person is here again. */
+export function showAuthPage({ mode = 'signin', signup = 'open', invite = '', error = '' } = {}) {
+  showChat(false);
+  els.authForm.dataset.signup = signup;
+  setAuthMode(mode, signup);
+  if (invite) els.authInvite.value = invite;
+  authError(error);
+  els.authName.focus();
+}
+
+function setAuthMode(mode, signup = els.authForm.dataset.signup) {
+  const up = mode === 'signup';
+  els.authForm.dataset.mode = mode;
+  els.authTitle.textContent = up ? 'Create an account' : 'Sign in';
+  els.authSubmit.textContent = up ? 'Create account' : 'Sign in';
+  els.authPassword.autocomplete = up ? 'new-password' : 'current-password';
+  els.authPasswordHint.hidden = !up;
+  els.authInviteField.hidden = !(up && (signup === 'invite' || els.authInvite.value));
+  let hint = '';
+  if (up && signup === 'invite') hint = 'This server admits new people with an invite code from an admin.';
+  else if (up && signup === 'closed') hint = 'Sign-up is closed on this server: an admin makes accounts.';
+  else if (!up) hint = 'Sign in to chat. Your rooms, direct messages and what you have read follow you to every device.';
+  els.authHint.textContent = hint;
+  els.authSwitchText.textContent = up ? 'Have an account?' : 'No account yet?';
+  els.authSwitch.textContent = up ? 'Sign in' : 'Create one';
+  els.authSwitch.parentElement.hidden = !up && signup === 'closed';
+  authError('');
+}
+
+/* field: 'name'|'password'|'invite' the problem is about (marked invalid
+ * and focused), or '' for the form as a whole. */
+export function authError(text, field = '') {
+  els.authError.textContent = text;
+  const inputs = { name: els.authName, password: els.authPassword, invite: els.authInvite };
+  for (const [key, input] of Object.entries(inputs)) {
+    if (key === field && text) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  }
+  if (text && inputs[field]) inputs[field].focus();
+}
+
+export function authBusy(busy) {
+  els.authSubmit.disabled = busy;
+}
+
+/* --- dialogs --- */
+
+const FOCUSABLE = 'button, input, select, textarea, a[href], [tabindex]:not([tabindex="-1"])';
+const openers = new Map(); /* dialog -> the element that had the focus when it opened */
+
+/* Opens dialog modally with the focus on first (or its first field). */
+function openDialog(dialog, first = null) {
+  if (!dialog.open) {
+    openers.set(dialog, document.activeElement);
+    dialog.showModal();
+  }
+  (first || dialog.querySelector(FOCUSABLE))?.focus();
+}
+
+export function closeDialog(dialog) {
+  if (dialog.open) dialog.close();
+}
+
+/* Tab and Shift+Tab go round inside the dialog; the focus goes back to the
+ * opener when it closes (by Escape, a close button or the page). */
+function bindDialog(dialog) {
+  dialog.addEventListener('keydown', (event) => {
+    if (event.key !== 'Tab') return;
+    const items = [...dialog.querySelectorAll(FOCUSABLE)]
+      .filter((node) => !node.disabled && node.getClientRects().length && !(node.type === 'radio' && !node.checked));
+    if (!items.length) return;
+    const first = items[0];
+    const last = items.at(-1);
+    if (event.shiftKey && (document.activeElement === first || !dialog.contains(document.activeElement))) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && (document.activeElement === last || !dialog.contains(document.activeElement))) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
+  dialog.addEventListener('click', (event) => {
+    if (event.target.closest('[data-close]')) closeDialog(dialog);
+  });
+  dialog.addEventListener('close', () => {
+    const opener = openers.get(dialog);
+    openers.delete(dialog);
+    if (opener?.isConnected && !opener.closest('[hidden]')) opener.focus();
+  });
+}
+
+/* --- accounts: profile --- */
+
+export function openProfile(profile, { admin = false } = {}) {
+  els.profileName.textContent = profile.name;
+  els.profileRole.textContent = profile.role === 'admin' ? 'admin' : '';
+  els.profileDisplay.value = profile.display || profile.name;
+  els.profileColor.value = /^#[0-9a-fA-F]{6}$/.test(profile.color || '') ? profile.color : '#4f46e5';
+  colorAvatar(els.profilePreview, els.profileDisplay.value, els.profileColor.value);
+  els.profileStatus.textContent = '';
+  els.passwordStatus.textContent = '';
+  els.passwordOld.value = '';
+  els.passwordNew.value = '';
+  els.openAdmin.hidden = !admin;
+  openDialog(els.profileDialog, els.profileDisplay);
+}
+
+export function closeProfile() {
+  closeDialog(els.profileDialog);
+}
+
+/* error: the text is a problem (marked as one) */
+export function profileStatus(text, error = false) {
+  els.profileStatus.textContent = text;
+  els.profileStatus.classList.toggle('error', error);
+}
+
+export function passwordStatus(text, error = false) {
+  els.passwordStatus.textContent = text;
+  els.passwordStatus.classList.toggle('error', error);
+  if (!error) {
+    els.passwordOld.value = '';
+    els.passwordNew.value = '';
+  }
+}
+
+/* --- accounts: new room, members, direct message --- */
+
+export function openRoomDialog() {
+  els.roomForm.reset();
+  els.roomError.textContent = '';
+  openDialog(els.roomDialog, els.roomName);
+}
+
+export function roomDialogError(text) {
+  els.roomError.textContent = text;
+  els.roomName.focus();
+}
+
+export function closeRoomDialog() {
+  closeDialog(els.roomDialog);
+}
+
+export function openMembersDialog(store) {
+  els.inviteName.value = '';
+  els.inviteOwner.checked = false;
+  els.inviteStatus.textContent = '';
+  renderMembersDialog(store);
+  openDialog(els.membersDialog, store.isOwner(store.current) ? els.inviteName : null);
+}
+
+/* The roster of the room on screen, with the owner's actions. */
+export function renderMembersDialog(store) {
+  const name = store.current;
+  const owner = store.isOwner(name);
+  els.membersDialogTitle.textContent = `Members of ${name ? store.label(name) : ''}`;
+  const roster = [...(store.rosters.get(name) || [])].sort((a, b) => a.user.localeCompare(b.user));
+  const focusedUser = els.membersRoster.contains(document.activeElement) ? document.activeElement.dataset.user : null;
+  els.membersRoster.replaceChildren(...roster.map((m) => rosterElement(m, store.me, owner)));
+  if (focusedUser) (els.membersRoster.querySelector(`[data-user="${CSS.escape(focusedUser)}"] button`) || els.inviteName).focus();
+  els.inviteForm.hidden = !owner;
+}
+
+export function inviteStatus(text, error = false) {
+  els.inviteStatus.textContent = text;
+  els.inviteStatus.classList.toggle('error', error);
+  if (!error) els.inviteName.value = '';
+  if (els.membersDialog.open && !els.inviteForm.hidden) els.inviteName.focus();
+}
+
+export function closeMembersDialog() {
+  closeDialog(els.membersDialog);
+}
+
+export function openDmDialog(names = '') {
+  els.dmNames.value = names;
+  els.dmError.textContent = '';
+  openDialog(els.dmDialog, els.dmNames);
+}
+
+export function dmDialogError(text) {
+  els.dmError.textContent = text;
+  els.dmNames.focus();
+}
+
+export function closeDmDialog() {
+  closeDialog(els.dmDialog);
+}
+
+/* --- accounts: the admin page --- */
+
+export function openAdmin() {
+  closeProfile();
+  els.adminStatus.textContent = 'Loading…';
+  openDialog(els.adminDialog, els.adminDialog.querySelector('.dialog-close'));
+}
+
+/* {users, rooms}: what the server listed; me: the admin's own name. */
+export function renderAdmin({ users = null, rooms = null }, me) {
+  const focused = els.adminDialog.contains(document.activeElement) ? document.activeElement : null;
+  const key = focused?.dataset.act ? `[data-act="${focused.dataset.act}"][data-user="${CSS.escape(focused.dataset.user || '')}"]` : null;
+  if (users) els.adminUsers.replaceChildren(...users.map((user) => adminUserElement(user, me)));
+  if (rooms) els.adminRooms.replaceChildren(...rooms.map(adminRoomElement));
+  if (focused && !focused.isConnected) {
+    const row = focused.dataset.user ? els.adminUsers.querySelector(`[data-user="${CSS.escape(focused.dataset.user)}"]`) : null;
+    ((key && els.adminDialog.querySelector(key)) || row?.querySelector('button') || els.adminDialog.querySelector('.dialog-close')).focus();
+  }
+}
+
+export function adminStatus(text, error = false) {
+  els.adminStatus.textContent = text;
+  els.adminStatus.classList.toggle('error', error);
+}
+
+/* Opens the inline "new password" form of user's row. */
+function openResetForm(user) {
+  for (const form of els.adminUsers.querySelectorAll('.reset-form')) form.remove();
+  const row = els.adminUsers.querySelector(`[data-testid=admin-user][data-user="${CSS.escape(user)}"]`);
+  if (!row) return;
+  const form = resetForm(user);
+  row.append(form);
+  form.querySelector('input').focus();
+}
+
+/* A new invite code: shown first, with its link selected for copying. */
+export function addInvite(invite, link) {
+  const item = inviteElement(invite, link);
+  els.adminInvites.prepend(item);
+  const input = item.querySelector('input');
+  input.focus();
+  input.select();
+}
+
+function bindAccountActions() {
+  for (const dialog of [els.profileDialog, els.roomDialog, els.membersDialog, els.dmDialog, els.adminDialog]) bindDialog(dialog);
+  els.authForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = els.authName.value.trim();
+    const password = els.authPassword.value;
+    if (els.authForm.dataset.mode === 'signup') handlers.signUp(name, password, els.authInvite.value.trim());
+    else handlers.signIn(name, password);
+  });
+  els.authSwitch.addEventListener('click', () => {
+    setAuthMode(els.authForm.dataset.mode === 'signup' ? 'signin' : 'signup');
+    els.authName.focus();
+  });
+  els.profileForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    handlers.saveProfile({ display: els.profileDisplay.value.trim(), color: els.profileColor.value });
+  });
+  const preview = () => colorAvatar(els.profilePreview, els.profileDisplay.value, els.profileColor.value);
+  els.profileDisplay.addEventListener('input', preview);
+  els.profileColor.addEventListener('input', preview);
+  els.passwordForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    handlers.changePassword(els.passwordOld.value, els.passwordNew.value);
+  });
+  els.signOutAccount.addEventListener('click', () => handlers.signOutAccount(false));
+  els.signOutEverywhere.addEventListener('click', () => handlers.signOutAccount(true));
+  els.openAdmin.addEventListener('click', () => handlers.openAdmin());
+  els.newRoom.addEventListener('click', () => openRoomDialog());
+  els.roomForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const visibility = els.roomForm.querySelector('input[name=visibility]:checked')?.value;
+    handlers.createRoom(els.roomName.value.trim(), visibility === 'private');
+  });
+  els.roomName.addEventListener('input', () => {
+    els.roomError.textContent = '';
+  });
+  els.manageMembers.addEventListener('click', () => handlers.openMembers());
+  els.inviteForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    handlers.addMember(els.inviteName.value.trim(), els.inviteOwner.checked);
+  });
+  els.membersRoster.addEventListener('click', (event) => {
+    const button = event.target.closest('button[data-act]');
+    if (button) handlers.memberAction(button.dataset.act, button.dataset.user);
+  });
+  els.leavePrivate.addEventListener('click', () => handlers.leavePrivate());
+  els.newDm.addEventListener('click', () => openDmDialog());
+  els.dmForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const names = els.dmNames.value.split(/[,\n]/).map((name) => name.trim().replace(/^@/, '')).filter(Boolean);
+    handlers.startDm(names);
+  });
+  els.dmNames.addEventListener('input', () => {
+    els.dmError.textContent = '';
+  });
+  /* a name in the members panel opens a direct message with them */
+  els.members.addEventListener('click', (event) => {
+    const button = event.target.closest('button.member-dm');
+    if (button) handlers.startDm([button.dataset.user]);
+  });
+  els.adminDialog.addEventListener('click', (event) => {
+    const button = event.target.closest('button[data-act]');
+    if (!button) return;
+    const { act, user, room, link } = button.dataset;
+    if (act === 'reset') openResetForm(user);
+    else if (act === 'cancel-reset') {
+      const form = button.closest('form');
+      const row = form.closest('[data-testid=admin-user]');
+      form.remove();
+      row?.querySelector('[data-act=reset]')?.focus();
+    } else if (act === 'copy') {
+      handlers.copyText(link, button);
+    } else if (act === 'close' && button.dataset.armed !== 'true') {
+      /* closing a room cannot be undone: a second press confirms */
+      button.dataset.armed = 'true';
+      button.textContent = 'Confirm close';
+      button.setAttribute('aria-label', `Confirm: close ${room} for everyone`);
+    } else {
+      handlers.adminAction(act, user || room);
+    }
+  });
+  els.adminDialog.addEventListener('submit', (event) => {
+    const form = event.target.closest('.reset-form');
+    if (!form) return;
+    event.preventDefault();
+    handlers.adminAction('password', form.dataset.user, form.querySelector('input').value);
+  });
+  els.adminInvite.addEventListener('click', () => handlers.createInvite());
+}
+
+/* Accounts mode: the sidebar offers "New room" and direct messages; rooms
+ * are no longer made by joining. */
+export function useAccounts(on) {
+  els.newRoom.hidden = !on;
+  els.joinLabel.textContent = on ? 'Open a room by name' : 'Join or create a room';
+  els.changeName.title = on ? 'Your profile' : 'Change your display name';
+}
+
 /* --- user actions --- */
 
 function onComposerKey(event) {
@@ -802,6 +1269,7 @@ function onComposerKey(event) {
 
 export function bindActions(actions, store) {
   handlers = actions;
+  bindAccountActions();
   /* the URL's #fragment names the room: the skip link moves focus only */
   els.skipLink.addEventListener('click', (event) => {
     event.preventDefault();
@@ -854,6 +1322,7 @@ export function bindActions(actions, store) {
   els.scroller.addEventListener('scroll', () => {
     if (isNearBottom()) els.marker.hidden = true;
     if (isNearTop()) handlers.needOlder();
+    handlers.read?.();
   }, { passive: true });
   els.loadOlder.addEventListener('click', () => handlers.needOlder());
   els.marker.addEventListener('click', () => {
