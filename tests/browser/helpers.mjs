@@ -296,3 +296,103 @@ export function waitForReactions(page, id, counts, timeout = TIMEOUT) {
         return JSON.stringify(shown) === JSON.stringify(want);
     }, [id, counts], { timeout });
 }
+
+// ---------------------------------------------------------------- accounts
+// The website with auth = accounts (issue 9, docs/ACCOUNTS-DRAFT.md).
+// Selectors (www/index.html, www/js/render.js):
+//   [data-testid=auth-page]          the sign-in / sign-up page; [data-testid=auth-form][data-mode=signin|signup]
+//   [data-testid=auth-name|auth-password|auth-invite|auth-submit|auth-switch|auth-error]
+//   [data-testid=new-room]           opens [data-testid=room-dialog]: room-name, room-public, room-private, room-create, room-error
+//   [data-testid=manage-members]     opens [data-testid=members-dialog]: invite-name, invite-owner, invite-add,
+//                                    invite-status, [data-testid=roster-entry][data-user] (roster-make-owner, roster-remove)
+//   [data-testid=roster-member]      a private room's member in the members panel (data-user)
+//   [data-testid=member-dm]          a name in the members panel: opens a direct message with them
+//   [data-testid=dm-list]            direct messages; [data-testid=new-dm] opens [data-testid=dm-dialog]: dm-names, dm-start
+//   [data-testid=room-unread]        unread badge of a room link; [data-testid=new-divider] "new since you left"
+//   [data-testid=change-name]        opens [data-testid=profile-dialog]: profile-display, profile-color, profile-save,
+//                                    password-old, password-new, password-save, password-status, sign-out-account,
+//                                    sign-out-everywhere, open-admin
+//   [data-testid=admin-dialog]       the admin page: admin-user[data-user] (admin-disable, admin-enable, admin-reset),
+//                                    admin-room[data-room] (admin-close), admin-invite, admin-invite-link
+
+// Environment of a browser-test server in accounts mode (sign-ins not limited
+// unless a test says so).
+export function accountsServerEnv(extra = {}) {
+    return {
+        TURBOCHAT_RATE_LIMIT: '10000',
+        TURBOCHAT_RATE_BURST: '10000',
+        TURBOCHAT_AUTH: 'accounts',
+        TURBOCHAT_SIGNUP: 'open',
+        TURBOCHAT_SIGNIN_RATE_LIMIT: '100000',
+        ...extra,
+    };
+}
+
+// Opens the site in a fresh browser context and waits for the sign-in page.
+// path: what follows the origin (e.g. '/?invite=CODE#general').
+export async function openSignedOut(browser, server,
+    { path: where = '/#general', viewport = { width: 1280, height: 800 }, colorScheme = 'light', contextOptions = {} } = {}) {
+    const context = await browser.newContext({ viewport, colorScheme, ...contextOptions });
+    context.setDefaultTimeout(TIMEOUT);
+    const page = await context.newPage();
+    const problems = watchProblems(page);
+    const response = await page.goto(`${server.url}${where}`);
+    await page.locator('[data-testid=auth-page]').waitFor();
+    return { page, context, problems, response };
+}
+
+// Fills and submits the sign-in page in mode 'signin' or 'signup'.
+export async function submitAuth(page, mode, name, password, { invite } = {}) {
+    const form = page.locator('[data-testid=auth-form]');
+    if (await form.getAttribute('data-mode') !== mode) await page.locator('[data-testid=auth-switch]').click();
+    await page.locator(`[data-testid=auth-form][data-mode=${mode}]`).waitFor();
+    await page.locator('[data-testid=auth-name]').fill(name);
+    await page.locator('[data-testid=auth-password]').fill(password);
+    if (invite !== undefined) await page.locator('[data-testid=auth-invite]').fill(invite);
+    await page.locator('[data-testid=auth-submit]').click();
+}
+
+// Signs up (or in) on the page and waits until the chat is online with room joined.
+export async function enterAs(page, mode, name, password, { room = 'general', invite } = {}) {
+    await submitAuth(page, mode, name, password, { invite });
+    await page.locator('[data-testid=auth-page]').waitFor({ state: 'hidden' });
+    await waitOnline(page);
+    if (room) await waitJoined(page, room);
+}
+
+// A new person: a fresh context that signs up as name and joins room.
+export async function openAccount(browser, server, name, password, { mode = 'signup', room = 'general', ...look } = {}) {
+    const opened = await openSignedOut(browser, server, { path: `/#${room}`, ...look });
+    await enterAs(opened.page, mode, name, password, { room });
+    return opened;
+}
+
+// On a narrow screen the room list is a drawer: open it when it is closed.
+export async function showSidebar(page) {
+    if (await page.locator('[data-testid=sidebar]').isVisible()) return;
+    await page.locator('[data-testid=toggle-rooms]').click();
+    await page.locator('[data-testid=sidebar]').waitFor({ state: 'visible' });
+}
+
+// Opens room (its link in the room list or the DM list) and waits until it is joined.
+export async function openRoomLink(page, room) {
+    await showSidebar(page);
+    await page.locator(`[data-testid=room-link][data-room="${room}"]`).first().click();
+    await page.locator(`[data-testid=room-link][data-room="${room}"][aria-current=page]:not(.not-joined)`).first()
+        .waitFor({ state: 'attached' });
+}
+
+// The unread badge of room's link as shown ('' when none).
+export function unreadBadge(page, room) {
+    return page.$eval(`[data-testid=room-link][data-room="${room}"]`,
+        (a) => a.querySelector('[data-testid=room-unread]')?.textContent || '').catch(() => '');
+}
+
+// Waits until room's link shows the unread badge text ('' : no badge).
+export function waitUnread(page, room, text, timeout = TIMEOUT) {
+    return page.waitForFunction(([r, t]) => {
+        const a = document.querySelector(`[data-testid=room-link][data-room="${r}"]`);
+        if (!a) return false;
+        return (a.querySelector('[data-testid=room-unread]')?.textContent || '') === t;
+    }, [room, text], { timeout });
+}

@@ -370,22 +370,29 @@ function cached(key, signature, build) {
 function messageNodes(store, room) {
   const nodes = [];
   let previous = null;
+  let ungroup = false; /* the next message starts a group (after the "new" divider) */
+  let divide = false;  /* the next message is the first unread: "new since you left" goes before it */
   const add = (key, signature, ts, user, build) => {
     if (ts && (!previous?.ts || dayKey(previous.ts) !== dayKey(ts))) {
       nodes.push(cached('d' + dayKey(ts), '', () => dayDivider(ts)));
       previous = null;
     }
+    if (divide) {
+      nodes.push(cached('new', String(room.dividerAfter), newDivider));
+      ungroup = true;
+      divide = false;
+    }
     const node = cached(key, signature, build);
-    const grouped = previous && previous.user === user && (!ts || !previous.ts || ts - previous.ts < GROUP_GAP_MS);
+    const grouped = !ungroup && previous && previous.user === user && (!ts || !previous.ts || ts - previous.ts < GROUP_GAP_MS);
     node.classList.toggle('grouped', Boolean(grouped));
     nodes.push(node);
     previous = { user, ts: ts || previous?.ts };
+    ungroup = false;
   };
   let divided = !store.accounts || !(room.dividerAfter > 0);
   for (const m of store.sortedMessages(room.name)) {
     if (!divided && m.id > room.dividerAfter && m.user !== store.me && !m.deleted) {
-      nodes.push(cached('new', String(room.dividerAfter), newDivider));
-      previous = null;
+      divide = true; /* placed by add(), after a day divider */
       divided = true;
     }
     const saving = store.pendingEdit(room.name, m.id);
