@@ -20,7 +20,7 @@ FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends \
-        libhiredis0.14 libssl3 libcjson1 libsqlite3-0 ca-certificates \
+        libhiredis0.14 libssl3 libcjson1 libsqlite3-0 libargon2-1 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --user-group --no-create-home --home-dir /data --shell /usr/sbin/nologin turbochat \
     && mkdir -p /data && chown turbochat:turbochat /data

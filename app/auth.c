@@ -21,7 +21,7 @@
 static const char b64url_chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static char *b64url_encode(const unsigned char *data, size_t len)
+char *auth_b64url_encode(const unsigned char *data, size_t len)
 {
     char *out = xmalloc(len * 4 / 3 + 4);
     size_t o = 0;
@@ -251,7 +251,7 @@ static char *encode_object(cJSON *obj)
 {
     char *json = proto_encode_json(obj, NULL);
     cJSON_Delete(obj);
-    char *out = b64url_encode((unsigned char *)json, strlen(json));
+    char *out = auth_b64url_encode((unsigned char *)json, strlen(json));
     free(json);
     return out;
 }
@@ -291,7 +291,7 @@ char *auth_mint(const char *secret, const char *user, const char *rooms_csv, con
     free(p);
     unsigned char mac[32];
     hs256(secret, b.data, b.len, mac);
-    char *sig = b64url_encode(mac, sizeof(mac));
+    char *sig = auth_b64url_encode(mac, sizeof(mac));
     util_buf_appendf(&b, ".%s", sig);
     free(sig);
     return util_buf_take(&b, NULL);

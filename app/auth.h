@@ -38,6 +38,9 @@ bool auth_is_moderator(const struct auth_claims *claims, const char *room);
 /* The role named by a role claim ("mod", "admin"); false when unknown. */
 bool auth_role_parse(const char *name, enum auth_role *role);
 
+/* data as unpadded base64url; the caller frees it. */
+char *auth_b64url_encode(const unsigned char *data, size_t len);
+
 /* Free what claims owns; accepts a zeroed struct. */
 void auth_claims_dispose(struct auth_claims *claims);
 

@@ -18,7 +18,8 @@ struct store;
 
 /* The outcome of one publish, exactly once: BROKER_ACCEPTED or BROKER_DUPLICATE
  * with the message (id and ts set), or a negative code
- * (-TC_EUNAVAILABLE: nothing was stored; -TC_ESTORE) with msg NULL. Runs on a
+ * (-TC_EUNAVAILABLE: nothing was stored; -TC_ECLAIMED: another event took
+ * its claim, nothing was stored; -TC_ESTORE) with msg NULL. Runs on a
  * broker thread; must not block. msg is only valid during the call. */
 typedef void (*broker_publish_cb)(void *ctx, int status, const struct chat_msg *msg);
 
@@ -129,6 +130,12 @@ static inline void broker_typing(struct broker *b, const char *room, const char 
     if (b->ops->typing)
         b->ops->typing(b, room, user);
 }
+
+/* Publish msg (consumed) and wait for the outcome: BROKER_ACCEPTED or
+ * BROKER_DUPLICATE with *result the stored event (the caller frees it with
+ * chat_msg_free), or a negative code as broker_publish_cb has it. Not on a
+ * loop or broker thread: it blocks. */
+int broker_publish_wait(struct broker *b, struct chat_msg *msg, struct chat_msg **result);
 
 /* Free the backend; accepts NULL. Publishes in flight complete first. */
 static inline void broker_free(struct broker *b)

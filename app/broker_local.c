@@ -29,6 +29,7 @@ struct broker_local {
     pthread_mutex_t lock;    /* everything below */
     struct strmap *next_ids; /* room -> uint64_t * : last id assigned */
     struct strmap *refs;     /* "room\x1fuser\x1fref" -> struct seen_ref */
+    struct strmap *claims;   /* "room\x1fclaim" -> non-NULL: taken by this process */
     int64_t started_ms;      /* refs older than start are only in the store */
     int64_t last_prune_ms;
     bool draining;
@@ -112,6 +113,56 @@ static struct chat_msg *find_original(struct broker_local *b, const struct chat_
     return NULL;
 }
 
+/* 0 when claim (len bytes) of room is free here and in the store, else
+ * -TC_ECLAIMED (or the store's error); *key is its key in b->claims. lock held. */
+static int claim_is_free(struct broker_local *b, const char *room, const char *claim, size_t len,
+                         char **key)
+{
+    struct util_buf buf;
+    util_buf_init(&buf);
+    util_buf_appendf(&buf, "%s\x1f%.*s", room, (int)len, claim);
+    *key = util_buf_take(&buf, NULL);
+    if (strmap_get(b->claims, *key))
+        return -TC_ECLAIMED;
+    int stored = store_has_claim(b->deps.store, room, *key + strlen(room) + 1);
+    return stored < 0 ? stored : stored ? -TC_ECLAIMED : 0;
+}
+
+/* Give back the claims msg took. lock held. */
+static void release_claims(struct broker_local *b, const struct chat_msg *msg)
+{
+    for (const char *c = msg->claim; c && *c;) {
+        const char *end = strchr(c, '\n');
+        struct util_buf key;
+        util_buf_init(&key);
+        util_buf_appendf(&key, "%s\x1f%.*s", msg->room, (int)(end ? end - c : (long)strlen(c)), c);
+        char *k = util_buf_take(&key, NULL);
+        strmap_remove(b->claims, k);
+        free(k);
+        c = end ? end + 1 : NULL;
+    }
+}
+
+/* Take every claim of msg (one per line), or none when one is taken: 0 or
+ * -TC_ECLAIMED. lock held. */
+static int take_claims(struct broker_local *b, const struct chat_msg *msg)
+{
+    char *keys[8];
+    size_t n = 0;
+    int rc = 0;
+    for (const char *c = msg->claim; c && *c && rc == 0 && n < ARRAY_LEN(keys);) {
+        const char *end = strchr(c, '\n');
+        rc = claim_is_free(b, msg->room, c, end ? (size_t)(end - c) : strlen(c), &keys[n++]);
+        c = end ? end + 1 : NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            strmap_put(b->claims, keys[i], b);
+        free(keys[i]);
+    }
+    return rc;
+}
+
 /* Next id of room: one more than the highest assigned or stored. lock held. */
 static int next_id(struct broker_local *b, const char *room, uint64_t *out)
 {
@@ -148,11 +199,12 @@ static void on_stored(void *ctx, int status)
         metrics_observe(&b->deps.metrics->publish_seconds, util_mono_ns() - job->started_ns);
         job->cb(job->ctx, job->duplicate ? BROKER_DUPLICATE : BROKER_ACCEPTED, job->msg);
     } else {
-        if (job->ref_key) {
-            pthread_mutex_lock(&b->lock);
+        pthread_mutex_lock(&b->lock);
+        if (job->ref_key)
             strmap_remove(b->refs, job->ref_key);
-            pthread_mutex_unlock(&b->lock);
-        }
+        if (!job->duplicate)
+            release_claims(b, job->msg); /* not stored: free for the next try */
+        pthread_mutex_unlock(&b->lock);
         job->cb(job->ctx, status, NULL);
     }
     chat_msg_free(job->msg);
@@ -193,7 +245,9 @@ static int local_publish(struct broker *base, struct chat_msg *msg, broker_publi
             goto out_queued;
         }
     }
-    rc = next_id(b, msg->room, &msg->id);
+    rc = take_claims(b, msg);
+    if (rc == 0)
+        rc = next_id(b, msg->room, &msg->id);
     if (rc < 0)
         goto out_fail;
     msg->ts = now_ms;
@@ -276,6 +330,7 @@ static void local_free(struct broker *base)
         pthread_cond_wait(&b->settled, &b->lock);
     pthread_mutex_unlock(&b->lock);
     strmap_free(b->refs);
+    strmap_free(b->claims);
     strmap_free(b->next_ids);
     pthread_cond_destroy(&b->settled);
     pthread_mutex_destroy(&b->lock);
@@ -303,6 +358,7 @@ struct broker *broker_local_create(const struct broker_deps *deps, char *err, si
     pthread_cond_init(&b->settled, NULL);
     b->next_ids = strmap_create(free);
     b->refs = strmap_create(seen_ref_free);
+    b->claims = strmap_create(NULL);
     b->started_ms = util_now_ms();
     b->last_prune_ms = b->started_ms;
     log_msg(LOG_INFO, "broker_ready", "mode=single-node");

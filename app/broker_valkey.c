@@ -206,7 +206,9 @@ struct broker_valkey {
 /* ---------------------------------------------------------------- scripts */
 
 /* KEYS: seq, log, [ref]. ARGV: room, user, text, ts, ref, replay_max,
- * replay_ttl_ms, ref_ttl_ms, channel, extras (JSON object, or ""). Returns {1, id} for a new
+ * replay_ttl_ms, ref_ttl_ms, channel, extras (JSON object, or ""), claims
+ * (one per line, or ""). Returns {2, 0} when a claim was taken before:
+ * turbochat:{ROOM}:claim:<claim> holds the id of the event that took it. Returns {1, id} for a new
  * message, or {0, id[, fields]} when the ref was seen (fields: the original's stream fields while
  * it is still in the window). */
 static const char PUBLISH_SCRIPT[] =
@@ -219,8 +221,15 @@ static const char PUBLISH_SCRIPT[] =
     "    return {0, tonumber(orig)}\n"
     "  end\n"
     "end\n"
+    "local claims = {}\n"
+    "for c in string.gmatch(ARGV[11], '[^\\n]+') do\n"
+    "  local k = 'turbochat:{' .. ARGV[1] .. '}:claim:' .. c\n"
+    "  if redis.call('EXISTS', k) == 1 then return {2, 0} end\n"
+    "  table.insert(claims, k)\n"
+    "end\n"
     "local id = redis.call('INCR', seq_key)\n"
     "local sid = string.format('%d', id)\n"
+    "for _, k in ipairs(claims) do redis.call('SET', k, sid) end\n"
     "local fields = {'u', ARGV[2], 't', ARGV[3], 'ts', ARGV[4]}\n"
     "local payload = '{\"room\":' .. cjson.encode(ARGV[1]) .. ',\"id\":' .. sid ..\n"
     "  ',\"user\":' .. cjson.encode(ARGV[2]) .. ',\"text\":' .. cjson.encode(ARGV[3]) ..\n"
@@ -699,7 +708,7 @@ static void append_publish(struct broker_valkey *b, struct job *job, bool use_ev
     snprintf(ttl, sizeof(ttl), "%" PRId64, (int64_t)cfg->replay_ttl_s * 1000);
     snprintf(ref_ttl, sizeof(ref_ttl), "%" PRId64, (int64_t)cfg->ref_ttl_s * 1000);
 
-    const char *argv[16];
+    const char *argv[18];
     int argc = 0;
     argv[argc++] = use_eval ? "EVAL" : "EVALSHA";
     argv[argc++] = use_eval ? PUBLISH_SCRIPT : b->pub.sha;
@@ -721,6 +730,7 @@ static void append_publish(struct broker_valkey *b, struct job *job, bool use_ev
     char *extras_json = extras ? proto_encode_json(extras, NULL) : NULL;
     cJSON_Delete(extras);
     argv[argc++] = extras_json ? extras_json : "";
+    argv[argc++] = msg->claim ? msg->claim : "";
     valkey_append(b->pub.conn, argc, argv, NULL);
     free(extras_json);
     free(seq);
@@ -868,6 +878,12 @@ static void finish_job(struct broker_valkey *b, struct job *job, const struct va
     if (job->kind == JOB_NOTICE) {
         if (reply_is(r, VALKEY_REPLY_ERROR))
             log_msg(LOG_WARN, "broker_notice_failed", "reply=\"%s\"", r->str);
+        job_free(job);
+        return;
+    }
+    if (reply_is(r, VALKEY_REPLY_ARRAY) && r->elements == 2 &&
+        reply_is(r->element[0], VALKEY_REPLY_INTEGER) && r->element[0]->integer == 2) {
+        job->cb(job->ctx, -TC_ECLAIMED, NULL);
         job_free(job);
         return;
     }

@@ -252,7 +252,7 @@ enum chat_verdict chat_prepare_change(struct store *store, const struct config *
     case CHAT_UNREACT:
         verdict = check_reaction(store, config, ev, target, existing, refusal);
         break;
-    case CHAT_MESSAGE:
+    default:
         verdict = refused(refusal, PROTO_ERR_BAD_REQUEST, "not a change");
         break;
     }

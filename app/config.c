@@ -51,6 +51,7 @@ enum opt_type {
     OPT_TRISTATE,    /* int: -1 auto, 0 off, 1 on */
     OPT_DURATION_S,  /* int seconds; "30s", "5m", "24h", "7d" or plain seconds */
     OPT_DURATION_MS, /* int milliseconds; also "500ms"; plain number: milliseconds */
+    OPT_CHOICE,      /* int: the index of the value in choices; -1 when unset (def NULL) */
 };
 
 #define OPTF_TOKEN 0x1 /* the flag is only valid after the "token" subcommand */
@@ -59,19 +60,20 @@ enum opt_type {
 typedef int (*config_check_fn)(const char *value, char *why, size_t whylen);
 
 struct config_option {
-    const char *key;       /* turbochat.conf key; NULL: command line only */
-    const char *env;       /* environment and .env name; NULL: none */
-    const char *flag;      /* "--listen"; NULL: none */
-    enum opt_type type;    /* how the value is parsed and printed */
-    const char *def;       /* default, in the syntax of a value; NULL: unset */
-    int64_t min;           /* OPT_INT and durations, in the field's unit */
-    int64_t max;           /* OPT_INT and durations, in the field's unit */
-    double dmin;           /* OPT_DOUBLE */
-    double dmax;           /* OPT_DOUBLE */
-    size_t offset;         /* of the target field in struct config */
-    config_check_fn check; /* string syntax check, NULL: any non-empty string */
-    int flags;             /* OPTF_* */
-    const char *help;      /* one line for --help */
+    const char *key;            /* turbochat.conf key; NULL: command line only */
+    const char *env;            /* environment and .env name; NULL: none */
+    const char *flag;           /* "--listen"; NULL: none */
+    enum opt_type type;         /* how the value is parsed and printed */
+    const char *def;            /* default, in the syntax of a value; NULL: unset */
+    int64_t min;                /* OPT_INT and durations, in the field's unit */
+    int64_t max;                /* OPT_INT and durations, in the field's unit */
+    double dmin;                /* OPT_DOUBLE */
+    double dmax;                /* OPT_DOUBLE */
+    size_t offset;              /* of the target field in struct config */
+    config_check_fn check;      /* string syntax check, NULL: any non-empty string */
+    const char *const *choices; /* OPT_CHOICE: the values, NULL-terminated */
+    int flags;                  /* OPTF_* */
+    const char *help;           /* one line for --help */
 };
 
 static int check_listen(const char *value, char *why, size_t whylen);
@@ -110,7 +112,16 @@ static int check_role(const char *value, char *why, size_t whylen);
         .help = h                                                                                  \
     }
 
+#define CHOICE_OPT(k, e, d, f, list, h)                                                            \
+    {                                                                                              \
+        .key = k, .env = e, .type = OPT_CHOICE, .def = d, .offset = FIELD(f), .choices = list,     \
+        .help = h                                                                                  \
+    }
+
 #define DAY_S (24 * 3600)
+
+static const char *const auth_choices[] = {"off", "token", "accounts", NULL};
+static const char *const signup_choices[] = {"open", "invite", "closed", NULL};
 
 static const struct config_option options[] = {
     /* operator interface */
@@ -133,6 +144,15 @@ static const struct config_option options[] = {
      .def = "info",
      .offset = FIELD(log_level),
      .help = "debug, info, warn or error"},
+    CHOICE_OPT("auth", "TURBOCHAT_AUTH", NULL, auth, auth_choices,
+               "off, token (HS256 tokens signed with auth_secret) or accounts; unset: token "
+               "when auth_secret is set, else off"),
+    CHOICE_OPT("signup", "TURBOCHAT_SIGNUP", "open", signup, signup_choices,
+               "with auth = accounts: open, invite (a code an admin made) or closed"),
+    DURATION_OPT("session_ttl_s", "TURBOCHAT_SESSION_TTL_S", OPT_DURATION_S, "30d", 60, 366 * DAY_S,
+                 session_ttl_s, "how long a signed-in session lasts"),
+    INT_OPT("signin_rate_limit", "TURBOCHAT_SIGNIN_RATE_LIMIT", "10", 1, 100000, signin_rate_limit,
+            "failed sign-ins a minute per account and per address"),
     SECRET_OPT("auth_secret", "TURBOCHAT_AUTH_SECRET", auth_secret,
                "HS256 token secret; set: auth on, unset: auth off"),
     STRING_OPT("allowed_origins", "TURBOCHAT_ALLOWED_ORIGINS", NULL, NULL, allowed_origins,
@@ -951,6 +971,10 @@ static int set_value(struct config *cfg, const struct config_option *opt, const 
     int64_t n;
 
     if (value == NULL || value[0] == '\0') {
+        if (opt->type == OPT_CHOICE && opt->def == NULL) {
+            *(int *)field = -1;
+            return 0;
+        }
         if (opt_is_string(opt) && opt->def == NULL) {
             char **s = field;
             free(*s);
@@ -1006,6 +1030,18 @@ static int set_value(struct config *cfg, const struct config_option *opt, const 
         *(int *)field = (int)level;
         return 0;
     }
+    case OPT_CHOICE:
+        for (int i = 0; opt->choices[i]; i++) {
+            if (strcasecmp(value, opt->choices[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        snprintf(why, whylen, "'%s': must be %s", value, opt->choices[0]);
+        for (int i = 1; opt->choices[i]; i++)
+            snprintf(why + strlen(why), whylen - strlen(why), "%s%s",
+                     opt->choices[i + 1] ? ", " : " or ", opt->choices[i]);
+        return -1;
     case OPT_TRISTATE: {
         int b;
         if (strcasecmp(value, "auto") == 0)
@@ -1569,6 +1605,12 @@ static void finish(struct loader *ld)
             report(ld, OPT_IDX(www_dir), "%s: not a directory", cfg->www_dir);
     }
 
+    /* auth: unset means as before this setting: tokens when a secret is set */
+    if (cfg->auth < 0)
+        cfg->auth = cfg->auth_secret ? CONFIG_AUTH_TOKEN : CONFIG_AUTH_OFF;
+    if (cfg->auth == CONFIG_AUTH_TOKEN && !cfg->auth_secret)
+        report(ld, OPT_IDX(auth), "token needs auth_secret (TURBOCHAT_AUTH_SECRET)");
+
     /* Valkey */
     merge_redis_url(ld);
     if (!cfg->redis_host) {
@@ -1777,6 +1819,11 @@ static void print_value(FILE *f, const struct config *cfg, const struct config_o
     case OPT_TRISTATE: {
         int v = *(const int *)field;
         fputs(v < 0 ? "auto" : v ? "on" : "off", f);
+        return;
+    }
+    case OPT_CHOICE: {
+        int v = *(const int *)field;
+        fputs(v < 0 ? "unset" : opt->choices[v], f);
         return;
     }
     }

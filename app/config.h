@@ -17,6 +17,20 @@ enum config_command {
     CONFIG_CMD_TOKEN,     /* "token" subcommand: mint a JWT (auth issue) */
 };
 
+/* How clients are authenticated (auth). */
+enum config_auth {
+    CONFIG_AUTH_OFF = 0,  /* a name in hello; anyone anywhere */
+    CONFIG_AUTH_TOKEN,    /* HS256 tokens signed with auth_secret */
+    CONFIG_AUTH_ACCOUNTS, /* accounts with passwords, sessions (and auth_secret tokens) */
+};
+
+/* Who may make an account (signup, with auth = accounts). */
+enum config_signup {
+    CONFIG_SIGNUP_OPEN = 0,
+    CONFIG_SIGNUP_INVITE,
+    CONFIG_SIGNUP_CLOSED,
+};
+
 struct config {
     /* operator interface */
     char *listen;               /* "8080", "127.0.0.1:8080", "8080,8443s" */
@@ -26,7 +40,11 @@ struct config {
     char *node_id;              /* default "<hostname>:<first port>" */
     char *www_dir;              /* serve this directory instead of the embedded site */
     int log_level;              /* enum log_level */
-    char *auth_secret;          /* HS256 secret; NULL: auth off (secret) */
+    int auth;                   /* enum config_auth */
+    int signup;                 /* enum config_signup */
+    int session_ttl_s;          /* a session's lifetime */
+    int signin_rate_limit;      /* failed sign-ins a minute per account and per address */
+    char *auth_secret;          /* HS256 secret; NULL: no tokens of our own minting (secret) */
     char *allowed_origins;      /* comma-separated; NULL: the server's own origin */
     int threads;                /* CivetWeb worker threads: HTTP and upgrades only */
     int request_timeout_ms;     /* HTTP read/write timeout; a WebSocket frame's too */

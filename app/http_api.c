@@ -13,10 +13,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "accounts.h"
 #include "auth.h"
 #include "broker.h"
 #include "chat.h"
 #include "config.h"
+#include "http_accounts.h"
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
@@ -31,6 +33,7 @@
 
 struct api {
     const struct config *config;
+    struct accounts *accounts; /* auth = accounts; NULL otherwise */
     struct store *store;
     struct broker *broker;
     struct hub *hub;
@@ -109,7 +112,7 @@ void api_send_error(struct mg_connection *mc, enum proto_error err, const char *
     api_send_error_headers(mc, err, message, NULL);
 }
 
-static void send_object(struct mg_connection *mc, int status, cJSON *obj)
+void api_send_object(struct mg_connection *mc, int status, cJSON *obj)
 {
     char *json = proto_encode_json(obj, NULL);
     cJSON_Delete(obj);
@@ -210,7 +213,7 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
         cJSON_AddNumberToObject(room, "online", (double)rows[i].online);
         cJSON_AddItemToArray(list, room);
     }
-    send_object(mc, 200, obj);
+    api_send_object(mc, 200, obj);
     free(rows);
     hub_free_names(live, live_count);
     free(online);
@@ -257,7 +260,7 @@ static void send_events(struct mg_connection *mc, const char *room, const char *
         cJSON_AddItemToArray(list, proto_event_object(msgs[i], with_type));
     cJSON_AddBoolToObject(obj, "has_more", has_more);
     store_free_messages(msgs, count);
-    send_object(mc, 200, obj);
+    api_send_object(mc, 200, obj);
 }
 
 static void get_messages(struct api *api, struct mg_connection *mc, const char *room)
@@ -318,51 +321,11 @@ static void get_message(struct api *api, struct mg_connection *mc, const char *r
     else if (rc < 0)
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
     else
-        send_object(mc, 200, proto_event_object(msg, false));
+        api_send_object(mc, 200, proto_event_object(msg, false));
     chat_msg_free(msg);
 }
 
 /* ---------------------------------------------------------------- POST messages */
-
-/* A publish the handler waits for. */
-struct sync_publish {
-    pthread_mutex_t lock;
-    pthread_cond_t done_cond;
-    bool done;
-    int status;
-    struct chat_msg *result; /* copy of the accepted message */
-};
-
-static void on_published(void *ctx, int status, const struct chat_msg *msg)
-{
-    struct sync_publish *p = ctx;
-    pthread_mutex_lock(&p->lock);
-    p->status = status;
-    p->result = status >= 0 ? chat_msg_clone(msg) : NULL;
-    p->done = true;
-    pthread_cond_signal(&p->done_cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
-/* Publish msg (consumed) and wait for the outcome. */
-static int publish_and_wait(struct api *api, struct chat_msg *msg, struct chat_msg **result)
-{
-    struct sync_publish p = {.done = false};
-    pthread_mutex_init(&p.lock, NULL);
-    pthread_cond_init(&p.done_cond, NULL);
-    int rc = broker_publish(api->broker, msg, on_published, &p);
-    if (rc == 0) {
-        pthread_mutex_lock(&p.lock);
-        while (!p.done)
-            pthread_cond_wait(&p.done_cond, &p.lock);
-        pthread_mutex_unlock(&p.lock);
-        rc = p.status;
-        *result = p.result;
-    }
-    pthread_cond_destroy(&p.done_cond);
-    pthread_mutex_destroy(&p.lock);
-    return rc;
-}
 
 /* True when the remote address is within the send rate. */
 static bool client_within_rate(struct api *api, const struct mg_request_info *ri)
@@ -387,10 +350,10 @@ static bool client_within_rate(struct api *api, const struct mg_request_info *ri
 /* Read the whole body into a NUL-terminated buffer; NULL after answering
  * 400, 408, 411 or 413. The body has one deadline, request_timeout_ms from
  * now, however slowly its bytes arrive. */
-static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
+static char *read_body(const struct config *config, struct mg_connection *mc, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
-    size_t limit = (size_t)api->config->max_body_bytes;
+    size_t limit = (size_t)config->max_body_bytes;
     if (ri->content_length > (long long)limit) {
         api_send_error(mc, PROTO_ERR_TOO_LARGE, "the request body is too large");
         return NULL;
@@ -400,7 +363,7 @@ static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
         api_send_error(mc, PROTO_ERR_LENGTH_REQUIRED, "the body needs a Content-Length");
         return NULL;
     }
-    int64_t deadline = util_mono_ms() + api->config->request_timeout_ms;
+    int64_t deadline = util_mono_ms() + config->request_timeout_ms;
     bool late = false;
     char *body = xmalloc(limit + 2);
     size_t n = 0;
@@ -432,7 +395,8 @@ static char *read_body(struct api *api, struct mg_connection *mc, size_t *len)
 /* The JSON object of the request body; with optional set, a request without
  * a body (no Content-Length, no Transfer-Encoding, or a length of 0) gives
  * *out NULL. False after answering. */
-static bool read_json_body(struct api *api, struct mg_connection *mc, bool optional, cJSON **out)
+bool api_read_json_body(const struct config *config, struct mg_connection *mc, bool optional,
+                        cJSON **out)
 {
     *out = NULL;
     const char *length = mg_get_header(mc, "Content-Length");
@@ -440,7 +404,7 @@ static bool read_json_body(struct api *api, struct mg_connection *mc, bool optio
         (!length || mg_get_request_info(mc)->content_length == 0))
         return true;
     size_t len = 0;
-    char *body = read_body(api, mc, &len);
+    char *body = read_body(config, mc, &len);
     if (!body)
         return false;
     *out = util_utf8_is_valid(body, len) ? proto_parse_object(body, len) : NULL;
@@ -508,7 +472,7 @@ static struct chat_msg *begin_write(struct api *api, struct mg_connection *mc, c
         return NULL;
     }
     char *user = NULL, *ref = NULL;
-    if (!read_json_body(api, mc, body_optional, body))
+    if (!api_read_json_body(api->config, mc, body_optional, body))
         return NULL;
     if (!read_writer(mc, *body, claims, &user, &ref))
         goto out_fail;
@@ -549,14 +513,14 @@ static void publish_and_answer(struct api *api, struct mg_connection *mc, struct
                                int created_status)
 {
     struct chat_msg *stored = NULL;
-    int rc = publish_and_wait(api, ev, &stored);
+    int rc = broker_publish_wait(api->broker, ev, &stored);
     if (rc < 0) {
         api_send_error(mc, PROTO_ERR_UNAVAILABLE,
                        "the message could not be accepted now; retry with the same ref");
         return;
     }
-    send_object(mc, rc == BROKER_DUPLICATE ? 200 : created_status,
-                proto_event_object(stored, false));
+    api_send_object(mc, rc == BROKER_DUPLICATE ? 200 : created_status,
+                    proto_event_object(stored, false));
     chat_msg_free(stored);
 }
 
@@ -572,7 +536,7 @@ static void answer_verdict(struct api *api, struct mg_connection *mc, struct cha
         publish_and_answer(api, mc, ev, created_status);
         return;
     case CHAT_ALREADY:
-        send_object(mc, 200, proto_event_object(existing, false));
+        api_send_object(mc, 200, proto_event_object(existing, false));
         chat_msg_free(existing);
         break;
     case CHAT_REFUSED:
@@ -646,7 +610,7 @@ static void get_members(struct api *api, struct mg_connection *mc, const char *r
     for (size_t i = 0; i < count; i++)
         cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
     hub_free_names(names, count);
-    send_object(mc, 200, obj);
+    api_send_object(mc, 200, obj);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -786,28 +750,91 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
     }
 }
 
+/* The session of the request's Bearer token (a session token, or a JWT
+ * when auth_secret is set) or tc_session cookie into caller, and the claims
+ * the room routes read. A write by cookie needs an allowed Origin: with
+ * SameSite=Strict it keeps other sites from writing as a visitor. False
+ * after answering 401 or 403. */
+static bool authenticate_session(struct api *api, struct mg_connection *mc,
+                                 struct accounts_caller *caller, struct auth_claims *claims)
+{
+    const char *header = mg_get_header(mc, "Authorization");
+    const char *cookies = mg_get_header(mc, "Cookie");
+    const char *method = mg_get_request_info(mc)->request_method;
+    char cookie[128];
+    const char *why = NULL;
+    bool ok;
+    memset(claims, 0, sizeof(*claims));
+    if (header && strncasecmp(header, "Bearer ", 7) == 0) {
+        ok = accounts_authenticate(api->accounts, header + 7, true, caller);
+        if (!ok && api->config->auth_secret &&
+            auth_verify(api->config->auth_secret, header + 7, util_now_ms() / 1000, claims, &why) ==
+                0) {
+            caller->user = xstrdup(claims->sub);
+            return true;
+        }
+    } else {
+        ok = cookies && mg_get_cookie(cookies, HTTP_ACCOUNTS_COOKIE, cookie, sizeof(cookie)) > 0 &&
+             accounts_authenticate(api->accounts, cookie, false, caller);
+        bool write = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+        if (ok && write &&
+            (!mg_get_header(mc, "Origin") || !api_origin_is_allowed(mc, api->config))) {
+            accounts_caller_dispose(caller);
+            api_send_error(mc, PROTO_ERR_FORBIDDEN, "a write by cookie needs this site's Origin");
+            return false;
+        }
+    }
+    if (!ok) {
+        auth_claims_dispose(claims);
+        api_send_error(mc, PROTO_ERR_UNAUTHORIZED, why ? why : "sign in first");
+        return false;
+    }
+    claims->sub = xstrdup(caller->user);
+    claims->all_rooms = true;
+    claims->role = caller->admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER;
+    return true;
+}
+
+static void handle_accounts_mode(struct api *api, struct mg_connection *mc, const char *uri)
+{
+    struct accounts_caller caller = {0};
+    struct auth_claims claims;
+    if (!authenticate_session(api, mc, &caller, &claims))
+        return;
+    if (!http_accounts_route(api->accounts, api->config, mc, uri, &caller))
+        route(api, mc, &claims);
+    auth_claims_dispose(&claims);
+    accounts_caller_dispose(&caller);
+}
+
 static int api_handler(struct mg_connection *mc, void *cbdata)
 {
     struct api *api = cbdata;
-    if (!api->config->auth_secret) {
-        route(api, mc, NULL);
+    const char *uri = mg_get_request_info(mc)->local_uri_raw;
+    if (http_accounts_public(api->accounts, api->config, mc, uri ? uri : ""))
         return 1;
-    }
-    struct auth_claims claims;
-    if (authenticate(api, mc, &claims)) {
-        route(api, mc, &claims);
-        auth_claims_dispose(&claims);
+    if (api->config->auth == CONFIG_AUTH_OFF) {
+        route(api, mc, NULL);
+    } else if (api->config->auth == CONFIG_AUTH_ACCOUNTS) {
+        handle_accounts_mode(api, mc, uri ? uri : "");
+    } else {
+        struct auth_claims claims;
+        if (authenticate(api, mc, &claims)) {
+            route(api, mc, &claims);
+            auth_claims_dispose(&claims);
+        }
     }
     return 1;
 }
 
 /* ---------------------------------------------------------------- module */
 
-struct api *api_create(const struct config *config, struct store *store, struct broker *broker,
-                       struct hub *hub, struct metrics *metrics)
+struct api *api_create(const struct config *config, struct accounts *accounts, struct store *store,
+                       struct broker *broker, struct hub *hub, struct metrics *metrics)
 {
     struct api *api = xcalloc(1, sizeof(*api));
     api->config = config;
+    api->accounts = accounts;
     api->store = store;
     api->broker = broker;
     api->hub = hub;

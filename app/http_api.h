@@ -7,8 +7,10 @@
 
 #include "proto.h"
 
+struct accounts;
 struct api;
 struct broker;
+struct cJSON;
 struct config;
 struct hub;
 struct metrics;
@@ -17,8 +19,9 @@ struct mg_context;
 struct store;
 
 /* The API; the pointers must outlive it. Free with api_free (accepts NULL). */
-struct api *api_create(const struct config *config, struct store *store, struct broker *broker,
-                       struct hub *hub, struct metrics *metrics);
+/* accounts is NULL unless auth = accounts. */
+struct api *api_create(const struct config *config, struct accounts *accounts, struct store *store,
+                       struct broker *broker, struct hub *hub, struct metrics *metrics);
 void api_free(struct api *api);
 
 /* Register the /api handler on a started CivetWeb context. Main thread. */
@@ -34,6 +37,15 @@ void api_send_error(struct mg_connection *mc, enum proto_error err, const char *
 /* The same with extra header lines (each ending in CRLF), e.g. Retry-After. */
 void api_send_error_headers(struct mg_connection *mc, enum proto_error err, const char *message,
                             const char *extra_headers);
+
+/* Send obj (consumed) as the JSON body with status. Worker thread. */
+void api_send_object(struct mg_connection *mc, int status, struct cJSON *obj);
+
+/* The request body's JSON object into *out (the caller deletes it): within
+ * max_body_bytes and request_timeout_ms, with a Content-Length. With optional
+ * a request without a body gives *out NULL. False after answering the error. */
+bool api_read_json_body(const struct config *config, struct mg_connection *mc, bool optional,
+                        struct cJSON **out);
 
 /* Send a JSON body (a NUL-terminated string) with status. Worker thread. */
 void api_send_json(struct mg_connection *mc, int status, const char *json,

@@ -58,6 +58,7 @@ struct hub_conn {
     struct conn *conn;                /* the socket side, referenced */
     char *user;                       /* set once after hello; under hub->lock */
     const struct auth_claims *claims; /* with auth on: the rooms it may read */
+    char *sid;                        /* auth = accounts: its session; under hub->lock */
     struct membership **rooms;        /* under hub->lock */
     size_t room_count;
     size_t room_cap;
@@ -155,11 +156,13 @@ struct conn *hub_conn_socket(struct hub_conn *hc)
     return hc->conn;
 }
 
-void hub_conn_set_user(struct hub_conn *hc, const char *user, const struct auth_claims *claims)
+void hub_conn_set_user(struct hub_conn *hc, const char *user, const char *sid,
+                       const struct auth_claims *claims)
 {
     struct hub *hub = hc->hub;
     pthread_mutex_lock(&hub->lock);
     hc->user = xstrdup(user);
+    hc->sid = sid ? xstrdup(sid) : NULL;
     hc->claims = claims;
     struct hub_user *u = strmap_get(hub->users, user);
     if (!u) {
@@ -610,6 +613,7 @@ void hub_conn_closed(struct hub_conn *hc)
     conn_unref(hc->conn);
     free(hc->rooms);
     free(hc->user);
+    free(hc->sid);
     free(hc);
 }
 
@@ -640,8 +644,41 @@ static void send_mentions(struct hub *hub, const struct chat_msg *msg)
         loop_frame_unref(f);
 }
 
+/* Close, with 1008, the connections of user (any ASCII case) on this node,
+ * or with sid only those of that session. hub->lock held. */
+static void end_sessions(struct hub *hub, const char *user, const char *sid)
+{
+    struct hub_user *u = strmap_get(hub->users, user);
+    for (size_t i = 0; u && i < u->count; i++) {
+        struct hub_conn *hc = u->conns[i];
+        if (!sid || (hc->sid && strcmp(hc->sid, sid) == 0))
+            conn_close(hc->conn, PROTO_CLOSE_POLICY, "signed out");
+    }
+}
+
+/* An event of the accounts log: a session that ends closes its connections. */
+static void apply_account_event(struct hub *hub, const struct chat_msg *msg)
+{
+    cJSON *rec = proto_parse_object(msg->text, strlen(msg->text));
+    bool bad = false;
+    const char *name = rec ? proto_get_string(rec, "name", &bad) : NULL;
+    const char *sid = rec ? proto_get_string(rec, "sid", &bad) : NULL;
+    bool disabled = rec && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "disabled"));
+    pthread_mutex_lock(&hub->lock);
+    if (msg->kind == CHAT_SIGNOUT && sid)
+        end_sessions(hub, msg->user, sid);
+    else if (name && (msg->kind == CHAT_SIGNOUT_ALL || (msg->kind == CHAT_ACCOUNT && disabled)))
+        end_sessions(hub, name, NULL);
+    pthread_mutex_unlock(&hub->lock);
+    cJSON_Delete(rec);
+}
+
 void hub_deliver(struct hub *hub, const struct chat_msg *msg)
 {
+    if (strcmp(msg->room, CHAT_ACCOUNTS_LOG) == 0) {
+        apply_account_event(hub, msg);
+        return;
+    }
     struct loop_frame *f = frame_from_event(msg);
     pthread_mutex_lock(&hub->lock);
     struct hub_room *room = strmap_get(hub->rooms, msg->room);

@@ -41,10 +41,12 @@ void hub_conn_closed(struct hub_conn *hc);
 /* The connection the hub writes to. */
 struct conn *hub_conn_socket(struct hub_conn *hc);
 
-/* Set the user name once (after hello), with the token's claims when auth is
- * on (NULL: every room; they must outlive hc): mentions reach the user's
- * connections in the rooms they may read. Loop thread of conn. */
-void hub_conn_set_user(struct hub_conn *hc, const char *user, const struct auth_claims *claims);
+/* Set the user name once (after hello), with its session (auth = accounts,
+ * else NULL), which ends the connection when it ends, and the claims when
+ * auth is on (NULL: every room; they must outlive hc): mentions reach the
+ * user's connections in the rooms they may read. Loop thread of conn. */
+void hub_conn_set_user(struct hub_conn *hc, const char *user, const char *sid,
+                       const struct auth_claims *claims);
 
 /* The connection's queue drained: queue the next replay page, one per call,
  * asking for another drain while a room still replays. Loop thread. */

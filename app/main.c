@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accounts.h"
 #include "assets.h"
 #include "auth.h"
 #include "broker.h"
@@ -39,6 +40,7 @@ struct app {
     struct hub *hub;
     struct loops *loops;
     struct broker *broker;
+    struct accounts *accounts; /* auth = accounts only */
     struct ws *ws;
     struct api *api;
     struct server *server;
@@ -98,8 +100,12 @@ static int start(struct app *app)
     app->broker = start_broker(app, err, sizeof(err));
     if (!app->broker)
         goto out_fail;
-    app->ws = ws_create(&app->config, app->hub, app->broker, app->store, app->metrics, app->loops);
-    app->api = api_create(&app->config, app->store, app->broker, app->hub, app->metrics);
+    if (app->config.auth == CONFIG_AUTH_ACCOUNTS)
+        app->accounts = accounts_create(&app->config, app->store, app->broker);
+    app->ws = ws_create(&app->config, app->accounts, app->hub, app->broker, app->store,
+                        app->metrics, app->loops);
+    app->api =
+        api_create(&app->config, app->accounts, app->store, app->broker, app->hub, app->metrics);
     struct server_routes routes = {app->ws,     app->api,   app->hub,
                                    app->broker, app->store, app->metrics};
     app->server = server_start(&app->config, &routes, err, sizeof(err));
@@ -126,6 +132,7 @@ static void stop(struct app *app)
     loops_free(app->loops); /* the last connections go, leaving their rooms */
     api_free(app->api);
     ws_free(app->ws);
+    accounts_free(app->accounts);
     if (app->hub)
         hub_set_broker(app->hub, NULL); /* before the broker goes */
     broker_free(app->broker);

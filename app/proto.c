@@ -31,6 +31,7 @@ struct chat_msg *chat_msg_clone(const struct chat_msg *msg)
     copy->id = msg->id;
     copy->ts = msg->ts;
     copy->kind = msg->kind;
+    copy->claim = strdup_or_null(msg->claim);
     copy->target = msg->target;
     copy->emoji = strdup_or_null(msg->emoji);
     copy->reply_to = msg->reply_to;
@@ -54,6 +55,7 @@ void chat_msg_free(struct chat_msg *msg)
     free(msg->user);
     free(msg->text);
     free(msg->ref);
+    free(msg->claim);
     free(msg->emoji);
     free(msg->reply_user);
     free(msg->reply_text);
@@ -85,7 +87,9 @@ void chat_msg_add_reaction(struct chat_msg *msg, const char *emoji, const char *
 
 static const char *const kind_names[] = {
     [CHAT_MESSAGE] = "message", [CHAT_EDIT] = "edit",       [CHAT_DELETE] = "delete",
-    [CHAT_REACT] = "react",     [CHAT_UNREACT] = "unreact",
+    [CHAT_REACT] = "react",     [CHAT_UNREACT] = "unreact", [CHAT_ACCOUNT] = "account",
+    [CHAT_SESSION] = "session", [CHAT_SIGNOUT] = "signout", [CHAT_SIGNOUT_ALL] = "signout_all",
+    [CHAT_INVITE] = "invite",
 };
 
 const char *chat_kind_name(enum chat_kind kind)
@@ -556,6 +560,8 @@ struct cJSON *proto_extras_object(const struct chat_msg *msg)
         return NULL;
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
+    if (msg->claim)
+        cJSON_AddStringToObject(obj, "claim", msg->claim);
     if (msg->target)
         add_id(obj, "target", msg->target);
     if (msg->emoji)
@@ -590,15 +596,17 @@ bool proto_extras_apply(struct chat_msg *msg, const struct cJSON *extras)
     const char *emoji = proto_get_string(extras, "emoji", &bad);
     const char *reply_user = proto_get_string(extras, "reply_user", &bad);
     const char *reply_text = proto_get_string(extras, "reply_text", &bad);
+    const char *claim = proto_get_string(extras, "claim", &bad);
     const cJSON *mentions = cJSON_GetObjectItemCaseSensitive(extras, "mentions");
     if (bad || !kind || !chat_kind_parse(kind, &msg->kind) ||
         !proto_get_id(extras, "target", &msg->target) ||
         !proto_get_id(extras, "reply_to", &msg->reply_to) || (mentions && !cJSON_IsArray(mentions)))
         return false;
-    if ((msg->kind == CHAT_MESSAGE) != (msg->target == 0) ||
+    if (chat_kind_is_change(msg->kind) != (msg->target != 0) ||
         (msg->kind == CHAT_REACT || msg->kind == CHAT_UNREACT) != (emoji != NULL))
         return false;
     msg->emoji = emoji ? xstrdup(emoji) : NULL;
+    msg->claim = claim ? xstrdup(claim) : NULL;
     if (msg->reply_to) {
         msg->reply_user = xstrdup(reply_user ? reply_user : "");
         msg->reply_text = xstrdup(reply_text ? reply_text : "");
@@ -634,7 +642,7 @@ char *proto_encode_ack(const struct chat_msg *msg, size_t *len)
     cJSON_AddStringToObject(obj, "room", msg->room);
     add_id(obj, "id", msg->id);
     cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
-    if (msg->kind != CHAT_MESSAGE) {
+    if (chat_kind_is_change(msg->kind)) {
         add_id(obj, "target", msg->target);
         cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
     }

@@ -35,14 +35,31 @@ enum proto_close_code {
     PROTO_CLOSE_TRY_AGAIN = 1013,
 };
 
-/* What an event of a room's log is: a message, or a change of one. */
+/* What an event of a room's log is: a message, a change of one, or (in the
+ * logs whose names start with '.', which no client can name) a change of the
+ * cluster's accounts and sessions, carried as a JSON object in text. */
 enum chat_kind {
     CHAT_MESSAGE = 0,
     CHAT_EDIT,
     CHAT_DELETE,
     CHAT_REACT,
     CHAT_UNREACT,
+    CHAT_ACCOUNT,     /* an account made or changed: the whole record */
+    CHAT_SESSION,     /* a session began */
+    CHAT_SIGNOUT,     /* a session ended */
+    CHAT_SIGNOUT_ALL, /* every earlier session of an account ended */
+    CHAT_INVITE,      /* an admin made an invite code */
 };
+
+/* The log of accounts, sessions and invites: one for the cluster, so that
+ * its events (the first account's above all) have one order everywhere. */
+#define CHAT_ACCOUNTS_LOG ".accounts"
+
+/* True for the kinds that change a message (they have a target). */
+static inline bool chat_kind_is_change(int kind)
+{
+    return kind >= CHAT_EDIT && kind <= CHAT_UNREACT;
+}
 
 /* One user's reaction to a message. */
 struct chat_reaction {
@@ -57,9 +74,11 @@ struct chat_msg {
     uint64_t id; /* per-room, from 1; 0 until the broker assigns it */
     int64_t ts;  /* ms since epoch, set when accepted */
     char *room;
-    char *user; /* the author; of a change: who made it */
-    char *text; /* "" for a delete or a reaction */
-    char *ref;  /* NULL when the client gave none */
+    char *user;  /* the author; of a change: who made it */
+    char *text;  /* "" for a delete or a reaction; JSON for an account event */
+    char *ref;   /* NULL when the client gave none */
+    char *claim; /* a name only this event may take in its log (NULL: none): an
+                  * event whose claim another took is refused (BROKER_CLAIMED) */
     enum chat_kind kind;
     uint64_t target; /* a change: the message it changes */
     char *emoji;     /* CHAT_REACT, CHAT_UNREACT */
@@ -92,6 +111,10 @@ struct chat_msg {
     X(NOT_FOUND, "not_found", 404)                                                                 \
     X(EDIT_WINDOW, "edit_window", 403)                                                             \
     X(TOO_MANY_REACTIONS, "too_many_reactions", 409)                                               \
+    X(NAME_TAKEN, "name_taken", 409)                                                               \
+    X(EXISTS, "exists", 409)                                                                       \
+    X(SIGNUP_CLOSED, "signup_closed", 403)                                                         \
+    X(INVITE_INVALID, "invite_invalid", 403)                                                       \
     X(METHOD_NOT_ALLOWED, "bad_request", 405)                                                      \
     X(TIMEOUT, "timeout", 408)                                                                     \
     X(LENGTH_REQUIRED, "bad_request", 411)                                                         \

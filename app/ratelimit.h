@@ -19,4 +19,7 @@ void ratelimit_init(struct ratelimit *rl, double rate, double burst, uint64_t no
 /* Take one token if there is one; false means the caller is over the rate. */
 bool ratelimit_take(struct ratelimit *rl, uint64_t now_ns);
 
+/* Seconds (rounded up, at least 1) until a token is there, 0 when one is now. */
+int ratelimit_wait_s(struct ratelimit *rl, uint64_t now_ns);
+
 #endif

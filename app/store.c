@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 
 #include "log.h"
@@ -55,6 +56,12 @@ enum reader_stmt {
     RS_GET,
     RS_REACTIONS,
     RS_ROOM_USER,
+    RS_ACCOUNT,
+    RS_ACCOUNTS,
+    RS_SESSION,
+    RS_SESSION_BY_TOKEN,
+    RS_CLAIM,
+    RS_INVITE,
     RS_ROOMS,
     RS_LAST_ID,
     RS_PING,
@@ -65,6 +72,17 @@ enum reader_stmt {
 #define EVENT_COLUMNS                                                                              \
     "id, user, text, ts, ref, kind, target, emoji, reply_to, reply_user, reply_text, mentions,"    \
     " edited_ts, deleted_by"
+
+/* An account as account_from_row reads it; the first account of the
+ * deployment (lowest first event) is admin unless it was given a role. */
+#define ACCOUNT_COLUMNS                                                                            \
+    "a.name, a.hash, coalesce(a.role, iif(a.created_id = (SELECT min(created_id) FROM"             \
+    " accounts), 'admin', 'user')), a.display, a.color, a.disabled, a.created"
+
+/* A session with its account: sid, name, expires, and whether it still holds. */
+#define SESSION_COLUMNS                                                                            \
+    "s.sid, a.name, s.expires, (s.ended = 0 AND a.disabled = 0 AND s.event_id >"                   \
+    " a.signout_all_id) FROM sessions s JOIN accounts a ON a.name_key = s.name_key"
 
 static const char *const reader_sql[RS_COUNT] = {
     [RS_NEWEST] = "SELECT " EVENT_COLUMNS " FROM messages WHERE room = ?1 AND kind = 'message'"
@@ -89,6 +107,12 @@ static const char *const reader_sql[RS_COUNT] = {
     /* The exact spelling first, else one that differs in ASCII case. */
     [RS_ROOM_USER] = "SELECT user FROM room_users WHERE room = ?1 AND user = ?2 COLLATE NOCASE"
                      " ORDER BY user = ?2 DESC LIMIT 1",
+    [RS_ACCOUNT] = "SELECT " ACCOUNT_COLUMNS " FROM accounts a WHERE name_key = ?1",
+    [RS_ACCOUNTS] = "SELECT " ACCOUNT_COLUMNS " FROM accounts a ORDER BY name_key",
+    [RS_SESSION] = "SELECT " SESSION_COLUMNS " WHERE s.sid = ?1",
+    [RS_SESSION_BY_TOKEN] = "SELECT " SESSION_COLUMNS " WHERE s.tid = ?1",
+    [RS_CLAIM] = "SELECT 1 FROM claims WHERE room = ?1 AND claim = ?2",
+    [RS_INVITE] = "SELECT expires FROM invites WHERE code = ?1",
     /* A skip scan over the primary key: one seek per room instead of a scan
      * of every message, which GROUP BY room would do. */
     [RS_ROOMS] = "WITH RECURSIVE r(name) AS ("
@@ -127,6 +151,12 @@ struct store {
     sqlite3_stmt *erase_quotes; /* erase the quotes of a deleted message */
     sqlite3_stmt *unreact_all;  /* drop the reactions of a deleted message */
     sqlite3_stmt *react;        /* apply a react or unreact */
+    sqlite3_stmt *claim;        /* record what an event took */
+    sqlite3_stmt *account;      /* apply an account record */
+    sqlite3_stmt *session;      /* a session began */
+    sqlite3_stmt *signout;      /* a session ended */
+    sqlite3_stmt *signout_all;  /* an account's earlier sessions ended */
+    sqlite3_stmt *invite;       /* an invite code was made */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -498,6 +528,142 @@ static int apply_reaction(struct store *s, const struct chat_msg *ev)
     return step_once(st);
 }
 
+/* ---- account events: their record is the JSON object in text */
+
+/* The name in ASCII lower case, into out (PROTO_USER_MAX_BYTES + 1). */
+void store_name_key(const char *name, char *out, size_t outlen)
+{
+    size_t i = 0;
+    for (; name[i] && i + 1 < outlen; i++)
+        out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+    out[i] = '\0';
+}
+
+static const char *json_string(const cJSON *obj, const char *name)
+{
+    bool bad = false;
+    const char *v = proto_get_string(obj, name, &bad);
+    return bad ? NULL : v;
+}
+
+static int64_t json_int(const cJSON *obj, const char *name)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsNumber(item) ? (int64_t)item->valuedouble : 0;
+}
+
+static int apply_account(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const char *name = json_string(rec, "name"), *hash = json_string(rec, "hash");
+    const char *display = json_string(rec, "display"), *color = json_string(rec, "color");
+    if (!name || !hash || !display || !color)
+        return SQLITE_DONE; /* malformed: nothing to apply (logged by the reader) */
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(name, key, sizeof(key));
+    sqlite3_stmt *st = s->account;
+    bool ok =
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC) == SQLITE_OK &&
+        bind_text_or_null(st, 4, json_string(rec, "role")) &&
+        sqlite3_bind_text(st, 5, display, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 6, color, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int(st, 7, cJSON_IsTrue(cJSON_GetObjectItem(rec, "disabled"))) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 8, json_int(rec, "created")) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 9, id_param(ev->id)) == SQLITE_OK;
+    return ok ? step_once(st) : SQLITE_ERROR;
+}
+
+static int apply_session(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const char *sid = json_string(rec, "sid"), *tid = json_string(rec, "tid");
+    const char *name = json_string(rec, "name");
+    if (!sid)
+        return SQLITE_DONE;
+    sqlite3_stmt *st = ev->kind == CHAT_SESSION ? s->session : s->signout;
+    if (sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC) != SQLITE_OK)
+        return SQLITE_ERROR;
+    if (ev->kind == CHAT_SESSION) {
+        char key[PROTO_USER_MAX_BYTES + 1];
+        store_name_key(name ? name : "", key, sizeof(key));
+        if (!bind_text_or_null(st, 2, tid) ||
+            sqlite3_bind_text(st, 3, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 4, json_int(rec, "expires")) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 5, id_param(ev->id)) != SQLITE_OK)
+            return SQLITE_ERROR;
+    }
+    return step_once(st);
+}
+
+static int apply_signout_all(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const char *name = json_string(rec, "name");
+    if (!name)
+        return SQLITE_DONE;
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(name, key, sizeof(key));
+    if (sqlite3_bind_text(s->signout_all, 1, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_int64(s->signout_all, 2, id_param(ev->id)) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(s->signout_all);
+}
+
+static int apply_invite(struct store *s, const cJSON *rec)
+{
+    const char *code = json_string(rec, "code");
+    if (!code)
+        return SQLITE_DONE;
+    if (sqlite3_bind_text(s->invite, 1, code, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(s->invite, 2, json_int(rec, "expires")) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(s->invite);
+}
+
+static int apply_account_event(struct store *s, const struct chat_msg *ev)
+{
+    cJSON *rec = proto_parse_object(ev->text, strlen(ev->text));
+    if (!rec) {
+        log_msg(LOG_WARN, "store_bad_account_event", "room=%s id=%" PRIu64, ev->room, ev->id);
+        return SQLITE_DONE;
+    }
+    int rc = SQLITE_DONE;
+    switch (ev->kind) {
+    case CHAT_ACCOUNT:
+        rc = apply_account(s, ev, rec);
+        break;
+    case CHAT_SESSION:
+    case CHAT_SIGNOUT:
+        rc = apply_session(s, ev, rec);
+        break;
+    case CHAT_SIGNOUT_ALL:
+        rc = apply_signout_all(s, ev, rec);
+        break;
+    case CHAT_INVITE:
+        rc = apply_invite(s, rec);
+        break;
+    default:
+        break;
+    }
+    cJSON_Delete(rec);
+    return rc;
+}
+
+/* Record each claim of ev (names one per line). */
+static int record_claims(struct store *s, const struct chat_msg *ev)
+{
+    int rc = SQLITE_DONE;
+    for (const char *c = ev->claim; c && *c && rc == SQLITE_DONE;) {
+        const char *end = strchr(c, '\n');
+        size_t len = end ? (size_t)(end - c) : strlen(c);
+        if (sqlite3_bind_text(s->claim, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(s->claim, 2, c, (int)len, SQLITE_STATIC) != SQLITE_OK)
+            return SQLITE_ERROR;
+        rc = step_once(s->claim);
+        c = end ? end + 1 : NULL;
+    }
+    return rc;
+}
+
 static int apply_change(struct store *s, const struct chat_msg *ev)
 {
     switch (ev->kind) {
@@ -510,6 +676,8 @@ static int apply_change(struct store *s, const struct chat_msg *ev)
         return apply_reaction(s, ev);
     case CHAT_MESSAGE:
         break;
+    default:
+        return apply_account_event(s, ev);
     }
     return SQLITE_DONE;
 }
@@ -549,6 +717,8 @@ static int store_event(struct store *s, const struct chat_msg *ev)
     free(mentions);
     if (rc != SQLITE_DONE || sqlite3_changes(s->wdb) == 0)
         return rc; /* failed, or stored before: applied then */
+    if (ev->claim && (rc = record_claims(s, ev)) != SQLITE_DONE)
+        return rc;
     if (ev->kind != CHAT_MESSAGE)
         return apply_change(s, ev);
     if (ev->reply_to) {
@@ -1089,6 +1259,144 @@ int store_find_room_user(struct store *store, const char *room, const char *name
     return ret;
 }
 
+/* ---------------------------------------------------------------- accounts */
+
+static void account_from_row(sqlite3_stmt *st, struct store_account *a)
+{
+    a->name = column_text_or_null(st, 0);
+    a->hash = column_text_or_null(st, 1);
+    a->role = column_text_or_null(st, 2);
+    a->display = column_text_or_null(st, 3);
+    a->color = column_text_or_null(st, 4);
+    a->disabled = sqlite3_column_int(st, 5) != 0;
+    a->created = sqlite3_column_int64(st, 6);
+}
+
+void store_account_dispose(struct store_account *a)
+{
+    free(a->name);
+    free(a->hash);
+    free(a->role);
+    free(a->display);
+    free(a->color);
+    memset(a, 0, sizeof(*a));
+}
+
+void store_free_accounts(struct store_account *accounts, size_t count)
+{
+    for (size_t i = 0; accounts && i < count; i++)
+        store_account_dispose(&accounts[i]);
+    free(accounts);
+}
+
+/* Step st, bound with the texts a and b (b may be NULL), to its first row:
+ * SQLITE_ROW, SQLITE_DONE, or an error code; the caller reads the row, then
+ * calls reader_done. */
+static int first_row(sqlite3_stmt *st, const char *a, const char *b)
+{
+    if (sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC) != SQLITE_OK ||
+        (b && sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC) != SQLITE_OK))
+        return SQLITE_ERROR;
+    return sqlite3_step(st);
+}
+
+static int reader_done(struct store *store, struct store_reader *r, sqlite3_stmt *st,
+                       const char *what, int rc)
+{
+    int ret = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : read_failed(r, what, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(store, r);
+    return ret;
+}
+
+int store_get_account(struct store *store, const char *name, struct store_account *out)
+{
+    memset(out, 0, sizeof(*out));
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(name, key, sizeof(key));
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_ACCOUNT];
+    int rc = first_row(st, key, NULL);
+    if (rc == SQLITE_ROW)
+        account_from_row(st, out);
+    return reader_done(store, r, st, "account", rc);
+}
+
+int store_list_accounts(struct store *store, struct store_account **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_ACCOUNTS];
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        UTIL_GROW(*out, *count, cap);
+        account_from_row(st, &(*out)[(*count)++]);
+    }
+    sqlite3_reset(st);
+    int ret = rc == SQLITE_DONE ? 0 : read_failed(r, "accounts", rc);
+    reader_put(store, r);
+    if (ret) {
+        store_free_accounts(*out, *count);
+        *out = NULL;
+        *count = 0;
+    }
+    return ret;
+}
+
+int store_find_session(struct store *store, const char *hash, bool by_token,
+                       struct store_session *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[by_token ? RS_SESSION_BY_TOKEN : RS_SESSION];
+    int rc = first_row(st, hash, NULL);
+    if (rc == SQLITE_ROW) {
+        out->sid = column_text_or_null(st, 0);
+        out->user = column_text_or_null(st, 1);
+        out->expires = sqlite3_column_int64(st, 2);
+        out->active = sqlite3_column_int(st, 3) != 0;
+    }
+    return reader_done(store, r, st, "session", rc);
+}
+
+void store_session_dispose(struct store_session *session)
+{
+    free(session->sid);
+    free(session->user);
+    memset(session, 0, sizeof(*session));
+}
+
+int store_has_claim(struct store *store, const char *room, const char *claim)
+{
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_CLAIM];
+    int ret = reader_done(store, r, st, "claim", first_row(st, room, claim));
+    return ret == 0 ? 1 : ret == -ENOENT ? 0 : ret;
+}
+
+int store_invite_expires(struct store *store, const char *code, int64_t *expires)
+{
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_INVITE];
+    int rc = first_row(st, code, NULL);
+    if (rc == SQLITE_ROW)
+        *expires = sqlite3_column_int64(st, 0);
+    return reader_done(store, r, st, "invite", rc);
+}
+
 int store_list_rooms(struct store *store, struct store_room **out, size_t *count)
 {
     if (!store || !out || !count)
@@ -1268,6 +1576,32 @@ static int prepare_writer(struct store *s, char *err, size_t errlen)
          " WHERE room = ?1 AND id = ?2 AND deleted_by IS NOT NULL)"
          " ON CONFLICT (room, target, emoji, user) DO UPDATE SET event_id = excluded.event_id,"
          " present = excluded.present WHERE excluded.event_id > reactions.event_id"},
+        {offsetof(struct store, claim),
+         "INSERT OR IGNORE INTO claims (room, claim) VALUES (?1, ?2)"},
+        {offsetof(struct store, account),
+         "INSERT INTO accounts (name_key, name, hash, role, display, color, disabled, created,"
+         " created_id, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)"
+         " ON CONFLICT (name_key) DO UPDATE SET"
+         " created_id = min(created_id, excluded.created_id),"
+         " name = iif(excluded.event_id > event_id, excluded.name, name),"
+         " hash = iif(excluded.event_id > event_id, excluded.hash, hash),"
+         " role = iif(excluded.event_id > event_id, excluded.role, role),"
+         " display = iif(excluded.event_id > event_id, excluded.display, display),"
+         " color = iif(excluded.event_id > event_id, excluded.color, color),"
+         " disabled = iif(excluded.event_id > event_id, excluded.disabled, disabled),"
+         " created = min(created, excluded.created),"
+         " event_id = max(event_id, excluded.event_id)"},
+        /* A signout stored first leaves a placeholder the session fills. */
+        {offsetof(struct store, session),
+         "INSERT INTO sessions (sid, tid, name_key, expires, event_id) VALUES (?1, ?2, ?3, ?4, ?5)"
+         " ON CONFLICT (sid) DO UPDATE SET tid = excluded.tid, name_key = excluded.name_key,"
+         " expires = excluded.expires, event_id = excluded.event_id"},
+        {offsetof(struct store, signout), "INSERT INTO sessions (sid, ended) VALUES (?1, 1) ON "
+                                          "CONFLICT (sid) DO UPDATE SET ended = 1"},
+        {offsetof(struct store, signout_all),
+         "UPDATE accounts SET signout_all_id = max(signout_all_id, ?2) WHERE name_key = ?1"},
+        {offsetof(struct store, invite),
+         "INSERT OR IGNORE INTO invites (code, expires) VALUES (?1, ?2)"},
         {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct store, commit), "COMMIT"},
         {offsetof(struct store, rollback), "ROLLBACK"},
@@ -1370,10 +1704,11 @@ void store_free(struct store *store)
         reader_close(r);
     }
     sqlite3_stmt *writer_stmts[] = {
-        store->ins,         store->room_user, store->changes_of,  store->edit,
-        store->erase_late,  store->del,       store->erase_edits, store->erase_quotes,
-        store->unreact_all, store->react,     store->begin,       store->commit,
-        store->rollback,
+        store->ins,         store->room_user,   store->changes_of,  store->edit,
+        store->erase_late,  store->del,         store->erase_edits, store->erase_quotes,
+        store->unreact_all, store->react,       store->begin,       store->commit,
+        store->rollback,    store->claim,       store->account,     store->session,
+        store->signout,     store->signout_all, store->invite,
     };
     for (size_t i = 0; i < ARRAY_LEN(writer_stmts); i++)
         sqlite3_finalize(writer_stmts[i]);

@@ -86,6 +86,46 @@ struct store_room {
 int store_list_rooms(struct store *store, struct store_room **out, size_t *count);
 void store_free_rooms(struct store_room *rooms, size_t count);
 
+/* ---- accounts (auth = accounts): what the events of CHAT_ACCOUNTS_LOG made */
+
+/* The name in ASCII lower case, as names are unique: out holds outlen bytes. */
+void store_name_key(const char *name, char *out, size_t outlen);
+
+/* An account; strings owned, free with store_account_dispose. */
+struct store_account {
+    char *name;
+    char *hash; /* Argon2id, encoded: never leaves the node */
+    char *role; /* "admin" or "user" */
+    char *display;
+    char *color;
+    bool disabled;
+    int64_t created; /* ms */
+};
+/* The account named name in any ASCII case: 0, -ENOENT, or negative. */
+int store_get_account(struct store *store, const char *name, struct store_account *out);
+/* Every account by name; free with store_free_accounts. */
+int store_list_accounts(struct store *store, struct store_account **out, size_t *count);
+void store_account_dispose(struct store_account *account);
+void store_free_accounts(struct store_account *accounts, size_t count);
+
+/* A session; free with store_session_dispose. */
+struct store_session {
+    char *sid;  /* the session's id: SHA-256 of its cookie, hex */
+    char *user; /* the account's name */
+    int64_t expires;
+    bool active; /* not ended, not signed out everywhere since, account enabled */
+};
+/* The session whose cookie (or, with by_token, token) has the SHA-256 hash
+ * (hex): 0, -ENOENT, or negative. Expiry is the caller's to check. */
+int store_find_session(struct store *store, const char *hash, bool by_token,
+                       struct store_session *out);
+void store_session_dispose(struct store_session *session);
+
+/* 1 when an event of room took claim, 0 when none did, or negative. */
+int store_has_claim(struct store *store, const char *room, const char *claim);
+/* When the invite code (SHA-256, hex) expires: 0, -ENOENT, or negative. */
+int store_invite_expires(struct store *store, const char *code, int64_t *expires);
+
 /* Highest id stored for room, 0 when none; negative on error. */
 int store_last_id(struct store *store, const char *room, uint64_t *out);
 

@@ -12,6 +12,7 @@
 /* Project error codes beyond errno; actions return 0 or a negative code. */
 #define TC_EUNAVAILABLE 1002 /* the broker cannot accept messages now */
 #define TC_ESTORE 1003       /* SQLite failed; details are in the log */
+#define TC_ECLAIMED 1004     /* another event took the event's claim: nothing was stored */
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

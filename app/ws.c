@@ -14,10 +14,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "accounts.h"
 #include "auth.h"
 #include "broker.h"
 #include "chat.h"
 #include "config.h"
+#include "http_accounts.h"
 #include "http_api.h"
 #include "hub.h"
 #include "log.h"
@@ -33,6 +35,7 @@
 
 struct ws {
     const struct config *config;
+    struct accounts *accounts; /* auth = accounts only */
     struct hub *hub;
     struct broker *broker;
     struct store *store;
@@ -48,6 +51,10 @@ struct ws_session {
     struct hub_conn *hc;       /* likewise */
     char *user;                /* NULL until hello */
     struct auth_claims claims; /* with auth on: what the token allows */
+    char *cookie_user;         /* auth = accounts: the session of the upgrade's cookie */
+    char *cookie_sid;
+    bool cookie_admin;
+    char *sid; /* auth = accounts: the session this connection belongs to */
     struct ratelimit sends;
     struct ratelimit typing;
     struct ratelimit joins; /* join and leave frames */
@@ -111,7 +118,7 @@ static const char *require_room(struct ws_session *s, const cJSON *frame, const 
         send_error(s, PROTO_ERR_ROOM_INVALID, why, ref, NULL);
         return NULL;
     }
-    if (s->ws->config->auth_secret && !auth_room_allowed(&s->claims, room)) {
+    if (s->ws->config->auth != CONFIG_AUTH_OFF && !auth_room_allowed(&s->claims, room)) {
         send_error(s, PROTO_ERR_FORBIDDEN, "the token does not allow this room", ref, room);
         return NULL;
     }
@@ -133,16 +140,51 @@ static bool optional_ref(struct ws_session *s, const cJSON *frame, const char **
 
 /* ---------------------------------------------------------------- frames */
 
-/* The user name of a hello: from the token with auth on, else from name.
- * NULL after answering the error. */
+/* Claims of an account's session: every room, moderator everywhere when
+ * admin. */
+static void session_claims(struct ws_session *s, const char *user, const char *sid, bool admin)
+{
+    s->claims.sub = xstrdup(user);
+    s->claims.all_rooms = true;
+    s->claims.role = admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER;
+    s->sid = sid ? xstrdup(sid) : NULL;
+}
+
+/* auth = accounts: the session of the hello's token, or of the upgrade's
+ * cookie; a JWT too when auth_secret is set. */
+static bool hello_account(struct ws_session *s, const char *token, const char **why)
+{
+    struct accounts_caller caller;
+    if (token && accounts_authenticate(s->ws->accounts, token, true, &caller)) {
+        session_claims(s, caller.user, caller.sid, caller.admin);
+        accounts_caller_dispose(&caller);
+        return true;
+    }
+    if (token && s->ws->config->auth_secret)
+        return auth_verify(s->ws->config->auth_secret, token, util_now_ms() / 1000, &s->claims,
+                           why) == 0;
+    if (!token && s->cookie_user) {
+        session_claims(s, s->cookie_user, s->cookie_sid, s->cookie_admin);
+        return true;
+    }
+    *why = token ? "the token is not a session's" : "sign in first";
+    return false;
+}
+
+/* The user name of a hello: from the token or session with auth on, else
+ * from name. NULL after answering the error. */
 static char *hello_user(struct ws_session *s, const cJSON *frame)
 {
     bool bad = false;
-    const char *secret = s->ws->config->auth_secret;
-    if (secret) {
+    const struct config *config = s->ws->config;
+    if (config->auth != CONFIG_AUTH_OFF) {
         const char *token = proto_get_string(frame, "token", &bad);
         const char *why = "a token is required";
-        if (!token || auth_verify(secret, token, util_now_ms() / 1000, &s->claims, &why) < 0) {
+        bool ok = config->auth == CONFIG_AUTH_ACCOUNTS
+                      ? hello_account(s, token, &why)
+                      : token && auth_verify(config->auth_secret, token, util_now_ms() / 1000,
+                                             &s->claims, &why) == 0;
+        if (!ok) {
             send_error(s, PROTO_ERR_UNAUTHORIZED, why, NULL, NULL);
             return NULL;
         }
@@ -170,7 +212,8 @@ static bool on_hello(struct ws_session *s, const cJSON *frame)
     if (!user)
         return false;
     s->user = user;
-    hub_conn_set_user(s->hc, user, s->ws->config->auth_secret ? &s->claims : NULL);
+    hub_conn_set_user(s->hc, user, s->sid,
+                      s->ws->config->auth != CONFIG_AUTH_OFF ? &s->claims : NULL);
     conn_hello_done(s->conn);
     cJSON *welcome = frame_object("welcome");
     cJSON_AddStringToObject(welcome, "user", user);
@@ -399,7 +442,7 @@ static void on_change(struct ws_session *s, const cJSON *frame, enum chat_kind k
     struct chat_msg *ev = room ? parse_change(s, frame, kind, ref, room) : NULL;
     if (!ev)
         return;
-    bool moderator = s->ws->config->auth_secret && auth_is_moderator(&s->claims, room);
+    bool moderator = s->ws->config->auth != CONFIG_AUTH_OFF && auth_is_moderator(&s->claims, room);
     struct chat_msg *existing;
     struct chat_refusal refusal;
     enum chat_verdict verdict =
@@ -504,6 +547,9 @@ static void session_on_closed(void *ctx, struct conn *conn)
     if (s->hc)
         hub_conn_closed(s->hc);
     auth_claims_dispose(&s->claims);
+    free(s->cookie_user);
+    free(s->cookie_sid);
+    free(s->sid);
     free(s->user);
     free(s);
 }
@@ -524,6 +570,22 @@ static struct ws_session *session_create(struct ws *ws)
     ratelimit_init(&s->typing, TYPING_RATE, TYPING_BURST, now);
     ratelimit_init(&s->joins, config->join_rate_limit, config->join_rate_burst, now);
     return s;
+}
+
+/* auth = accounts: remember the session of the upgrade's cookie, so that a
+ * page of this origin may say hello without a token. Worker thread. */
+static void session_read_cookie(struct ws_session *s, const struct mg_connection *mc)
+{
+    const char *cookies = mg_get_header(mc, "Cookie");
+    char cookie[128];
+    struct accounts_caller caller;
+    if (s->ws->accounts && cookies &&
+        mg_get_cookie(cookies, HTTP_ACCOUNTS_COOKIE, cookie, sizeof(cookie)) > 0 &&
+        accounts_authenticate(s->ws->accounts, cookie, false, &caller)) {
+        s->cookie_user = caller.user;
+        s->cookie_sid = caller.sid;
+        s->cookie_admin = caller.admin;
+    }
 }
 
 /* ---------------------------------------------------------------- CivetWeb callbacks */
@@ -575,17 +637,21 @@ static void ws_on_ready(struct mg_connection *mc, void *cbdata)
         loops_unadmit(ws->loops, ip);
         return;
     }
+    struct ws_session *s = session_create(ws);
+    session_read_cookie(s, mc);
     loops_adopt(ws->loops, detached.sock, detached.ssl, detached.buffered, detached.buffered_len,
-                ip, &session_handler, session_create(ws));
+                ip, &session_handler, s);
 }
 
 /* ---------------------------------------------------------------- module */
 
-struct ws *ws_create(const struct config *config, struct hub *hub, struct broker *broker,
-                     struct store *store, struct metrics *metrics, struct loops *loops)
+struct ws *ws_create(const struct config *config, struct accounts *accounts, struct hub *hub,
+                     struct broker *broker, struct store *store, struct metrics *metrics,
+                     struct loops *loops)
 {
     struct ws *ws = xcalloc(1, sizeof(*ws));
     ws->config = config;
+    ws->accounts = accounts;
     ws->hub = hub;
     ws->broker = broker;
     ws->store = store;

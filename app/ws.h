@@ -4,6 +4,7 @@
 #ifndef TURBOCHAT_WS_H
 #define TURBOCHAT_WS_H
 
+struct accounts;
 struct broker;
 struct config;
 struct hub;
@@ -15,8 +16,10 @@ struct store;
 struct ws;
 
 /* The endpoint; the pointers must outlive it. Free with ws_free (accepts NULL). */
-struct ws *ws_create(const struct config *config, struct hub *hub, struct broker *broker,
-                     struct store *store, struct metrics *metrics, struct loops *loops);
+/* accounts is NULL unless auth = accounts. */
+struct ws *ws_create(const struct config *config, struct accounts *accounts, struct hub *hub,
+                     struct broker *broker, struct store *store, struct metrics *metrics,
+                     struct loops *loops);
 void ws_free(struct ws *ws);
 
 /* Register the /ws handlers on a started CivetWeb context. Main thread. */

@@ -32,7 +32,7 @@ codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
 codename=${codename:-bookworm}
 backports=$codename-backports
 
-build_pkgs=(build-essential cmake pkg-config libhiredis-dev libssl-dev libcjson-dev
+build_pkgs=(build-essential cmake pkg-config libhiredis-dev libssl-dev libcjson-dev libargon2-dev
     libsqlite3-dev dpkg-dev patch ca-certificates openssl)
 test_pkgs=(chromium fonts-dejavu-core fonts-noto-color-emoji openssl ca-certificates clang-format
     clang libclang-rt-dev) # clang and its libFuzzer/sanitizer runtimes: make fuzz-smoke

@@ -188,7 +188,7 @@ static int run_command(struct hub_conn *hc, struct conn *conn, const char *cmd)
     int n = sscanf(cmd, "%15s %127s %llu", verb, arg, &since);
     uint64_t since64 = since;
     if (n >= 2 && strcmp(verb, "hello") == 0) {
-        hub_conn_set_user(hc, arg, NULL);
+        hub_conn_set_user(hc, arg, NULL, NULL);
         conn_hello_done(conn);
         return 0;
     }

@@ -218,7 +218,7 @@ static int test_migrations_applied_once(void)
     char err[256] = "";
     s = store_create(db_path, migs, n_base, 8, NULL, err, sizeof(err));
     TEST_ASSERT(s == NULL);
-    TEST_ASSERT_STR(err, "database schema version 900 is newer than this binary (2)");
+    TEST_ASSERT(strstr(err, "database schema version 900 is newer than this binary (") != NULL);
     teardown();
     return 0;
 }
@@ -1064,11 +1064,87 @@ static int test_changes_converge_in_any_order(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_changes_apply), TEST_CASE(test_changes_converge_in_any_order),
-          TEST_CASE(test_migrations_applied_once), TEST_CASE(test_newer_version_refused),
-          TEST_CASE(test_migration_names_and_failures), TEST_CASE(test_not_a_database),
-          TEST_CASE(test_append_and_barrier_order), TEST_CASE(test_insert_or_ignore),
-          TEST_CASE(test_commit_failure), TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
+/* ---------------------------------------------------------------- accounts */
+
+static struct chat_msg *account_event(uint64_t id, enum chat_kind kind, const char *json,
+                                      const char *claim)
+{
+    struct chat_msg *ev = make_msg(CHAT_ACCOUNTS_LOG, id, "x", json, NULL, 1000 + (int64_t)id);
+    ev->kind = kind;
+    ev->claim = claim ? strdup(claim) : NULL;
+    return ev;
+}
+
+/* Accounts, sessions and their ends, as the events of the accounts log make
+ * them: the first account is admin, the latest record wins, a signout ends
+ * one session and signout_all every earlier one, whatever the order. */
+static int test_account_events(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    const char *bob = "{\"name\":\"Bob\",\"hash\":\"h1\",\"display\":\"Bob\",\"color\":\"#000000\","
+                      "\"disabled\":false,\"created\":5}";
+    const char *bob2 = "{\"name\":\"Bob\",\"hash\":\"h2\",\"display\":\"Bobby\","
+                       "\"color\":\"#000000\",\"disabled\":true,\"created\":5}";
+    const char *amy = "{\"name\":\"amy\",\"hash\":\"h3\",\"display\":\"amy\",\"color\":\"#111111\","
+                      "\"disabled\":false,\"created\":3}";
+    /* Bob's change (id 4) is stored before his creation (id 2): the record of
+     * id 4 holds; amy (id 1) arrives last and is still the first account. */
+    TEST_ASSERT_INT(append_sync(s, account_event(4, CHAT_ACCOUNT, bob2, NULL)), 0);
+    TEST_ASSERT_INT(append_sync(s, account_event(2, CHAT_ACCOUNT, bob, "name:bob")), 0);
+    struct store_account acc;
+    TEST_ASSERT_INT(store_get_account(s, "BOB", &acc), 0);
+    TEST_ASSERT_STR(acc.display, "Bobby");
+    TEST_ASSERT(acc.disabled);
+    TEST_ASSERT_STR(acc.role, "admin");
+    store_account_dispose(&acc);
+    TEST_ASSERT_INT(append_sync(s, account_event(1, CHAT_ACCOUNT, amy, "name:amy")), 0);
+    TEST_ASSERT_INT(store_get_account(s, "bob", &acc), 0);
+    TEST_ASSERT_STR(acc.role, "user");
+    store_account_dispose(&acc);
+    TEST_ASSERT_INT(store_get_account(s, "Amy", &acc), 0);
+    TEST_ASSERT_STR(acc.role, "admin");
+    store_account_dispose(&acc);
+    TEST_ASSERT_INT(store_has_claim(s, CHAT_ACCOUNTS_LOG, "name:bob"), 1);
+    TEST_ASSERT_INT(store_has_claim(s, CHAT_ACCOUNTS_LOG, "name:carl"), 0);
+
+    /* amy's sessions: s1 ends by signout (stored before the session), s2 by
+     * signout_all, s3 (after it) holds. */
+    TEST_ASSERT_INT(append_sync(s, account_event(6, CHAT_SIGNOUT, "{\"sid\":\"s1\"}", NULL)), 0);
+    const char *fmt = "{\"name\":\"amy\",\"sid\":\"%s\",\"tid\":\"t%s\",\"expires\":99}";
+    char json[128];
+    snprintf(json, sizeof(json), fmt, "s1", "1");
+    TEST_ASSERT_INT(append_sync(s, account_event(5, CHAT_SESSION, json, NULL)), 0);
+    snprintf(json, sizeof(json), fmt, "s2", "2");
+    TEST_ASSERT_INT(append_sync(s, account_event(7, CHAT_SESSION, json, NULL)), 0);
+    TEST_ASSERT_INT(append_sync(s, account_event(8, CHAT_SIGNOUT_ALL, "{\"name\":\"AMY\"}", NULL)),
+                    0);
+    snprintf(json, sizeof(json), fmt, "s3", "3");
+    TEST_ASSERT_INT(append_sync(s, account_event(9, CHAT_SESSION, json, NULL)), 0);
+    struct store_session session;
+    const char *ids[] = {"s1", "s2", "s3"};
+    for (int i = 0; i < 3; i++) {
+        TEST_ASSERT_INT(store_find_session(s, ids[i], false, &session), 0);
+        TEST_ASSERT_STR(session.user, "amy");
+        TEST_ASSERT(session.active == (i == 2));
+        store_session_dispose(&session);
+    }
+    TEST_ASSERT_INT(store_find_session(s, "t3", true, &session), 0);
+    TEST_ASSERT_STR(session.sid, "s3");
+    store_session_dispose(&session);
+    TEST_ASSERT_INT(store_find_session(s, "nope", true, &session), -ENOENT);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_account_events), TEST_CASE(test_changes_apply),
+          TEST_CASE(test_changes_converge_in_any_order), TEST_CASE(test_migrations_applied_once),
+          TEST_CASE(test_newer_version_refused), TEST_CASE(test_migration_names_and_failures),
+          TEST_CASE(test_not_a_database), TEST_CASE(test_append_and_barrier_order),
+          TEST_CASE(test_insert_or_ignore), TEST_CASE(test_commit_failure),
+          TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
           TEST_CASE(test_text_round_trip), TEST_CASE(test_list_rooms), TEST_CASE(test_find_ref),
           TEST_CASE(test_survives_reopen), TEST_CASE(test_null_safety),
           TEST_CASE(test_readers_during_writes))

@@ -1,0 +1,46 @@
+/* broker: what every backend shares: waiting for a publish's outcome. */
+#include "broker.h"
+
+#include <pthread.h>
+
+#include "proto.h"
+
+/* A publish a thread waits for. */
+struct sync_publish {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    bool done;
+    int status;
+    struct chat_msg *result; /* copy of the stored event */
+};
+
+static void on_published(void *ctx, int status, const struct chat_msg *msg)
+{
+    struct sync_publish *p = ctx;
+    pthread_mutex_lock(&p->lock);
+    p->status = status;
+    p->result = status >= 0 ? chat_msg_clone(msg) : NULL;
+    p->done = true;
+    pthread_cond_signal(&p->done_cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int broker_publish_wait(struct broker *b, struct chat_msg *msg, struct chat_msg **result)
+{
+    struct sync_publish p = {.done = false};
+    *result = NULL;
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.done_cond, NULL);
+    int rc = broker_publish(b, msg, on_published, &p);
+    if (rc == 0) {
+        pthread_mutex_lock(&p.lock);
+        while (!p.done)
+            pthread_cond_wait(&p.done_cond, &p.lock);
+        pthread_mutex_unlock(&p.lock);
+        rc = p.status;
+        *result = p.result;
+    }
+    pthread_cond_destroy(&p.done_cond);
+    pthread_mutex_destroy(&p.lock);
+    return rc;
+}
