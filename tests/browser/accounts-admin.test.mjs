@@ -86,15 +86,6 @@ test('admin page: disable (the other browser is signed out), enable, reset, clos
         const eve = await openAccount(browser, server, 'eve', 'eve-password-1');
         const { page } = ada;
 
-        // a public room both are in, to be closed later
-        await page.locator('[data-testid=new-room]').click();
-        await page.locator('[data-testid=room-name]').fill('doomed');
-        await page.locator('[data-testid=room-create]').click();
-        await page.locator('[data-testid=room-dialog]').waitFor({ state: 'hidden' });
-        await send(page, 'this room will close');
-        await openRoomLink(eve.page, 'doomed');
-        await waitForTexts(eve.page, ['this room will close']);
-
         // only an admin sees the way in
         await eve.page.locator('[data-testid=change-name]').click();
         assert.equal(await eve.page.locator('[data-testid=open-admin]').isVisible(), false, 'no admin page for eve');
@@ -125,8 +116,20 @@ test('admin page: disable (the other browser is signed out), enable, reset, clos
         await page.locator('[data-testid=admin-status]', { hasText: 'password of eve was reset' }).waitFor();
         await submitAuth(eve.page, 'signin', 'eve', 'eve-password-1');
         await eve.page.locator('[data-testid=auth-error]', { hasText: 'Wrong name or password' }).waitFor();
-        await enterAs(eve.page, 'signin', 'eve', 'eve-password-2', { room: null });
+        await enterAs(eve.page, 'signin', 'eve', 'eve-password-2');
+
+        // a public room both are in, to be closed
+        await page.keyboard.press('Escape');
+        await page.locator('[data-testid=admin-dialog]').waitFor({ state: 'hidden' });
+        await page.locator('[data-testid=new-room]').click();
+        await page.locator('[data-testid=room-name]').fill('doomed');
+        await page.locator('[data-testid=room-create]').click();
+        await page.locator('[data-testid=room-dialog]').waitFor({ state: 'hidden' });
+        await send(page, 'this room will close');
         await openRoomLink(eve.page, 'doomed');
+        await waitForTexts(eve.page, ['this room will close']);
+        await page.locator('[data-testid=change-name]').click();
+        await page.locator('[data-testid=open-admin]').click();
 
         // close a room: its members are told and it leaves their list
         const doomed = page.locator('[data-testid=admin-room][data-room=doomed]');

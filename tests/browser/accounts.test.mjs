@@ -199,6 +199,13 @@ test('unread badges from the server clear on the other device of the account', {
     await laptop.locator('[data-testid=room-link][data-room=plans]').waitFor();
     await waitUnread(laptop, 'plans', '');
     assert.equal(await laptop.locator('[data-testid=auth-page]').isVisible(), false, 'still signed in after a reload');
+
+    // "sign out everywhere" on the phone signs the laptop out too
+    await phone.page.locator('[data-testid=change-name]').click();
+    await phone.page.locator('[data-testid=sign-out-everywhere]').click();
+    await phone.page.locator('[data-testid=auth-page]').waitFor();
+    await laptop.locator('[data-testid=auth-page]').waitFor();
+    await laptop.locator('[data-testid=auth-error]', { hasText: 'session has ended' }).waitFor();
 });
 
 test('profile: display name and colour, password change, sign out', { timeout: 120000 }, async () => {

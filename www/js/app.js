@@ -1083,14 +1083,15 @@ async function openAdmin() {
   await loadAdmin();
 }
 
+/* Reads accounts and rooms (each shown as soon as it comes; one failing
+ * does not hide the other). */
 async function loadAdmin(status = '') {
-  try {
-    const [users, rooms] = await Promise.all([api.adminUsers(), api.adminRooms()]);
-    view.renderAdmin({ users, rooms }, store.me);
-    view.adminStatus(status);
-  } catch (error) {
-    if (!signInAgainOn(error)) view.adminStatus(`Could not load: ${error.message}`, true);
-  }
+  const [users, rooms] = await Promise.allSettled([api.adminUsers(), api.adminRooms()]);
+  view.renderAdmin({ users: users.value || null, rooms: rooms.value || null }, store.me);
+  const failed = [users, rooms].find((result) => result.status === 'rejected');
+  if (failed && signInAgainOn(failed.reason)) return;
+  if (failed) view.adminStatus(`Could not load ${failed === users ? 'the accounts' : 'the rooms'}: ${failed.reason.message}`, true);
+  else view.adminStatus(status);
 }
 
 /* act: 'disable'|'enable'|'password' (of the account target, with extra the
