@@ -30,6 +30,7 @@ const MENTION_CHOICES = 8;
 const ACCOUNTS_POLL_MS = 5000; /* accounts: new private rooms and DMs show up this fast */
 const READ_EVERY_MS = 1000;    /* at most one read frame a second per room */
 const DM_MAX_OTHERS = 7;
+const READ_REF = 'read'; /* marks our read frames: a refusal of one is not the person's business */
 const AUTO_ROOMS_MAX = 45;     /* private rooms and DMs joined by themselves (the server allows 50) */
 
 const ERROR_TEXT = {
@@ -613,6 +614,7 @@ function onMessage(frame) {
 
 function onError(frame) {
   if (!connection.ready && ['bad_request', 'unauthorized'].includes(frame.code)) return; /* hello refused: see 'refused' */
+  if (frame.ref === READ_REF) return; /* the badge is corrected by the next GET /api/rooms */
   const text = humanError(frame);
   const pendingRoom = frame.ref ? store.findPendingRoom(frame.ref) : null;
   const changeRoom = frame.ref ? store.findChangeRoom(frame.ref) : null;
@@ -1069,7 +1071,7 @@ function queueRead(name, id) {
 function sendRead(name) {
   const entry = reads.get(name);
   if (!entry || entry.timer || entry.want <= entry.sent || !store.room(name)?.joined) return;
-  if (connection.send({ type: 'read', room: name, id: entry.want })) {
+  if (connection.send({ type: 'read', room: name, id: entry.want, ref: READ_REF })) {
     entry.sent = entry.want;
     entry.at = Date.now();
   }
