@@ -34,7 +34,7 @@ import {
     wsSession,
 } from '../lib/accounts.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
-import { startNode, startNodes, startValkey, stopAllValkey, waitFor } from '../lib/valkey.mjs';
+import { startNode, startNodes, startValkey, stopAllValkey, waitFor, waitReady } from '../lib/valkey.mjs';
 
 const T = { timeout: 90000 };
 const PW = 'cluster password one';
@@ -46,7 +46,7 @@ let C;
 let admin;
 
 before(async () => {
-    vk = await startValkey({ mode: 'plain' });
+    vk = await startValkey({ mode: 'plain', persist: true });
     [A, B, C] = await startNodes(vk.env, 3, { env: accountsEnv() });
 });
 
@@ -253,6 +253,27 @@ describe('cluster accounts', () => {
         assert.equal(e.json.user.disabled, false, show(e));
         for (const n of [A, B, C]) await signinEventually(n.url, name, PW);
         for (const w of wb) await w.close();
+    }));
+});
+
+describe('cluster accounts while Valkey is down', () => {
+    it('an account made on A signs in on B and C while Valkey is briefly down', T, withLogs(async () => {
+        const name = uname('offline');
+        await signup(A.url, name, PW);
+        for (const n of [B, C]) await signinEventually(n.url, name, PW);
+        await vk.stop();
+        try {
+            for (const n of [B, C]) {
+                const r = await signinRaw(n.url, name, PW);
+                expectStatus(r, 200, undefined, `sign-in on ${n.url} with Valkey down`);
+                const s = sessionOf(n.url, r, PW, 'sign-in with Valkey down');
+                expectStatus(await me(n.url, s), 200, undefined, `the new session on ${n.url} with Valkey down`);
+                expectStatus(await signinRaw(n.url, name, 'wrong password!'), 401, 'unauthorized', 'a wrong password with Valkey down');
+            }
+        } finally {
+            await vk.restart();
+        }
+        for (const n of [A, B, C]) await waitReady(n);
     }));
 });
 
