@@ -282,7 +282,7 @@ bool http_accounts_route(struct accounts *accounts, const struct config *config,
                          const struct accounts_caller *caller)
 {
     bool me = strcmp(uri, "/api/me") == 0;
-    bool admin_path = strncmp(uri, "/api/admin/", 11) == 0;
+    bool admin_path = strncmp(uri, "/api/admin/users", 16) == 0;
     bool invites = strcmp(uri, "/api/auth/invites") == 0;
     if (strcmp(uri, "/api/auth/signout") == 0 && method_is(mc, "POST"))
         sign_out(accounts, config, mc, caller);

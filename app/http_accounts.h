@@ -21,7 +21,7 @@ bool http_accounts_public(struct accounts *accounts, const struct config *config
                           struct mg_connection *mc, const char *uri);
 
 /* The paths of a signed-in caller: /api/me, /api/auth/signout,
- * /api/auth/invites, /api/admin/users...; true when uri was one of them and
+ * /api/auth/invites, /api/admin/users*; true when uri was one of them and
  * has been answered. Worker thread. */
 bool http_accounts_route(struct accounts *accounts, const struct config *config,
                          struct mg_connection *mc, const char *uri,

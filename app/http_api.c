@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "proto.h"
 #include "ratelimit.h"
+#include "rooms.h"
 #include "store.h"
 #include "strmap.h"
 #include "util.h"
@@ -34,6 +35,7 @@
 struct api {
     const struct config *config;
     struct accounts *accounts; /* auth = accounts; NULL otherwise */
+    struct rooms *rooms;
     struct store *store;
     struct broker *broker;
     struct hub *hub;
@@ -167,6 +169,7 @@ struct room_row {
     const char *name;
     uint64_t last_id;
     size_t online;
+    const struct store_room *stored; /* NULL: a room with members but no log yet */
 };
 
 static int compare_rows(const void *a, const void *b)
@@ -174,8 +177,40 @@ static int compare_rows(const void *a, const void *b)
     return strcmp(((const struct room_row *)a)->name, ((const struct room_row *)b)->name);
 }
 
-/* Rooms of the log and rooms with members here, by name. */
-/* Rooms of the log and rooms with members, those the token allows (claims NULL: all). */
+/* The room object of GET /api/rooms for the caller user (NULL: auth off):
+ * with auth = accounts its unread counts, and a DM's members. */
+static cJSON *room_object(struct api *api, const struct room_row *row, const char *user)
+{
+    cJSON *room = cJSON_CreateObject();
+    cJSON_AddStringToObject(room, "name", row->name);
+    cJSON_AddNumberToObject(room, "last_id", (double)row->last_id);
+    cJSON_AddNumberToObject(room, "online", (double)row->online);
+    bool dm = row->stored && row->stored->dm;
+    cJSON_AddBoolToObject(room, "private", row->stored && row->stored->is_private);
+    cJSON_AddBoolToObject(room, "dm", dm);
+    uint64_t last_read = 0;
+    int unread = 0, mentions = 0;
+    if (api->config->auth == CONFIG_AUTH_ACCOUNTS && user)
+        store_unread(api->store, row->name, user, &last_read, &unread, &mentions);
+    cJSON_AddNumberToObject(room, "unread", unread);
+    cJSON_AddNumberToObject(room, "mentions", mentions);
+    if (dm) {
+        char **names, **roles;
+        size_t count = 0;
+        cJSON *members = cJSON_AddArrayToObject(room, "members");
+        if (store_roster(api->store, row->name, &names, &roles, &count) == 0) {
+            for (size_t i = 0; i < count; i++)
+                cJSON_AddItemToArray(members, cJSON_CreateString(names[i]));
+        }
+        hub_free_names(names, count);
+        hub_free_names(roles, count);
+    }
+    return room;
+}
+
+/* Rooms of the log and rooms with members, those the caller may see (with
+ * a token: those it allows; with accounts: public and its own private
+ * ones), by name. */
 static void get_rooms(struct api *api, struct mg_connection *mc, const struct auth_claims *claims)
 {
     struct store_room *stored = NULL;
@@ -191,11 +226,11 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
     struct room_row *rows = xcalloc(stored_count + live_count + 1, sizeof(*rows));
     size_t n = 0;
     for (size_t i = 0; i < stored_count; i++)
-        rows[n++] = (struct room_row){stored[i].name, stored[i].last_id, 0};
+        rows[n++] = (struct room_row){stored[i].name, stored[i].last_id, 0, &stored[i]};
     qsort(rows, n, sizeof(*rows), compare_rows);
     size_t sorted = n;
     for (size_t i = 0; i < live_count; i++) {
-        struct room_row key = {live[i], 0, 0};
+        struct room_row key = {live[i], 0, 0, NULL};
         struct room_row *row = bsearch(&key, rows, sorted, sizeof(*rows), compare_rows);
         if (!row)
             row = &rows[n++], *row = key;
@@ -204,14 +239,12 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
     qsort(rows, n, sizeof(*rows), compare_rows);
     cJSON *obj = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(obj, "rooms");
+    const char *user = claims ? claims->sub : NULL;
     for (size_t i = 0; i < n; i++) {
-        if (claims && !auth_room_allowed(claims, rows[i].name))
+        if ((claims && !auth_room_allowed(claims, rows[i].name)) ||
+            !rooms_may_enter(api->rooms, rows[i].name, user))
             continue;
-        cJSON *room = cJSON_CreateObject();
-        cJSON_AddStringToObject(room, "name", rows[i].name);
-        cJSON_AddNumberToObject(room, "last_id", (double)rows[i].last_id);
-        cJSON_AddNumberToObject(room, "online", (double)rows[i].online);
-        cJSON_AddItemToArray(list, room);
+        cJSON_AddItemToArray(list, room_object(api, &rows[i], user));
     }
     api_send_object(mc, 200, obj);
     free(rows);
@@ -567,6 +600,7 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
     struct chat_refusal refusal;
     enum chat_verdict verdict =
         chat_prepare_send(api->store, api->config, msg, &existing, &refusal);
+    rooms_keep_mentions_of_members(api->rooms, msg);
     answer_verdict(api, mc, msg, verdict, existing, &refusal, 201);
 }
 
@@ -601,7 +635,7 @@ static void change_message(struct api *api, struct mg_connection *mc, const char
 
 static void get_members(struct api *api, struct mg_connection *mc, const char *room)
 {
-    char **names;
+    char **names, **roles;
     size_t count;
     hub_room_members(api->hub, room, &names, &count);
     cJSON *obj = cJSON_CreateObject();
@@ -610,6 +644,179 @@ static void get_members(struct api *api, struct mg_connection *mc, const char *r
     for (size_t i = 0; i < count; i++)
         cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
     hub_free_names(names, count);
+    struct store_room_info info;
+    if (store_room_info(api->store, room, &info) == 0 && info.is_private &&
+        store_roster(api->store, room, &names, &roles, &count) == 0) {
+        cJSON *roster = cJSON_AddArrayToObject(obj, "roster");
+        for (size_t i = 0; i < count; i++) {
+            cJSON *entry = cJSON_CreateObject();
+            cJSON_AddStringToObject(entry, "user", names[i]);
+            cJSON_AddStringToObject(entry, "role", roles[i]);
+            cJSON_AddItemToArray(roster, entry);
+        }
+        hub_free_names(names, count);
+        hub_free_names(roles, count);
+    }
+    api_send_object(mc, 200, obj);
+}
+
+/* ---------------------------------------------------------------- rooms of accounts */
+
+/* The room object of room as GET /api/rooms has it, for user. */
+static cJSON *room_object_of(struct api *api, const char *room, const char *user)
+{
+    struct store_room stored = {(char *)room, 0, false, false, false};
+    struct store_room_info info;
+    if (store_room_info(api->store, room, &info) == 0) {
+        stored.is_private = info.is_private;
+        stored.dm = info.dm;
+    }
+    store_last_id(api->store, room, &stored.last_id);
+    struct room_row row = {room, stored.last_id, 0, &stored};
+    return room_object(api, &row, user);
+}
+
+/* Under auth = accounts only; else false after answering 404. */
+static bool accounts_only(struct api *api, struct mg_connection *mc)
+{
+    if (api->config->auth == CONFIG_AUTH_ACCOUNTS)
+        return true;
+    api_send_error(mc, PROTO_ERR_NOT_FOUND,
+                   "rooms are made by joining them unless auth = accounts");
+    return false;
+}
+
+/* The body of a write by the caller; false after answering. */
+static bool write_body(struct api *api, struct mg_connection *mc, bool optional, cJSON **body)
+{
+    if (!api_origin_is_allowed(mc, api->config)) {
+        api_send_error(mc, PROTO_ERR_FORBIDDEN, "this origin may not write");
+        return false;
+    }
+    return api_read_json_body(api->config, mc, optional, body);
+}
+
+/* POST /api/rooms {name, private}. */
+static void post_room(struct api *api, struct mg_connection *mc, const char *user)
+{
+    cJSON *body;
+    if (!accounts_only(api, mc) || !write_body(api, mc, false, &body))
+        return;
+    bool bad = false;
+    const char *name = proto_get_string(body, "name", &bad);
+    const cJSON *priv = cJSON_GetObjectItemCaseSensitive(body, "private");
+    struct chat_refusal refusal = {PROTO_ERR_BAD_REQUEST, "name is required; private is a boolean"};
+    int rc = -1;
+    if (name && !bad && (!priv || cJSON_IsBool(priv)))
+        rc = rooms_make(api->rooms, name, user, cJSON_IsTrue(priv), &refusal);
+    if (rc == 0) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddItemToObject(obj, "room", room_object_of(api, name, user));
+        api_send_object(mc, 201, obj);
+    } else {
+        api_send_error(mc, refusal.err, refusal.why);
+    }
+    cJSON_Delete(body);
+}
+
+/* POST /api/rooms/{room}/members {user, role?}, and DELETE .../members/{user}. */
+static void change_member(struct api *api, struct mg_connection *mc, const char *room,
+                          const char *member, const char *actor)
+{
+    cJSON *body = NULL;
+    if (!accounts_only(api, mc) || !write_body(api, mc, member != NULL, &body))
+        return;
+    bool bad = false;
+    const char *role = proto_get_string(body, "role", &bad);
+    const char *name = member ? member : proto_get_string(body, "user", &bad);
+    struct chat_refusal refusal = {PROTO_ERR_BAD_REQUEST, "user is required; role is a string"};
+    int rc = -1;
+    if (name && !bad)
+        rc = rooms_set_member(api->rooms, room, actor, name, role ? role : "member", !member,
+                              &refusal);
+    if (rc == 0) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddStringToObject(obj, "room", room);
+        cJSON_AddStringToObject(obj, "user", name);
+        if (!member)
+            cJSON_AddStringToObject(obj, "role", role ? role : "member");
+        api_send_object(mc, 200, obj);
+    } else {
+        api_send_error(mc, refusal.err, refusal.why);
+    }
+    cJSON_Delete(body);
+}
+
+/* POST /api/dms {users}. */
+static void post_dm(struct api *api, struct mg_connection *mc, const char *user)
+{
+    cJSON *body;
+    if (!accounts_only(api, mc) || !write_body(api, mc, false, &body))
+        return;
+    const cJSON *users = cJSON_GetObjectItemCaseSensitive(body, "users");
+    char *names[ROOMS_DM_MAX];
+    size_t count = 0;
+    bool ok = cJSON_IsArray(users) && cJSON_GetArraySize(users) < ROOMS_DM_MAX;
+    const cJSON *item;
+    const cJSON *list = ok ? users : NULL;
+    cJSON_ArrayForEach(item, list)
+    {
+        ok = ok && cJSON_IsString(item);
+        if (ok)
+            names[count++] = item->valuestring;
+    }
+    struct chat_refusal refusal = {PROTO_ERR_BAD_REQUEST, "users is an array of 1 to 7 names"};
+    char *room = NULL;
+    if (ok && rooms_open_dm(api->rooms, user, names, count, &room, &refusal) == 0) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddStringToObject(obj, "room", room);
+        api_send_object(mc, 200, obj);
+    } else {
+        api_send_error(mc, refusal.err, refusal.why);
+    }
+    free(room);
+    cJSON_Delete(body);
+}
+
+/* GET /api/admin/rooms and DELETE /api/admin/rooms/{room}. */
+static void admin_rooms(struct api *api, struct mg_connection *mc, const char *room,
+                        const struct auth_claims *claims)
+{
+    if (!claims || claims->role != AUTH_ROLE_ADMIN) {
+        api_send_error(mc, PROTO_ERR_FORBIDDEN, "only an admin may do this");
+        return;
+    }
+    const char *method = mg_get_request_info(mc)->request_method;
+    if (room && strcmp(method, "DELETE") == 0) {
+        struct chat_refusal refusal;
+        if (rooms_close(api->rooms, room, claims->sub, &refusal) == 0)
+            api_send_json(mc, 200, "{}", NULL);
+        else
+            api_send_error(mc, refusal.err, refusal.why);
+        return;
+    }
+    if (room || strcmp(method, "GET") != 0) {
+        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such resource");
+        return;
+    }
+    struct store_room *stored;
+    size_t count;
+    if (store_list_rooms(api->store, &stored, &count) < 0) {
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the rooms cannot be read now");
+        return;
+    }
+    cJSON *obj = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(obj, "rooms");
+    for (size_t i = 0; i < count; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "name", stored[i].name);
+        cJSON_AddBoolToObject(r, "private", stored[i].is_private);
+        cJSON_AddBoolToObject(r, "dm", stored[i].dm);
+        cJSON_AddBoolToObject(r, "closed", stored[i].closed);
+        cJSON_AddNumberToObject(r, "last_id", (double)stored[i].last_id);
+        cJSON_AddItemToArray(list, r);
+    }
+    store_free_rooms(stored, count);
     api_send_object(mc, 200, obj);
 }
 
@@ -688,6 +895,10 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
         api_send_error(mc, PROTO_ERR_FORBIDDEN, "the token does not allow this room");
         return;
     }
+    if (!rooms_may_enter(api->rooms, room, claims ? claims->sub : NULL)) {
+        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such room");
+        return;
+    }
     const struct mg_request_info *ri = mg_get_request_info(mc);
     bool get = method_is(ri, "GET") || method_is(ri, "HEAD");
     if (strcmp(what, "messages") == 0) {
@@ -707,8 +918,15 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
     } else if (strcmp(what, "members") == 0) {
         if (get)
             get_members(api, mc, room);
+        else if (method_is(ri, "POST"))
+            change_member(api, mc, room, NULL, claims ? claims->sub : NULL);
         else
-            method_not_allowed(mc, "GET, HEAD");
+            method_not_allowed(mc, "GET, HEAD, POST");
+    } else if (strncmp(what, "members/", 8) == 0 && what[8]) {
+        if (method_is(ri, "DELETE"))
+            change_member(api, mc, room, what + 8, claims ? claims->sub : NULL);
+        else
+            method_not_allowed(mc, "DELETE");
     } else {
         api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such resource");
     }
@@ -734,11 +952,20 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
     const char *uri = ri->local_uri_raw ? ri->local_uri_raw : "";
     char room[PROTO_ROOM_MAX + 2];
     const char *what;
+    const char *admin_rooms_prefix = "/api/admin/rooms/";
     if (strcmp(uri, "/api/rooms") == 0 || strcmp(uri, "/api/rooms/") == 0) {
         if (method_is(ri, "GET") || method_is(ri, "HEAD"))
             get_rooms(api, mc, claims);
+        else if (method_is(ri, "POST") && claims)
+            post_room(api, mc, claims->sub);
         else
-            method_not_allowed(mc, "GET, HEAD");
+            method_not_allowed(mc, "GET, HEAD, POST");
+    } else if (strcmp(uri, "/api/dms") == 0 && claims && method_is(ri, "POST")) {
+        post_dm(api, mc, claims->sub);
+    } else if (strcmp(uri, "/api/admin/rooms") == 0) {
+        admin_rooms(api, mc, NULL, claims);
+    } else if (strncmp(uri, admin_rooms_prefix, strlen(admin_rooms_prefix)) == 0) {
+        admin_rooms(api, mc, uri + strlen(admin_rooms_prefix), claims);
     } else if ((what = split_room_path(uri, room, sizeof(room))) != NULL) {
         const char *why;
         if (!proto_room_is_valid(room, &why))
@@ -829,12 +1056,14 @@ static int api_handler(struct mg_connection *mc, void *cbdata)
 
 /* ---------------------------------------------------------------- module */
 
-struct api *api_create(const struct config *config, struct accounts *accounts, struct store *store,
-                       struct broker *broker, struct hub *hub, struct metrics *metrics)
+struct api *api_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
+                       struct store *store, struct broker *broker, struct hub *hub,
+                       struct metrics *metrics)
 {
     struct api *api = xcalloc(1, sizeof(*api));
     api->config = config;
     api->accounts = accounts;
+    api->rooms = rooms;
     api->store = store;
     api->broker = broker;
     api->hub = hub;

@@ -15,13 +15,15 @@ struct config;
 struct hub;
 struct metrics;
 struct mg_connection;
+struct rooms;
 struct mg_context;
 struct store;
 
 /* The API; the pointers must outlive it. Free with api_free (accepts NULL). */
 /* accounts is NULL unless auth = accounts. */
-struct api *api_create(const struct config *config, struct accounts *accounts, struct store *store,
-                       struct broker *broker, struct hub *hub, struct metrics *metrics);
+struct api *api_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
+                       struct store *store, struct broker *broker, struct hub *hub,
+                       struct metrics *metrics);
 void api_free(struct api *api);
 
 /* Register the /api handler on a started CivetWeb context. Main thread. */

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth.h"
 #include "broker.h"
@@ -377,7 +378,8 @@ static void membership_remove(struct hub *hub, struct membership *m)
     room_release_if_empty(hub, room);
 }
 
-static struct loop_frame *joined_frame(struct hub_room *room, bool recovered)
+static struct loop_frame *joined_frame(struct hub_room *room, bool recovered,
+                                       const struct hub_read_state *read)
 {
     size_t count;
     char **names = room_names(room, &count);
@@ -389,6 +391,11 @@ static struct loop_frame *joined_frame(struct hub_room *room, bool recovered)
     for (size_t i = 0; i < count; i++)
         cJSON_AddItemToArray(members, cJSON_CreateString(names[i]));
     cJSON_AddBoolToObject(obj, "recovered", recovered);
+    struct hub_read_state none = {0, 0, 0};
+    read = read ? read : &none;
+    cJSON_AddNumberToObject(obj, "unread", read->unread);
+    cJSON_AddNumberToObject(obj, "mentions", read->mentions);
+    cJSON_AddNumberToObject(obj, "last_read", (double)read->last_read);
     hub_free_names(names, count);
     return frame_from_json(obj);
 }
@@ -514,19 +521,20 @@ static uint64_t history_last_id(struct hub *hub, const char *room)
 }
 
 /* Answer a join of a room hc is already in: `joined`, no second replay. */
-static void join_again(struct membership *m)
+static void join_again(struct membership *m, const struct hub_read_state *read)
 {
-    struct loop_frame *joined = joined_frame(m->room, true);
+    struct loop_frame *joined = joined_frame(m->room, true, read);
     conn_send(m->hc->conn, joined);
     loop_frame_unref(joined);
 }
 
-int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const uint64_t *since)
+int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const uint64_t *since,
+             const struct hub_read_state *read)
 {
     pthread_mutex_lock(&hub->lock);
     struct membership *m = find_membership(hc, room_name);
     if (m) {
-        join_again(m);
+        join_again(m, read);
         pthread_mutex_unlock(&hub->lock);
         return 0;
     }
@@ -557,7 +565,7 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const 
     struct hub_room *room = m->room;
     if (upto > room->last_id)
         room->last_id = upto;
-    struct loop_frame *joined = joined_frame(room, recovered);
+    struct loop_frame *joined = joined_frame(room, recovered, read);
     conn_send(hc->conn, joined);
     loop_frame_unref(joined);
     if (since && recovered) {
@@ -673,10 +681,78 @@ static void apply_account_event(struct hub *hub, const struct chat_msg *msg)
     cJSON_Delete(rec);
 }
 
+/* A read event of an account's read log: `read {room, id}` to every
+ * connection of the account on this node. */
+static void send_read(struct hub *hub, const struct chat_msg *msg)
+{
+    cJSON *rec = proto_parse_object(msg->text, strlen(msg->text));
+    bool bad = false;
+    const char *room = rec ? proto_get_string(rec, "room", &bad) : NULL;
+    const cJSON *id = rec ? cJSON_GetObjectItemCaseSensitive(rec, "id") : NULL;
+    if (room && cJSON_IsNumber(id)) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddStringToObject(obj, "type", "read");
+        cJSON_AddStringToObject(obj, "room", room);
+        cJSON_AddNumberToObject(obj, "id", id->valuedouble);
+        struct loop_frame *f = frame_from_json(obj);
+        pthread_mutex_lock(&hub->lock);
+        struct hub_user *u = strmap_get(hub->users, msg->user);
+        for (size_t i = 0; u && i < u->count; i++)
+            conn_send(u->conns[i]->conn, f);
+        pthread_mutex_unlock(&hub->lock);
+        loop_frame_unref(f);
+    }
+    cJSON_Delete(rec);
+}
+
+/* Take the connections of user (NULL: everyone) out of room, each told
+ * `left` with reason: a member removed, or the room closed. hub->lock held. */
+static void send_away(struct hub *hub, struct hub_room *room, const char *user, const char *reason)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "type", "left");
+    cJSON_AddStringToObject(obj, "room", room->name);
+    cJSON_AddStringToObject(obj, "reason", reason);
+    struct loop_frame *f = frame_from_json(obj);
+    for (size_t i = room->member_count; i-- > 0;) {
+        struct membership *m = room->members[i];
+        if (user && (!m->hc->user || strcasecmp(m->hc->user, user) != 0))
+            continue;
+        conn_send(m->hc->conn, f);
+        bool last = room->member_count == 1;
+        membership_remove(hub, m);
+        if (last)
+            break; /* the room went with its last member */
+    }
+    loop_frame_unref(f);
+}
+
+/* After a member event or a closing is delivered: who must leave leaves. */
+static void apply_room_change(struct hub *hub, const struct chat_msg *msg)
+{
+    cJSON *rec = proto_parse_object(msg->text, strlen(msg->text));
+    bool bad = false;
+    const char *member = rec ? proto_get_string(rec, "member", &bad) : NULL;
+    bool removed = msg->kind == CHAT_MEMBER && member &&
+                   !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "present"));
+    pthread_mutex_lock(&hub->lock);
+    struct hub_room *room = strmap_get(hub->rooms, msg->room);
+    if (room && removed)
+        send_away(hub, room, member, "removed");
+    else if (room && msg->kind == CHAT_CLOSED)
+        send_away(hub, room, NULL, "closed");
+    pthread_mutex_unlock(&hub->lock);
+    cJSON_Delete(rec);
+}
+
 void hub_deliver(struct hub *hub, const struct chat_msg *msg)
 {
     if (strcmp(msg->room, CHAT_ACCOUNTS_LOG) == 0) {
         apply_account_event(hub, msg);
+        return;
+    }
+    if (msg->kind == CHAT_READ) {
+        send_read(hub, msg);
         return;
     }
     struct loop_frame *f = frame_from_event(msg);
@@ -692,6 +768,8 @@ void hub_deliver(struct hub *hub, const struct chat_msg *msg)
     pthread_mutex_unlock(&hub->lock);
     loop_frame_unref(f);
     atomic_fetch_add(&hub->metrics->messages_delivered, reached);
+    if (msg->kind == CHAT_MEMBER || msg->kind == CHAT_CLOSED)
+        apply_room_change(hub, msg);
 }
 
 /* Tell the members of room but user's own connections that user is typing. hub->lock held. */

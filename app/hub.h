@@ -56,7 +56,14 @@ void hub_conn_drained(struct hub_conn *hc);
  * as the queue drains) before any live message of the room. Joining a room
  * again answers `joined` without a second replay. 0, -E2BIG (rooms per
  * connection), or negative. Loop thread of hc. */
-int hub_join(struct hub *hub, struct hub_conn *hc, const char *room, const uint64_t *since);
+/* The joiner's read state of the room, for `joined` (auth = accounts). */
+struct hub_read_state {
+    uint64_t last_read;
+    int unread;
+    int mentions;
+};
+int hub_join(struct hub *hub, struct hub_conn *hc, const char *room, const uint64_t *since,
+             const struct hub_read_state *read);
 /* Leave room; -ENOENT when hc was not in it. Loop thread of hc. */
 int hub_leave(struct hub *hub, struct hub_conn *hc, const char *room);
 bool hub_is_member(struct hub *hub, struct hub_conn *hc, const char *room);

@@ -21,6 +21,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "proto.h"
+#include "rooms.h"
 #include "server.h"
 #include "store.h"
 #include "util.h"
@@ -41,6 +42,7 @@ struct app {
     struct loops *loops;
     struct broker *broker;
     struct accounts *accounts; /* auth = accounts only */
+    struct rooms *rooms;
     struct ws *ws;
     struct api *api;
     struct server *server;
@@ -102,10 +104,11 @@ static int start(struct app *app)
         goto out_fail;
     if (app->config.auth == CONFIG_AUTH_ACCOUNTS)
         app->accounts = accounts_create(&app->config, app->store, app->broker);
-    app->ws = ws_create(&app->config, app->accounts, app->hub, app->broker, app->store,
+    app->rooms = rooms_create(&app->config, app->store, app->broker);
+    app->ws = ws_create(&app->config, app->accounts, app->rooms, app->hub, app->broker, app->store,
                         app->metrics, app->loops);
-    app->api =
-        api_create(&app->config, app->accounts, app->store, app->broker, app->hub, app->metrics);
+    app->api = api_create(&app->config, app->accounts, app->rooms, app->store, app->broker,
+                          app->hub, app->metrics);
     struct server_routes routes = {app->ws,     app->api,   app->hub,
                                    app->broker, app->store, app->metrics};
     app->server = server_start(&app->config, &routes, err, sizeof(err));
@@ -133,6 +136,7 @@ static void stop(struct app *app)
     api_free(app->api);
     ws_free(app->ws);
     accounts_free(app->accounts);
+    rooms_free(app->rooms);
     if (app->hub)
         hub_set_broker(app->hub, NULL); /* before the broker goes */
     broker_free(app->broker);

@@ -89,8 +89,10 @@ static const char *const kind_names[] = {
     [CHAT_MESSAGE] = "message", [CHAT_EDIT] = "edit",       [CHAT_DELETE] = "delete",
     [CHAT_REACT] = "react",     [CHAT_UNREACT] = "unreact", [CHAT_ACCOUNT] = "account",
     [CHAT_SESSION] = "session", [CHAT_SIGNOUT] = "signout", [CHAT_SIGNOUT_ALL] = "signout_all",
-    [CHAT_INVITE] = "invite",
+    [CHAT_INVITE] = "invite",   [CHAT_ROOM] = "room",       [CHAT_MEMBER] = "member",
+    [CHAT_CLOSED] = "closed",   [CHAT_READ] = "read",
 };
+_Static_assert(ARRAY_LEN(kind_names) == CHAT_KIND_COUNT, "every kind has its name");
 
 const char *chat_kind_name(enum chat_kind kind)
 {
@@ -520,10 +522,26 @@ static cJSON *message_object(const struct chat_msg *msg, bool with_type)
     return obj;
 }
 
+/* The record of a room's membership event, its fields beside the event's. */
+static void add_record(cJSON *obj, const char *json)
+{
+    cJSON *rec = proto_parse_object(json, strlen(json));
+    cJSON *item;
+    while (rec && (item = rec->child) != NULL) {
+        cJSON_DetachItemViaPointer(rec, item);
+        if (cJSON_GetObjectItemCaseSensitive(obj, item->string))
+            cJSON_Delete(item);
+        else
+            cJSON_AddItemToObject(obj, item->string, item);
+    }
+    cJSON_Delete(rec);
+}
+
 static cJSON *update_object(const struct chat_msg *msg, bool with_type)
 {
     cJSON *obj = event_head(msg, with_type ? "update" : NULL);
-    add_id(obj, "target", msg->target);
+    if (chat_kind_is_change(msg->kind))
+        add_id(obj, "target", msg->target);
     cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
     cJSON_AddStringToObject(obj, "user", msg->user);
     cJSON_AddNumberToObject(obj, "ts", (double)msg->ts);
@@ -531,6 +549,8 @@ static cJSON *update_object(const struct chat_msg *msg, bool with_type)
         cJSON_AddStringToObject(obj, "text", msg->text);
     if (msg->emoji)
         cJSON_AddStringToObject(obj, "emoji", msg->emoji);
+    if (chat_kind_is_room_change(msg->kind))
+        add_record(obj, msg->text);
     return obj;
 }
 

@@ -49,7 +49,21 @@ enum chat_kind {
     CHAT_SIGNOUT,     /* a session ended */
     CHAT_SIGNOUT_ALL, /* every earlier session of an account ended */
     CHAT_INVITE,      /* an admin made an invite code */
+    CHAT_ROOM,        /* a room's first event: public or private, a DM */
+    CHAT_MEMBER,      /* a member of a private room added, removed or promoted */
+    CHAT_CLOSED,      /* an admin closed the room */
+    CHAT_READ,        /* an account read a room up to an id (its read log) */
+    CHAT_KIND_COUNT,
 };
+
+/* The log of an account's read state: ".read." and its name in ASCII lower case. */
+#define CHAT_READ_LOG_PREFIX ".read."
+
+/* True for the kinds of a room's own log that change who may be in it. */
+static inline bool chat_kind_is_room_change(int kind)
+{
+    return kind == CHAT_ROOM || kind == CHAT_MEMBER || kind == CHAT_CLOSED;
+}
 
 /* The log of accounts, sessions and invites: one for the cluster, so that
  * its events (the first account's above all) have one order everywhere. */

@@ -62,6 +62,10 @@ enum reader_stmt {
     RS_SESSION_BY_TOKEN,
     RS_CLAIM,
     RS_INVITE,
+    RS_ROOM_INFO,
+    RS_MEMBER,
+    RS_ROSTER,
+    RS_UNREAD,
     RS_ROOMS,
     RS_LAST_ID,
     RS_PING,
@@ -113,6 +117,20 @@ static const char *const reader_sql[RS_COUNT] = {
     [RS_SESSION_BY_TOKEN] = "SELECT " SESSION_COLUMNS " WHERE s.tid = ?1",
     [RS_CLAIM] = "SELECT 1 FROM claims WHERE room = ?1 AND claim = ?2",
     [RS_INVITE] = "SELECT expires FROM invites WHERE code = ?1",
+    [RS_ROOM_INFO] = "SELECT private, dm, closed, creator FROM rooms WHERE name = ?1",
+    [RS_MEMBER] = "SELECT role FROM room_members WHERE room = ?1 AND user_key = ?2 AND present = 1",
+    [RS_ROSTER] = "SELECT user, role FROM room_members WHERE room = ?1 AND present = 1"
+                  " ORDER BY user_key",
+    /* Messages of others after the last read id, and those that mention the
+     * reader: counted up to 999 each. */
+    [RS_UNREAD] = "WITH last(id) AS (SELECT coalesce((SELECT last_read FROM read_state"
+                  " WHERE user_key = ?2 AND room = ?1), 0))"
+                  " SELECT (SELECT id FROM last),"
+                  " (SELECT count(*) FROM (SELECT 1 FROM messages WHERE room = ?1"
+                  " AND id > (SELECT id FROM last) AND kind = 'message' AND deleted_by IS NULL"
+                  " AND user <> ?3 LIMIT 999)),"
+                  " (SELECT count(*) FROM (SELECT 1 FROM message_mentions WHERE room = ?1"
+                  " AND user_key = ?2 AND id > (SELECT id FROM last) LIMIT 999))",
     /* A skip scan over the primary key: one seek per room instead of a scan
      * of every message, which GROUP BY room would do. */
     [RS_ROOMS] = "WITH RECURSIVE r(name) AS ("
@@ -120,8 +138,10 @@ static const char *const reader_sql[RS_COUNT] = {
                  " UNION ALL"
                  " SELECT (SELECT room FROM messages WHERE room > r.name ORDER BY room LIMIT 1)"
                  " FROM r WHERE r.name IS NOT NULL)"
-                 " SELECT name, (SELECT MAX(id) FROM messages WHERE room = r.name)"
-                 " FROM r WHERE name IS NOT NULL",
+                 " SELECT r.name, (SELECT MAX(id) FROM messages WHERE room = r.name),"
+                 " coalesce(x.private, 0), coalesce(x.dm, 0), coalesce(x.closed, 0)"
+                 " FROM r LEFT JOIN rooms x ON x.name = r.name"
+                 " WHERE r.name IS NOT NULL AND r.name NOT LIKE '.%'",
     [RS_LAST_ID] = "SELECT MAX(id) FROM messages WHERE room = ?1",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
 };
@@ -157,6 +177,11 @@ struct store {
     sqlite3_stmt *signout;      /* a session ended */
     sqlite3_stmt *signout_all;  /* an account's earlier sessions ended */
     sqlite3_stmt *invite;       /* an invite code was made */
+    sqlite3_stmt *room;         /* a room's first event */
+    sqlite3_stmt *member;       /* a member event */
+    sqlite3_stmt *close_room;   /* a closed event */
+    sqlite3_stmt *read;         /* a read event */
+    sqlite3_stmt *mention;      /* who a message mentions */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -619,6 +644,101 @@ static int apply_invite(struct store *s, const cJSON *rec)
     return step_once(s->invite);
 }
 
+/* ---- room events: the record is the JSON object in text */
+
+/* Upsert the membership of name in ev's room as ev decides. */
+static int put_member(struct store *s, const struct chat_msg *ev, const char *name,
+                      const char *role, bool present)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(name, key, sizeof(key));
+    sqlite3_stmt *st = s->member;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 4, role, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 5, present) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 6, id_param(ev->id)) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(st);
+}
+
+/* A room's first event: the room, its creator (owner of a private room) and
+ * the members it names (a DM's). */
+static int apply_room(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    bool dm = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "dm"));
+    bool priv = dm || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "private"));
+    sqlite3_stmt *st = s->room;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 2, priv) != SQLITE_OK || sqlite3_bind_int(st, 3, dm) != SQLITE_OK ||
+        sqlite3_bind_text(st, 4, ev->user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, ev->ts) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int rc = step_once(st);
+    if (rc == SQLITE_DONE && priv)
+        rc = put_member(s, ev, ev->user, dm ? "member" : "owner", true);
+    const cJSON *name;
+    cJSON_ArrayForEach(name, cJSON_GetObjectItemCaseSensitive(rec, "members"))
+    {
+        if (rc == SQLITE_DONE && cJSON_IsString(name) && strcmp(name->valuestring, ev->user))
+            rc = put_member(s, ev, name->valuestring, "member", true);
+    }
+    return rc;
+}
+
+static int apply_member(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const char *name = json_string(rec, "member"), *role = json_string(rec, "role");
+    if (!name)
+        return SQLITE_DONE;
+    bool present = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "present"));
+    return put_member(s, ev, name, role ? role : "member", present);
+}
+
+static int apply_closed(struct store *s, const struct chat_msg *ev)
+{
+    sqlite3_stmt *st = s->close_room;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, ev->user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, ev->ts) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(st);
+}
+
+static int apply_read(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const char *room = json_string(rec, "room");
+    if (!room)
+        return SQLITE_DONE;
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(ev->user, key, sizeof(key));
+    sqlite3_stmt *st = s->read;
+    if (sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 3, json_int(rec, "id")) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(st);
+}
+
+/* Record whom message msg mentions, for the unread mention counts. */
+static int record_mentions(struct store *s, const struct chat_msg *msg)
+{
+    int rc = SQLITE_DONE;
+    for (size_t i = 0; i < msg->mention_count && rc == SQLITE_DONE; i++) {
+        char key[PROTO_USER_MAX_BYTES + 1];
+        store_name_key(msg->mentions[i], key, sizeof(key));
+        if (sqlite3_bind_text(s->mention, 1, msg->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(s->mention, 2, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+            sqlite3_bind_int64(s->mention, 3, id_param(msg->id)) != SQLITE_OK)
+            return SQLITE_ERROR;
+        rc = step_once(s->mention);
+    }
+    return rc;
+}
+
+/* An event whose record is the JSON object in its text: of the accounts log,
+ * a read log, or a room's membership. */
 static int apply_account_event(struct store *s, const struct chat_msg *ev)
 {
     cJSON *rec = proto_parse_object(ev->text, strlen(ev->text));
@@ -640,6 +760,18 @@ static int apply_account_event(struct store *s, const struct chat_msg *ev)
         break;
     case CHAT_INVITE:
         rc = apply_invite(s, rec);
+        break;
+    case CHAT_ROOM:
+        rc = apply_room(s, ev, rec);
+        break;
+    case CHAT_MEMBER:
+        rc = apply_member(s, ev, rec);
+        break;
+    case CHAT_CLOSED:
+        rc = apply_closed(s, ev);
+        break;
+    case CHAT_READ:
+        rc = apply_read(s, ev, rec);
         break;
     default:
         break;
@@ -726,6 +858,8 @@ static int store_event(struct store *s, const struct chat_msg *ev)
         if (rc != SQLITE_DONE)
             return rc;
     }
+    if ((rc = record_mentions(s, ev)) != SQLITE_DONE)
+        return rc;
     if (sqlite3_bind_text(s->room_user, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(s->room_user, 2, ev->user, -1, SQLITE_STATIC) != SQLITE_OK)
         return SQLITE_ERROR;
@@ -1397,6 +1531,82 @@ int store_invite_expires(struct store *store, const char *code, int64_t *expires
     return reader_done(store, r, st, "invite", rc);
 }
 
+/* ---------------------------------------------------------------- rooms */
+
+int store_room_info(struct store *store, const char *room, struct store_room_info *info)
+{
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_ROOM_INFO];
+    int rc = first_row(st, room, NULL);
+    if (rc == SQLITE_ROW) {
+        info->is_private = sqlite3_column_int(st, 0) != 0;
+        info->dm = sqlite3_column_int(st, 1) != 0;
+        info->closed = sqlite3_column_int(st, 2) != 0;
+    }
+    return reader_done(store, r, st, "room_info", rc);
+}
+
+int store_member_role(struct store *store, const char *room, const char *user, char **role)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(user, key, sizeof(key));
+    *role = NULL;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_MEMBER];
+    int rc = first_row(st, room, key);
+    if (rc == SQLITE_ROW)
+        *role = column_text_or_null(st, 0);
+    return reader_done(store, r, st, "member", rc);
+}
+
+int store_roster(struct store *store, const char *room, char ***names, char ***roles, size_t *count)
+{
+    *names = *roles = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_ROSTER];
+    size_t cap = 0, rcap = 0;
+    int rc = first_row(st, room, NULL);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        UTIL_GROW(*names, *count, cap);
+        UTIL_GROW(*roles, *count, rcap);
+        (*names)[*count] = column_text_or_null(st, 0);
+        (*roles)[(*count)++] = column_text_or_null(st, 1);
+    }
+    /* SQLITE_DONE ends the rows: success, and an empty roster is one too */
+    return reader_done(store, r, st, "roster", rc == SQLITE_DONE ? SQLITE_ROW : rc);
+}
+
+int store_unread(struct store *store, const char *room, const char *user, uint64_t *last_read,
+                 int *unread, int *mentions)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(user, key, sizeof(key));
+    *last_read = 0;
+    *unread = *mentions = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_UNREAD];
+    int rc = sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) == SQLITE_OK &&
+                     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC) == SQLITE_OK &&
+                     sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC) == SQLITE_OK
+                 ? sqlite3_step(st)
+                 : SQLITE_ERROR;
+    if (rc == SQLITE_ROW) {
+        *last_read = (uint64_t)sqlite3_column_int64(st, 0);
+        *unread = sqlite3_column_int(st, 1);
+        *mentions = sqlite3_column_int(st, 2);
+    }
+    return reader_done(store, r, st, "unread", rc);
+}
+
 int store_list_rooms(struct store *store, struct store_room **out, size_t *count)
 {
     if (!store || !out || !count)
@@ -1420,6 +1630,9 @@ int store_list_rooms(struct store *store, struct store_room **out, size_t *count
         UTIL_GROW(rooms, n, cap);
         rooms[n].name = xstrdup(name);
         rooms[n].last_id = (uint64_t)sqlite3_column_int64(st, 1);
+        rooms[n].is_private = sqlite3_column_int(st, 2) != 0;
+        rooms[n].dm = sqlite3_column_int(st, 3) != 0;
+        rooms[n].closed = sqlite3_column_int(st, 4) != 0;
         n++;
     }
     if (rc != SQLITE_DONE)
@@ -1602,6 +1815,23 @@ static int prepare_writer(struct store *s, char *err, size_t errlen)
          "UPDATE accounts SET signout_all_id = max(signout_all_id, ?2) WHERE name_key = ?1"},
         {offsetof(struct store, invite),
          "INSERT OR IGNORE INTO invites (code, expires) VALUES (?1, ?2)"},
+        {offsetof(struct store, room),
+         "INSERT OR IGNORE INTO rooms (name, private, dm, creator, created) VALUES (?1, ?2, ?3,"
+         " ?4, ?5)"},
+        {offsetof(struct store, member),
+         "INSERT INTO room_members (room, user_key, user, role, present, event_id)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (room, user_key) DO UPDATE SET"
+         " user = excluded.user, role = excluded.role, present = excluded.present,"
+         " event_id = excluded.event_id WHERE excluded.event_id > event_id"},
+        {offsetof(struct store, close_room),
+         "INSERT INTO rooms (name, private, dm, creator, created, closed) VALUES (?1, 0, 0, ?2,"
+         " ?3, 1) ON CONFLICT (name) DO UPDATE SET closed = 1"},
+        {offsetof(struct store, read),
+         "INSERT INTO read_state (user_key, room, last_read) VALUES (?1, ?2, ?3)"
+         " ON CONFLICT (user_key, room) DO UPDATE SET last_read = max(last_read, "
+         "excluded.last_read)"},
+        {offsetof(struct store, mention),
+         "INSERT OR IGNORE INTO message_mentions (room, user_key, id) VALUES (?1, ?2, ?3)"},
         {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct store, commit), "COMMIT"},
         {offsetof(struct store, rollback), "ROLLBACK"},
@@ -1708,7 +1938,8 @@ void store_free(struct store *store)
         store->erase_late,  store->del,         store->erase_edits, store->erase_quotes,
         store->unreact_all, store->react,       store->begin,       store->commit,
         store->rollback,    store->claim,       store->account,     store->session,
-        store->signout,     store->signout_all, store->invite,
+        store->signout,     store->signout_all, store->invite,      store->room,
+        store->member,      store->close_room,  store->read,        store->mention,
     };
     for (size_t i = 0; i < ARRAY_LEN(writer_stmts); i++)
         sqlite3_finalize(writer_stmts[i]);

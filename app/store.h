@@ -81,8 +81,12 @@ int store_find_room_user(struct store *store, const char *room, const char *name
 struct store_room {
     char *name;
     uint64_t last_id;
+    bool is_private;
+    bool dm;
+    bool closed;
 };
-/* Every room with its highest id, sorted by name; free with store_free_rooms. */
+/* Every room (not the logs whose names start with '.') with its highest id
+ * and kind, sorted by name; free with store_free_rooms. */
 int store_list_rooms(struct store *store, struct store_room **out, size_t *count);
 void store_free_rooms(struct store_room *rooms, size_t count);
 
@@ -125,6 +129,29 @@ void store_session_dispose(struct store_session *session);
 int store_has_claim(struct store *store, const char *room, const char *claim);
 /* When the invite code (SHA-256, hex) expires: 0, -ENOENT, or negative. */
 int store_invite_expires(struct store *store, const char *code, int64_t *expires);
+
+/* ---- rooms, members and read state (auth = accounts) */
+
+/* What a room's first event and its closing said. */
+struct store_room_info {
+    bool is_private;
+    bool dm;
+    bool closed;
+};
+/* 0 with *info, -ENOENT when room has no such event (a room of auth off or
+ * token, or none), or negative. */
+int store_room_info(struct store *store, const char *room, struct store_room_info *info);
+/* The role ("owner", "member") of user, a present member of room, in *role
+ * (the caller frees it): 0, -ENOENT, or negative. */
+int store_member_role(struct store *store, const char *room, const char *user, char **role);
+/* The present members of room and their roles, by name: names[i], roles[i];
+ * free both with hub-style free of each string and the arrays. */
+int store_roster(struct store *store, const char *room, char ***names, char ***roles,
+                 size_t *count);
+/* For user in room: the last id read (0: never), and how many messages of
+ * others came after it and how many of those mention user (each at most 999). */
+int store_unread(struct store *store, const char *room, const char *user, uint64_t *last_read,
+                 int *unread, int *mentions);
 
 /* Highest id stored for room, 0 when none; negative on error. */
 int store_last_id(struct store *store, const char *room, uint64_t *out);

@@ -27,6 +27,8 @@
 #include "metrics.h"
 #include "proto.h"
 #include "ratelimit.h"
+#include "rooms.h"
+#include "store.h"
 #include "util.h"
 
 #define TYPING_RATE 1.0  /* typing frames per second, sustained */
@@ -36,6 +38,7 @@
 struct ws {
     const struct config *config;
     struct accounts *accounts; /* auth = accounts only */
+    struct rooms *rooms;
     struct hub *hub;
     struct broker *broker;
     struct store *store;
@@ -120,6 +123,10 @@ static const char *require_room(struct ws_session *s, const cJSON *frame, const 
     }
     if (s->ws->config->auth != CONFIG_AUTH_OFF && !auth_room_allowed(&s->claims, room)) {
         send_error(s, PROTO_ERR_FORBIDDEN, "the token does not allow this room", ref, room);
+        return NULL;
+    }
+    if (!rooms_may_enter(s->ws->rooms, room, s->user)) {
+        send_error(s, PROTO_ERR_NOT_FOUND, "no such room", ref, room);
         return NULL;
     }
     return room;
@@ -251,7 +258,10 @@ static void on_join(struct ws_session *s, const cJSON *frame)
         }
         since = (uint64_t)v;
     }
-    int rc = hub_join(s->ws->hub, s->hc, room, has_since ? &since : NULL);
+    struct hub_read_state read = {0, 0, 0};
+    if (s->ws->accounts)
+        store_unread(s->ws->store, room, s->user, &read.last_read, &read.unread, &read.mentions);
+    int rc = hub_join(s->ws->hub, s->hc, room, has_since ? &since : NULL, &read);
     if (rc == -E2BIG)
         send_error(s, PROTO_ERR_TOO_MANY_ROOMS, "too many rooms joined on this connection", NULL,
                    room);
@@ -389,6 +399,7 @@ static void on_send(struct ws_session *s, const cJSON *frame)
     struct chat_refusal refusal;
     enum chat_verdict verdict =
         chat_prepare_send(s->ws->store, s->ws->config, msg, &existing, &refusal);
+    rooms_keep_mentions_of_members(s->ws->rooms, msg);
     answer_verdict(s, msg, verdict, existing, &refusal);
 }
 
@@ -463,6 +474,49 @@ static void on_typing(struct ws_session *s, const cJSON *frame)
         hub_typing(s->ws->hub, s->hc, room);
 }
 
+/* A read event's outcome: nothing to answer (a lost one is read again). */
+static void ignore_outcome(void *ctx, int status, const struct chat_msg *msg)
+{
+    (void)ctx;
+    (void)status;
+    (void)msg;
+}
+
+/* read {room, id}: the account read room up to id; its other connections,
+ * on every node, are told through the account's read log. No answer. */
+static void on_read(struct ws_session *s, const cJSON *frame)
+{
+    uint64_t id;
+    const char *room = require_room(s, frame, NULL);
+    if (!room || !take_join_token(s, room))
+        return;
+    if (!s->ws->accounts) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, "read state is kept with auth = accounts", NULL, room);
+        return;
+    }
+    if (!proto_get_id(frame, "id", &id) || id == 0) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, "id is required: the id read up to", NULL, room);
+        return;
+    }
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(s->user, key, sizeof(key));
+    struct util_buf log;
+    util_buf_init(&log);
+    util_buf_appendf(&log, CHAT_READ_LOG_PREFIX "%s", key);
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "room", room);
+    cJSON_AddNumberToObject(rec, "id", (double)id);
+    char *json = proto_encode_json(rec, NULL);
+    cJSON_Delete(rec);
+    char *log_name = util_buf_take(&log, NULL);
+    struct chat_msg *ev = chat_msg_create(log_name, s->user, json, NULL);
+    ev->kind = CHAT_READ;
+    free(log_name);
+    free(json);
+    if (broker_publish(s->ws->broker, ev, ignore_outcome, NULL) < 0)
+        log_msg(LOG_WARN, "read_not_published", "room=%s", room);
+}
+
 static void on_ping(struct ws_session *s, const cJSON *frame)
 {
     cJSON *pong = frame_object("pong");
@@ -505,6 +559,8 @@ static bool on_text(struct ws_session *s, const char *data, size_t len)
         on_typing(s, frame);
     } else if (strcmp(type, "ping") == 0) {
         on_ping(s, frame);
+    } else if (strcmp(type, "read") == 0) {
+        on_read(s, frame);
     } else {
         send_error(s, PROTO_ERR_BAD_REQUEST, "unknown frame type", NULL, NULL);
     }
@@ -645,13 +701,14 @@ static void ws_on_ready(struct mg_connection *mc, void *cbdata)
 
 /* ---------------------------------------------------------------- module */
 
-struct ws *ws_create(const struct config *config, struct accounts *accounts, struct hub *hub,
-                     struct broker *broker, struct store *store, struct metrics *metrics,
-                     struct loops *loops)
+struct ws *ws_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
+                     struct hub *hub, struct broker *broker, struct store *store,
+                     struct metrics *metrics, struct loops *loops)
 {
     struct ws *ws = xcalloc(1, sizeof(*ws));
     ws->config = config;
     ws->accounts = accounts;
+    ws->rooms = rooms;
     ws->hub = hub;
     ws->broker = broker;
     ws->store = store;

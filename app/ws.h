@@ -12,14 +12,15 @@ struct loops;
 struct metrics;
 struct mg_connection;
 struct mg_context;
+struct rooms;
 struct store;
 struct ws;
 
 /* The endpoint; the pointers must outlive it. Free with ws_free (accepts NULL). */
 /* accounts is NULL unless auth = accounts. */
-struct ws *ws_create(const struct config *config, struct accounts *accounts, struct hub *hub,
-                     struct broker *broker, struct store *store, struct metrics *metrics,
-                     struct loops *loops);
+struct ws *ws_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
+                     struct hub *hub, struct broker *broker, struct store *store,
+                     struct metrics *metrics, struct loops *loops);
 void ws_free(struct ws *ws);
 
 /* Register the /ws handlers on a started CivetWeb context. Main thread. */

@@ -1,0 +1,256 @@
+/* rooms: the rules read this node's store, which every node keeps alike;
+ * each change is an event of the room's own log, published and applied by
+ * every store (store.c, migrations/0004_rooms.sql). A room is made once: its
+ * first event claims the name where ids are given out. */
+#define _GNU_SOURCE
+#include "rooms.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "config.h"
+#include "store.h"
+#include "util.h"
+
+#define DEFAULT_ROOM "general" /* open to everyone, made by nobody */
+#define ROOM_CLAIM "room"
+
+struct rooms {
+    const struct config *config;
+    struct store *store;
+    struct broker *broker;
+};
+
+static int refused(struct chat_refusal *refusal, enum proto_error err, const char *why, int rc)
+{
+    refusal->err = err;
+    refusal->why = why;
+    return rc;
+}
+
+struct rooms *rooms_create(const struct config *config, struct store *store, struct broker *broker)
+{
+    struct rooms *rooms = xcalloc(1, sizeof(*rooms));
+    rooms->config = config;
+    rooms->store = store;
+    rooms->broker = broker;
+    return rooms;
+}
+
+void rooms_free(struct rooms *rooms)
+{
+    free(rooms);
+}
+
+/* A room exists when it was made, is general, or has events from before
+ * rooms were made (a deployment that ran with auth off). */
+static bool room_exists(struct rooms *rooms, const char *room, struct store_room_info *info)
+{
+    uint64_t last = 0;
+    if (store_room_info(rooms->store, room, info) == 0)
+        return true;
+    *info = (struct store_room_info){0};
+    return strcmp(room, DEFAULT_ROOM) == 0 ||
+           (store_last_id(rooms->store, room, &last) == 0 && last > 0);
+}
+
+static bool is_member(struct rooms *rooms, const char *room, const char *user, bool *owner)
+{
+    char *role = NULL;
+    bool member = store_member_role(rooms->store, room, user, &role) == 0;
+    if (owner)
+        *owner = member && strcmp(role, "owner") == 0;
+    free(role);
+    return member;
+}
+
+bool rooms_may_enter(struct rooms *rooms, const char *room, const char *user)
+{
+    if (rooms->config->auth != CONFIG_AUTH_ACCOUNTS)
+        return true;
+    struct store_room_info info;
+    if (!room_exists(rooms, room, &info) || info.closed)
+        return false;
+    return !info.is_private || is_member(rooms, room, user, NULL);
+}
+
+void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < msg->mention_count; i++) {
+        if (rooms_may_enter(rooms, msg->room, msg->mentions[i]))
+            msg->mentions[kept++] = msg->mentions[i];
+        else
+            free(msg->mentions[i]);
+    }
+    msg->mention_count = kept;
+}
+
+/* Publish an event of kind by actor in room with the record rec (consumed),
+ * taking claim; wait until it is stored here. 0, -TC_ECLAIMED, or negative. */
+static int publish(struct rooms *rooms, const char *room, enum chat_kind kind, const char *actor,
+                   cJSON *rec, const char *claim)
+{
+    char *json = proto_encode_json(rec, NULL);
+    cJSON_Delete(rec);
+    struct chat_msg *ev = chat_msg_create(room, actor, json, NULL);
+    free(json);
+    ev->kind = kind;
+    ev->claim = claim ? xstrdup(claim) : NULL;
+    struct chat_msg *stored = NULL;
+    int rc = broker_publish_wait(rooms->broker, ev, &stored);
+    chat_msg_free(stored);
+    return rc < 0 ? rc : 0;
+}
+
+/* Publish the first event of room; members (may be NULL) for a DM. */
+static int make_room(struct rooms *rooms, const char *room, const char *creator, bool is_private,
+                     cJSON *members, struct chat_refusal *refusal)
+{
+    struct store_room_info info;
+    if (room_exists(rooms, room, &info)) {
+        cJSON_Delete(members);
+        return refused(refusal, PROTO_ERR_EXISTS, "a room of this name exists", -EEXIST);
+    }
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddBoolToObject(rec, "private", is_private);
+    cJSON_AddBoolToObject(rec, "dm", members != NULL);
+    if (members)
+        cJSON_AddItemToObject(rec, "members", members);
+    int rc = publish(rooms, room, CHAT_ROOM, creator, rec, ROOM_CLAIM);
+    if (rc == -TC_ECLAIMED)
+        return refused(refusal, PROTO_ERR_EXISTS, "a room of this name exists", rc);
+    if (rc < 0)
+        return refused(refusal, PROTO_ERR_UNAVAILABLE, "the room could not be made now", rc);
+    return 0;
+}
+
+int rooms_make(struct rooms *rooms, const char *room, const char *creator, bool is_private,
+               struct chat_refusal *refusal)
+{
+    const char *why;
+    if (!proto_room_is_valid(room, &why))
+        return refused(refusal, PROTO_ERR_ROOM_INVALID, why, -EINVAL);
+    if (strncmp(room, "dm-", 3) == 0)
+        return refused(refusal, PROTO_ERR_ROOM_INVALID, "names starting with dm- are for DMs",
+                       -EINVAL);
+    return make_room(rooms, room, creator, is_private, NULL, refusal);
+}
+
+int rooms_set_member(struct rooms *rooms, const char *room, const char *actor, const char *member,
+                     const char *role, bool present, struct chat_refusal *refusal)
+{
+    struct store_room_info info;
+    bool owner = false;
+    if (!room_exists(rooms, room, &info) || info.closed ||
+        (info.is_private && !is_member(rooms, room, actor, &owner)))
+        return refused(refusal, PROTO_ERR_NOT_FOUND, "no such room", -ENOENT);
+    if (!info.is_private || info.dm)
+        return refused(refusal, PROTO_ERR_BAD_REQUEST,
+                       "only a private room that is no DM has members to change", -EINVAL);
+    bool self = strcasecmp(actor, member) == 0;
+    if (!owner && !(self && !present))
+        return refused(refusal, PROTO_ERR_FORBIDDEN, "only an owner may change the members",
+                       -EPERM);
+    if (strcmp(role, "owner") != 0 && strcmp(role, "member") != 0)
+        return refused(refusal, PROTO_ERR_BAD_REQUEST, "role must be member or owner", -EINVAL);
+    struct store_account acc;
+    if (store_get_account(rooms->store, member, &acc) != 0)
+        return refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "member", acc.name);
+    cJSON_AddStringToObject(rec, "role", role);
+    cJSON_AddBoolToObject(rec, "present", present);
+    store_account_dispose(&acc);
+    int rc = publish(rooms, room, CHAT_MEMBER, actor, rec, NULL);
+    return rc < 0 ? refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "dm-" and 24 hex digits of SHA-256 over the sorted names, one per line. */
+static char *dm_room_name(char **names, size_t count)
+{
+    qsort(names, count, sizeof(*names), compare_strings);
+    struct util_buf buf;
+    util_buf_init(&buf);
+    for (size_t i = 0; i < count; i++)
+        util_buf_appendf(&buf, "%s\n", names[i]);
+    unsigned char digest[32];
+    unsigned int n = 0;
+    EVP_Digest(buf.data, buf.len, digest, &n, EVP_sha256(), NULL);
+    util_buf_dispose(&buf);
+    char *room = xmalloc(3 + 24 + 1);
+    memcpy(room, "dm-", 3);
+    for (int i = 0; i < 12; i++)
+        snprintf(room + 3 + 2 * i, 3, "%02x", digest[i]);
+    return room;
+}
+
+int rooms_open_dm(struct rooms *rooms, const char *creator, char *const *others, size_t count,
+                  char **room, struct chat_refusal *refusal)
+{
+    *room = NULL;
+    if (count < 1 || count > ROOMS_DM_MAX - 1)
+        return refused(refusal, PROTO_ERR_BAD_REQUEST, "a DM is with 1 to 7 other people", -EINVAL);
+    char *keys[ROOMS_DM_MAX];
+    cJSON *members = cJSON_CreateArray();
+    size_t n = 0;
+    int rc = 0;
+    for (size_t i = 0; i <= count && rc == 0; i++) {
+        struct store_account acc;
+        const char *name = i < count ? others[i] : creator;
+        if (store_get_account(rooms->store, name, &acc) != 0) {
+            rc = refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
+            break;
+        }
+        char key[PROTO_USER_MAX_BYTES + 1];
+        store_name_key(acc.name, key, sizeof(key));
+        bool repeated = false;
+        for (size_t j = 0; j < n; j++)
+            repeated = repeated || strcmp(keys[j], key) == 0;
+        if (!repeated) {
+            keys[n++] = xstrdup(key);
+            cJSON_AddItemToArray(members, cJSON_CreateString(acc.name));
+        }
+        store_account_dispose(&acc);
+    }
+    if (rc == 0 && n < 2)
+        rc = refused(refusal, PROTO_ERR_BAD_REQUEST, "a DM needs someone else", -EINVAL);
+    if (rc == 0) {
+        *room = dm_room_name(keys, n);
+        struct store_room_info info;
+        if (!room_exists(rooms, *room, &info)) {
+            rc = make_room(rooms, *room, creator, true, members, refusal);
+            members = NULL;
+            if (rc == -TC_ECLAIMED || rc == -EEXIST)
+                rc = 0; /* the others made it at the same moment */
+        }
+    }
+    cJSON_Delete(members);
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    if (rc < 0) {
+        free(*room);
+        *room = NULL;
+    }
+    return rc;
+}
+
+int rooms_close(struct rooms *rooms, const char *room, const char *actor,
+                struct chat_refusal *refusal)
+{
+    struct store_room_info info;
+    if (!room_exists(rooms, room, &info) || info.closed)
+        return refused(refusal, PROTO_ERR_NOT_FOUND, "no such room", -ENOENT);
+    int rc = publish(rooms, room, CHAT_CLOSED, actor, cJSON_CreateObject(), NULL);
+    return rc < 0 ? refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
+}

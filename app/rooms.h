@@ -1,0 +1,56 @@
+/* rooms: who may see and enter a room under auth = accounts: public rooms
+ * made with POST /api/rooms (and general, which is always there), private
+ * rooms and direct messages open to their members only, owners who add and
+ * remove members, rooms an admin closed; and the events of a room's own log
+ * (room, member, closed) that make and change them on every node. Under
+ * auth off and token every room is open, as it always was. */
+#ifndef TURBOCHAT_ROOMS_H
+#define TURBOCHAT_ROOMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "chat.h"
+
+struct broker;
+struct config;
+struct store;
+
+#define ROOMS_DM_MAX 8 /* people in a direct message, its maker included */
+
+struct rooms;
+
+struct rooms *rooms_create(const struct config *config, struct store *store, struct broker *broker);
+void rooms_free(struct rooms *rooms);
+
+/* True when user may read and write room: as if it did not exist otherwise.
+ * Any thread; reads the store under auth = accounts. */
+bool rooms_may_enter(struct rooms *rooms, const char *room, const char *user);
+
+/* Make room, public or private, by creator (its owner when private).
+ * Refusals: room_invalid, exists, unavailable. Blocks: a worker thread. */
+int rooms_make(struct rooms *rooms, const char *room, const char *creator, bool is_private,
+               struct chat_refusal *refusal);
+
+/* By actor in private room: add member (role "member" or "owner"), or with
+ * present false remove them. An owner may do all; anyone may remove
+ * themselves. Refusals: not_found (no such room or account), forbidden,
+ * bad_request, unavailable. Blocks. */
+int rooms_set_member(struct rooms *rooms, const char *room, const char *actor, const char *member,
+                     const char *role, bool present, struct chat_refusal *refusal);
+
+/* The direct-message room of creator and others (1 to ROOMS_DM_MAX - 1
+ * existing accounts), made on first use; *room is its name (the caller
+ * frees it). Blocks. */
+int rooms_open_dm(struct rooms *rooms, const char *creator, char *const *others, size_t count,
+                  char **room, struct chat_refusal *refusal);
+
+/* Keep among msg's mentions only the users who may enter its room, so that
+ * nobody outside a private room is told of its messages. Any thread. */
+void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg);
+
+/* Admin: close room. Blocks. */
+int rooms_close(struct rooms *rooms, const char *room, const char *actor,
+                struct chat_refusal *refusal);
+
+#endif
