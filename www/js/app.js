@@ -925,7 +925,9 @@ const rosterTimers = new Map();
  * change): read its roster again, once for a burst of them. */
 function roomEvent(frame) {
   const name = frame.room;
-  if (!name || !store.room(name) || rosterTimers.has(name)) return;
+  if (!name || !store.room(name)) return;
+  if (frame.id > 0) store.coveredUpTo(name, frame.id); /* a re-join need not replay it */
+  if (rosterTimers.has(name)) return;
   rosterTimers.set(name, setTimeout(() => {
     rosterTimers.delete(name);
     loadRoster(name);
