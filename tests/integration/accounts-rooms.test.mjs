@@ -7,7 +7,7 @@
 // (read frames, unread and mention counts in GET /api/rooms and joined).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { api, uniq } from '../lib/client.mjs';
+import { api, sendMany, uniq } from '../lib/client.mjs';
 import {
     accountsEnv,
     addMember,
@@ -370,6 +370,23 @@ describe('read state on one node', () => {
         await waitFor(async () => (await unreadOf()).unread === 0, { timeoutMs: 5000, what: 'unread 0 after reading on a2' });
         for (const x of [a1, a2, a3, a4, a5, b]) await x.close();
         assert.deepEqual(echoed, [], 'the reading connection gets no read frame (no answer)');
+    }));
+
+    it('unread stops at 999', T, withLogs(async () => {
+        const { alice, bob } = U;
+        const room = rname('flood');
+        await createRoom(srv.url, bob, room, false);
+        const b = await wsSession(srv.url, bob, { rooms: [room] });
+        const ids = await sendMany(b, room, 1003, (i) => `flood ${i}`, { window: 32 });
+        const a = await wsSession(srv.url, alice);
+        const j = await a.join(room);
+        assert.equal(j.unread, 999, `joined.unread is capped: ${JSON.stringify(j)}`);
+        const x = (await listRooms(srv.url, alice)).find((y) => y.name === room);
+        assert.equal(x.unread, 999, `GET /api/rooms unread is capped: ${JSON.stringify(x)}`);
+        a.send({ type: 'read', room, id: ids[ids.length - 4] });
+        await waitFor(async () => (await listRooms(srv.url, alice)).find((y) => y.name === room).unread === 3, { timeoutMs: 5000, what: 'unread 3 after reading all but three' });
+        await a.close();
+        await b.close();
     }));
 
     it('with auth off, rooms carry private false, dm false, unread and mentions 0', T, withLogs(async () => {

@@ -105,6 +105,17 @@ describe('accounts: mode and sign-up', () => {
         await signin(srv.url, base, PW);
     }));
 
+    it('ten sign-ups for one name at once (several spellings): exactly one account', T, withLogs(async () => {
+        const base = uname('Burst');
+        const spellings = [base, base.toLowerCase(), base.toUpperCase()];
+        const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => signupRaw(srv.url, spellings[i % 3], `burst password ${i}`)));
+        const wins = rs.filter((r) => r.status === 201);
+        assert.equal(wins.length, 1, `exactly one of ten wins: ${rs.map(show).join(' | ')}`);
+        for (const r of rs) if (r.status !== 201) expectStatus(r, 409, 'name_taken', 'a losing sign-up');
+        const i = rs.indexOf(wins[0]);
+        await signin(srv.url, spellings[i % 3], `burst password ${i}`);
+    }));
+
     it('name and password rules: 400 bad_request naming the field', T, withLogs(async () => {
         const cases = [
             [{ name: uname('short'), password: '1234567' }, 'password', '7-character password'],
@@ -328,6 +339,16 @@ describe('accounts: other modes', () => {
         assert.deepEqual({ auth: m.json.auth, signup: m.json.signup }, { auth: 'accounts', signup: 'closed' }, show(m));
         expectStatus(await signupRaw(s.url, uname('closed'), PW), 403, 'signup_closed', 'signup when closed');
         expectStatus(await signinRaw(s.url, uname('closed'), PW), 401, 'unauthorized', 'no account was made');
+        await s.stop();
+    }));
+
+    it('the cookie lasts session_ttl_s: Max-Age follows TURBOCHAT_SESSION_TTL_S', T, withLogs(async () => {
+        const s = await startServer({ env: accountsEnv({ TURBOCHAT_SESSION_TTL_S: '120' }) });
+        const r = await signupRaw(s.url, uname('ttl'), PW);
+        expectStatus(r, 201, undefined, 'signup');
+        assert.equal(Number(sessionCookie(r).attrs['max-age']), 120, sessionCookie(r).raw);
+        const si = await signinRaw(s.url, r.json.user.name, PW);
+        assert.equal(Number(sessionCookie(si).attrs['max-age']), 120, sessionCookie(si).raw);
         await s.stop();
     }));
 
