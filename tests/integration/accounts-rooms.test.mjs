@@ -229,6 +229,7 @@ describe('rooms with accounts', () => {
         assert.ok(!('roster' in pubMem.json), `roster only for a private room: ${show(pubMem)}`);
         // a plain member may not remove another
         const d = await wsSession(srv.url, dave, { rooms: [room] });
+        const fromDave = await say(d, room, 'dave says hi'); // so @dave is a mention in this room
         expectStatus(await removeMember(srv.url, dave, room, carol.name), 403, 'forbidden', 'a plain member removes another');
         // carol leaves by herself
         const c = await wsSession(srv.url, carol, { rooms: [room] });
@@ -241,10 +242,11 @@ describe('rooms with accounts', () => {
         expectStatus(rm, 200, undefined, 'an owner removes a member');
         const left = await d.next((x) => x.type === 'left' && x.room === room);
         assert.equal(left.reason, 'removed', JSON.stringify(left));
-        const after = await say(a, room, 'after dave left');
+        const after = await say(a, room, `after dave left, @${dave.name} cannot read this`);
         await b.next((x) => x.type === 'message' && x.id === after.id);
         await d.ping();
         assert.equal(d.seen((x) => x.type === 'message' && x.id === after.id).length, 0, 'a removed member gets nothing more of the room');
+        assert.deepEqual(d.seen((x) => x.type === 'mention' && x.room === room && x.id > fromDave.id), [], 'no mention of a private room reaches a removed member');
         expectStatus(await roomGet(srv.url, dave, room, '/messages'), 404, 'not_found', 'history after removal');
         assert.equal((await tryJoin(d, room)).code, 'not_found', 'join after removal');
         assert.ok(!(await listRooms(srv.url, dave)).some((x) => x.name === room), 'not listed after removal');

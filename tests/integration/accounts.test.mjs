@@ -177,6 +177,18 @@ describe('accounts: sessions', () => {
         assert.equal(b.welcome.user, s.name);
         await a.join('general');
         await b.join('general');
+        // a page of another site cannot open a WebSocket with the visitor's cookie
+        const hijack = await connect(srv.wsUrl, { origin: 'http://evil.example', headers: { Cookie: s.cookie } }).then(
+            (c) => c,
+            (err) => err,
+        );
+        if (!(hijack instanceof Error)) {
+            hijack.send({ type: 'hello' });
+            const f = await hijack.nextOrClosed((x) => x.type === 'welcome' || x.type === 'error');
+            hijack.terminate();
+            assert.fail(`a cookie WebSocket upgrade from Origin http://evil.example was accepted; hello answered ${JSON.stringify(f)}`);
+        }
+        assert.ok((hijack.statusCode >= 400 && hijack.statusCode < 500) || /socket hang up|ECONNRESET/.test(hijack.message), `refused upgrade: ${hijack.message}`);
         await expectHelloRefused(srv.url, {}, {}, 'hello without token or cookie');
         await expectHelloRefused(srv.url, { name: 'mallory' }, {}, 'hello with only a name');
         await expectHelloRefused(srv.url, { token: 'tcs_' + 'C'.repeat(43) }, {}, 'hello with an unknown token');
