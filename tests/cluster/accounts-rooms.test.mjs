@@ -17,12 +17,14 @@ import {
     addMember,
     answerOf,
     createRoom,
+    createRoomRaw,
     dm,
     expectStatus,
     listRooms,
     me,
     removeMember,
     roomGet,
+    show,
     signup,
     tryJoin,
     uname,
@@ -168,6 +170,19 @@ describe('private rooms across nodes', () => {
     }));
 });
 
+describe('room names across nodes', () => {
+    it('one room name made on A and B at once: exactly one 201, the other 409 exists', T, withLogs(async () => {
+        const { alice, bob } = U;
+        for (let i = 0; i < 4; i++) {
+            const name = rname(`race${i}`);
+            const rs = await Promise.all([createRoomRaw(A.url, alice, name, i % 2 === 0), createRoomRaw(B.url, bob, name, i % 2 === 1)]);
+            const ctx = rs.map(show).join(' | ');
+            assert.equal(rs.filter((r) => r.status === 201).length, 1, `exactly one room ${name}: ${ctx}`);
+            for (const r of rs) if (r.status !== 201) expectStatus(r, 409, 'exists', ctx);
+        }
+    }));
+});
+
 describe('DMs across nodes', () => {
     it('alice on A and bob on B get the same DM room, also asking at once; messages flow; carol on C gets 404', T, withLogs(async () => {
         const { alice, bob, carol } = U;
@@ -254,6 +269,20 @@ describe('read state across nodes', () => {
         assert.equal(bv.unread, 1, `bob has alice's message unread, not alice's state: ${JSON.stringify(bv)}`);
         assert.equal(b.seen((x) => x.type === 'read').length, 0, 'another account never gets read frames');
         assert.ok(took < 5000, `the read frame crossed nodes in ${took} ms`);
+        // two devices read at once on two nodes: every node ends at the higher id
+        const m6 = await say(b, room, 'six');
+        const m7 = await say(b, room, 'seven');
+        await phone.next((x) => x.type === 'message' && x.id === m7.id);
+        await laptop.next((x) => x.type === 'message' && x.id === m7.id);
+        phone.send({ type: 'read', room, id: m7.id });
+        laptop.send({ type: 'read', room, id: m6.id });
+        for (const n of [A, B, C]) await roomItemEventually(n.url, alice, room, (x) => x.unread === 0, 'unread 0 after concurrent reads (the higher id wins)');
+        for (const n of [A, B, C]) {
+            const w = await wsSession(n.url, alice);
+            const j = await w.join(room);
+            assert.equal(j.last_read, m7.id, `last_read on ${n.url} after concurrent reads: ${JSON.stringify(j)}`);
+            await w.close();
+        }
         for (const x of [phone, laptop, tablet, b, pc, pc2]) await x.close();
     }));
 });
