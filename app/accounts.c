@@ -12,8 +12,10 @@
 #include <argon2.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -39,6 +41,8 @@
 
 #define SECRET_BYTES 32 /* of a cookie or a token */
 #define TOKEN_PREFIX "tcs_"
+#define SEALED_PREFIX "tco_"          /* a session sealed by one node, Valkey away */
+#define SEALED_TTL_MS (3600LL * 1000) /* how long a sealed session lasts */
 #define INVITE_TTL_MS (7LL * 24 * 3600 * 1000)
 #define LIMITS_MAX 10000 /* sign-in buckets kept per kind; full ones are dropped first */
 
@@ -174,7 +178,99 @@ static cJSON *record_of(const struct store_account *acc)
                           acc->created);
 }
 
-/* Begin a session of name and fill grant. */
+/* ---- sealed sessions: sign-in while Valkey is away
+ *
+ * A session needs its event replicated; with Valkey away a node seals one
+ * instead: "tco_" HEX(name) "." expires "." nonce "." HMAC-SHA256, keyed by
+ * a hash of the account's password hash, which every node has. Any node
+ * checks it without a record; a new password ends it; it lasts an hour; a
+ * sign-out (once Valkey is back) ends it by its SHA-256 like any session. */
+
+static void hex_encode(const unsigned char *data, size_t len, struct util_buf *out)
+{
+    for (size_t i = 0; i < len; i++)
+        util_buf_appendf(out, "%02x", data[i]);
+}
+
+/* The MAC of payload under the key of password hash, as hex into out[65]. */
+static void seal_mac(const char *password_hash, const char *payload, size_t len, char out[65])
+{
+    unsigned char key[32], mac[32];
+    unsigned int n = 0;
+    struct util_buf k;
+    util_buf_init(&k);
+    util_buf_appendf(&k, "turbochat session\n%s", password_hash);
+    EVP_Digest(k.data, k.len, key, &n, EVP_sha256(), NULL);
+    util_buf_dispose(&k);
+    HMAC(EVP_sha256(), key, (int)sizeof(key), (const unsigned char *)payload, len, mac, &n);
+    OPENSSL_cleanse(key, sizeof(key));
+    for (unsigned int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static int seal_session(struct accounts *a, const char *name, struct accounts_grant *grant)
+{
+    struct store_account acc;
+    if (store_get_account(a->store, name, &acc) != 0)
+        return -TC_EUNAVAILABLE;
+    unsigned char nonce[16];
+    if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+        abort();
+    struct util_buf buf;
+    util_buf_init(&buf);
+    util_buf_append(&buf, SEALED_PREFIX, strlen(SEALED_PREFIX));
+    hex_encode((const unsigned char *)name, strlen(name), &buf);
+    grant->expires_ms = util_now_ms() + SEALED_TTL_MS;
+    util_buf_appendf(&buf, ".%" PRId64 ".", grant->expires_ms);
+    hex_encode(nonce, sizeof(nonce), &buf);
+    char mac[65];
+    seal_mac(acc.hash, buf.data, buf.len, mac);
+    store_account_dispose(&acc);
+    util_buf_appendf(&buf, ".%s", mac);
+    free(grant->token);
+    free(grant->cookie);
+    grant->token = util_buf_take(&buf, NULL);
+    grant->cookie = xstrdup(grant->token);
+    log_msg(LOG_WARN, "session_sealed", "user=\"%s\" reason=\"the broker is unavailable\"", name);
+    return 0;
+}
+
+/* The account name of a sealed session, if it is one and holds. */
+static bool open_sealed(struct accounts *a, const char *secret, struct accounts_caller *caller)
+{
+    const char *p = secret + strlen(SEALED_PREFIX), *dot1 = strchr(p, '.');
+    const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    const char *dot3 = dot2 ? strchr(dot2 + 1, '.') : NULL;
+    size_t hex_len = dot1 ? (size_t)(dot1 - p) : 0;
+    if (!dot3 || hex_len == 0 || hex_len % 2 || hex_len > 2 * PROTO_USER_MAX_BYTES ||
+        strtoll(dot1 + 1, NULL, 10) <= util_now_ms())
+        return false;
+    char name[PROTO_USER_MAX_BYTES + 1];
+    for (size_t i = 0; i < hex_len / 2; i++) {
+        unsigned v;
+        if (sscanf(p + 2 * i, "%2x", &v) != 1)
+            return false;
+        name[i] = (char)v;
+    }
+    name[hex_len / 2] = '\0';
+    struct store_account acc;
+    if (store_get_account(a->store, name, &acc) != 0)
+        return false;
+    char mac[65], sid[65];
+    seal_mac(acc.hash, secret, (size_t)(dot3 - secret), mac);
+    bool ok = strlen(dot3 + 1) == 64 && CRYPTO_memcmp(mac, dot3 + 1, 64) == 0 && !acc.disabled;
+    sha256_hex(secret, sid);
+    ok = ok && store_session_ended(a->store, sid) == 0;
+    if (ok) {
+        caller->user = xstrdup(acc.name);
+        caller->sid = xstrdup(sid);
+        caller->admin = strcmp(acc.role, "admin") == 0;
+    }
+    store_account_dispose(&acc);
+    return ok;
+}
+
+/* Begin a session of name and fill grant; with Valkey away, a sealed one. */
 static int open_session(struct accounts *a, const char *name, struct accounts_grant *grant)
 {
     char sid[65], tid[65];
@@ -190,6 +286,8 @@ static int open_session(struct accounts *a, const char *name, struct accounts_gr
     cJSON_AddStringToObject(rec, "tid", tid);
     cJSON_AddNumberToObject(rec, "expires", (double)grant->expires_ms);
     int rc = publish(a, CHAT_SESSION, name, rec, NULL);
+    if (rc == -TC_EUNAVAILABLE)
+        rc = seal_session(a, name, grant);
     if (rc < 0)
         accounts_grant_dispose(grant);
     return rc;
@@ -384,6 +482,8 @@ bool accounts_authenticate(struct accounts *a, const char *secret, bool by_token
                            struct accounts_caller *caller)
 {
     memset(caller, 0, sizeof(*caller));
+    if (strncmp(secret, SEALED_PREFIX, strlen(SEALED_PREFIX)) == 0)
+        return open_sealed(a, secret, caller);
     if (by_token && strncmp(secret, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) != 0)
         return false;
     char hash[65];
@@ -473,11 +573,28 @@ static bool color_is_valid(const char *color)
     return strspn(color + 1, "0123456789abcdefABCDEF") == 6;
 }
 
+/* End every session of the caller's account but the caller's own. */
+static int end_other_sessions(struct accounts *a, const struct accounts_caller *caller)
+{
+    char **sids;
+    size_t count;
+    int rc = store_account_sessions(a->store, caller->user, &sids, &count);
+    for (size_t i = 0; i < count; i++) {
+        if (rc == 0 && (!caller->sid || strcmp(sids[i], caller->sid) != 0)) {
+            cJSON *rec = cJSON_CreateObject();
+            cJSON_AddStringToObject(rec, "sid", sids[i]);
+            rc = publish(a, CHAT_SIGNOUT, caller->user, rec, NULL);
+        }
+        free(sids[i]);
+    }
+    free(sids);
+    return rc;
+}
+
 int accounts_update(struct accounts *a, const struct accounts_caller *caller, const char *display,
                     const char *color, const char *password, const char *old_password,
-                    struct accounts_grant *grant, struct chat_refusal *refusal)
+                    struct chat_refusal *refusal)
 {
-    memset(grant, 0, sizeof(*grant));
     char *display_copy = display ? xstrdup(display) : NULL;
     char hash[HASH_ENCODED_MAX];
     struct profile_change change = {NULL, color, NULL};
@@ -509,11 +626,9 @@ int accounts_update(struct accounts *a, const struct accounts_caller *caller, co
         }
         change.hash = hash;
     }
-    /* A new password ends every session; the caller goes on in a new one. */
-    rc = change_account(a, caller->user, caller->user, password != NULL, set_profile, &change,
-                        refusal);
-    if (rc == 0 && password && (rc = open_session(a, caller->user, grant)) < 0)
-        refuse(refusal, PROTO_ERR_UNAVAILABLE, "the password was changed; sign in again");
+    rc = change_account(a, caller->user, caller->user, false, set_profile, &change, refusal);
+    if (rc == 0 && password && (rc = end_other_sessions(a, caller)) < 0)
+        refuse(refusal, PROTO_ERR_UNAVAILABLE, "the password was changed; sign out elsewhere");
 out:
     free(display_copy);
     OPENSSL_cleanse(hash, sizeof(hash));

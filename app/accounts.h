@@ -63,11 +63,11 @@ bool accounts_authenticate(struct accounts *a, const char *secret, bool by_token
 int accounts_signout(struct accounts *a, const struct accounts_caller *caller, bool everywhere);
 
 /* Change the caller's profile (display, color: NULL keeps them) and, with
- * password, the password: old_password must match; every session of the
- * account ends, and *grant is the caller's new one. */
+ * password, the password: old_password must match; every other session of
+ * the account ends. */
 int accounts_update(struct accounts *a, const struct accounts_caller *caller, const char *display,
                     const char *color, const char *password, const char *old_password,
-                    struct accounts_grant *grant, struct chat_refusal *refusal);
+                    struct chat_refusal *refusal);
 
 /* Admin: disable or enable name (a disabled account's sessions end), set its
  * password (its sessions end), make an invite code (*code for the client). */

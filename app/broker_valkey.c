@@ -1491,8 +1491,8 @@ static struct chat_msg *parse_msg(const char *buf, size_t len)
     const cJSON *extras = cJSON_GetObjectItemCaseSensitive(root, "x");
     uint64_t id = 0;
     struct chat_msg *msg = NULL;
-    if (!bad && room && user && text && proto_room_is_valid(room, NULL) &&
-        proto_get_id(root, "id", &id) && id > 0 && cJSON_IsNumber(ts)) {
+    if (!bad && room && user && text && proto_log_is_valid(room) && proto_get_id(root, "id", &id) &&
+        id > 0 && cJSON_IsNumber(ts)) {
         msg = chat_msg_create(room, user, text, ref);
         msg->id = id;
         msg->ts = (int64_t)ts->valuedouble;
@@ -1517,7 +1517,7 @@ static bool seq_key_room(const char *key, char *out, size_t outlen)
         return false;
     memcpy(out, key + plen, klen - plen - slen);
     out[klen - plen - slen] = '\0';
-    return proto_room_is_valid(out, NULL);
+    return proto_log_is_valid(out);
 }
 
 /* Every room that has a seq key, into rooms (a strmap used as a set). */

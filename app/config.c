@@ -34,6 +34,7 @@
 #define ENV_PREFIX "TURBOCHAT_"
 #define ENV_CONFIG "TURBOCHAT_CONFIG"
 #define TOKEN_COMMAND "token"
+#define USER_COMMAND "user"
 #define NODE_ID_MAX 128
 #define WHY_MAX 256
 
@@ -1413,6 +1414,10 @@ struct flag_value {
 
 struct cmdline {
     bool token;
+    bool user;               /* turbochat user ACTION [NAME] [--admin] */
+    const char *user_action; /* borrowed from argv */
+    const char *user_name;
+    bool user_admin;
     bool help;
     bool version;
     bool check;
@@ -1429,6 +1434,14 @@ static void parse_cmdline(struct loader *ld, int argc, char **argv, struct cmdli
     if (argc > 1 && strcmp(argv[1], TOKEN_COMMAND) == 0) {
         cl->token = true;
         i = 2;
+    } else if (argc > 1 && strcmp(argv[1], USER_COMMAND) == 0) {
+        cl->user = true;
+        cl->user_action = argc > 2 ? argv[2] : NULL;
+        i = 3;
+        if (argc > 3 && argv[3][0] != '-') {
+            cl->user_name = argv[3];
+            i = 4;
+        }
     }
     for (; i < argc; i++) {
         const char *arg = argv[i];
@@ -1453,6 +1466,8 @@ static void parse_cmdline(struct loader *ld, int argc, char **argv, struct cmdli
 
         if (name_len == 6 && strncmp(arg, "--help", 6) == 0)
             switch_flag = &cl->help;
+        else if (cl->user && name_len == 7 && strncmp(arg, "--admin", 7) == 0)
+            switch_flag = &cl->user_admin;
         else if (name_len == 9 && strncmp(arg, "--version", 9) == 0)
             switch_flag = &cl->version;
         else if (name_len == 14 && strncmp(arg, "--check-config", 14) == 0)
@@ -1497,6 +1512,24 @@ static void parse_cmdline(struct loader *ld, int argc, char **argv, struct cmdli
     }
     if (cl->token && cl->check)
         add_error(ld, "--check-config: not valid with the token subcommand");
+}
+
+/* The user subcommand's action and name; they need auth = accounts. */
+static void check_user_command(struct loader *ld, const struct cmdline *cl)
+{
+    static const char *const needs_name[] = {"add", "passwd", "disable", "enable"};
+    const char *action = cl->user_action ? cl->user_action : "";
+    bool named = false, known = strcmp(action, "list") == 0;
+    for (size_t i = 0; i < ARRAY_LEN(needs_name); i++)
+        named = named || strcmp(action, needs_name[i]) == 0;
+    if (!named && !known)
+        add_error(ld, "user: the action must be add, passwd, disable, enable or list");
+    else if (named && !cl->user_name)
+        add_error(ld, "user %s: NAME is required", action);
+    else if (cl->user_admin && strcmp(action, "add") != 0)
+        add_error(ld, "user: --admin only goes with add");
+    if (ld->cfg->auth != CONFIG_AUTH_ACCOUNTS)
+        add_error(ld, "user: accounts need auth = accounts (TURBOCHAT_AUTH)");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1739,7 +1772,13 @@ int config_load(struct config *cfg, int argc, char **argv, char **environ_vars, 
 
     finish(&ld);
 
-    if (cl.token) {
+    if (cl.user) {
+        check_user_command(&ld, &cl);
+        cfg->user_action = cl.user_action;
+        cfg->user_name = cl.user_name;
+        cfg->user_admin = cl.user_admin;
+        cmd = CONFIG_CMD_USER;
+    } else if (cl.token) {
         if (!cfg->token_user || !cfg->token_user[0])
             add_error(&ld, "token: --user NAME is required");
         if (!cfg->auth_secret)
@@ -1856,6 +1895,8 @@ void config_print_usage(void *file)
           "                 [--www DIR] [--log-level debug|info|warn|error]\n"
           "       turbochat --check-config | --help | --version\n"
           "       turbochat token --user NAME [--rooms LIST] [--role mod|admin] [--ttl DURATION]\n"
+          "       turbochat user add NAME [--admin] | passwd NAME | disable NAME | enable NAME\n"
+          "                      | list    (auth = accounts; a password is read from stdin)\n"
           "\n"
           "  --config FILE     settings file (also TURBOCHAT_CONFIG; default ./" CONFIG_DEFAULT_FILE
           " if present)\n"

@@ -15,6 +15,7 @@ enum config_command {
     CONFIG_CMD_VERSION,   /* --version */
     CONFIG_CMD_CHECK,     /* --check-config: print effective config, exit 0 or 1 */
     CONFIG_CMD_TOKEN,     /* "token" subcommand: mint a JWT (auth issue) */
+    CONFIG_CMD_USER,      /* "user" subcommand: add, passwd, disable, enable, list accounts */
 };
 
 /* How clients are authenticated (auth). */
@@ -92,6 +93,11 @@ struct config {
     char *token_rooms; /* --rooms */
     char *token_role;  /* --role: "mod", "admin" or NULL */
     int token_ttl_s;   /* --ttl */
+
+    /* subcommand "user" (borrowed from argv) */
+    const char *user_action; /* add, passwd, disable, enable, list */
+    const char *user_name;
+    bool user_admin; /* add --admin */
 
     char *config_file; /* the file that was read, NULL if none */
 };

@@ -178,21 +178,17 @@ static void patch_me(struct accounts *accounts, const struct config *config,
     const char *color = field(mc, body, "color", &bad);
     const char *password = field(mc, body, "password", &bad);
     const char *old_password = field(mc, body, "old_password", &bad);
-    struct accounts_grant grant;
     struct chat_refusal refusal;
-    int rc = bad ? -1
-                 : accounts_update(accounts, caller, display, color, password, old_password, &grant,
-                                   &refusal);
+    int rc =
+        bad ? -1
+            : accounts_update(accounts, caller, display, color, password, old_password, &refusal);
     cJSON_Delete(body);
     if (bad)
         return;
     if (rc < 0)
         send_refusal(mc, &refusal);
-    else if (grant.cookie)
-        send_grant(accounts, mc, 200, &grant, config);
     else
         send_user(accounts, mc, caller->user);
-    accounts_grant_dispose(&grant);
 }
 
 static void make_invite(struct accounts *accounts, struct mg_connection *mc)

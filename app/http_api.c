@@ -177,6 +177,21 @@ static int compare_rows(const void *a, const void *b)
     return strcmp(((const struct room_row *)a)->name, ((const struct room_row *)b)->name);
 }
 
+/* The names of room's present members, by name, as a JSON array. */
+static cJSON *member_names(struct api *api, const char *room)
+{
+    cJSON *list = cJSON_CreateArray();
+    char **names, **roles;
+    size_t count = 0;
+    if (store_roster(api->store, room, &names, &roles, &count) == 0) {
+        for (size_t i = 0; i < count; i++)
+            cJSON_AddItemToArray(list, cJSON_CreateString(names[i]));
+        hub_free_names(names, count);
+        hub_free_names(roles, count);
+    }
+    return list;
+}
+
 /* The room object of GET /api/rooms for the caller user (NULL: auth off):
  * with auth = accounts its unread counts, and a DM's members. */
 static cJSON *room_object(struct api *api, const struct room_row *row, const char *user)
@@ -194,17 +209,8 @@ static cJSON *room_object(struct api *api, const struct room_row *row, const cha
         store_unread(api->store, row->name, user, &last_read, &unread, &mentions);
     cJSON_AddNumberToObject(room, "unread", unread);
     cJSON_AddNumberToObject(room, "mentions", mentions);
-    if (dm) {
-        char **names, **roles;
-        size_t count = 0;
-        cJSON *members = cJSON_AddArrayToObject(room, "members");
-        if (store_roster(api->store, row->name, &names, &roles, &count) == 0) {
-            for (size_t i = 0; i < count; i++)
-                cJSON_AddItemToArray(members, cJSON_CreateString(names[i]));
-        }
-        hub_free_names(names, count);
-        hub_free_names(roles, count);
-    }
+    if (dm)
+        cJSON_AddItemToObject(room, "members", member_names(api, row->name));
     return room;
 }
 
@@ -223,10 +229,15 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
         return;
     }
     hub_list_rooms(api->hub, &live, &online, &live_count);
-    struct room_row *rows = xcalloc(stored_count + live_count + 1, sizeof(*rows));
+    struct room_row *rows = xcalloc(stored_count + live_count + 2, sizeof(*rows));
     size_t n = 0;
     for (size_t i = 0; i < stored_count; i++)
         rows[n++] = (struct room_row){stored[i].name, stored[i].last_id, 0, &stored[i]};
+    qsort(rows, n, sizeof(*rows), compare_rows);
+    struct room_row general = {PROTO_DEFAULT_ROOM, 0, 0, NULL};
+    if (api->config->auth == CONFIG_AUTH_ACCOUNTS &&
+        !bsearch(&general, rows, n, sizeof(*rows), compare_rows))
+        rows[n++] = general; /* it exists from the start */
     qsort(rows, n, sizeof(*rows), compare_rows);
     size_t sorted = n;
     for (size_t i = 0; i < live_count; i++) {
@@ -660,7 +671,8 @@ static void get_members(struct api *api, struct mg_connection *mc, const char *r
     api_send_object(mc, 200, obj);
 }
 
-/* ---------------------------------------------------------------- rooms of accounts */
+/* ---------------------------------------------------------------- rooms of accounts
+ * (routed only under auth = accounts: claims are the caller's session) */
 
 /* The room object of room as GET /api/rooms has it, for user. */
 static cJSON *room_object_of(struct api *api, const char *room, const char *user)
@@ -674,16 +686,6 @@ static cJSON *room_object_of(struct api *api, const char *room, const char *user
     store_last_id(api->store, room, &stored.last_id);
     struct room_row row = {room, stored.last_id, 0, &stored};
     return room_object(api, &row, user);
-}
-
-/* Under auth = accounts only; else false after answering 404. */
-static bool accounts_only(struct api *api, struct mg_connection *mc)
-{
-    if (api->config->auth == CONFIG_AUTH_ACCOUNTS)
-        return true;
-    api_send_error(mc, PROTO_ERR_NOT_FOUND,
-                   "rooms are made by joining them unless auth = accounts");
-    return false;
 }
 
 /* The body of a write by the caller; false after answering. */
@@ -700,7 +702,7 @@ static bool write_body(struct api *api, struct mg_connection *mc, bool optional,
 static void post_room(struct api *api, struct mg_connection *mc, const char *user)
 {
     cJSON *body;
-    if (!accounts_only(api, mc) || !write_body(api, mc, false, &body))
+    if (!write_body(api, mc, false, &body))
         return;
     bool bad = false;
     const char *name = proto_get_string(body, "name", &bad);
@@ -724,7 +726,7 @@ static void change_member(struct api *api, struct mg_connection *mc, const char 
                           const char *member, const char *actor)
 {
     cJSON *body = NULL;
-    if (!accounts_only(api, mc) || !write_body(api, mc, member != NULL, &body))
+    if (!write_body(api, mc, member != NULL, &body))
         return;
     bool bad = false;
     const char *role = proto_get_string(body, "role", &bad);
@@ -751,7 +753,7 @@ static void change_member(struct api *api, struct mg_connection *mc, const char 
 static void post_dm(struct api *api, struct mg_connection *mc, const char *user)
 {
     cJSON *body;
-    if (!accounts_only(api, mc) || !write_body(api, mc, false, &body))
+    if (!write_body(api, mc, false, &body))
         return;
     const cJSON *users = cJSON_GetObjectItemCaseSensitive(body, "users");
     char *names[ROOMS_DM_MAX];
@@ -776,6 +778,21 @@ static void post_dm(struct api *api, struct mg_connection *mc, const char *user)
     }
     free(room);
     cJSON_Delete(body);
+}
+
+/* A room of GET /api/admin/rooms, with a private room's members; stored
+ * NULL: general before its first event. */
+static cJSON *admin_room_object(struct api *api, const char *name, const struct store_room *stored)
+{
+    cJSON *r = cJSON_CreateObject();
+    bool is_private = stored && stored->is_private;
+    cJSON_AddItemToObject(r, "members", is_private ? member_names(api, name) : cJSON_CreateArray());
+    cJSON_AddStringToObject(r, "name", name);
+    cJSON_AddBoolToObject(r, "private", stored && stored->is_private);
+    cJSON_AddBoolToObject(r, "dm", stored && stored->dm);
+    cJSON_AddBoolToObject(r, "closed", stored && stored->closed);
+    cJSON_AddNumberToObject(r, "last_id", stored ? (double)stored->last_id : 0);
+    return r;
 }
 
 /* GET /api/admin/rooms and DELETE /api/admin/rooms/{room}. */
@@ -807,15 +824,13 @@ static void admin_rooms(struct api *api, struct mg_connection *mc, const char *r
     }
     cJSON *obj = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(obj, "rooms");
-    for (size_t i = 0; i < count; i++) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "name", stored[i].name);
-        cJSON_AddBoolToObject(r, "private", stored[i].is_private);
-        cJSON_AddBoolToObject(r, "dm", stored[i].dm);
-        cJSON_AddBoolToObject(r, "closed", stored[i].closed);
-        cJSON_AddNumberToObject(r, "last_id", (double)stored[i].last_id);
-        cJSON_AddItemToArray(list, r);
-    }
+    bool general = false;
+    for (size_t i = 0; i < count; i++)
+        general = general || strcmp(stored[i].name, PROTO_DEFAULT_ROOM) == 0;
+    if (!general)
+        cJSON_AddItemToArray(list, admin_room_object(api, PROTO_DEFAULT_ROOM, NULL));
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(list, admin_room_object(api, stored[i].name, &stored[i]));
     store_free_rooms(stored, count);
     api_send_object(mc, 200, obj);
 }
@@ -916,15 +931,17 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
         else
             method_not_allowed(mc, "GET, HEAD");
     } else if (strcmp(what, "members") == 0) {
+        bool accounts = api->config->auth == CONFIG_AUTH_ACCOUNTS;
         if (get)
             get_members(api, mc, room);
-        else if (method_is(ri, "POST"))
-            change_member(api, mc, room, NULL, claims ? claims->sub : NULL);
+        else if (method_is(ri, "POST") && accounts)
+            change_member(api, mc, room, NULL, claims->sub);
         else
-            method_not_allowed(mc, "GET, HEAD, POST");
-    } else if (strncmp(what, "members/", 8) == 0 && what[8]) {
+            method_not_allowed(mc, accounts ? "GET, HEAD, POST" : "GET, HEAD");
+    } else if (strncmp(what, "members/", 8) == 0 && what[8] &&
+               api->config->auth == CONFIG_AUTH_ACCOUNTS) {
         if (method_is(ri, "DELETE"))
-            change_member(api, mc, room, what + 8, claims ? claims->sub : NULL);
+            change_member(api, mc, room, what + 8, claims->sub);
         else
             method_not_allowed(mc, "DELETE");
     } else {
@@ -956,11 +973,13 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
     if (strcmp(uri, "/api/rooms") == 0 || strcmp(uri, "/api/rooms/") == 0) {
         if (method_is(ri, "GET") || method_is(ri, "HEAD"))
             get_rooms(api, mc, claims);
-        else if (method_is(ri, "POST") && claims)
+        else if (method_is(ri, "POST") && api->config->auth == CONFIG_AUTH_ACCOUNTS)
             post_room(api, mc, claims->sub);
         else
-            method_not_allowed(mc, "GET, HEAD, POST");
-    } else if (strcmp(uri, "/api/dms") == 0 && claims && method_is(ri, "POST")) {
+            method_not_allowed(mc, api->config->auth == CONFIG_AUTH_ACCOUNTS ? "GET, HEAD, POST"
+                                                                             : "GET, HEAD");
+    } else if (strcmp(uri, "/api/dms") == 0 && method_is(ri, "POST") &&
+               api->config->auth == CONFIG_AUTH_ACCOUNTS) {
         post_dm(api, mc, claims->sub);
     } else if (strcmp(uri, "/api/admin/rooms") == 0) {
         admin_rooms(api, mc, NULL, claims);
@@ -988,7 +1007,7 @@ static bool authenticate_session(struct api *api, struct mg_connection *mc,
     const char *header = mg_get_header(mc, "Authorization");
     const char *cookies = mg_get_header(mc, "Cookie");
     const char *method = mg_get_request_info(mc)->request_method;
-    char cookie[128];
+    char cookie[512];
     const char *why = NULL;
     bool ok;
     memset(claims, 0, sizeof(*claims));

@@ -13,6 +13,8 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -60,6 +62,7 @@ struct hub_conn {
     char *user;                       /* set once after hello; under hub->lock */
     const struct auth_claims *claims; /* with auth on: the rooms it may read */
     char *sid;                        /* auth = accounts: its session; under hub->lock */
+    uint64_t serial;                  /* names it among this node's connections */
     struct membership **rooms;        /* under hub->lock */
     size_t room_count;
     size_t room_cap;
@@ -70,9 +73,10 @@ struct hub {
     struct metrics *metrics;
     struct broker *broker; /* history and presence out; set before connections */
 
-    pthread_mutex_t lock; /* rooms, memberships, users */
-    struct strmap *rooms; /* name -> struct hub_room */
-    struct strmap *users; /* name -> struct hub_user: connections after hello */
+    pthread_mutex_t lock;         /* rooms, memberships, users */
+    struct strmap *rooms;         /* name -> struct hub_room */
+    struct strmap *users;         /* name -> struct hub_user: connections after hello */
+    atomic_uint_fast64_t serials; /* the last hub_conn serial given */
 };
 
 /* The connections of one user on this node. */
@@ -148,8 +152,14 @@ struct hub_conn *hub_conn_create(struct hub *hub, struct conn *conn)
     struct hub_conn *hc = xcalloc(1, sizeof(*hc));
     hc->hub = hub;
     hc->conn = conn;
+    hc->serial = atomic_fetch_add(&hub->serials, 1) + 1;
     conn_ref(conn);
     return hc;
+}
+
+void hub_conn_origin(const struct hub_conn *hc, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/%" PRIu64, hc->hub->config->node_id, hc->serial);
 }
 
 struct conn *hub_conn_socket(struct hub_conn *hc)
@@ -681,13 +691,14 @@ static void apply_account_event(struct hub *hub, const struct chat_msg *msg)
     cJSON_Delete(rec);
 }
 
-/* A read event of an account's read log: `read {room, id}` to every
+/* A read event of an account's read log: `read {room, id}` to every other
  * connection of the account on this node. */
 static void send_read(struct hub *hub, const struct chat_msg *msg)
 {
     cJSON *rec = proto_parse_object(msg->text, strlen(msg->text));
     bool bad = false;
     const char *room = rec ? proto_get_string(rec, "room", &bad) : NULL;
+    const char *origin = rec ? proto_get_string(rec, "origin", &bad) : NULL;
     const cJSON *id = rec ? cJSON_GetObjectItemCaseSensitive(rec, "id") : NULL;
     if (room && cJSON_IsNumber(id)) {
         cJSON *obj = cJSON_CreateObject();
@@ -697,8 +708,12 @@ static void send_read(struct hub *hub, const struct chat_msg *msg)
         struct loop_frame *f = frame_from_json(obj);
         pthread_mutex_lock(&hub->lock);
         struct hub_user *u = strmap_get(hub->users, msg->user);
-        for (size_t i = 0; u && i < u->count; i++)
-            conn_send(u->conns[i]->conn, f);
+        for (size_t i = 0; u && i < u->count; i++) {
+            char mine[PROTO_ROOM_MAX * 4];
+            hub_conn_origin(u->conns[i], mine, sizeof(mine));
+            if (!origin || strcmp(origin, mine) != 0)
+                conn_send(u->conns[i]->conn, f); /* not to the one that read */
+        }
         pthread_mutex_unlock(&hub->lock);
         loop_frame_unref(f);
     }

@@ -38,6 +38,10 @@ extern const struct broker_listener hub_broker_listener;
 struct hub_conn *hub_conn_create(struct hub *hub, struct conn *conn);
 /* The connection is gone: leave every room and free. Loop thread of conn. */
 void hub_conn_closed(struct hub_conn *hc);
+/* "<node id>/<serial>": names the connection in the cluster, for events it
+ * caused that it must not be told of (its own read). */
+void hub_conn_origin(const struct hub_conn *hc, char *out, size_t outlen);
+
 /* The connection the hub writes to. */
 struct conn *hub_conn_socket(struct hub_conn *hc);
 

@@ -3,11 +3,14 @@
  * reverse, flushing the store, within the shutdown budget. */
 #define _GNU_SOURCE
 #include <civetweb.h>
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "accounts.h"
@@ -188,6 +191,154 @@ static int print_token(const struct config *config)
     return 0;
 }
 
+/* ---------------------------------------------------------------- turbochat user */
+
+static void ignore_event(void *ctx, const struct chat_msg *msg)
+{
+    (void)ctx;
+    (void)msg;
+}
+
+/* The command line hears no one: events reach the nodes, not it. */
+static const struct broker_listener quiet_listener = {.deliver = ignore_event};
+
+/* A line of stdin without its newline, not echoed on a terminal; NULL at
+ * end of input. The caller frees it. */
+static char *read_password(void)
+{
+    struct termios saved, quiet;
+    bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (tty) {
+        fputs("password: ", stderr);
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+        fputc('\n', stderr);
+    }
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    return line;
+}
+
+static void print_accounts(struct accounts *accounts)
+{
+    struct store_account *all;
+    size_t count;
+    if (accounts_list(accounts, &all, &count) < 0)
+        return;
+    for (size_t i = 0; i < count; i++)
+        printf("%s\t%s\t%s\n", all[i].name, all[i].role, all[i].disabled ? "disabled" : "enabled");
+    store_free_accounts(all, count);
+}
+
+/* Do the user subcommand's action through accounts; 0 or 1. */
+static int user_action(const struct config *config, struct accounts *accounts)
+{
+    const char *action = config->user_action, *name = config->user_name;
+    struct chat_refusal refusal = {PROTO_ERR_INTERNAL, "failed"};
+    int rc = 0;
+    if (strcmp(action, "list") == 0) {
+        print_accounts(accounts);
+    } else if (strcmp(action, "add") == 0 || strcmp(action, "passwd") == 0) {
+        char *password = read_password();
+        refusal = (struct chat_refusal){PROTO_ERR_BAD_REQUEST, "no password on stdin"};
+        const char *role = config->user_admin ? "admin" : NULL;
+        if (!password)
+            rc = -EINVAL;
+        else if (strcmp(action, "add") == 0)
+            rc = accounts_add(accounts, name, password, role, &refusal);
+        else
+            rc = accounts_set_password(accounts, name, password, &refusal);
+        free(password);
+    } else {
+        rc = accounts_set_disabled(accounts, name, strcmp(action, "disable") == 0, &refusal);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "turbochat user %s: %s (%s)\n", action, refusal.why,
+                proto_error_code(refusal.err));
+        return 1;
+    }
+    if (strcmp(action, "list") != 0)
+        printf("%s: %s\n", name, action);
+    return 0;
+}
+
+/* Remove the scratch directory of the command's own log. */
+static void remove_scratch(const char *dir)
+{
+    static const char *const files[] = {"log.db", "log.db-wal", "log.db-shm"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* Wait up to 10 s for the broker (Valkey) to take publishes. */
+static bool broker_ready_soon(struct broker *broker, char *why, size_t whylen)
+{
+    for (int i = 0; i < 100; i++) {
+        if (broker_is_ready(broker, why, whylen))
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+/* turbochat user ACTION [NAME]: on a single node, through the database (the
+ * server stopped); in a cluster, through Valkey to every running node, the
+ * accounts read from this node's database and the broker's own log kept in
+ * a scratch directory. */
+static int run_user_command(struct app *app)
+{
+    char err[512] = "", scratch[] = "/tmp/turbochat-user-XXXXXX";
+    struct store_migration migrations[MIGRATIONS_MAX];
+    size_t n_migrations = embedded_migrations(migrations, MIGRATIONS_MAX);
+    bool cluster = config_is_cluster(&app->config);
+    int status = 1;
+    app->metrics = metrics_create();
+    struct store *node_store = store_create(app->config.db_path, migrations, n_migrations, 1,
+                                            app->metrics, err, sizeof(err));
+    struct store *broker_store = node_store;
+    if (node_store && cluster && mkdtemp(scratch)) {
+        char path[sizeof(scratch) + 16];
+        snprintf(path, sizeof(path), "%s/log.db", scratch);
+        broker_store =
+            store_create(path, migrations, n_migrations, 1, app->metrics, err, sizeof(err));
+    }
+    struct broker_deps deps = {&app->config, broker_store, app->metrics, &quiet_listener, NULL};
+    struct broker *broker = !broker_store ? NULL
+                            : cluster     ? broker_valkey_create(&deps, err, sizeof(err))
+                                          : broker_local_create(&deps, err, sizeof(err));
+    if (broker && !broker_ready_soon(broker, err, sizeof(err)))
+        fprintf(stderr, "turbochat user: Valkey is not ready: %s\n", err);
+    else if (broker) {
+        struct accounts *accounts = accounts_create(&app->config, node_store, broker);
+        status = user_action(&app->config, accounts);
+        accounts_free(accounts);
+    } else
+        fprintf(stderr, "turbochat user: %s\n", err);
+    broker_free(broker);
+    if (broker_store != node_store) {
+        store_free(broker_store);
+        remove_scratch(scratch);
+    }
+    store_free(node_store);
+    metrics_free(app->metrics);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     extern char **environ;
@@ -210,6 +361,9 @@ int main(int argc, char **argv)
         break;
     case CONFIG_CMD_TOKEN:
         status = print_token(&app.config);
+        break;
+    case CONFIG_CMD_USER:
+        status = run_user_command(&app);
         break;
     default:
         fprintf(stderr, "turbochat: invalid configuration:\n%s", err);

@@ -158,6 +158,12 @@ bool proto_room_is_valid(const char *room, const char **why)
     return refuse(why, "room must be 1 to 64 characters of A-Z a-z 0-9 _ . - and not start with .");
 }
 
+bool proto_log_is_valid(const char *log)
+{
+    return log[0] == '.' ? room_chars_are_valid(log + 1, strlen(log + 1))
+                         : room_chars_are_valid(log, strlen(log));
+}
+
 static bool is_trimmable(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';

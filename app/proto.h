@@ -10,8 +10,9 @@
 struct cJSON;
 
 #define PROTO_VERSION 2
-#define PROTO_ROOM_MAX 64 /* characters of a room name */
-#define PROTO_USER_MAX 32 /* code points of a user name */
+#define PROTO_ROOM_MAX 64            /* characters of a room name */
+#define PROTO_DEFAULT_ROOM "general" /* the room everyone starts in */
+#define PROTO_USER_MAX 32            /* code points of a user name */
 #define PROTO_USER_MAX_BYTES 128
 #define PROTO_REF_MAX 64 /* code points of a client ref */
 #define PROTO_REF_MAX_BYTES 256
@@ -56,7 +57,7 @@ enum chat_kind {
     CHAT_KIND_COUNT,
 };
 
-/* The log of an account's read state: ".read." and its name in ASCII lower case. */
+/* The log of an account's read state: ".read." and a hash of its name. */
 #define CHAT_READ_LOG_PREFIX ".read."
 
 /* True for the kinds of a room's own log that change who may be in it. */
@@ -164,6 +165,9 @@ bool chat_kind_parse(const char *name, enum chat_kind *kind);
  * otherwise, where why is not NULL, sets *why to the reason for the client (a
  * static string). */
 bool proto_room_is_valid(const char *room, const char **why);
+/* A room name, or the name of one of the server's own logs: '.' and then a
+ * room name (no client can name those). */
+bool proto_log_is_valid(const char *log);
 /* Trims white space in place first; name must be valid UTF-8. */
 bool proto_user_normalize(char *name, const char **why);
 bool proto_ref_is_valid(const char *ref, const char **why);

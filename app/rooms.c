@@ -17,7 +17,6 @@
 #include "store.h"
 #include "util.h"
 
-#define DEFAULT_ROOM "general" /* open to everyone, made by nobody */
 #define ROOM_CLAIM "room"
 
 struct rooms {
@@ -55,7 +54,7 @@ static bool room_exists(struct rooms *rooms, const char *room, struct store_room
     if (store_room_info(rooms->store, room, info) == 0)
         return true;
     *info = (struct store_room_info){0};
-    return strcmp(room, DEFAULT_ROOM) == 0 ||
+    return strcmp(room, PROTO_DEFAULT_ROOM) == 0 ||
            (store_last_id(rooms->store, room, &last) == 0 && last > 0);
 }
 
@@ -176,6 +175,20 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* prefix and the first 24 hex digits of the SHA-256 of text: a log name. */
+static char *hashed_name(const char *prefix, const char *text, size_t len)
+{
+    unsigned char digest[32];
+    unsigned int n = 0;
+    EVP_Digest(text, len, digest, &n, EVP_sha256(), NULL);
+    struct util_buf buf;
+    util_buf_init(&buf);
+    util_buf_appendf(&buf, "%s", prefix);
+    for (int i = 0; i < 12; i++)
+        util_buf_appendf(&buf, "%02x", digest[i]);
+    return util_buf_take(&buf, NULL);
+}
+
 /* "dm-" and 24 hex digits of SHA-256 over the sorted names, one per line. */
 static char *dm_room_name(char **names, size_t count)
 {
@@ -184,15 +197,16 @@ static char *dm_room_name(char **names, size_t count)
     util_buf_init(&buf);
     for (size_t i = 0; i < count; i++)
         util_buf_appendf(&buf, "%s\n", names[i]);
-    unsigned char digest[32];
-    unsigned int n = 0;
-    EVP_Digest(buf.data, buf.len, digest, &n, EVP_sha256(), NULL);
+    char *room = hashed_name("dm-", buf.data, buf.len);
     util_buf_dispose(&buf);
-    char *room = xmalloc(3 + 24 + 1);
-    memcpy(room, "dm-", 3);
-    for (int i = 0; i < 12; i++)
-        snprintf(room + 3 + 2 * i, 3, "%02x", digest[i]);
     return room;
+}
+
+char *rooms_read_log(const char *user)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(user, key, sizeof(key));
+    return hashed_name(CHAT_READ_LOG_PREFIX, key, strlen(key));
 }
 
 int rooms_open_dm(struct rooms *rooms, const char *creator, char *const *others, size_t count,

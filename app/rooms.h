@@ -49,6 +49,10 @@ int rooms_open_dm(struct rooms *rooms, const char *creator, char *const *others,
  * nobody outside a private room is told of its messages. Any thread. */
 void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg);
 
+/* The name of user's read log: CHAT_READ_LOG_PREFIX and a hash of the name
+ * in ASCII lower case. The caller frees it. */
+char *rooms_read_log(const char *user);
+
 /* Admin: close room. Blocks. */
 int rooms_close(struct rooms *rooms, const char *room, const char *actor,
                 struct chat_refusal *refusal);

@@ -62,6 +62,8 @@ enum reader_stmt {
     RS_SESSION_BY_TOKEN,
     RS_CLAIM,
     RS_INVITE,
+    RS_ACCOUNT_SESSIONS,
+    RS_SESSION_ENDED,
     RS_ROOM_INFO,
     RS_MEMBER,
     RS_ROSTER,
@@ -117,6 +119,8 @@ static const char *const reader_sql[RS_COUNT] = {
     [RS_SESSION_BY_TOKEN] = "SELECT " SESSION_COLUMNS " WHERE s.tid = ?1",
     [RS_CLAIM] = "SELECT 1 FROM claims WHERE room = ?1 AND claim = ?2",
     [RS_INVITE] = "SELECT expires FROM invites WHERE code = ?1",
+    [RS_ACCOUNT_SESSIONS] = "SELECT " SESSION_COLUMNS " WHERE s.name_key = ?1",
+    [RS_SESSION_ENDED] = "SELECT 1 FROM sessions WHERE sid = ?1 AND ended = 1",
     [RS_ROOM_INFO] = "SELECT private, dm, closed, creator FROM rooms WHERE name = ?1",
     [RS_MEMBER] = "SELECT role FROM room_members WHERE room = ?1 AND user_key = ?2 AND present = 1",
     [RS_ROSTER] = "SELECT user, role FROM room_members WHERE room = ?1 AND present = 1"
@@ -1502,11 +1506,43 @@ int store_find_session(struct store *store, const char *hash, bool by_token,
     return reader_done(store, r, st, "session", rc);
 }
 
+int store_account_sessions(struct store *store, const char *name, char ***sids, size_t *count)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(name, key, sizeof(key));
+    *sids = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_ACCOUNT_SESSIONS];
+    size_t cap = 0;
+    int rc = first_row(st, key, NULL);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        if (!sqlite3_column_int(st, 3) || sqlite3_column_int64(st, 2) <= util_now_ms())
+            continue; /* ended or expired */
+        UTIL_GROW(*sids, *count, cap);
+        (*sids)[(*count)++] = column_text_or_null(st, 0);
+    }
+    /* SQLITE_DONE ends the rows: success */
+    return reader_done(store, r, st, "account_sessions", rc == SQLITE_DONE ? SQLITE_ROW : rc);
+}
+
 void store_session_dispose(struct store_session *session)
 {
     free(session->sid);
     free(session->user);
     memset(session, 0, sizeof(*session));
+}
+
+int store_session_ended(struct store *store, const char *sid)
+{
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_SESSION_ENDED];
+    int ret = reader_done(store, r, st, "session_ended", first_row(st, sid, NULL));
+    return ret == 0 ? 1 : ret == -ENOENT ? 0 : ret;
 }
 
 int store_has_claim(struct store *store, const char *room, const char *claim)

@@ -124,6 +124,13 @@ struct store_session {
 int store_find_session(struct store *store, const char *hash, bool by_token,
                        struct store_session *out);
 void store_session_dispose(struct store_session *session);
+/* The ids of the active, unexpired sessions of the account name: *sids and
+ * each id are the caller's to free. */
+int store_account_sessions(struct store *store, const char *name, char ***sids, size_t *count);
+
+/* 1 when a signout ended the session sid (also one no node has a record
+ * of: a sealed one), 0 when none did, or negative. */
+int store_session_ended(struct store *store, const char *sid);
 
 /* 1 when an event of room took claim, 0 when none did, or negative. */
 int store_has_claim(struct store *store, const char *room, const char *claim);

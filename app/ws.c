@@ -498,17 +498,15 @@ static void on_read(struct ws_session *s, const cJSON *frame)
         send_error(s, PROTO_ERR_BAD_REQUEST, "id is required: the id read up to", NULL, room);
         return;
     }
-    char key[PROTO_USER_MAX_BYTES + 1];
-    store_name_key(s->user, key, sizeof(key));
-    struct util_buf log;
-    util_buf_init(&log);
-    util_buf_appendf(&log, CHAT_READ_LOG_PREFIX "%s", key);
+    char origin[PROTO_ROOM_MAX * 4];
+    hub_conn_origin(s->hc, origin, sizeof(origin));
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddStringToObject(rec, "room", room);
     cJSON_AddNumberToObject(rec, "id", (double)id);
+    cJSON_AddStringToObject(rec, "origin", origin);
     char *json = proto_encode_json(rec, NULL);
     cJSON_Delete(rec);
-    char *log_name = util_buf_take(&log, NULL);
+    char *log_name = rooms_read_log(s->user);
     struct chat_msg *ev = chat_msg_create(log_name, s->user, json, NULL);
     ev->kind = CHAT_READ;
     free(log_name);
@@ -633,7 +631,7 @@ static struct ws_session *session_create(struct ws *ws)
 static void session_read_cookie(struct ws_session *s, const struct mg_connection *mc)
 {
     const char *cookies = mg_get_header(mc, "Cookie");
-    char cookie[128];
+    char cookie[512];
     struct accounts_caller caller;
     if (s->ws->accounts && cookies &&
         mg_get_cookie(cookies, HTTP_ACCOUNTS_COOKIE, cookie, sizeof(cookie)) > 0 &&

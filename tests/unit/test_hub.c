@@ -193,7 +193,7 @@ static int run_command(struct hub_conn *hc, struct conn *conn, const char *cmd)
         return 0;
     }
     if (n >= 2 && strcmp(verb, "join") == 0)
-        return hub_join(fx.hub, hc, arg, n == 3 ? &since64 : NULL);
+        return hub_join(fx.hub, hc, arg, n == 3 ? &since64 : NULL, NULL);
     if (n == 2 && strcmp(verb, "leave") == 0)
         return hub_leave(fx.hub, hc, arg);
     if (n == 2 && strcmp(verb, "typing") == 0) {
