@@ -1,4 +1,4 @@
-// The website with auth = accounts (issue 9, docs/ACCOUNTS-DRAFT.md), on a
+// The website with auth = accounts (issue 9, docs/PROTOCOL.md, "Accounts"), on a
 // desktop: a new person signs up on the sign-in page, creates a private
 // room and invites a second person, who signed up in another browser; they
 // chat there; a direct message started from the members panel and found

@@ -298,7 +298,7 @@ export function waitForReactions(page, id, counts, timeout = TIMEOUT) {
 }
 
 // ---------------------------------------------------------------- accounts
-// The website with auth = accounts (issue 9, docs/ACCOUNTS-DRAFT.md).
+// The website with auth = accounts (issue 9, docs/PROTOCOL.md, "Accounts").
 // Selectors (www/index.html, www/js/render.js):
 //   [data-testid=auth-page]          the sign-in / sign-up page; [data-testid=auth-form][data-mode=signin|signup]
 //   [data-testid=auth-name|auth-password|auth-invite|auth-submit|auth-switch|auth-error]

@@ -1,4 +1,4 @@
-// Admin across a cluster (issue 9, docs/ACCOUNTS-DRAFT.md), three nodes on
+// Admin across a cluster (issue 9, docs/PROTOCOL.md, "Accounts"), three nodes on
 // one Valkey:
 // - `turbochat user add/passwd/disable/enable/list` in cluster mode, with the
 //   nodes running (it publishes through Valkey): an account added on the

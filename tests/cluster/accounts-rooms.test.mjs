@@ -1,5 +1,5 @@
 // Private rooms, DMs and read state across a cluster (issue 9,
-// docs/ACCOUNTS-DRAFT.md), three nodes on one Valkey:
+// docs/PROTOCOL.md, "Accounts"), three nodes on one Valkey:
 // - a private room made on A: a member added on A joins and chats on B; a
 //   non-member on C gets not_found / 404 there, as for a missing room;
 //   membership events are the same on every node; a member removed on A is

@@ -1,4 +1,4 @@
-// Accounts and sessions across a cluster (issue 9, docs/ACCOUNTS-DRAFT.md),
+// Accounts and sessions across a cluster (issue 9, docs/PROTOCOL.md, "Accounts"),
 // three nodes on one Valkey:
 // - the first account of an empty deployment is the only admin, also when
 //   two people sign up at once on two nodes;

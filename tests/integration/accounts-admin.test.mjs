@@ -1,4 +1,4 @@
-// Admin of accounts on one node (issue 9, docs/ACCOUNTS-DRAFT.md): the admin
+// Admin of accounts on one node (issue 9, docs/PROTOCOL.md, "Accounts"): the admin
 // REST calls (users listed, disabled and enabled, passwords reset, rooms
 // listed and closed) and their 403 to everyone else; invite codes with
 // signup = invite; the `turbochat user add/passwd/disable/enable/list`

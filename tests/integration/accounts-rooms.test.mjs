@@ -1,4 +1,4 @@
-// Rooms with accounts on one node (issue 9, docs/ACCOUNTS-DRAFT.md): rooms
+// Rooms with accounts on one node (issue 9, docs/PROTOCOL.md, "Accounts"): rooms
 // made with POST /api/rooms (general exists from the start), private rooms
 // invisible to non-members over WebSocket and every REST path exactly like a
 // room that does not exist, owners adding and removing members and making

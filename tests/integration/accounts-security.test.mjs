@@ -1,4 +1,4 @@
-// Security of accounts (issue 9, docs/ACCOUNTS-DRAFT.md):
+// Security of accounts (issue 9, docs/PROTOCOL.md, "Accounts"):
 // - password guessing is limited: after signin_rate_limit failures per
 //   account, and separately per client address, sign-in answers 429
 //   rate_limited with Retry-After, the right password included; the test

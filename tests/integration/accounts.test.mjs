@@ -1,4 +1,4 @@
-// Accounts and sessions on one node (issue 9, docs/ACCOUNTS-DRAFT.md):
+// Accounts and sessions on one node (issue 9, docs/PROTOCOL.md, "Accounts"):
 // GET /api/auth/mode, sign-up (first account admin, names unique without
 // regard to ASCII case, name and password rules), sign-in, the tc_session
 // cookie and the tcs_ token over REST and WebSocket, sign-out (one session or

@@ -1,6 +1,5 @@
 // Helpers for the tests of accounts, sessions, private rooms, DMs, read state
-// and admin (issue 9, docs/ACCOUNTS-DRAFT.md until it moves into
-// docs/PROTOCOL.md). Written from the contract only:
+// and admin (issue 9, docs/PROTOCOL.md, "Accounts"). Written from the contract only:
 // - http(): one REST request, like client.mjs api() but also with a source
 //   address (localAddress: the per-address sign-in limit sees 127.0.0.x);
 // - signup/signin/signout and a Session: its user, its token (tcs_...) and
@@ -21,7 +20,9 @@ import { binaryPath, RELAXED_RATE_ENV } from './server.mjs';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const enc = encodeURIComponent;
 
-export const TOKEN_RE = /^tcs_[A-Za-z0-9_-]{43}$/;
+// tcs_: a session of the accounts log; tco_: one a node sealed while Valkey
+// was away (PROTOCOL.md, Accounts).
+export const TOKEN_RE = /^(tcs_[A-Za-z0-9_-]{43}|tco_[0-9a-f]+\.[0-9]+\.[0-9a-f]{32}\.[0-9a-f]{64})$/;
 export const ARGON_MARK = '$argon2';
 
 // Environment of a node in accounts mode; the sign-in limit is lifted (tests
@@ -182,7 +183,7 @@ export function signinRaw(url, name, password, { headers, localAddress } = {}) {
 // a tcs_ token and the tc_session cookie.
 export function sessionOf(url, r, password, ctx = '') {
     assert.ok(r.json && r.json.user && typeof r.json.user === 'object', `${ctx}: {user, token} expected: ${show(r)}`);
-    assert.match(String(r.json.token), TOKEN_RE, `${ctx}: token tcs_ + 43 base64url: ${show(r)}`);
+    assert.match(String(r.json.token), TOKEN_RE, `${ctx}: token tcs_ + 43 base64url, or a sealed tco_ one: ${show(r)}`);
     const c = sessionCookie(r);
     assert.ok(c && c.value, `${ctx}: tc_session cookie expected; Set-Cookie: ${JSON.stringify(setCookies(r))}`);
     return new Session({ url, user: r.json.user, token: r.json.token, cookie: `tc_session=${c.value}`, password });
