@@ -125,24 +125,6 @@ static bool password_is_valid(const char *password, struct chat_refusal *refusal
 
 /* ---------------------------------------------------------------- events */
 
-/* Publish an event of kind with the JSON record rec (consumed) and claim to
- * the accounts log, and wait until it is stored here. 0, -TC_ECLAIMED, or
- * negative. */
-static int publish(struct accounts *a, enum chat_kind kind, const char *actor, cJSON *rec,
-                   const char *claim)
-{
-    char *json = proto_encode_json(rec, NULL);
-    cJSON_Delete(rec);
-    struct chat_msg *ev = chat_msg_create(CHAT_ACCOUNTS_LOG, actor, json, NULL);
-    free(json);
-    ev->kind = kind;
-    ev->claim = claim ? xstrdup(claim) : NULL;
-    struct chat_msg *stored = NULL;
-    int rc = broker_publish_wait(a->broker, ev, &stored);
-    chat_msg_free(stored);
-    return rc < 0 ? rc : 0;
-}
-
 /* A colour for name: one of a fixed, readable set, always the same. */
 static const char *default_color(const char *name)
 {
@@ -285,7 +267,7 @@ static int open_session(struct accounts *a, const char *name, struct accounts_gr
     cJSON_AddStringToObject(rec, "sid", sid);
     cJSON_AddStringToObject(rec, "tid", tid);
     cJSON_AddNumberToObject(rec, "expires", (double)grant->expires_ms);
-    int rc = publish(a, CHAT_SESSION, name, rec, NULL);
+    int rc = broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG, CHAT_SESSION, name, rec, NULL);
     if (rc == -TC_EUNAVAILABLE)
         rc = seal_session(a, name, grant);
     if (rc < 0)
@@ -363,7 +345,7 @@ static int make_account(struct accounts *a, char *name, const char *password, co
                      extra_claim ? extra_claim : "");
     char *claims = util_buf_take(&claim, NULL);
     cJSON *rec = account_record(name, hash, role, name, default_color(name), false, util_now_ms());
-    int rc = publish(a, CHAT_ACCOUNT, name, rec, claims);
+    int rc = broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG, CHAT_ACCOUNT, name, rec, claims);
     free(claims);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (rc == -TC_ECLAIMED && extra_claim && store_get_account(a->store, name, &existing) != 0)
@@ -512,7 +494,9 @@ int accounts_signout(struct accounts *a, const struct accounts_caller *caller, b
         cJSON_AddStringToObject(rec, "name", caller->user);
     else
         cJSON_AddStringToObject(rec, "sid", caller->sid);
-    return publish(a, everywhere ? CHAT_SIGNOUT_ALL : CHAT_SIGNOUT, caller->user, rec, NULL);
+    return broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG,
+                                 everywhere ? CHAT_SIGNOUT_ALL : CHAT_SIGNOUT, caller->user, rec,
+                                 NULL);
 }
 
 /* Publish name's record as change sets it; every earlier session ends with
@@ -526,11 +510,12 @@ static int change_account(struct accounts *a, const char *actor, const char *nam
         return refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
     cJSON *rec = record_of(&acc);
     change(rec, arg);
-    int rc = publish(a, CHAT_ACCOUNT, actor, rec, NULL);
+    int rc = broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG, CHAT_ACCOUNT, actor, rec, NULL);
     if (rc == 0 && end_sessions) {
         cJSON *all = cJSON_CreateObject();
         cJSON_AddStringToObject(all, "name", acc.name);
-        rc = publish(a, CHAT_SIGNOUT_ALL, actor, all, NULL);
+        rc =
+            broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG, CHAT_SIGNOUT_ALL, actor, all, NULL);
     }
     store_account_dispose(&acc);
     if (rc < 0)
@@ -583,7 +568,8 @@ static int end_other_sessions(struct accounts *a, const struct accounts_caller *
         if (rc == 0 && (!caller->sid || strcmp(sids[i], caller->sid) != 0)) {
             cJSON *rec = cJSON_CreateObject();
             cJSON_AddStringToObject(rec, "sid", sids[i]);
-            rc = publish(a, CHAT_SIGNOUT, caller->user, rec, NULL);
+            rc = broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG, CHAT_SIGNOUT, caller->user,
+                                       rec, NULL);
         }
         free(sids[i]);
     }
@@ -667,7 +653,7 @@ int accounts_make_invite(struct accounts *a, char **code, int64_t *expires_ms)
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddStringToObject(rec, "code", hash);
     cJSON_AddNumberToObject(rec, "expires", (double)*expires_ms);
-    int rc = publish(a, CHAT_INVITE, "admin", rec, NULL);
+    int rc = broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG, CHAT_INVITE, "admin", rec, NULL);
     if (rc < 0) {
         free(*code);
         *code = NULL;

@@ -1,9 +1,12 @@
 /* broker: what every backend shares: waiting for a publish's outcome. */
 #include "broker.h"
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "proto.h"
+#include "util.h"
 
 /* A publish a thread waits for. */
 struct sync_publish {
@@ -43,4 +46,19 @@ int broker_publish_wait(struct broker *b, struct chat_msg *msg, struct chat_msg 
     pthread_cond_destroy(&p.done_cond);
     pthread_mutex_destroy(&p.lock);
     return rc;
+}
+
+int broker_publish_record(struct broker *b, const char *log, enum chat_kind kind, const char *actor,
+                          struct cJSON *rec, const char *claim)
+{
+    char *json = proto_encode_json(rec, NULL);
+    cJSON_Delete(rec);
+    struct chat_msg *ev = chat_msg_create(log, actor, json, NULL);
+    free(json);
+    ev->kind = kind;
+    ev->claim = claim ? xstrdup(claim) : NULL;
+    struct chat_msg *stored = NULL;
+    int rc = broker_publish_wait(b, ev, &stored);
+    chat_msg_free(stored);
+    return rc < 0 ? rc : 0;
 }

@@ -7,8 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto.h"
+
 struct broker;
 struct chat_msg;
+struct cJSON;
 struct config;
 struct metrics;
 struct store;
@@ -136,6 +139,12 @@ static inline void broker_typing(struct broker *b, const char *room, const char 
  * chat_msg_free), or a negative code as broker_publish_cb has it. Not on a
  * loop or broker thread: it blocks. */
 int broker_publish_wait(struct broker *b, struct chat_msg *msg, struct chat_msg **result);
+
+/* Publish, as actor, an event of kind to log whose text is the JSON record
+ * rec (consumed), taking claim (NULL: none), and wait until it is stored
+ * here: 0, -TC_ECLAIMED, or negative. Blocks as broker_publish_wait. */
+int broker_publish_record(struct broker *b, const char *log, enum chat_kind kind, const char *actor,
+                          struct cJSON *rec, const char *claim);
 
 /* Free the backend; accepts NULL. Publishes in flight complete first. */
 static inline void broker_free(struct broker *b)

@@ -90,23 +90,6 @@ void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg)
     msg->mention_count = kept;
 }
 
-/* Publish an event of kind by actor in room with the record rec (consumed),
- * taking claim; wait until it is stored here. 0, -TC_ECLAIMED, or negative. */
-static int publish(struct rooms *rooms, const char *room, enum chat_kind kind, const char *actor,
-                   cJSON *rec, const char *claim)
-{
-    char *json = proto_encode_json(rec, NULL);
-    cJSON_Delete(rec);
-    struct chat_msg *ev = chat_msg_create(room, actor, json, NULL);
-    free(json);
-    ev->kind = kind;
-    ev->claim = claim ? xstrdup(claim) : NULL;
-    struct chat_msg *stored = NULL;
-    int rc = broker_publish_wait(rooms->broker, ev, &stored);
-    chat_msg_free(stored);
-    return rc < 0 ? rc : 0;
-}
-
 /* Publish the first event of room; members (may be NULL) for a DM. */
 static int make_room(struct rooms *rooms, const char *room, const char *creator, bool is_private,
                      cJSON *members, struct chat_refusal *refusal)
@@ -121,7 +104,7 @@ static int make_room(struct rooms *rooms, const char *room, const char *creator,
     cJSON_AddBoolToObject(rec, "dm", members != NULL);
     if (members)
         cJSON_AddItemToObject(rec, "members", members);
-    int rc = publish(rooms, room, CHAT_ROOM, creator, rec, ROOM_CLAIM);
+    int rc = broker_publish_record(rooms->broker, room, CHAT_ROOM, creator, rec, ROOM_CLAIM);
     if (rc == -TC_ECLAIMED)
         return refused(refusal, PROTO_ERR_EXISTS, "a room of this name exists", rc);
     if (rc < 0)
@@ -166,7 +149,7 @@ int rooms_set_member(struct rooms *rooms, const char *room, const char *actor, c
     cJSON_AddStringToObject(rec, "role", role);
     cJSON_AddBoolToObject(rec, "present", present);
     store_account_dispose(&acc);
-    int rc = publish(rooms, room, CHAT_MEMBER, actor, rec, NULL);
+    int rc = broker_publish_record(rooms->broker, room, CHAT_MEMBER, actor, rec, NULL);
     return rc < 0 ? refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
 }
 
@@ -265,6 +248,7 @@ int rooms_close(struct rooms *rooms, const char *room, const char *actor,
     struct store_room_info info;
     if (!room_exists(rooms, room, &info) || info.closed)
         return refused(refusal, PROTO_ERR_NOT_FOUND, "no such room", -ENOENT);
-    int rc = publish(rooms, room, CHAT_CLOSED, actor, cJSON_CreateObject(), NULL);
+    int rc =
+        broker_publish_record(rooms->broker, room, CHAT_CLOSED, actor, cJSON_CreateObject(), NULL);
     return rc < 0 ? refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
 }
