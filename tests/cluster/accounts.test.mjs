@@ -261,23 +261,36 @@ describe('cluster accounts', () => {
 });
 
 describe('cluster accounts while Valkey is down', () => {
-    it('an account made on A signs in on B and C while Valkey is briefly down', T, withLogs(async () => {
+    it('an account made on A signs in on B and C while Valkey is away (a sealed session any node checks); a sign-out once Valkey is back ends it', T, withLogs(async () => {
         const name = uname('offline');
         await signup(A.url, name, PW);
         for (const n of [B, C]) await signinEventually(n.url, name, PW);
         await vk.stop();
+        const sealed = [];
         try {
+            for (const n of [A, B, C]) await waitReady(n, { want: 503 }); // every node knows Valkey is away
             for (const n of [B, C]) {
                 const r = await signinRaw(n.url, name, PW);
-                expectStatus(r, 200, undefined, `sign-in on ${n.url} with Valkey down`);
-                const s = sessionOf(n.url, r, PW, 'sign-in with Valkey down');
-                expectStatus(await me(n.url, s), 200, undefined, `the new session on ${n.url} with Valkey down`);
-                expectStatus(await signinRaw(n.url, name, 'wrong password!'), 401, 'unauthorized', 'a wrong password with Valkey down');
+                expectStatus(r, 200, undefined, `sign-in on ${n.url} with Valkey away`);
+                const s = sessionOf(n.url, r, PW, 'sign-in with Valkey away');
+                assert.match(s.token, /^tco_/, `a sealed session while Valkey is away: ${show(r)}`);
+                sealed.push(s);
+                for (const m of [A, B, C]) expectStatus(await me(m.url, s), 200, undefined, `the session made on ${n.url} checked on ${m.url} with Valkey away`);
+                expectStatus(await me(n.url, s, 'cookie'), 200, undefined, 'its cookie with Valkey away');
+                expectStatus(await signinRaw(n.url, name, 'wrong password!'), 401, 'unauthorized', 'a wrong password with Valkey away');
             }
         } finally {
             await vk.restart();
         }
         for (const n of [A, B, C]) await waitReady(n);
+        // a sign-out once Valkey is back ends the session on every node
+        const s = sealed[0];
+        const w = await wsSession(C.url, s, { rooms: ['general'] });
+        expectStatus(await signout(A.url, s), 200, undefined, 'sign-out of the session made while Valkey was away');
+        await expectClosed(w, 1008, 'its WebSocket on C');
+        for (const n of [A, B, C]) await meEventually(n.url, s, 401);
+        // the other one still works
+        for (const n of [A, B, C]) expectStatus(await me(n.url, sealed[1]), 200, undefined, `the other session on ${n.url}`);
     }));
 });
 
