@@ -181,7 +181,25 @@ describe('admin REST', () => {
         // every room object of the admin list has its members (checked last, so a missing field does not hide the rest)
         // and general, which exists from the start, is listed too
         assert.ok(by.general && by.general.private === false && by.general.closed === false, `general in GET /api/admin/rooms: ${show(r)}`);
-        for (const n of [priv, d, 'general']) assert.ok('members' in by[n], `GET /api/admin/rooms: ${n} lacks members: ${JSON.stringify(by[n])}`);
+        // members of a private room (PROTOCOL: "members of a private room")
+        assert.deepEqual([...by[priv].members].map((x) => (typeof x === 'string' ? x : x.user)).sort(), [alice.name], `members of ${priv}: ${JSON.stringify(by[priv])}`);
+        assert.deepEqual([...by[d].members].map((x) => (typeof x === 'string' ? x : x.user)).sort(), [alice.name, bob.name].sort(), `members of the DM: ${JSON.stringify(by[d])}`);
+    }));
+});
+
+describe('admin as moderator', () => {
+    it('an admin is a moderator of every room: deletes anyone\'s message; a user may not', T, withLogs(async () => {
+        const room = rname('modroom');
+        await createRoom(srv.url, alice, room, false);
+        const m = await http(srv.url, `/api/rooms/${room}/messages`, { method: 'POST', body: { text: 'by alice' }, headers: alice.bearer() });
+        expectStatus(m, 201, undefined, 'a message by alice');
+        expectStatus(await http(srv.url, `/api/rooms/${room}/messages/${m.json.id}`, { method: 'DELETE', headers: bob.bearer() }), 403, 'forbidden', 'a user deletes another\'s message');
+        const del = await http(srv.url, `/api/rooms/${room}/messages/${m.json.id}`, { method: 'DELETE', headers: root.bearer() });
+        expectStatus(del, 200, undefined, 'the admin deletes alice\'s message');
+        assert.equal(del.json.user, root.name, show(del));
+        const after = await http(srv.url, `/api/rooms/${room}/messages/${m.json.id}`, { headers: alice.bearer() });
+        assert.equal(after.json.deleted, true, show(after));
+        assert.equal(after.json.deleted_by, root.name, show(after));
     }));
 });
 
@@ -232,9 +250,9 @@ describe('turbochat user (single node, server stopped)', () => {
         okCli(['user', 'add', 'boss', '--admin'], `${BOSS}\n`);
         okCli(['user', 'add', 'carol'], `${P1}\n`);
         const dup = cli(['user', 'add', 'CAROL'], `${P1}\n`);
-        assert.notEqual(dup.status, 0, `a name taken in another case: ${describeCli(['user', 'add', 'CAROL'], dup)}`);
+        assert.equal(dup.status, 1, `a name taken in another case: ${describeCli(['user', 'add', 'CAROL'], dup)}`);
         const shortPw = cli(['user', 'add', 'shorty'], 'short\n');
-        assert.notEqual(shortPw.status, 0, `a 5-character password: ${describeCli(['user', 'add', 'shorty'], shortPw)}`);
+        assert.equal(shortPw.status, 1, `a 5-character password: ${describeCli(['user', 'add', 'shorty'], shortPw)}`);
         let list = okCli(['user', 'list']);
         const lineOf = (out, n) => out.split('\n').find((l) => new RegExp(`(^|\\s)${n}(\\s|$)`).test(l)) || '';
         assert.match(lineOf(list.stdout, 'boss'), /admin/, `boss is an admin in the list:\n${list.stdout}`);
@@ -244,7 +262,9 @@ describe('turbochat user (single node, server stopped)', () => {
         okCli(['user', 'disable', 'carol']);
         list = okCli(['user', 'list']);
         assert.match(lineOf(list.stdout, 'carol'), /disabled/i, `carol disabled in the list:\n${list.stdout}`);
-        assert.notEqual(cli(['user', 'disable', 'nobody-here']).status, 0, 'disable of an unknown account fails');
+        const unknown = cli(['user', 'disable', 'nobody-here']);
+        assert.equal(unknown.status, 1, `disable of an unknown account: ${describeCli(['user', 'disable', 'nobody-here'], unknown)}`);
+        assert.ok((unknown.stderr + unknown.stdout).trim().length > 0, 'the refusal says why');
         let s = await startServer({ dir, env: accountsEnv() });
         const boss = await signin(s.url, 'boss', BOSS);
         assert.equal(boss.user.role, 'admin', 'an account added with --admin is admin');

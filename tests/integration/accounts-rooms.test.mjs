@@ -91,6 +91,8 @@ describe('rooms with accounts', () => {
         for (const k of ['last_id', 'online', 'unread', 'mentions']) assert.equal(typeof room[k], 'number', `${k}: ${show(r)}`);
         expectStatus(await createRoomRaw(srv.url, U.bob, pub, true), 409, 'exists', 'the same name again, by another user');
         expectStatus(await createRoomRaw(srv.url, U.alice, 'general', false), 409, 'exists', 'general');
+        expectStatus(await createRoomRaw(srv.url, U.alice, `dm-${'0'.repeat(24)}`, true), 400, 'room_invalid', 'a name starting with dm-');
+        expectStatus(await createRoomRaw(srv.url, U.alice, 'dm-mine', false), 400, 'room_invalid', 'a name starting with dm-');
         const priv = rname('priv');
         await createRoom(srv.url, U.alice, priv, true);
         expectStatus(await createRoomRaw(srv.url, U.mallory, priv, false), 409, 'exists', 'the name of a private room the caller cannot see');
@@ -240,6 +242,7 @@ describe('rooms with accounts', () => {
         // an owner removes dave while he is in the room: left {reason: removed}, then nothing more
         const rm = await removeMember(srv.url, bob, room, dave.name);
         expectStatus(rm, 200, undefined, 'an owner removes a member');
+        assert.deepEqual({ room: rm.json.room, user: rm.json.user }, { room, user: dave.name }, show(rm));
         const left = await d.next((x) => x.type === 'left' && x.room === room);
         assert.equal(left.reason, 'removed', JSON.stringify(left));
         const after = await say(a, room, `after dave left, @${dave.name} cannot read this`);
@@ -247,6 +250,8 @@ describe('rooms with accounts', () => {
         await d.ping();
         assert.equal(d.seen((x) => x.type === 'message' && x.id === after.id).length, 0, 'a removed member gets nothing more of the room');
         assert.deepEqual(d.seen((x) => x.type === 'mention' && x.room === room && x.id > fromDave.id), [], 'no mention of a private room reaches a removed member');
+        const stored = await roomGet(srv.url, alice, room, `/messages/${after.id}`);
+        assert.deepEqual(stored.json.mentions, [], `a message's mentions keep only users who may enter the room: ${show(stored)}`);
         expectStatus(await roomGet(srv.url, dave, room, '/messages'), 404, 'not_found', 'history after removal');
         assert.equal((await tryJoin(d, room)).code, 'not_found', 'join after removal');
         assert.ok(!(await listRooms(srv.url, dave)).some((x) => x.name === room), 'not listed after removal');
@@ -258,6 +263,18 @@ describe('rooms with accounts', () => {
         const first = evs[0];
         assert.ok(first && (first.kind === 'room' || first.type === 'room'), `the first event says the room is private: ${JSON.stringify(first)}`);
         const members = evs.filter((x) => x.kind === 'member');
+        for (const e of members) {
+            const j = JSON.stringify(e);
+            assert.equal(e.type, 'update', `a member event is an update: ${j}`);
+            assert.equal(typeof e.member, 'string', `member: ${j}`);
+            assert.ok(['member', 'owner'].includes(e.role) || e.role === null || e.present === false, `role: ${j}`);
+            assert.equal(typeof e.present, 'boolean', `present: ${j}`);
+            assert.ok(!('target' in e) || e.target === null || e.target === undefined, `no target: ${j}`);
+        }
+        const byWho = (n) => members.filter((e) => e.member === n).map((e) => [e.role, e.present]);
+        assert.deepEqual(byWho(carol.name).map((x) => x[1]), [true, false], `carol added then left: ${JSON.stringify(members)}`);
+        assert.deepEqual(byWho(dave.name).map((x) => x[1]), [true, false], `dave added then removed: ${JSON.stringify(members)}`);
+        assert.deepEqual(byWho(bob.name), [['member', true], ['owner', true]], `bob added, then made owner: ${JSON.stringify(members)}`);
         assert.ok(members.length >= 6, `6 membership changes (bob added, made owner, carol and dave added, carol left, dave removed) as member events: ${JSON.stringify(evs)}`);
         const bobAdd = members.find((x) => JSON.stringify(x).includes(bob.name));
         assert.ok(bobAdd && bobAdd.id < fromBob.id, `bob's addition comes before his message in the log: ${JSON.stringify(members)}`);
@@ -400,6 +417,15 @@ describe('read state on one node', () => {
         const x = list.json.rooms.find((y) => y.name === room);
         assert.ok(x, show(list));
         assert.deepEqual({ private: x.private, dm: x.dm, unread: x.unread, mentions: x.mentions }, { private: false, dm: false, unread: 0, mentions: 0 }, JSON.stringify(x));
+        // read is bad_request without accounts; joined carries zeros
+        const { connectUser } = await import('../lib/client.mjs');
+        const c = await connectUser(off.wsUrl, 'reader', []);
+        const j = await c.join(room);
+        assert.deepEqual({ unread: j.unread, mentions: j.mentions, last_read: j.last_read }, { unread: 0, mentions: 0, last_read: 0 }, JSON.stringify(j));
+        c.send({ type: 'read', room, id: 1 });
+        const e = await c.next((f) => f.type === 'error');
+        assert.equal(e.code, 'bad_request', `read under auth off: ${JSON.stringify(e)}`);
+        await c.close();
         await off.stop();
     }));
 });

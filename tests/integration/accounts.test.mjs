@@ -76,6 +76,7 @@ describe('accounts: mode and sign-up', () => {
         assert.equal(r.json.user.name, name);
         assert.equal(r.json.user.role, 'user', show(r));
         assertUserShape(r.json.user, 'second account');
+        assert.match(r.json.token, /^tcs_[A-Za-z0-9_-]{43}$/, `a single node never needs a sealed session: ${show(r)}`);
         assert.match(r.json.token, TOKEN_RE, show(r));
         const c = sessionCookie(r);
         assert.ok(c, `tc_session cookie: ${JSON.stringify(r.headers['set-cookie'])}`);
