@@ -219,8 +219,12 @@ describe('rooms with accounts', () => {
         // bob becomes an owner and adds carol and dave
         const own = await addMember(srv.url, alice, room, bob.name, 'owner');
         assert.equal(own.role, 'owner', JSON.stringify(own));
-        await addMember(srv.url, bob, room, carol.name);
+        const addCarol = await addMember(srv.url, bob, room, carol.name);
         await addMember(srv.url, bob, room, dave.name);
+        // live members see each change as an update of kind member
+        const live = await a.next((x) => x.type === 'update' && x.room === room && x.kind === 'member' && x.member === carol.name);
+        assert.equal(live.present, true, `live member update: ${JSON.stringify(live)}; add answered ${JSON.stringify(addCarol)}`);
+        await a.next((x) => x.type === 'update' && x.room === room && x.kind === 'member' && x.member === dave.name);
         const mem = await roomGet(srv.url, carol, room, '/members');
         expectStatus(mem, 200, undefined, 'members of a private room');
         assert.ok(Array.isArray(mem.json.members), show(mem));
@@ -280,6 +284,16 @@ describe('rooms with accounts', () => {
         assert.ok(bobAdd && bobAdd.id < fromBob.id, `bob's addition comes before his message in the log: ${JSON.stringify(members)}`);
         const daveOut = members[members.length - 1];
         assert.ok(JSON.stringify(daveOut).includes(dave.name) && daveOut.id < after.id, `dave's removal is the last member event, before the next message: ${JSON.stringify(members)}`);
+        // a replay (join with since) carries the member events too, in id order
+        const r = await wsSession(srv.url, alice);
+        r.send({ type: 'join', room, since: 0 });
+        await r.next((x) => x.type === 'joined' && x.room === room);
+        await r.next((x) => x.room === room && x.id === after.id);
+        const replayed = r.seen((x) => x.room === room && typeof x.id === 'number').map((x) => x.id);
+        const wantIds = evs.filter((x) => x.id <= after.id).map((x) => x.id);
+        for (const e of members) assert.ok(replayed.includes(e.id), `member event ${e.id} in the replay: ${replayed.join(',')}`);
+        assert.deepEqual(replayed.filter((id) => wantIds.includes(id)), [...replayed.filter((id) => wantIds.includes(id))].sort((x, y) => x - y), 'replay in id order');
+        await r.close();
         // history lists messages only
         const hist = await roomGet(srv.url, alice, room, '/messages');
         assert.ok(hist.json.messages.every((x) => typeof x.text === 'string' && x.kind === undefined), `history holds messages only: ${show(hist)}`);
@@ -311,6 +325,11 @@ describe('rooms with accounts', () => {
         await b.next((x) => x.type === 'message' && x.id === m1.id && x.text === 'hi bob, privately');
         const m2 = await say(b, room, 'hi alice');
         await a.next((x) => x.type === 'message' && x.id === m2.id);
+        // its members are fixed: nobody is added to a DM
+        const addToDm = await addMemberRaw(srv.url, alice, room, carol.name);
+        assert.ok(addToDm.status >= 400 && addToDm.status < 500, `adding someone to a DM must be refused: ${show(addToDm)}`);
+        const stillTwo = (await listRooms(srv.url, alice)).find((y) => y.name === room);
+        assert.deepEqual([...stillTwo.members].sort(), [alice.name, bob.name].sort(), `the DM's members after a refused add: ${JSON.stringify(stillTwo)}`);
         // a third person sees nothing
         expectStatus(await roomGet(srv.url, mallory, room, '/messages'), 404, 'not_found', 'a third user reads the DM');
         expectStatus(await roomGet(srv.url, carol, room, '/events'), 404, 'not_found', 'a third user reads the DM events');
