@@ -1,6 +1,6 @@
 /* api.js — the REST side of PROTOCOL.md: the room directory, message
  * history and single messages (a reply's original), and with auth =
- * accounts (docs/ACCOUNTS-DRAFT.md) the account, its session (a cookie the
+ * accounts (docs/PROTOCOL.md, "Accounts") the account, its session (a cookie the
  * browser keeps), rooms and their members, direct messages and the admin
  * calls. Every function resolves with the parsed JSON body or throws an
  * ApiError carrying the server's error code, human message and, for 429,

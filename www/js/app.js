@@ -6,7 +6,7 @@
  * acknowledged, how a reply's original is found (loading older history when
  * it is not on screen), mentions (badge, notification), the #room URL, and
  * who the person is: a display name, or a sign-in token on a server with
- * auth on, or an account (auth = accounts, docs/ACCOUNTS-DRAFT.md). With
+ * auth on, or an account (auth = accounts, docs/PROTOCOL.md, "Accounts"). With
  * accounts it also owns the session (sign-in and sign-up, its end on
  * another device or by an admin), private rooms and their members, direct
  * messages, the read state it reports (`read` frames, at most one a second

@@ -1,5 +1,5 @@
 /* validate.js — the PROTOCOL.md rules for room names, user names, tokens,
- * passwords (docs/ACCOUNTS-DRAFT.md), colours and message text, checked in the browser before anything goes on the wire.
+ * passwords (docs/PROTOCOL.md, "Accounts"), colours and message text, checked in the browser before anything goes on the wire.
  * Each check returns null when the value is fine, or a sentence saying why
  * it is not. */
 
