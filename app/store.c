@@ -186,6 +186,7 @@ struct store {
     sqlite3_stmt *close_room;   /* a closed event */
     sqlite3_stmt *read;         /* a read event */
     sqlite3_stmt *mention;      /* who a message mentions */
+    sqlite3_stmt *unmention;    /* a deleted message mentions nobody */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -540,6 +541,8 @@ static int apply_delete(struct store *s, const struct chat_msg *ev)
         rc = run_on_message(s->erase_quotes, ev->room, ev->target, 0);
     if (rc == SQLITE_DONE)
         rc = run_on_message(s->unreact_all, ev->room, ev->target, 0);
+    if (rc == SQLITE_DONE)
+        rc = run_on_message(s->unmention, ev->room, ev->target, 0);
     return rc;
 }
 
@@ -1868,6 +1871,8 @@ static int prepare_writer(struct store *s, char *err, size_t errlen)
          "excluded.last_read)"},
         {offsetof(struct store, mention),
          "INSERT OR IGNORE INTO message_mentions (room, user_key, id) VALUES (?1, ?2, ?3)"},
+        {offsetof(struct store, unmention),
+         "DELETE FROM message_mentions WHERE room = ?1 AND id = ?2"},
         {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct store, commit), "COMMIT"},
         {offsetof(struct store, rollback), "ROLLBACK"},
@@ -1976,6 +1981,7 @@ void store_free(struct store *store)
         store->rollback,    store->claim,       store->account,     store->session,
         store->signout,     store->signout_all, store->invite,      store->room,
         store->member,      store->close_room,  store->read,        store->mention,
+        store->unmention,
     };
     for (size_t i = 0; i < ARRAY_LEN(writer_stmts); i++)
         sqlite3_finalize(writer_stmts[i]);

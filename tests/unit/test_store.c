@@ -1006,6 +1006,18 @@ static int test_changes_apply(void)
     TEST_ASSERT_INT(store_fetch(s, "a", 0, 0, false, 50, &msgs, &count, &more), 0);
     TEST_ASSERT_INT(count, 2);
     store_free_messages(msgs, count);
+    /* alice has one unread message of others, which mentions her; once it
+     * is deleted it counts for neither. */
+    uint64_t last_read;
+    int unread, mentions;
+    TEST_ASSERT_INT(store_unread(s, "a", "alice", &last_read, &unread, &mentions), 0);
+    TEST_ASSERT(last_read == 0 && unread == 1 && mentions == 1);
+    struct chat_msg *del = make_msg("a", 9, "bob", "", NULL, 1009);
+    del->kind = CHAT_DELETE;
+    del->target = 2;
+    TEST_ASSERT_INT(append_sync(s, del), 0);
+    TEST_ASSERT_INT(store_unread(s, "a", "alice", &last_read, &unread, &mentions), 0);
+    TEST_ASSERT(unread == 0 && mentions == 0);
     store_free(s);
     teardown();
     return 0;
