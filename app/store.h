@@ -1,5 +1,7 @@
 /* store: the node's SQLite log of every event (message or change of one) of
- * every room, with each message's current state. Migrations at start-up, one
+ * every room and of the server's own logs (accounts, read state), with what
+ * the events made: each message's current state, accounts and sessions,
+ * private rooms and their members, read state. Migrations at start-up, one
  * writer thread with group commit, readers that never wait. */
 #ifndef TURBOCHAT_STORE_H
 #define TURBOCHAT_STORE_H
