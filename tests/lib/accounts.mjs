@@ -10,11 +10,10 @@
 import assert from 'node:assert/strict';
 import { execSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect, WAIT_MS, withTimeout } from './client.mjs';
+import { api, connect, WAIT_MS, withTimeout } from './client.mjs';
 import { binaryPath, RELAXED_RATE_ENV } from './server.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -39,48 +38,20 @@ export function accountsEnv(extra = {}) {
 
 // ------------------------------------------------------------------ HTTP
 
-// One REST request on a fresh connection: { status, headers, json, text }.
+// One REST request on a fresh connection (client.mjs api()), a write without
+// a body sent with Content-Length: 0: { status, headers, json, text, req }.
 // opts: method, body (object: JSON), headers, localAddress, timeoutMs.
-export function http_(url, p, { method = 'GET', body, headers = {}, localAddress, timeoutMs = WAIT_MS } = {}) {
-    return new Promise((resolve, reject) => {
-        const u = new URL(p, url);
-        const hdrs = { ...headers };
-        let payload;
-        if (body !== undefined) {
-            payload = Buffer.isBuffer(body) || typeof body === 'string' ? body : JSON.stringify(body);
-            if (!Object.keys(hdrs).some((k) => k.toLowerCase() === 'content-type')) hdrs['Content-Type'] = 'application/json';
-            hdrs['Content-Length'] = Buffer.byteLength(payload);
-        } else if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
-            hdrs['Content-Length'] = 0;
-        }
-        const req = http.request(
-            { hostname: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: hdrs, agent: false, localAddress },
-            (res) => {
-                const chunks = [];
-                res.on('data', (c) => chunks.push(c));
-                res.on('error', reject);
-                res.on('end', () => {
-                    clearTimeout(timer);
-                    const text = Buffer.concat(chunks).toString('utf8');
-                    let json = null;
-                    try {
-                        json = JSON.parse(text);
-                    } catch {
-                        json = null;
-                    }
-                    resolve({ status: res.statusCode, headers: res.headers, json, text, req: `${method} ${p}` });
-                });
-            },
-        );
-        const timer = setTimeout(() => req.destroy(new Error(`timed out after ${timeoutMs} ms: ${method} ${p}`)), timeoutMs);
-        req.on('error', (err) => {
-            clearTimeout(timer);
-            err.message = `${method} ${p} on ${url}: ${err.message}`;
-            reject(err);
-        });
-        if (payload !== undefined) req.write(payload);
-        req.end();
-    });
+export async function http_(url, p, opts = {}) {
+    const { method = 'GET', body, headers = {} } = opts;
+    const hdrs = { ...headers };
+    if (body === undefined && ['POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) hdrs['Content-Length'] = 0;
+    try {
+        const r = await api(url, p, { ...opts, headers: hdrs });
+        return { ...r, req: `${method} ${p}` };
+    } catch (err) {
+        err.message = `${err.message} (on ${url})`;
+        throw err;
+    }
 }
 export { http_ as http };
 

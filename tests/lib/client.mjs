@@ -327,8 +327,8 @@ export async function sendMany(from, room, n, text, { ref = (i) => `${room}-${i}
 
 // One REST request on a fresh connection. body: an object (sent as JSON), a
 // string or a Buffer (sent as is). Resolves { status, headers, json, text }.
-// json is null when the body is not JSON.
-export function api(url, path, { method = 'GET', body, headers = {}, timeoutMs = WAIT_MS } = {}) {
+// json is null when the body is not JSON. localAddress: the source address.
+export function api(url, path, { method = 'GET', body, headers = {}, localAddress, timeoutMs = WAIT_MS } = {}) {
     return new Promise((resolve, reject) => {
         const u = new URL(path, url);
         let payload;
@@ -342,7 +342,7 @@ export function api(url, path, { method = 'GET', body, headers = {}, timeoutMs =
         }
         let responded = false;
         const req = http.request(
-            { hostname: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: hdrs, agent: false },
+            { hostname: u.hostname, port: u.port, path: u.pathname + u.search, method, headers: hdrs, agent: false, localAddress },
             (res) => {
                 responded = true;
                 const chunks = [];
