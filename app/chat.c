@@ -137,9 +137,11 @@ enum chat_verdict chat_prepare_send(struct store *store, const struct config *co
     *existing = NULL;
     if (!proto_text_normalize(msg->text, config->max_text_chars, &why))
         return refused(refusal, PROTO_ERR_TEXT_INVALID, why);
-    if (find_retry(store, config, msg, existing))
-        return CHAT_ALREADY;
     if (msg->reply_to) {
+        /* The broker answers a retried send with its original; only a
+         * reply, whose original may be deleted since, is looked up first. */
+        if (find_retry(store, config, msg, existing))
+            return CHAT_ALREADY;
         struct chat_msg *original;
         if (!load_target(store, msg->room, msg->reply_to, &original, refusal))
             return CHAT_REFUSED;
