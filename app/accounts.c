@@ -56,20 +56,6 @@ struct accounts {
     char dummy_hash[HASH_ENCODED_MAX]; /* verified for unknown names: equal time */
 };
 
-static bool refuse(struct chat_refusal *refusal, enum proto_error err, const char *why)
-{
-    refusal->err = err;
-    refusal->why = why;
-    return false;
-}
-
-/* refuse, returning the error code rc. */
-static int refused(struct chat_refusal *refusal, enum proto_error err, const char *why, int rc)
-{
-    refuse(refusal, err, why);
-    return rc;
-}
-
 /* ---------------------------------------------------------------- secrets */
 
 /* SHA-256 of s as 64 hex digits into out[65]. */
@@ -118,8 +104,8 @@ static bool password_is_valid(const char *password, struct chat_refusal *refusal
     size_t len = strlen(password);
     size_t chars = util_utf8_is_valid(password, len) ? util_utf8_count(password, len) : 0;
     if (chars < ACCOUNTS_PASSWORD_MIN || chars > ACCOUNTS_PASSWORD_MAX)
-        return refuse(refusal, PROTO_ERR_BAD_REQUEST,
-                      "password must be 8 to 256 characters of valid UTF-8");
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST,
+                            "password must be 8 to 256 characters of valid UTF-8", false);
     return true;
 }
 
@@ -317,7 +303,7 @@ static bool invite_is_usable(struct accounts *a, const char *code, struct chat_r
             store_has_claim(a->store, CHAT_ACCOUNTS_LOG, claim) == 0)
             return true;
     }
-    return refuse(refusal, PROTO_ERR_INVITE_INVALID, why);
+    return chat_refused(refusal, PROTO_ERR_INVITE_INVALID, why, false);
 }
 
 /* Make the account name (normalized in place) with password; claims more
@@ -327,17 +313,17 @@ static int make_account(struct accounts *a, char *name, const char *password, co
 {
     const char *why;
     if (!proto_user_normalize(name, &why))
-        return refused(refusal, PROTO_ERR_BAD_REQUEST, why, -EINVAL);
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST, why, -EINVAL);
     if (!password_is_valid(password, refusal))
         return -EINVAL;
     struct store_account existing;
     if (store_get_account(a->store, name, &existing) == 0) {
         store_account_dispose(&existing);
-        return refused(refusal, PROTO_ERR_NAME_TAKEN, "this name is taken", -EEXIST);
+        return chat_refused(refusal, PROTO_ERR_NAME_TAKEN, "this name is taken", -EEXIST);
     }
     char hash[HASH_ENCODED_MAX], key[PROTO_USER_MAX_BYTES + 1];
     if (hash_password(password, hash) < 0)
-        return refused(refusal, PROTO_ERR_INTERNAL, "the password could not be hashed", -EIO);
+        return chat_refused(refusal, PROTO_ERR_INTERNAL, "the password could not be hashed", -EIO);
     store_name_key(name, key, sizeof(key));
     struct util_buf claim;
     util_buf_init(&claim);
@@ -349,11 +335,12 @@ static int make_account(struct accounts *a, char *name, const char *password, co
     free(claims);
     OPENSSL_cleanse(hash, sizeof(hash));
     if (rc == -TC_ECLAIMED && extra_claim && store_get_account(a->store, name, &existing) != 0)
-        return refused(refusal, PROTO_ERR_INVITE_INVALID, "the invite code was used", rc);
+        return chat_refused(refusal, PROTO_ERR_INVITE_INVALID, "the invite code was used", rc);
     if (rc == -TC_ECLAIMED)
-        return refused(refusal, PROTO_ERR_NAME_TAKEN, "this name is taken", rc);
+        return chat_refused(refusal, PROTO_ERR_NAME_TAKEN, "this name is taken", rc);
     if (rc < 0)
-        return refused(refusal, PROTO_ERR_UNAVAILABLE, "the account could not be made now", rc);
+        return chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "the account could not be made now",
+                            rc);
     log_msg(LOG_INFO, "account_created", "user=\"%s\"", name);
     return 0;
 }
@@ -363,8 +350,8 @@ int accounts_signup(struct accounts *a, const char *name, const char *password, 
 {
     memset(grant, 0, sizeof(*grant));
     if (a->config->signup == CONFIG_SIGNUP_CLOSED)
-        return refused(refusal, PROTO_ERR_SIGNUP_CLOSED, "accounts are made by an admin here",
-                       -EPERM);
+        return chat_refused(refusal, PROTO_ERR_SIGNUP_CLOSED, "accounts are made by an admin here",
+                            -EPERM);
     char claim[80] = "";
     if (a->config->signup == CONFIG_SIGNUP_INVITE) {
         if (!invite_is_usable(a, invite, refusal))
@@ -374,7 +361,8 @@ int accounts_signup(struct accounts *a, const char *name, const char *password, 
     char *copy = xstrdup(name);
     int rc = make_account(a, copy, password, NULL, claim[0] ? claim : NULL, refusal);
     if (rc == 0 && (rc = open_session(a, copy, grant)) < 0)
-        refuse(refusal, PROTO_ERR_UNAVAILABLE, "the account was made; sign in again later");
+        chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "the account was made; sign in again later",
+                     rc);
     free(copy);
     return rc;
 }
@@ -437,7 +425,8 @@ int accounts_signin(struct accounts *a, const char *name, const char *password, 
     *retry_s = signin_wait_s(a, key, address);
     if (*retry_s > 0) {
         log_msg(LOG_WARN, "signin_limited", "remote=%s", address);
-        return refused(refusal, PROTO_ERR_RATE_LIMITED, "too many failed sign-ins; wait", -EAGAIN);
+        return chat_refused(refusal, PROTO_ERR_RATE_LIMITED, "too many failed sign-ins; wait",
+                            -EAGAIN);
     }
     struct store_account acc;
     bool known = store_get_account(a->store, name, &acc) == 0;
@@ -450,12 +439,12 @@ int accounts_signin(struct accounts *a, const char *name, const char *password, 
     if (!ok) {
         count_failure(a, key, address);
         log_msg(LOG_INFO, "signin_failed", "remote=%s", address);
-        return refused(refusal, PROTO_ERR_UNAUTHORIZED, "wrong name or password", -EACCES);
+        return chat_refused(refusal, PROTO_ERR_UNAUTHORIZED, "wrong name or password", -EACCES);
     }
     int rc = open_session(a, canonical, grant);
     free(canonical);
     if (rc < 0)
-        return refused(refusal, PROTO_ERR_UNAVAILABLE, "signing in is not possible now", rc);
+        return chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "signing in is not possible now", rc);
     log_msg(LOG_INFO, "signin", "user=\"%s\" remote=%s", grant->user, address);
     return 0;
 }
@@ -507,7 +496,7 @@ static int change_account(struct accounts *a, const char *actor, const char *nam
 {
     struct store_account acc;
     if (store_get_account(a->store, name, &acc) != 0)
-        return refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
     cJSON *rec = record_of(&acc);
     change(rec, arg);
     int rc = broker_publish_record(a->broker, CHAT_ACCOUNTS_LOG, CHAT_ACCOUNT, actor, rec, NULL);
@@ -519,7 +508,7 @@ static int change_account(struct accounts *a, const char *actor, const char *nam
     }
     store_account_dispose(&acc);
     if (rc < 0)
-        refuse(refusal, PROTO_ERR_UNAVAILABLE, "the account could not be changed now");
+        chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "the account could not be changed now", false);
     return rc;
 }
 
@@ -586,12 +575,12 @@ int accounts_update(struct accounts *a, const struct accounts_caller *caller, co
     struct profile_change change = {NULL, color, NULL};
     int rc = -EINVAL;
     if (display_copy && !proto_user_normalize(display_copy, NULL)) {
-        refuse(refusal, PROTO_ERR_BAD_REQUEST, "display must be 1 to 32 characters");
+        chat_refused(refusal, PROTO_ERR_BAD_REQUEST, "display must be 1 to 32 characters", false);
         goto out;
     }
     change.display = display_copy;
     if (color && !color_is_valid(color)) {
-        refuse(refusal, PROTO_ERR_BAD_REQUEST, "color must be # and 6 hex digits");
+        chat_refused(refusal, PROTO_ERR_BAD_REQUEST, "color must be # and 6 hex digits", false);
         goto out;
     }
     if (password) {
@@ -601,20 +590,21 @@ int accounts_update(struct accounts *a, const struct accounts_caller *caller, co
         if (known)
             store_account_dispose(&acc);
         if (!matches) {
-            refuse(refusal, PROTO_ERR_FORBIDDEN, "old_password is not the password");
+            chat_refused(refusal, PROTO_ERR_FORBIDDEN, "old_password is not the password", false);
             goto out;
         }
         if (!password_is_valid(password, refusal))
             goto out;
         if (hash_password(password, hash) < 0) {
-            refuse(refusal, PROTO_ERR_INTERNAL, "the password could not be hashed");
+            chat_refused(refusal, PROTO_ERR_INTERNAL, "the password could not be hashed", false);
             goto out;
         }
         change.hash = hash;
     }
     rc = change_account(a, caller->user, caller->user, false, set_profile, &change, refusal);
     if (rc == 0 && password && (rc = end_other_sessions(a, caller)) < 0)
-        refuse(refusal, PROTO_ERR_UNAVAILABLE, "the password was changed; sign out elsewhere");
+        chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "the password was changed; sign out elsewhere",
+                     rc);
 out:
     free(display_copy);
     OPENSSL_cleanse(hash, sizeof(hash));
@@ -637,7 +627,7 @@ int accounts_set_password(struct accounts *a, const char *name, const char *pass
     if (!password_is_valid(password, refusal))
         return -EINVAL;
     if (hash_password(password, hash) < 0)
-        return refused(refusal, PROTO_ERR_INTERNAL, "the password could not be hashed", -EIO);
+        return chat_refused(refusal, PROTO_ERR_INTERNAL, "the password could not be hashed", -EIO);
     struct profile_change change = {NULL, NULL, hash};
     int rc = change_account(a, name, name, true, set_profile, &change, refusal);
     OPENSSL_cleanse(hash, sizeof(hash));

@@ -16,20 +16,6 @@
 
 #define MENTION_SCAN_MAX 50 /* '@' signs looked at per message */
 
-static bool refuse(struct chat_refusal *refusal, enum proto_error err, const char *why)
-{
-    refusal->err = err;
-    refusal->why = why;
-    return false;
-}
-
-static enum chat_verdict refused(struct chat_refusal *refusal, enum proto_error err,
-                                 const char *why)
-{
-    refuse(refusal, err, why);
-    return CHAT_REFUSED;
-}
-
 /* The message id of room as it is now, for a change or a reply; false with
  * not_found when there is no such message (or only a change), or it is
  * deleted. *out is the caller's. */
@@ -40,14 +26,15 @@ static bool load_target(struct store *store, const char *room, uint64_t id, stru
     if (rc == -ENOENT || (rc == 0 && (*out)->kind != CHAT_MESSAGE)) {
         chat_msg_free(*out);
         *out = NULL;
-        return refuse(refusal, PROTO_ERR_NOT_FOUND, "no message with this id in the room");
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "no message with this id in the room",
+                            false);
     }
     if (rc < 0)
-        return refuse(refusal, PROTO_ERR_INTERNAL, "the log could not be read");
+        return chat_refused(refusal, PROTO_ERR_INTERNAL, "the log could not be read", false);
     if ((*out)->deleted_by) {
         chat_msg_free(*out);
         *out = NULL;
-        return refuse(refusal, PROTO_ERR_NOT_FOUND, "the message was deleted");
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "the message was deleted", false);
     }
     return true;
 }
@@ -136,7 +123,7 @@ enum chat_verdict chat_prepare_send(struct store *store, const struct config *co
     const char *why;
     *existing = NULL;
     if (!proto_text_normalize(msg->text, config->max_text_chars, &why))
-        return refused(refusal, PROTO_ERR_TEXT_INVALID, why);
+        return chat_refused(refusal, PROTO_ERR_TEXT_INVALID, why, CHAT_REFUSED);
     if (msg->reply_to) {
         /* The broker answers a retried send with its original; only a
          * reply, whose original may be deleted since, is looked up first. */
@@ -160,12 +147,14 @@ static bool check_edit(const struct config *config, struct chat_msg *ev,
 {
     const char *why;
     if (strcmp(target->user, ev->user) != 0)
-        return refuse(refusal, PROTO_ERR_FORBIDDEN, "only the author may edit a message");
+        return chat_refused(refusal, PROTO_ERR_FORBIDDEN, "only the author may edit a message",
+                            false);
     if (config->edit_window_s > 0 &&
         util_now_ms() - target->ts > (int64_t)config->edit_window_s * 1000)
-        return refuse(refusal, PROTO_ERR_EDIT_WINDOW, "the time to edit this message has passed");
+        return chat_refused(refusal, PROTO_ERR_EDIT_WINDOW,
+                            "the time to edit this message has passed", false);
     if (!proto_text_normalize(ev->text, config->max_text_chars, &why))
-        return refuse(refusal, PROTO_ERR_TEXT_INVALID, why);
+        return chat_refused(refusal, PROTO_ERR_TEXT_INVALID, why, false);
     return true;
 }
 
@@ -209,23 +198,24 @@ static enum chat_verdict check_reaction(struct store *store, const struct config
 {
     const char *why;
     if (!proto_emoji_is_valid(ev->emoji, &why)) {
-        return refused(refusal, PROTO_ERR_BAD_REQUEST, why);
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST, why, CHAT_REFUSED);
     }
     const struct chat_reaction *mine = find_reaction(target, ev->emoji, ev->user);
     if (ev->kind == CHAT_UNREACT) {
         if (mine)
             return CHAT_PUBLISH;
-        return refused(refusal, PROTO_ERR_NOT_FOUND, "you have not reacted with this emoji");
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "you have not reacted with this emoji",
+                            CHAT_REFUSED);
     }
     if (mine) {
         int rc = store_get_event(store, ev->room, mine->event_id, existing);
         if (rc == 0)
             return CHAT_ALREADY;
-        return refused(refusal, PROTO_ERR_INTERNAL, "the log could not be read");
+        return chat_refused(refusal, PROTO_ERR_INTERNAL, "the log could not be read", CHAT_REFUSED);
     }
     if (!has_emoji(target, ev->emoji) && count_emoji(target) >= config->max_reactions) {
-        return refused(refusal, PROTO_ERR_TOO_MANY_REACTIONS,
-                       "the message has its maximum of emoji");
+        return chat_refused(refusal, PROTO_ERR_TOO_MANY_REACTIONS,
+                            "the message has its maximum of emoji", CHAT_REFUSED);
     }
     return CHAT_PUBLISH;
 }
@@ -247,15 +237,16 @@ enum chat_verdict chat_prepare_change(struct store *store, const struct config *
         break;
     case CHAT_DELETE:
         if (!moderator && strcmp(target->user, ev->user) != 0)
-            verdict = refused(refusal, PROTO_ERR_FORBIDDEN,
-                              "only the author or a moderator may delete a message");
+            verdict =
+                chat_refused(refusal, PROTO_ERR_FORBIDDEN,
+                             "only the author or a moderator may delete a message", CHAT_REFUSED);
         break;
     case CHAT_REACT:
     case CHAT_UNREACT:
         verdict = check_reaction(store, config, ev, target, existing, refusal);
         break;
     default:
-        verdict = refused(refusal, PROTO_ERR_BAD_REQUEST, "not a change");
+        verdict = chat_refused(refusal, PROTO_ERR_BAD_REQUEST, "not a change", CHAT_REFUSED);
         break;
     }
     chat_msg_free(target);

@@ -20,6 +20,16 @@ struct chat_refusal {
     const char *why;
 };
 
+/* Fill refusal; return rc (a code, a verdict, false: whatever the caller
+ * answers with). */
+static inline int chat_refused(struct chat_refusal *refusal, enum proto_error err, const char *why,
+                               int rc)
+{
+    refusal->err = err;
+    refusal->why = why;
+    return rc;
+}
+
 /* What chat_prepare_send or chat_prepare_change decided. */
 enum chat_verdict {
     CHAT_PUBLISH, /* publish the event */

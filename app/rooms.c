@@ -25,13 +25,6 @@ struct rooms {
     struct broker *broker;
 };
 
-static int refused(struct chat_refusal *refusal, enum proto_error err, const char *why, int rc)
-{
-    refusal->err = err;
-    refusal->why = why;
-    return rc;
-}
-
 struct rooms *rooms_create(const struct config *config, struct store *store, struct broker *broker)
 {
     struct rooms *rooms = xcalloc(1, sizeof(*rooms));
@@ -97,7 +90,7 @@ static int make_room(struct rooms *rooms, const char *room, const char *creator,
     struct store_room_info info;
     if (room_exists(rooms, room, &info)) {
         cJSON_Delete(members);
-        return refused(refusal, PROTO_ERR_EXISTS, "a room of this name exists", -EEXIST);
+        return chat_refused(refusal, PROTO_ERR_EXISTS, "a room of this name exists", -EEXIST);
     }
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddBoolToObject(rec, "private", is_private);
@@ -106,9 +99,9 @@ static int make_room(struct rooms *rooms, const char *room, const char *creator,
         cJSON_AddItemToObject(rec, "members", members);
     int rc = broker_publish_record(rooms->broker, room, CHAT_ROOM, creator, rec, ROOM_CLAIM);
     if (rc == -TC_ECLAIMED)
-        return refused(refusal, PROTO_ERR_EXISTS, "a room of this name exists", rc);
+        return chat_refused(refusal, PROTO_ERR_EXISTS, "a room of this name exists", rc);
     if (rc < 0)
-        return refused(refusal, PROTO_ERR_UNAVAILABLE, "the room could not be made now", rc);
+        return chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "the room could not be made now", rc);
     return 0;
 }
 
@@ -117,10 +110,10 @@ int rooms_make(struct rooms *rooms, const char *room, const char *creator, bool 
 {
     const char *why;
     if (!proto_room_is_valid(room, &why))
-        return refused(refusal, PROTO_ERR_ROOM_INVALID, why, -EINVAL);
+        return chat_refused(refusal, PROTO_ERR_ROOM_INVALID, why, -EINVAL);
     if (strncmp(room, "dm-", 3) == 0)
-        return refused(refusal, PROTO_ERR_ROOM_INVALID, "names starting with dm- are for DMs",
-                       -EINVAL);
+        return chat_refused(refusal, PROTO_ERR_ROOM_INVALID, "names starting with dm- are for DMs",
+                            -EINVAL);
     return make_room(rooms, room, creator, is_private, NULL, refusal);
 }
 
@@ -131,26 +124,27 @@ int rooms_set_member(struct rooms *rooms, const char *room, const char *actor, c
     bool owner = false;
     if (!room_exists(rooms, room, &info) || info.closed ||
         (info.is_private && !is_member(rooms, room, actor, &owner)))
-        return refused(refusal, PROTO_ERR_NOT_FOUND, "no such room", -ENOENT);
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "no such room", -ENOENT);
     if (!info.is_private || info.dm)
-        return refused(refusal, PROTO_ERR_BAD_REQUEST,
-                       "only a private room that is no DM has members to change", -EINVAL);
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST,
+                            "only a private room that is no DM has members to change", -EINVAL);
     bool self = strcasecmp(actor, member) == 0;
     if (!owner && !(self && !present))
-        return refused(refusal, PROTO_ERR_FORBIDDEN, "only an owner may change the members",
-                       -EPERM);
+        return chat_refused(refusal, PROTO_ERR_FORBIDDEN, "only an owner may change the members",
+                            -EPERM);
     if (strcmp(role, "owner") != 0 && strcmp(role, "member") != 0)
-        return refused(refusal, PROTO_ERR_BAD_REQUEST, "role must be member or owner", -EINVAL);
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST, "role must be member or owner",
+                            -EINVAL);
     struct store_account acc;
     if (store_get_account(rooms->store, member, &acc) != 0)
-        return refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddStringToObject(rec, "member", acc.name);
     cJSON_AddStringToObject(rec, "role", role);
     cJSON_AddBoolToObject(rec, "present", present);
     store_account_dispose(&acc);
     int rc = broker_publish_record(rooms->broker, room, CHAT_MEMBER, actor, rec, NULL);
-    return rc < 0 ? refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
+    return rc < 0 ? chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
 }
 
 static int compare_strings(const void *a, const void *b)
@@ -197,7 +191,8 @@ int rooms_open_dm(struct rooms *rooms, const char *creator, char *const *others,
 {
     *room = NULL;
     if (count < 1 || count > ROOMS_DM_MAX - 1)
-        return refused(refusal, PROTO_ERR_BAD_REQUEST, "a DM is with 1 to 7 other people", -EINVAL);
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST, "a DM is with 1 to 7 other people",
+                            -EINVAL);
     char *keys[ROOMS_DM_MAX];
     cJSON *members = cJSON_CreateArray();
     size_t n = 0;
@@ -206,7 +201,7 @@ int rooms_open_dm(struct rooms *rooms, const char *creator, char *const *others,
         struct store_account acc;
         const char *name = i < count ? others[i] : creator;
         if (store_get_account(rooms->store, name, &acc) != 0) {
-            rc = refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
+            rc = chat_refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", -ENOENT);
             break;
         }
         char key[PROTO_USER_MAX_BYTES + 1];
@@ -221,7 +216,7 @@ int rooms_open_dm(struct rooms *rooms, const char *creator, char *const *others,
         store_account_dispose(&acc);
     }
     if (rc == 0 && n < 2)
-        rc = refused(refusal, PROTO_ERR_BAD_REQUEST, "a DM needs someone else", -EINVAL);
+        rc = chat_refused(refusal, PROTO_ERR_BAD_REQUEST, "a DM needs someone else", -EINVAL);
     if (rc == 0) {
         *room = dm_room_name(keys, n);
         struct store_room_info info;
@@ -247,8 +242,8 @@ int rooms_close(struct rooms *rooms, const char *room, const char *actor,
 {
     struct store_room_info info;
     if (!room_exists(rooms, room, &info) || info.closed)
-        return refused(refusal, PROTO_ERR_NOT_FOUND, "no such room", -ENOENT);
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "no such room", -ENOENT);
     int rc =
         broker_publish_record(rooms->broker, room, CHAT_CLOSED, actor, cJSON_CreateObject(), NULL);
-    return rc < 0 ? refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
+    return rc < 0 ? chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
 }
