@@ -25,6 +25,7 @@
 #include "proto.h"
 #include "ratelimit.h"
 #include "rooms.h"
+#include "search.h"
 #include "store.h"
 #include "strmap.h"
 #include "util.h"
@@ -978,6 +979,11 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
         else
             method_not_allowed(mc, api->config->auth == CONFIG_AUTH_ACCOUNTS ? "GET, HEAD, POST"
                                                                              : "GET, HEAD");
+    } else if (strcmp(uri, "/api/search") == 0) {
+        if (method_is(ri, "GET") || method_is(ri, "HEAD"))
+            search_answer(mc, api->store, api->rooms, claims);
+        else
+            method_not_allowed(mc, "GET, HEAD");
     } else if (strcmp(uri, "/api/dms") == 0 && method_is(ri, "POST") &&
                api->config->auth == CONFIG_AUTH_ACCOUNTS) {
         post_dm(api, mc, claims->sub);

@@ -70,6 +70,8 @@ enum reader_stmt {
     RS_UNREAD,
     RS_ROOMS,
     RS_LAST_ID,
+    RS_SEARCH_MATCH,
+    RS_SEARCH_RECENT,
     RS_PING,
     RS_COUNT,
 };
@@ -147,6 +149,14 @@ static const char *const reader_sql[RS_COUNT] = {
                  " FROM r LEFT JOIN rooms x ON x.name = r.name"
                  " WHERE r.name IS NOT NULL AND r.name NOT LIKE '.%'",
     [RS_LAST_ID] = "SELECT MAX(id) FROM messages WHERE room = ?1",
+    /* The index walked by rowid descending (newest first), each row joined to
+     * its message as it is now; 0005_search.sql says why that order is time. */
+    [RS_SEARCH_MATCH] = "SELECT " EVENT_COLUMNS ", m.room, s.rowid FROM search s JOIN messages m"
+                        " ON m.room = s.message_room AND m.id = s.message_id"
+                        " WHERE search MATCH ?1 AND s.rowid < ?2 ORDER BY s.rowid DESC LIMIT ?3",
+    [RS_SEARCH_RECENT] = "SELECT " EVENT_COLUMNS ", m.room, s.rowid FROM search s JOIN messages m"
+                         " ON m.room = s.message_room AND m.id = s.message_id"
+                         " WHERE s.rowid < ?2 ORDER BY s.rowid DESC LIMIT ?3",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
 };
 
@@ -187,6 +197,9 @@ struct store {
     sqlite3_stmt *read;         /* a read event */
     sqlite3_stmt *mention;      /* who a message mentions */
     sqlite3_stmt *unmention;    /* a deleted message mentions nobody */
+    sqlite3_stmt *search_slot;  /* is a search rowid taken */
+    sqlite3_stmt *search_add;   /* index a message's text */
+    sqlite3_stmt *search_text;  /* a live message's ts and text, to index it again */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -509,6 +522,74 @@ static int run_on_message(sqlite3_stmt *st, const char *room, uint64_t a, uint64
     return step_once(st);
 }
 
+/* ---- the search index (migrations/0005_search.sql) */
+
+#define SEARCH_SLOTS 65536              /* rowids per millisecond */
+#define SEARCH_TS_MAX (INT64_MAX >> 16) /* beyond it ts * SEARCH_SLOTS overflows */
+
+/* Where a message's slot search starts: FNV-1a of its room and id. */
+static uint32_t search_first_slot(const char *room, uint64_t id)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)room; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    for (int i = 0; i < 8; i++)
+        h = (h ^ ((id >> (8 * i)) & 0xff)) * 1099511628211ull;
+    return (uint32_t)(h % SEARCH_SLOTS);
+}
+
+/* Index the text of message (room, id) under the first free rowid of its
+ * millisecond. Text-less messages are not indexed. */
+static int index_message(struct store *s, const char *room, uint64_t id, int64_t ts,
+                         const char *text)
+{
+    if (!text || !*text || ts < 0 || ts > SEARCH_TS_MAX)
+        return SQLITE_DONE;
+    uint32_t first = search_first_slot(room, id);
+    for (uint32_t k = 0; k < SEARCH_SLOTS; k++) {
+        sqlite3_int64 rowid = ts * SEARCH_SLOTS + (first + k) % SEARCH_SLOTS;
+        if (sqlite3_bind_int64(s->search_slot, 1, rowid) != SQLITE_OK)
+            return SQLITE_ERROR;
+        int rc = step_once(s->search_slot);
+        if (rc == SQLITE_ROW)
+            continue;
+        if (rc != SQLITE_DONE)
+            return rc;
+        sqlite3_stmt *st = s->search_add;
+        if (sqlite3_bind_int64(st, 1, rowid) != SQLITE_OK ||
+            sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(st, 3, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 4, id_param(id)) != SQLITE_OK)
+            return SQLITE_ERROR;
+        return step_once(st);
+    }
+    return SQLITE_FULL; /* 65,536 messages in one millisecond */
+}
+
+/* Index message (room, id) as it is now, after its text changed (the
+ * trigger took the old text out). */
+static int reindex_message(struct store *s, const char *room, uint64_t id)
+{
+    sqlite3_stmt *st = s->search_text;
+    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(id)) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *column = (const char *)sqlite3_column_text(st, 1);
+        char *text = column ? xstrdup(column) : NULL;
+        int64_t ts = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        rc = index_message(s, room, id, ts, text);
+        free(text);
+        return rc;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
 /* The edit with the highest id gives the text; an edit of a deleted message
  * keeps no text. */
 static int apply_edit(struct store *s, const struct chat_msg *ev)
@@ -521,6 +602,8 @@ static int apply_edit(struct store *s, const struct chat_msg *ev)
         sqlite3_bind_int64(st, 5, id_param(ev->id)) != SQLITE_OK)
         return SQLITE_ERROR;
     int rc = step_once(st);
+    if (rc == SQLITE_DONE && sqlite3_changes(s->wdb) > 0)
+        rc = reindex_message(s, ev->room, ev->target);
     return rc == SQLITE_DONE ? run_on_message(s->erase_late, ev->room, ev->id, ev->target) : rc;
 }
 
@@ -865,7 +948,8 @@ static int store_event(struct store *s, const struct chat_msg *ev)
         if (rc != SQLITE_DONE)
             return rc;
     }
-    if ((rc = record_mentions(s, ev)) != SQLITE_DONE)
+    if ((rc = record_mentions(s, ev)) != SQLITE_DONE ||
+        (rc = index_message(s, ev->room, ev->id, ev->ts, ev->text)) != SQLITE_DONE)
         return rc;
     if (sqlite3_bind_text(s->room_user, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(s->room_user, 2, ev->user, -1, SQLITE_STATIC) != SQLITE_OK)
@@ -1305,6 +1389,56 @@ int store_fetch_range(struct store *store, const char *room, uint64_t after, uin
 out_put:
     reader_put(store, r);
     return ret;
+}
+
+int store_search(struct store *store, const char *match, uint64_t before, int limit,
+                 struct store_search_row **out, size_t *count)
+{
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[match ? RS_SEARCH_MATCH : RS_SEARCH_RECENT];
+    sqlite3_int64 below = before && before <= INT64_MAX ? (sqlite3_int64)before : INT64_MAX;
+    if ((match && sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC) != SQLITE_OK) ||
+        sqlite3_bind_int64(st, 2, below) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, limit) != SQLITE_OK) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        reader_put(store, r);
+        return -TC_ESTORE;
+    }
+    struct store_search_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int ret = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *room = (const char *)sqlite3_column_text(st, 14);
+        UTIL_GROW(rows, n, cap);
+        rows[n].position = (uint64_t)sqlite3_column_int64(st, 15);
+        if (!room || (ret = row_to_msg(st, room, &rows[n].msg)) != 0) {
+            ret = ret ? ret : -ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = read_failed(r, "search", rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(store, r);
+    if (ret != 0) {
+        store_free_search_rows(rows, n);
+        return ret;
+    }
+    *out = rows;
+    *count = n;
+    return 0;
+}
+
+void store_free_search_rows(struct store_search_row *rows, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        chat_msg_free(rows[i].msg);
+    free(rows);
 }
 
 void store_free_messages(struct chat_msg **msgs, size_t count)
@@ -1779,109 +1913,114 @@ static int open_writer(struct store *s, char *err, size_t errlen)
     return ret;
 }
 
+/* The writer's statements, each prepared into the member at offset. */
+static const struct {
+    size_t offset;
+    const char *sql;
+} writer_sql[] = {
+    {offsetof(struct store, ins),
+     "INSERT OR IGNORE INTO messages (room, id, user, text, ts, ref, kind, target, emoji,"
+     " reply_to, reply_user, reply_text, mentions)"
+     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"},
+    {offsetof(struct store, room_user),
+     "INSERT OR IGNORE INTO room_users (room, user) VALUES (?1, ?2)"},
+    /* Without statistics SQLite walks a room's whole primary key rather
+     * than sort a few rows: the statements that look a message's changes
+     * or replies up name their index (one seek, not a scan per event). */
+    {offsetof(struct store, changes_of),
+     "SELECT " EVENT_COLUMNS " FROM messages INDEXED BY messages_target"
+     " WHERE room = ?1 AND target = ?2 ORDER BY id"},
+    {offsetof(struct store, edit),
+     "UPDATE messages SET text = ?3, edited_ts = ?4, edit_id = ?5"
+     " WHERE room = ?1 AND id = ?2 AND kind = 'message' AND deleted_by IS NULL"
+     " AND COALESCE(edit_id, 0) < ?5"},
+    /* An edit, or a reply's quote, of a message deleted before it came. */
+    {offsetof(struct store, erase_late),
+     "UPDATE messages SET text = iif(kind = 'edit', '', text),"
+     " reply_text = iif(reply_text IS NULL, NULL, '')"
+     " WHERE room = ?1 AND id = ?2 AND EXISTS (SELECT 1 FROM"
+     " messages t WHERE t.room = ?1 AND t.id = ?3 AND t.deleted_by IS NOT NULL)"},
+    /* edit_id of a deleted message is its delete's: the lowest delete wins. */
+    {offsetof(struct store, del),
+     "UPDATE messages SET text = '', deleted_by = ?3, edit_id = ?4, edited_ts = NULL,"
+     " mentions = NULL,"
+     " reply_to = NULL, reply_user = NULL, reply_text = NULL"
+     " WHERE room = ?1 AND id = ?2 AND kind = 'message'"
+     " AND (deleted_by IS NULL OR edit_id > ?4)"},
+    {offsetof(struct store, erase_edits), "UPDATE messages INDEXED BY messages_target SET text = ''"
+                                          " WHERE room = ?1 AND target = ?2 AND kind = 'edit'"},
+    {offsetof(struct store, erase_quotes),
+     "UPDATE messages INDEXED BY messages_reply SET reply_text = ''"
+     " WHERE room = ?1 AND reply_to = ?2"},
+    {offsetof(struct store, unreact_all), "DELETE FROM reactions WHERE room = ?1 AND target = ?2"},
+    {offsetof(struct store, react),
+     "INSERT INTO reactions (room, target, emoji, user, event_id, present)"
+     " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM messages"
+     " WHERE room = ?1 AND id = ?2 AND deleted_by IS NOT NULL)"
+     " ON CONFLICT (room, target, emoji, user) DO UPDATE SET event_id = excluded.event_id,"
+     " present = excluded.present WHERE excluded.event_id > reactions.event_id"},
+    {offsetof(struct store, claim), "INSERT OR IGNORE INTO claims (room, claim) VALUES (?1, ?2)"},
+    {offsetof(struct store, account),
+     "INSERT INTO accounts (name_key, name, hash, role, display, color, disabled, created,"
+     " created_id, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)"
+     " ON CONFLICT (name_key) DO UPDATE SET"
+     " created_id = min(created_id, excluded.created_id),"
+     " name = iif(excluded.event_id > event_id, excluded.name, name),"
+     " hash = iif(excluded.event_id > event_id, excluded.hash, hash),"
+     " role = iif(excluded.event_id > event_id, excluded.role, role),"
+     " display = iif(excluded.event_id > event_id, excluded.display, display),"
+     " color = iif(excluded.event_id > event_id, excluded.color, color),"
+     " disabled = iif(excluded.event_id > event_id, excluded.disabled, disabled),"
+     " created = min(created, excluded.created),"
+     " event_id = max(event_id, excluded.event_id)"},
+    /* A signout stored first leaves a placeholder the session fills. */
+    {offsetof(struct store, session),
+     "INSERT INTO sessions (sid, tid, name_key, expires, event_id) VALUES (?1, ?2, ?3, ?4, ?5)"
+     " ON CONFLICT (sid) DO UPDATE SET tid = excluded.tid, name_key = excluded.name_key,"
+     " expires = excluded.expires, event_id = excluded.event_id"},
+    {offsetof(struct store, signout), "INSERT INTO sessions (sid, ended) VALUES (?1, 1) ON "
+                                      "CONFLICT (sid) DO UPDATE SET ended = 1"},
+    {offsetof(struct store, signout_all),
+     "UPDATE accounts SET signout_all_id = max(signout_all_id, ?2) WHERE name_key = ?1"},
+    {offsetof(struct store, invite),
+     "INSERT OR IGNORE INTO invites (code, expires) VALUES (?1, ?2)"},
+    {offsetof(struct store, room),
+     "INSERT OR IGNORE INTO rooms (name, private, dm, creator, created) VALUES (?1, ?2, ?3,"
+     " ?4, ?5)"},
+    {offsetof(struct store, member),
+     "INSERT INTO room_members (room, user_key, user, role, present, event_id)"
+     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (room, user_key) DO UPDATE SET"
+     " user = excluded.user, role = excluded.role, present = excluded.present,"
+     " event_id = excluded.event_id WHERE excluded.event_id > event_id"},
+    {offsetof(struct store, close_room),
+     "INSERT INTO rooms (name, private, dm, creator, created, closed) VALUES (?1, 0, 0, ?2,"
+     " ?3, 1) ON CONFLICT (name) DO UPDATE SET closed = 1"},
+    {offsetof(struct store, read),
+     "INSERT INTO read_state (user_key, room, last_read) VALUES (?1, ?2, ?3)"
+     " ON CONFLICT (user_key, room) DO UPDATE SET last_read = max(last_read, "
+     "excluded.last_read)"},
+    {offsetof(struct store, mention),
+     "INSERT OR IGNORE INTO message_mentions (room, user_key, id) VALUES (?1, ?2, ?3)"},
+    {offsetof(struct store, unmention), "DELETE FROM message_mentions WHERE room = ?1 AND id = ?2"},
+    {offsetof(struct store, search_slot), "SELECT 1 FROM search WHERE rowid = ?1"},
+    {offsetof(struct store, search_add),
+     "INSERT INTO search (rowid, message_text, message_room, message_id)"
+     " VALUES (?1, ?2, ?3, ?4)"},
+    {offsetof(struct store, search_text),
+     "SELECT ts, text FROM messages WHERE room = ?1 AND id = ?2 AND kind = 'message'"
+     " AND deleted_by IS NULL"},
+    {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
+    {offsetof(struct store, commit), "COMMIT"},
+    {offsetof(struct store, rollback), "ROLLBACK"},
+};
+
 static int prepare_writer(struct store *s, char *err, size_t errlen)
 {
-    static const struct {
-        size_t offset;
-        const char *sql;
-    } stmts[] = {
-        {offsetof(struct store, ins),
-         "INSERT OR IGNORE INTO messages (room, id, user, text, ts, ref, kind, target, emoji,"
-         " reply_to, reply_user, reply_text, mentions)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"},
-        {offsetof(struct store, room_user),
-         "INSERT OR IGNORE INTO room_users (room, user) VALUES (?1, ?2)"},
-        /* Without statistics SQLite walks a room's whole primary key rather
-         * than sort a few rows: the statements that look a message's changes
-         * or replies up name their index (one seek, not a scan per event). */
-        {offsetof(struct store, changes_of),
-         "SELECT " EVENT_COLUMNS " FROM messages INDEXED BY messages_target"
-         " WHERE room = ?1 AND target = ?2 ORDER BY id"},
-        {offsetof(struct store, edit),
-         "UPDATE messages SET text = ?3, edited_ts = ?4, edit_id = ?5"
-         " WHERE room = ?1 AND id = ?2 AND kind = 'message' AND deleted_by IS NULL"
-         " AND COALESCE(edit_id, 0) < ?5"},
-        /* An edit, or a reply's quote, of a message deleted before it came. */
-        {offsetof(struct store, erase_late),
-         "UPDATE messages SET text = iif(kind = 'edit', '', text),"
-         " reply_text = iif(reply_text IS NULL, NULL, '')"
-         " WHERE room = ?1 AND id = ?2 AND EXISTS (SELECT 1 FROM"
-         " messages t WHERE t.room = ?1 AND t.id = ?3 AND t.deleted_by IS NOT NULL)"},
-        /* edit_id of a deleted message is its delete's: the lowest delete wins. */
-        {offsetof(struct store, del),
-         "UPDATE messages SET text = '', deleted_by = ?3, edit_id = ?4, edited_ts = NULL,"
-         " mentions = NULL,"
-         " reply_to = NULL, reply_user = NULL, reply_text = NULL"
-         " WHERE room = ?1 AND id = ?2 AND kind = 'message'"
-         " AND (deleted_by IS NULL OR edit_id > ?4)"},
-        {offsetof(struct store, erase_edits),
-         "UPDATE messages INDEXED BY messages_target SET text = ''"
-         " WHERE room = ?1 AND target = ?2 AND kind = 'edit'"},
-        {offsetof(struct store, erase_quotes),
-         "UPDATE messages INDEXED BY messages_reply SET reply_text = ''"
-         " WHERE room = ?1 AND reply_to = ?2"},
-        {offsetof(struct store, unreact_all),
-         "DELETE FROM reactions WHERE room = ?1 AND target = ?2"},
-        {offsetof(struct store, react),
-         "INSERT INTO reactions (room, target, emoji, user, event_id, present)"
-         " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM messages"
-         " WHERE room = ?1 AND id = ?2 AND deleted_by IS NOT NULL)"
-         " ON CONFLICT (room, target, emoji, user) DO UPDATE SET event_id = excluded.event_id,"
-         " present = excluded.present WHERE excluded.event_id > reactions.event_id"},
-        {offsetof(struct store, claim),
-         "INSERT OR IGNORE INTO claims (room, claim) VALUES (?1, ?2)"},
-        {offsetof(struct store, account),
-         "INSERT INTO accounts (name_key, name, hash, role, display, color, disabled, created,"
-         " created_id, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)"
-         " ON CONFLICT (name_key) DO UPDATE SET"
-         " created_id = min(created_id, excluded.created_id),"
-         " name = iif(excluded.event_id > event_id, excluded.name, name),"
-         " hash = iif(excluded.event_id > event_id, excluded.hash, hash),"
-         " role = iif(excluded.event_id > event_id, excluded.role, role),"
-         " display = iif(excluded.event_id > event_id, excluded.display, display),"
-         " color = iif(excluded.event_id > event_id, excluded.color, color),"
-         " disabled = iif(excluded.event_id > event_id, excluded.disabled, disabled),"
-         " created = min(created, excluded.created),"
-         " event_id = max(event_id, excluded.event_id)"},
-        /* A signout stored first leaves a placeholder the session fills. */
-        {offsetof(struct store, session),
-         "INSERT INTO sessions (sid, tid, name_key, expires, event_id) VALUES (?1, ?2, ?3, ?4, ?5)"
-         " ON CONFLICT (sid) DO UPDATE SET tid = excluded.tid, name_key = excluded.name_key,"
-         " expires = excluded.expires, event_id = excluded.event_id"},
-        {offsetof(struct store, signout), "INSERT INTO sessions (sid, ended) VALUES (?1, 1) ON "
-                                          "CONFLICT (sid) DO UPDATE SET ended = 1"},
-        {offsetof(struct store, signout_all),
-         "UPDATE accounts SET signout_all_id = max(signout_all_id, ?2) WHERE name_key = ?1"},
-        {offsetof(struct store, invite),
-         "INSERT OR IGNORE INTO invites (code, expires) VALUES (?1, ?2)"},
-        {offsetof(struct store, room),
-         "INSERT OR IGNORE INTO rooms (name, private, dm, creator, created) VALUES (?1, ?2, ?3,"
-         " ?4, ?5)"},
-        {offsetof(struct store, member),
-         "INSERT INTO room_members (room, user_key, user, role, present, event_id)"
-         " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (room, user_key) DO UPDATE SET"
-         " user = excluded.user, role = excluded.role, present = excluded.present,"
-         " event_id = excluded.event_id WHERE excluded.event_id > event_id"},
-        {offsetof(struct store, close_room),
-         "INSERT INTO rooms (name, private, dm, creator, created, closed) VALUES (?1, 0, 0, ?2,"
-         " ?3, 1) ON CONFLICT (name) DO UPDATE SET closed = 1"},
-        {offsetof(struct store, read),
-         "INSERT INTO read_state (user_key, room, last_read) VALUES (?1, ?2, ?3)"
-         " ON CONFLICT (user_key, room) DO UPDATE SET last_read = max(last_read, "
-         "excluded.last_read)"},
-        {offsetof(struct store, mention),
-         "INSERT OR IGNORE INTO message_mentions (room, user_key, id) VALUES (?1, ?2, ?3)"},
-        {offsetof(struct store, unmention),
-         "DELETE FROM message_mentions WHERE room = ?1 AND id = ?2"},
-        {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
-        {offsetof(struct store, commit), "COMMIT"},
-        {offsetof(struct store, rollback), "ROLLBACK"},
-    };
-    for (size_t i = 0; i < ARRAY_LEN(stmts); i++) {
-        sqlite3_stmt **slot = (sqlite3_stmt **)((char *)s + stmts[i].offset);
-        if (sqlite3_prepare_v3(s->wdb, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
-            SQLITE_OK) {
-            util_set_err(err, errlen, "%s: %s", stmts[i].sql, sqlite3_errmsg(s->wdb));
+    for (size_t i = 0; i < ARRAY_LEN(writer_sql); i++) {
+        sqlite3_stmt **slot = (sqlite3_stmt **)((char *)s + writer_sql[i].offset);
+        if (sqlite3_prepare_v3(s->wdb, writer_sql[i].sql, -1, SQLITE_PREPARE_PERSISTENT, slot,
+                               NULL) != SQLITE_OK) {
+            util_set_err(err, errlen, "%s: %s", writer_sql[i].sql, sqlite3_errmsg(s->wdb));
             return -TC_ESTORE;
         }
     }
@@ -1974,17 +2113,9 @@ void store_free(struct store *store)
         store->idle = r->next;
         reader_close(r);
     }
-    sqlite3_stmt *writer_stmts[] = {
-        store->ins,         store->room_user,   store->changes_of,  store->edit,
-        store->erase_late,  store->del,         store->erase_edits, store->erase_quotes,
-        store->unreact_all, store->react,       store->begin,       store->commit,
-        store->rollback,    store->claim,       store->account,     store->session,
-        store->signout,     store->signout_all, store->invite,      store->room,
-        store->member,      store->close_room,  store->read,        store->mention,
-        store->unmention,
-    };
-    for (size_t i = 0; i < ARRAY_LEN(writer_stmts); i++)
-        sqlite3_finalize(writer_stmts[i]);
+    /* Not sqlite3_next_stmt: FTS5 keeps statements of its own on wdb. */
+    for (size_t i = 0; i < ARRAY_LEN(writer_sql); i++)
+        sqlite3_finalize(*(sqlite3_stmt **)((char *)store + writer_sql[i].offset));
     /* The last connection to close checkpoints the WAL into the database. */
     int rc = sqlite3_close(store->wdb);
     if (rc != SQLITE_OK)

@@ -65,6 +65,21 @@ int store_fetch_range(struct store *store, const char *room, uint64_t after, uin
 
 void store_free_messages(struct chat_msg **msgs, size_t count);
 
+/* A message the search index gave, with its place in the index's order. */
+struct store_search_row {
+    uint64_t position; /* newest first: higher is newer; pass it as before */
+    struct chat_msg *msg;
+};
+/* At most limit live messages (of every room, not the server's own logs) in
+ * their current state, newest first, below position before (0: from the
+ * newest): with match, those whose text matches that FTS5 expression (a
+ * trigram index: a phrase of 3 or more characters is a substring); without,
+ * every message. The caller frees them with store_free_search_rows. Never
+ * waits for the writer. */
+int store_search(struct store *store, const char *match, uint64_t before, int limit,
+                 struct store_search_row **out, size_t *count);
+void store_free_search_rows(struct store_search_row *rows, size_t count);
+
 /* The event that (room, user, ref) produced at or after since_ts, copied into
  * *out (caller frees with chat_msg_free). 0, -ENOENT, or negative. */
 int store_find_ref(struct store *store, const char *room, const char *user, const char *ref,

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -956,6 +957,16 @@ static char *room_state(struct store *s, const char *room)
         free(json);
     }
     store_free_messages(msgs, count);
+    /* and what the search index holds of it */
+    struct store_search_row *rows = NULL;
+    if (store_search(s, NULL, 0, 100, &rows, &count) != 0) {
+        util_buf_dispose(&buf);
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(rows[i].msg->room, room) == 0)
+            util_buf_appendf(&buf, "index %" PRIu64 ": %s\n", rows[i].msg->id, rows[i].msg->text);
+    store_free_search_rows(rows, count);
     return util_buf_take(&buf, NULL);
 }
 
@@ -1076,6 +1087,93 @@ static int test_changes_converge_in_any_order(void)
     return 0;
 }
 
+/* The ids store_search gives for match, newest first, as "3,1". */
+static char *search_ids(struct store *s, const char *match, uint64_t before, int limit,
+                        uint64_t *last_position)
+{
+    struct store_search_row *rows = NULL;
+    size_t count = 0;
+    if (store_search(s, match, before, limit, &rows, &count) != 0)
+        return NULL;
+    struct util_buf buf;
+    util_buf_init(&buf);
+    util_buf_append(&buf, "", 0);
+    for (size_t i = 0; i < count; i++) {
+        util_buf_appendf(&buf, "%s%s/%" PRIu64, i ? "," : "", rows[i].msg->room, rows[i].msg->id);
+        *last_position = rows[i].position;
+    }
+    store_free_search_rows(rows, count);
+    return util_buf_take(&buf, NULL);
+}
+
+#define TEST_ASSERT_SEARCH(s, match, expected)                                                     \
+    do {                                                                                           \
+        uint64_t pos_;                                                                             \
+        char *ids_ = search_ids((s), (match), 0, 50, &pos_);                                       \
+        TEST_ASSERT(ids_ != NULL);                                                                 \
+        TEST_ASSERT_STR(ids_, (expected));                                                         \
+        free(ids_);                                                                                \
+    } while (0)
+
+/* The index finds substrings in any script, newest first by ts whatever the
+ * order of storing, follows edits, forgets deletes, and pages by position;
+ * messages stored before the index existed are indexed by its migration. */
+static int test_search_index(void)
+{
+    TEST_ASSERT(setup() == 0);
+    /* A message already in the log when the search migration runs. */
+    size_t search_mig = 0;
+    while (search_mig < n_base && !strstr(migs[search_mig].name, "_search"))
+        search_mig++;
+    TEST_ASSERT(search_mig > 0 && search_mig < n_base);
+    struct util_buf seeded;
+    util_buf_init(&seeded);
+    util_buf_appendf(&seeded,
+                     "%s;\nINSERT INTO messages (room, id, user, text, ts)"
+                     " VALUES ('a', 1, 'alice', 'Hello World', 5000);",
+                     migs[search_mig - 1].sql);
+    char *seeded_sql = util_buf_take(&seeded, NULL);
+    const char *real_sql = migs[search_mig - 1].sql;
+    migs[search_mig - 1].sql = seeded_sql;
+    struct store *s = open_store(n_base, 8, NULL);
+    migs[search_mig - 1].sql = real_sql;
+    free(seeded_sql);
+    TEST_ASSERT(s != NULL);
+    TEST_ASSERT_INT(append_sync(s, make_msg("b", 1, "bob", "東京タワーに行きました", NULL, 7000)),
+                    0);
+    TEST_ASSERT_INT(append_sync(s, make_msg("a", 2, "bob", "hello again", NULL, 6000)), 0);
+    TEST_ASSERT_INT(append_sync(s, make_msg("a", 3, "bob", "same millisecond hello", NULL, 6000)),
+                    0);
+    TEST_ASSERT_SEARCH(s, "\"ELLO\"", "a/3,a/2,a/1"); /* 6000 twice: both found */
+    TEST_ASSERT_SEARCH(s, "\"タワー\"", "b/1");
+    TEST_ASSERT_SEARCH(s, "\"ello\" \"again\"", "a/2");
+    TEST_ASSERT_SEARCH(s, NULL, "b/1,a/3,a/2,a/1");
+
+    uint64_t position = 0;
+    char *page = search_ids(s, NULL, 0, 2, &position);
+    TEST_ASSERT_STR(page, "b/1,a/3");
+    free(page);
+    page = search_ids(s, NULL, position, 2, &position);
+    TEST_ASSERT_STR(page, "a/2,a/1");
+    free(page);
+
+    struct chat_msg *edit = make_msg("a", 4, "alice", "Goodbye", NULL, 8000);
+    edit->kind = CHAT_EDIT;
+    edit->target = 1;
+    TEST_ASSERT_INT(append_sync(s, edit), 0);
+    TEST_ASSERT_SEARCH(s, "\"hello\"", "a/3,a/2");
+    TEST_ASSERT_SEARCH(s, "\"goodbye\"", "a/1");
+    struct chat_msg *del = make_msg("a", 5, "alice", "", NULL, 9000);
+    del->kind = CHAT_DELETE;
+    del->target = 1;
+    TEST_ASSERT_INT(append_sync(s, del), 0);
+    TEST_ASSERT_SEARCH(s, "\"goodbye\"", "");
+    TEST_ASSERT_SEARCH(s, NULL, "b/1,a/3,a/2");
+    store_free(s);
+    teardown();
+    return 0;
+}
+
 /* ---------------------------------------------------------------- accounts */
 
 static struct chat_msg *account_event(uint64_t id, enum chat_kind kind, const char *json,
@@ -1152,11 +1250,11 @@ static int test_account_events(void)
 }
 
 TEST_MAIN(TEST_CASE(test_account_events), TEST_CASE(test_changes_apply),
-          TEST_CASE(test_changes_converge_in_any_order), TEST_CASE(test_migrations_applied_once),
-          TEST_CASE(test_newer_version_refused), TEST_CASE(test_migration_names_and_failures),
-          TEST_CASE(test_not_a_database), TEST_CASE(test_append_and_barrier_order),
-          TEST_CASE(test_insert_or_ignore), TEST_CASE(test_commit_failure),
-          TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
+          TEST_CASE(test_changes_converge_in_any_order), TEST_CASE(test_search_index),
+          TEST_CASE(test_migrations_applied_once), TEST_CASE(test_newer_version_refused),
+          TEST_CASE(test_migration_names_and_failures), TEST_CASE(test_not_a_database),
+          TEST_CASE(test_append_and_barrier_order), TEST_CASE(test_insert_or_ignore),
+          TEST_CASE(test_commit_failure), TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
           TEST_CASE(test_text_round_trip), TEST_CASE(test_list_rooms), TEST_CASE(test_find_ref),
           TEST_CASE(test_survives_reopen), TEST_CASE(test_null_safety),
           TEST_CASE(test_readers_during_writes))
