@@ -1,5 +1,5 @@
 /* api.js — the REST side of PROTOCOL.md: the room directory, message
- * history and single messages (a reply's original), and with auth =
+ * history and single messages (a reply's original), search, and with auth =
  * accounts (docs/PROTOCOL.md, "Accounts") the account, its session (a cookie the
  * browser keeps), rooms and their members, direct messages and the admin
  * calls. Every function resolves with the parsed JSON body or throws an
@@ -68,6 +68,15 @@ const part = (value) => encodeURIComponent(value);
 export async function listRooms() {
   const body = await request('/api/rooms');
   return Array.isArray(body?.rooms) ? body.rooms : [];
+}
+
+/* GET /api/search: {results (newest first, each with its snippet), next ('' when
+ * there is nothing further)}. */
+export async function search(q, { before = '', limit = 20 } = {}) {
+  const query = new URLSearchParams({ q, limit: String(limit) });
+  if (before) query.set('before', before);
+  const body = await request(`/api/search?${query}`);
+  return { results: Array.isArray(body?.results) ? body.results : [], next: typeof body?.next === 'string' ? body.next : '' };
 }
 
 /* {messages (ascending ids), has_more}; with before: the page older than it;

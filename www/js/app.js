@@ -3,8 +3,8 @@
  * frames, and owns the rules that span them: which rooms to (re-)join and
  * with which `since`, when to fetch history over REST, how sends and changes
  * (edit, delete, react) are queued, retried with the same ref and
- * acknowledged, how a reply's original is found (loading older history when
- * it is not on screen), mentions (badge, notification), the #room URL, and
+ * acknowledged, how a reply's original or a search result is found (loading
+ * older history when it is not on screen), mentions (badge, notification), the #room URL, and
  * who the person is: a display name, or a sign-in token on a server with
  * auth on, or an account (auth = accounts, docs/PROTOCOL.md, "Accounts"). With
  * accounts it also owns the session (sign-in and sign-up, its end on
@@ -15,6 +15,7 @@
 import * as api from './api.js';
 import { Connection, socketUrl } from './connection.js';
 import { quoteOf } from './render.js';
+import { initSearch } from './search.js';
 import { saved } from './storage.js';
 import { Store } from './store.js';
 import { COLOR_SHAPE, DEFAULT_ROOM, displayNameProblem, messageTextProblem, passwordProblem, roomNameProblem,
@@ -26,6 +27,7 @@ const TYPING_EVERY_MS = 2500;
 const TYPING_CHECK_MS = 1000;
 const JUMP_PAGE = 200;      /* messages per page while loading back to a reply's original */
 const JUMP_MAX_PAGES = 20;  /* further back than this, the person scrolls */
+const SEARCH_JUMP_MAX_PAGES = 50; /* a search result may be older than a reply's original */
 const MENTION_CHOICES = 8;
 const ACCOUNTS_POLL_MS = 5000; /* accounts: new private rooms and DMs show up this fast */
 const READ_EVERY_MS = 1000;    /* at most one read frame a second per room */
@@ -103,6 +105,7 @@ let renderTimer = 0;
 let stickToBottom = false;
 
 function onStoreChange({ detail: { room, what } }) {
+  if (searchJump) jumpToSearchResult();
   dirty.add('rooms');
   if (what === 'current') ['messages', 'members', 'typing', 'reply'].forEach((part) => dirty.add(part));
   else if (room === store.current) dirty.add(what);
@@ -387,9 +390,35 @@ async function jumpTo(id, from = 0) {
   view.revealMessage(id);
 }
 
+/* The search result to show once its room's history is loaded. */
+let searchJump = null;
+
+function openSearchResult(room, id) {
+  searchJump = { room, id };
+  if (store.current !== room) {
+    location.hash = room;
+    openRoomFromHash(); /* now, not at the hashchange: the jump waits for this room */
+  }
+  jumpToSearchResult();
+}
+
+async function jumpToSearchResult() {
+  const target = searchJump;
+  if (!target || store.current !== target.room || !store.room(target.room)?.loaded) return;
+  searchJump = null;
+  const problem = store.message(target.room, target.id) ? '' : await loadBackTo(target.room, target.id, SEARCH_JUMP_MAX_PAGES);
+  if (store.current !== target.room) return;
+  if (problem) {
+    view.showBanner(problem);
+    return;
+  }
+  paint();
+  view.revealMessage(target.id);
+}
+
 /* Loads history back to message id, page by page, so the list stays
  * unbroken; '' when it is held, else why not. */
-async function loadBackTo(name, id) {
+async function loadBackTo(name, id, maxPages = JUMP_MAX_PAGES) {
   const room = store.room(name);
   if (!room || room.loadingOlder) return 'The history is still loading; try again in a moment.';
   store.setHistoryState(name, { loadingOlder: true, historyError: '' });
@@ -397,16 +426,16 @@ async function loadBackTo(name, id) {
     await api.fetchMessage(name, id); /* it exists (a 404 otherwise) */
     for (let pages = 0; !store.message(name, id); pages++) {
       const oldest = store.oldestId(name);
-      if (pages === JUMP_MAX_PAGES || (oldest && oldest < id)) return 'The original message is too far back; scroll up to find it.';
+      if (pages === maxPages || (oldest && oldest < id)) return 'That message is too far back; scroll up to find it.';
       const page = await api.fetchMessages(name, { before: oldest, limit: JUMP_PAGE });
       store.addMessages(name, page.messages);
       store.setHistoryState(name, { hasOlder: page.hasMore });
-      if (!page.hasMore && !store.message(name, id)) return 'The original message could not be found.';
+      if (!page.hasMore && !store.message(name, id)) return 'That message could not be found.';
     }
     return '';
   } catch (error) {
     if (signInAgainOn(error)) return '';
-    return error.status === 404 ? 'The original message no longer exists.' : `Could not load the original: ${error.message}`;
+    return error.status === 404 ? 'That message no longer exists.' : `Could not load that message: ${error.message}`;
   } finally {
     store.setHistoryState(name, { loadingOlder: false });
   }
@@ -1152,6 +1181,7 @@ async function start() {
   connection.addEventListener('welcome', onWelcome);
   connection.addEventListener('frame', onFrame);
   connection.addEventListener('refused', onRefused);
+  initSearch(openSearchResult);
   view.bindActions({
     join: (name) => {
       const problem = roomNameProblem(name);
