@@ -6,13 +6,17 @@
  * One request looks at no more than SEARCH_EXAMINE_MAX candidates: when it
  * stops there, `next` tells the client where to go on, so a query that
  * matches little in a large log costs every request the same bounded work. */
+#define _GNU_SOURCE
 #include "search.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wctype.h>
 
 #include <cjson/cJSON.h>
 #include <civetweb.h>
@@ -114,39 +118,85 @@ static unsigned char fold(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* The first occurrence of term in text[from, len), ASCII case-insensitive
- * (other bytes exact), as a byte offset; -1 when none. */
-static long find_term(const char *text, size_t len, size_t from, const char *term)
+/* What a byte of text is matched as: Unicode lower case, from glibc's
+ * built-in C.UTF-8 (the index folds case across Unicode too). */
+static locale_t utf8_locale;
+static pthread_once_t utf8_locale_once = PTHREAD_ONCE_INIT;
+
+static void utf8_locale_init(void)
 {
-    size_t tlen = strlen(term);
-    for (size_t i = from; tlen && i + tlen <= len; i++) {
-        size_t k = 0;
-        while (k < tlen && fold((unsigned char)text[i + k]) == fold((unsigned char)term[k]))
-            k++;
-        if (k == tlen)
-            return (long)i;
-    }
-    return -1;
+    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
 }
 
-bool search_text_matches(const struct search_query *query, const char *text)
+static uint32_t fold_char(uint32_t c)
 {
-    /* The index checked the longer terms, with Unicode case folding that a
-     * byte comparison here would not repeat. */
-    size_t len = strlen(text);
-    for (size_t i = 0; i < query->term_count; i++)
-        if (term_chars(query->terms[i]) < SEARCH_TRIGRAM &&
-            find_term(text, len, 0, query->terms[i]) < 0)
+    if (c < 0x80)
+        return fold((unsigned char)c);
+    return utf8_locale ? (uint32_t)towlower_l((wint_t)c, utf8_locale) : c;
+}
+
+/* The code point at s[*i] (of len bytes), advancing *i past it; a byte that
+ * does not start a well-formed sequence is taken alone. */
+static uint32_t next_char(const char *s, size_t len, size_t *i)
+{
+    const unsigned char *p = (const unsigned char *)s + *i;
+    size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC0 ? 2 : 0;
+    if (n == 0 || *i + n > len || !util_utf8_is_valid((const char *)p, n)) {
+        (*i)++;
+        return 0xFFFD;
+    }
+    uint32_t c = n == 1 ? p[0] : p[0] & (0x7F >> n);
+    for (size_t k = 1; k < n; k++)
+        c = (c << 6) | (p[k] & 0x3F);
+    *i += n;
+    return c;
+}
+
+/* When term occurs at byte at of text, case aside, the byte after it in *end. */
+static bool term_at(const char *text, size_t len, size_t at, const char *term, size_t *end)
+{
+    size_t tlen = strlen(term), i = at, k = 0;
+    while (k < tlen) {
+        if (i >= len || fold_char(next_char(text, len, &i)) != fold_char(next_char(term, tlen, &k)))
             return false;
+    }
+    *end = i;
     return true;
 }
-
-/* ---------------------------------------------------------------- snippets */
 
 struct byte_range {
     size_t start;
     size_t end;
 };
+
+/* The first occurrence of term in text[from, len), case aside, into *found. */
+static bool find_term(const char *text, size_t len, size_t from, const char *term,
+                      struct byte_range *found)
+{
+    pthread_once(&utf8_locale_once, utf8_locale_init);
+    for (size_t i = from; *term && i < len;) {
+        if (term_at(text, len, i, term, &found->end)) {
+            found->start = i;
+            return true;
+        }
+        next_char(text, len, &i);
+    }
+    return false;
+}
+
+bool search_text_matches(const struct search_query *query, const char *text)
+{
+    /* The index checked the longer terms. */
+    size_t len = strlen(text);
+    struct byte_range found;
+    for (size_t i = 0; i < query->term_count; i++)
+        if (term_chars(query->terms[i]) < SEARCH_TRIGRAM &&
+            !find_term(text, len, 0, query->terms[i], &found))
+            return false;
+    return true;
+}
+
+/* ---------------------------------------------------------------- snippets */
 
 static int compare_ranges(const void *a, const void *b)
 {
@@ -161,10 +211,9 @@ static size_t match_ranges(const struct search_query *query, const char *text, s
 {
     size_t n = 0;
     for (size_t i = 0; i < query->term_count; i++) {
-        size_t tlen = strlen(query->terms[i]);
-        for (long at = find_term(text, len, 0, query->terms[i]); at >= 0 && n < SNIPPET_RANGES_MAX;
-             at = find_term(text, len, (size_t)at + tlen, query->terms[i]))
-            ranges[n++] = (struct byte_range){(size_t)at, (size_t)at + tlen};
+        struct byte_range found = {0, 0};
+        while (n < SNIPPET_RANGES_MAX && find_term(text, len, found.end, query->terms[i], &found))
+            ranges[n++] = found;
     }
     qsort(ranges, n, sizeof(*ranges), compare_ranges);
     size_t merged = 0;

@@ -477,13 +477,8 @@ describe('search with auth off', () => {
         assert.deepEqual(keys((await search(srv.url, { q: 'καλημερα', room })).results), keys([greek]), 'καλημερα finds ΚΑΛΗΜΕΡΑ');
     }));
 
-    // Disagreements of the implementation with the contract ("Case does not
-    // matter"; a snippet marks its match): kept as todo so that they run and
-    // report without failing the suite. Remove the todo once fixed.
-    it('a snippet marks a match that differs from the word in non-ASCII case', {
-        ...T,
-        todo: 'search.c marks matches with an ASCII-only comparison: q=münchen finds "Grüße aus MÜNCHEN heute" but its snippet has no match part',
-    }, withLogs(async () => {
+    // Case outside ASCII: found by the short-word path and marked in snippets.
+    it('a snippet marks a match that differs from the word in non-ASCII case', T, withLogs(async () => {
         const room = rname('foldsnip');
         const munich = await post(room, 'hal', 'Grüße aus MÜNCHEN heute');
         const s1 = await search(srv.url, { q: 'münchen', room });
@@ -492,10 +487,7 @@ describe('search with auth off', () => {
         assert.deepEqual(s1.results[0].snippet.filter((p) => p.match).map((p) => p.text), ['MÜNCHEN']);
     }));
 
-    it('case does not matter outside ASCII for one- and two-character words', {
-        ...T,
-        todo: 'the short-word path of search.c compares ASCII case-insensitively only: q=ØL does not find "øl er godt", q=ελ not "Ελληνικά"',
-    }, withLogs(async () => {
+    it('case does not matter outside ASCII for one- and two-character words', T, withLogs(async () => {
         const room = rname('foldshort');
         const beer = await post(room, 'hal', 'øl er godt');
         const greek = await post(room, 'hal', 'Ελληνικά ΚΑΛΗΜΕΡΑ');
