@@ -1,5 +1,7 @@
 /* strmap: a hash map from NUL-terminated strings (copied) to pointers, for
- * rooms, users and refs. Not thread-safe: the owner holds its own lock. */
+ * rooms, users and refs, keyed with a random seed per process so that keys a
+ * client chooses cannot be made to collide. Not thread-safe: the owner holds
+ * its own lock. */
 #ifndef TURBOCHAT_STRMAP_H
 #define TURBOCHAT_STRMAP_H
 
@@ -28,5 +30,8 @@ size_t strmap_count(const struct strmap *map);
  * Returns early when visit returns false. */
 typedef bool (*strmap_visit_fn)(void *ctx, const char *key, void *value);
 void strmap_each(const struct strmap *map, strmap_visit_fn visit, void *ctx);
+
+/* The most entries one bucket holds: what a lookup may have to walk. */
+size_t strmap_longest_chain(const struct strmap *map);
 
 #endif

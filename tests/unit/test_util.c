@@ -88,6 +88,39 @@ static int test_strmap(void)
     return 0;
 }
 
+/* FNV-1a, the unkeyed hash strmap used to have. */
+static uint64_t fnv1a(const char *key)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+/* Keys a client picks to share a bucket under an unkeyed hash (here the
+ * low 12 bits of FNV-1a, as a 4,096-bucket table indexes) spread out. */
+static int test_strmap_resists_chosen_collisions(void)
+{
+    enum { KEYS = 4096, BITS_MASK = 4095 };
+    struct strmap *map = strmap_create(NULL);
+    char key[48];
+    size_t found = 0;
+    for (unsigned long i = 0; found < KEYS; i++) {
+        snprintf(key, sizeof(key), "ref-%lu", i);
+        if ((fnv1a(key) & BITS_MASK) != 0)
+            continue;
+        strmap_put(map, key, map);
+        found++;
+    }
+    TEST_ASSERT_INT(strmap_count(map), KEYS);
+    size_t longest = strmap_longest_chain(map);
+    if (longest >= 32)
+        fprintf(stderr, "longest chain %zu of %d colliding keys\n", longest, KEYS);
+    TEST_ASSERT(longest < 32); /* unkeyed: all 4,096 in one chain */
+    strmap_free(map);
+    return 0;
+}
+
 static int test_token_bucket(void)
 {
     struct ratelimit rl;
@@ -110,4 +143,5 @@ static int test_token_bucket(void)
 }
 
 TEST_MAIN(TEST_CASE(test_utf8), TEST_CASE(test_secret_equals), TEST_CASE(test_parse_int),
-          TEST_CASE(test_buf), TEST_CASE(test_strmap), TEST_CASE(test_token_bucket))
+          TEST_CASE(test_buf), TEST_CASE(test_strmap),
+          TEST_CASE(test_strmap_resists_chosen_collisions), TEST_CASE(test_token_bucket))
