@@ -56,11 +56,13 @@ struct config {
     int max_connections_per_ip; /* WebSockets per client address; 0: no limit */
 
     /* limits of PROTOCOL.md */
-    int max_frame_bytes;    /* WebSocket payload from a client, 16384 */
-    int max_text_chars;     /* message text in code points, 4000 */
-    int max_rooms_per_conn; /* 50 */
-    double rate_limit;      /* send frames per second, sustained, 5 */
-    int rate_burst;         /* token bucket size, 20 */
+    int max_frame_bytes;       /* WebSocket payload from a client, 16384 */
+    int max_text_chars;        /* message text in code points, 4000 */
+    int max_rooms_per_conn;    /* 50 */
+    double rate_limit;         /* send frames per second, sustained, 5 */
+    int rate_burst;            /* token bucket size, 20 */
+    double address_rate_limit; /* per client address; 0: none */
+    int address_rate_burst;
     double join_rate_limit; /* join and leave frames per second, sustained, 10 */
     int join_rate_burst;    /* their bucket size, 60 */
     int max_body_bytes;     /* REST request body */

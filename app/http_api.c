@@ -23,14 +23,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
-#include "ratelimit.h"
+#include "budget.h"
 #include "rooms.h"
 #include "search.h"
 #include "store.h"
 #include "strmap.h"
 #include "util.h"
 
-#define API_CLIENTS_MAX 10000 /* rate-limit buckets kept before they are reset */
 #define API_DEFAULT_LIMIT 50
 
 struct api {
@@ -41,8 +40,7 @@ struct api {
     struct broker *broker;
     struct hub *hub;
     struct metrics *metrics;
-    pthread_mutex_t clients_lock;
-    struct strmap *clients; /* remote address -> struct ratelimit, for POST */
+    struct budgets *budgets; /* the write rate, shared with the WebSockets */
 };
 
 /* ---------------------------------------------------------------- responses */
@@ -372,26 +370,6 @@ static void get_message(struct api *api, struct mg_connection *mc, const char *r
 
 /* ---------------------------------------------------------------- POST messages */
 
-/* True when the remote address is within the send rate. */
-static bool client_within_rate(struct api *api, const struct mg_request_info *ri)
-{
-    pthread_mutex_lock(&api->clients_lock);
-    if (strmap_count(api->clients) >= API_CLIENTS_MAX) {
-        strmap_free(api->clients);
-        api->clients = strmap_create(free);
-    }
-    struct ratelimit *rl = strmap_get(api->clients, ri->remote_addr);
-    uint64_t now = util_mono_ns();
-    if (!rl) {
-        rl = xmalloc(sizeof(*rl));
-        ratelimit_init(rl, api->config->rate_limit, api->config->rate_burst, now);
-        strmap_put(api->clients, ri->remote_addr, rl);
-    }
-    bool ok = ratelimit_take(rl, now);
-    pthread_mutex_unlock(&api->clients_lock);
-    return ok;
-}
-
 /* Read the whole body into a NUL-terminated buffer; NULL after answering
  * 400, 408, 411 or 413. The body has one deadline, request_timeout_ms from
  * now, however slowly its bytes arrive. */
@@ -521,7 +499,7 @@ static struct chat_msg *begin_write(struct api *api, struct mg_connection *mc, c
         return NULL;
     if (!read_writer(mc, *body, claims, &user, &ref))
         goto out_fail;
-    if (!client_within_rate(api, mg_get_request_info(mc))) {
+    if (!budgets_take(api->budgets, user, mg_get_request_info(mc)->remote_addr, util_mono_ns())) {
         atomic_fetch_add(&api->metrics->rate_limited, 1);
         api_send_error(mc, PROTO_ERR_RATE_LIMITED, "too many messages; slow down");
         goto out_fail;
@@ -1083,7 +1061,7 @@ static int api_handler(struct mg_connection *mc, void *cbdata)
 
 struct api *api_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
                        struct store *store, struct broker *broker, struct hub *hub,
-                       struct metrics *metrics)
+                       struct metrics *metrics, struct budgets *budgets)
 {
     struct api *api = xcalloc(1, sizeof(*api));
     api->config = config;
@@ -1093,8 +1071,7 @@ struct api *api_create(const struct config *config, struct accounts *accounts, s
     api->broker = broker;
     api->hub = hub;
     api->metrics = metrics;
-    pthread_mutex_init(&api->clients_lock, NULL);
-    api->clients = strmap_create(free);
+    api->budgets = budgets;
     return api;
 }
 
@@ -1102,8 +1079,6 @@ void api_free(struct api *api)
 {
     if (!api)
         return;
-    strmap_free(api->clients);
-    pthread_mutex_destroy(&api->clients_lock);
     free(api);
 }
 

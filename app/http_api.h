@@ -13,6 +13,7 @@
 struct accounts;
 struct api;
 struct broker;
+struct budgets;
 struct cJSON;
 struct config;
 struct hub;
@@ -26,7 +27,7 @@ struct store;
 /* accounts is NULL unless auth = accounts. */
 struct api *api_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
                        struct store *store, struct broker *broker, struct hub *hub,
-                       struct metrics *metrics);
+                       struct metrics *metrics, struct budgets *budgets);
 void api_free(struct api *api);
 
 /* Register the /api handler on a started CivetWeb context. Main thread. */

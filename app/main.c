@@ -17,6 +17,7 @@
 #include "assets.h"
 #include "auth.h"
 #include "broker.h"
+#include "budget.h"
 #include "config.h"
 #include "http_api.h"
 #include "hub.h"
@@ -36,6 +37,7 @@
 
 #define SHUTDOWN_CLOSE_WAIT_MS 1500 /* of the 5 s budget, for close frames */
 #define MIGRATIONS_MAX 256
+#define BUDGETS_MAX 100000 /* write budgets of users and addresses kept, least recent out */
 
 struct app {
     struct config config;
@@ -46,6 +48,7 @@ struct app {
     struct broker *broker;
     struct accounts *accounts; /* auth = accounts only */
     struct rooms *rooms;
+    struct budgets *budgets;
     struct ws *ws;
     struct api *api;
     struct server *server;
@@ -108,10 +111,13 @@ static int start(struct app *app)
     if (app->config.auth == CONFIG_AUTH_ACCOUNTS)
         app->accounts = accounts_create(&app->config, app->store, app->broker);
     app->rooms = rooms_create(&app->config, app->store, app->broker);
+    app->budgets =
+        budgets_create(app->config.rate_limit, app->config.rate_burst,
+                       app->config.address_rate_limit, app->config.address_rate_burst, BUDGETS_MAX);
     app->ws = ws_create(&app->config, app->accounts, app->rooms, app->hub, app->broker, app->store,
-                        app->metrics, app->loops);
+                        app->metrics, app->loops, app->budgets);
     app->api = api_create(&app->config, app->accounts, app->rooms, app->store, app->broker,
-                          app->hub, app->metrics);
+                          app->hub, app->metrics, app->budgets);
     struct server_routes routes = {app->ws,     app->api,   app->hub,
                                    app->broker, app->store, app->metrics};
     app->server = server_start(&app->config, &routes, err, sizeof(err));
@@ -138,6 +144,7 @@ static void stop(struct app *app)
     loops_free(app->loops); /* the last connections go, leaving their rooms */
     api_free(app->api);
     ws_free(app->ws);
+    budgets_free(app->budgets);
     accounts_free(app->accounts);
     rooms_free(app->rooms);
     if (app->hub)

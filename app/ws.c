@@ -26,6 +26,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "proto.h"
+#include "budget.h"
 #include "ratelimit.h"
 #include "rooms.h"
 #include "store.h"
@@ -44,6 +45,7 @@ struct ws {
     struct store *store;
     struct metrics *metrics;
     struct loops *loops;
+    struct budgets *budgets;
     atomic_bool refusing;
 };
 
@@ -57,8 +59,8 @@ struct ws_session {
     char *cookie_user;         /* auth = accounts: the session of the upgrade's cookie */
     char *cookie_sid;
     bool cookie_admin;
-    char *sid; /* auth = accounts: the session this connection belongs to */
-    struct ratelimit sends;
+    char *sid;     /* auth = accounts: the session this connection belongs to */
+    char *address; /* the client's, whose write budget it shares */
     struct ratelimit typing;
     struct ratelimit joins; /* join and leave frames */
 };
@@ -330,10 +332,12 @@ static void publish_event(struct ws_session *s, struct chat_msg *ev)
         on_published(p, rc, NULL);
 }
 
-/* send, edit, delete and react share one rate; false after answering. */
+/* send, edit, delete and react take from the budget of the user and of the
+ * address, shared with their other connections and REST; false after
+ * answering. */
 static bool take_send_token(struct ws_session *s, const char *ref)
 {
-    if (ratelimit_take(&s->sends, util_mono_ns()))
+    if (budgets_take(s->ws->budgets, s->user, s->address, util_mono_ns()))
         return true;
     atomic_fetch_add(&s->ws->metrics->rate_limited, 1);
     send_error(s, PROTO_ERR_RATE_LIMITED, "too many messages; slow down", ref, NULL);
@@ -604,6 +608,7 @@ static void session_on_closed(void *ctx, struct conn *conn)
     free(s->cookie_user);
     free(s->cookie_sid);
     free(s->sid);
+    free(s->address);
     free(s->user);
     free(s);
 }
@@ -614,13 +619,13 @@ static const struct conn_handler session_handler = {
     .on_closed = session_on_closed,
 };
 
-static struct ws_session *session_create(struct ws *ws)
+static struct ws_session *session_create(struct ws *ws, const char *address)
 {
     struct ws_session *s = xcalloc(1, sizeof(*s));
     const struct config *config = ws->config;
     uint64_t now = util_mono_ns();
     s->ws = ws;
-    ratelimit_init(&s->sends, config->rate_limit, config->rate_burst, now);
+    s->address = xstrdup(address);
     ratelimit_init(&s->typing, TYPING_RATE, TYPING_BURST, now);
     ratelimit_init(&s->joins, config->join_rate_limit, config->join_rate_burst, now);
     return s;
@@ -691,7 +696,7 @@ static void ws_on_ready(struct mg_connection *mc, void *cbdata)
         loops_unadmit(ws->loops, ip);
         return;
     }
-    struct ws_session *s = session_create(ws);
+    struct ws_session *s = session_create(ws, ip);
     session_read_cookie(s, mc);
     loops_adopt(ws->loops, detached.sock, detached.ssl, detached.buffered, detached.buffered_len,
                 ip, &session_handler, s);
@@ -701,9 +706,10 @@ static void ws_on_ready(struct mg_connection *mc, void *cbdata)
 
 struct ws *ws_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
                      struct hub *hub, struct broker *broker, struct store *store,
-                     struct metrics *metrics, struct loops *loops)
+                     struct metrics *metrics, struct loops *loops, struct budgets *budgets)
 {
     struct ws *ws = xcalloc(1, sizeof(*ws));
+    ws->budgets = budgets;
     ws->config = config;
     ws->accounts = accounts;
     ws->rooms = rooms;

@@ -6,6 +6,7 @@
 
 struct accounts;
 struct broker;
+struct budgets;
 struct config;
 struct hub;
 struct loops;
@@ -20,7 +21,7 @@ struct ws;
 /* accounts is NULL unless auth = accounts. */
 struct ws *ws_create(const struct config *config, struct accounts *accounts, struct rooms *rooms,
                      struct hub *hub, struct broker *broker, struct store *store,
-                     struct metrics *metrics, struct loops *loops);
+                     struct metrics *metrics, struct loops *loops, struct budgets *budgets);
 void ws_free(struct ws *ws);
 
 /* Register the /ws handlers on a started CivetWeb context. Main thread. */

@@ -347,7 +347,9 @@ export async function startTurbochat(o) {
     const port = await freePort();
     const nodeId = `bench-${o.label || 'node'}-${port}`;
     const listen = o.tls ? `127.0.0.1:${port}s` : `127.0.0.1:${port}`;
-    const optional = { ...(o.optionalEnv || {}) };
+    // Every bench client comes from 127.0.0.1: no per-address write budget
+    // (a binary that predates it is probed and left without).
+    const optional = { TURBOCHAT_ADDRESS_RATE_LIMIT: '0', ...(o.optionalEnv || {}) };
     const info = probeBinary(o.bin, optional);
     const env = {
         PATH: process.env.PATH,

@@ -321,6 +321,7 @@ export function accountsServerEnv(extra = {}) {
     return {
         TURBOCHAT_RATE_LIMIT: '10000',
         TURBOCHAT_RATE_BURST: '10000',
+        TURBOCHAT_ADDRESS_RATE_LIMIT: '0',
         TURBOCHAT_AUTH: 'accounts',
         TURBOCHAT_SIGNUP: 'open',
         TURBOCHAT_SIGNIN_RATE_LIMIT: '100000',

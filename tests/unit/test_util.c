@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "budget.h"
 #include "strmap.h"
 #include "test_help.h"
 #include "util.h"
@@ -121,6 +122,42 @@ static int test_strmap_resists_chosen_collisions(void)
     return 0;
 }
 
+/* One user's budget is shared by all their writes, an address's by all its
+ * users; a flood of new users and addresses evicts the least recently used
+ * buckets, never the one in use (a table wiped whole when full gave every
+ * active sender a fresh burst). */
+static int test_budgets(void)
+{
+    uint64_t t = 1000000000ull;
+    struct budgets *b = budgets_create(1.0, 3.0, 1.0, 5.0, 64);
+    for (int i = 0; i < 3; i++)
+        TEST_ASSERT(budgets_take(b, "mallory", "10.0.0.1", t));
+    TEST_ASSERT(!budgets_take(b, "mallory", "10.0.0.1", t)); /* the user's burst is spent */
+    TEST_ASSERT(!budgets_take(b, "mallory", "10.0.0.2", t)); /* from any address */
+    TEST_ASSERT(budgets_take(b, "alice", "10.0.0.1", t));
+    TEST_ASSERT(budgets_take(b, "bob", "10.0.0.1", t));
+    TEST_ASSERT(!budgets_take(b, "carol", "10.0.0.1", t)); /* the address's 5 are spent */
+    char name[32], address[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "u%d", i);
+        snprintf(address, sizeof(address), "10.1.%d.%d", i / 256, i % 256);
+        budgets_take(b, name, address, t);
+        TEST_ASSERT(!budgets_take(b, "mallory", "10.0.0.3", t));
+    }
+    TEST_ASSERT(budgets_count(b) <= 64);
+    t += 1000000000ull; /* a second refills one */
+    TEST_ASSERT(budgets_take(b, "mallory", "10.0.0.3", t));
+    TEST_ASSERT(!budgets_take(b, "mallory", "10.0.0.3", t));
+    budgets_free(b);
+
+    b = budgets_create(1.0, 1.0, 0.0, 1.0, 8); /* address rate 0: no address budget */
+    TEST_ASSERT(budgets_take(b, "a", "10.0.0.1", t));
+    TEST_ASSERT(budgets_take(b, "b", "10.0.0.1", t));
+    TEST_ASSERT(budgets_take(b, NULL, "10.0.0.1", t));
+    budgets_free(b);
+    return 0;
+}
+
 static int test_token_bucket(void)
 {
     struct ratelimit rl;
@@ -144,4 +181,5 @@ static int test_token_bucket(void)
 
 TEST_MAIN(TEST_CASE(test_utf8), TEST_CASE(test_secret_equals), TEST_CASE(test_parse_int),
           TEST_CASE(test_buf), TEST_CASE(test_strmap),
-          TEST_CASE(test_strmap_resists_chosen_collisions), TEST_CASE(test_token_bucket))
+          TEST_CASE(test_strmap_resists_chosen_collisions), TEST_CASE(test_budgets),
+          TEST_CASE(test_token_bucket))
