@@ -947,7 +947,7 @@ static int seed_ids(struct broker_valkey *b)
 {
     struct store_room *rooms = NULL;
     size_t count = 0;
-    int rc = store_list_rooms(b->deps.store, &rooms, &count);
+    int rc = store_list_rooms(b->deps.store, NULL, 0, &rooms, &count);
     for (size_t i = 0; rc == 0 && i < count; i += CHUNK) {
         size_t end = i + CHUNK < count ? i + CHUNK : count;
         for (size_t j = i; j < end; j++) {

@@ -30,6 +30,8 @@
 #include "strmap.h"
 #include "util.h"
 
+#define API_ROOMS_PAGE 200     /* rooms per page of a room list */
+#define API_ROOMS_PAGE_MAX 500 /* and at most */
 #define API_DEFAULT_LIMIT 50
 
 struct api {
@@ -213,20 +215,83 @@ static cJSON *room_object(struct api *api, const struct room_row *row, const cha
     return room;
 }
 
+/* Read a query parameter as an integer in [min, max]. 1 found, 0 absent, -1 bad. */
+static int query_int(const struct mg_request_info *ri, const char *name, int64_t min, int64_t max,
+                     int64_t *out)
+{
+    char value[32];
+    const char *qs = ri->query_string ? ri->query_string : "";
+    int n = mg_get_var(qs, strlen(qs), name, value, sizeof(value));
+    if (n == -1)
+        return 0;
+    if (n < 0 || util_parse_int64(value, min, max, out) < 0)
+        return -1;
+    return 1;
+}
+
+/* The page a room list asks for: after (a room name, "" from the first) and
+ * limit (API_ROOMS_PAGE by default, at most API_ROOMS_PAGE_MAX). False after
+ * answering 400. */
+static bool rooms_page(struct mg_connection *mc, char *after, size_t after_size, int *limit)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    const char *qs = ri->query_string ? ri->query_string : "";
+    const char *why = "after is not a room name";
+    int n = mg_get_var(qs, strlen(qs), "after", after, after_size);
+    if (n == -1)
+        after[0] = '\0';
+    else if (n < 0 || !proto_room_is_valid(after, &why)) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, why);
+        return false;
+    }
+    int64_t value = API_ROOMS_PAGE;
+    if (query_int(ri, "limit", 1, INT64_MAX, &value) < 0) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "limit must be an integer of at least 1");
+        return false;
+    }
+    *limit = value > API_ROOMS_PAGE_MAX ? API_ROOMS_PAGE_MAX : (int)value;
+    return true;
+}
+
+/* A page of the rooms after `after`: *more when the log has rooms beyond it. */
+static int stored_rooms_page(struct api *api, const char *after, int limit,
+                             struct store_room **stored, size_t *count, bool *more)
+{
+    int rc = store_list_rooms(api->store, after[0] ? after : NULL, limit + 1, stored, count);
+    *more = rc == 0 && *count > (size_t)limit;
+    if (*more) {
+        free((*stored)[limit].name); /* the one that told there are more */
+        *count = (size_t)limit;
+    }
+    return rc;
+}
+
+/* True when name falls in the page (after, last]; last NULL: no upper end. */
+static bool in_page(const char *name, const char *after, const char *last)
+{
+    return strcmp(name, after) > 0 && (!last || strcmp(name, last) <= 0);
+}
+
 /* Rooms of the log and rooms with members, those the caller may see (with
  * a token: those it allows; with accounts: public and its own private
- * ones), by name. */
+ * ones), by name, a page at a time. */
 static void get_rooms(struct api *api, struct mg_connection *mc, const struct auth_claims *claims)
 {
+    char after[PROTO_ROOM_MAX + 2];
+    int limit;
     struct store_room *stored = NULL;
     size_t stored_count = 0;
-    char **live = NULL;
-    size_t *online = NULL;
-    size_t live_count = 0;
-    if (store_list_rooms(api->store, &stored, &stored_count) < 0) {
+    bool more = false;
+    if (!rooms_page(mc, after, sizeof(after), &limit))
+        return;
+    if (stored_rooms_page(api, after, limit, &stored, &stored_count, &more) < 0) {
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
         return;
     }
+    const char *last = more ? stored[stored_count - 1].name : NULL;
+    char **live = NULL;
+    size_t *online = NULL;
+    size_t live_count = 0;
     hub_list_rooms(api->hub, &live, &online, &live_count);
     struct room_row *rows = xcalloc(stored_count + live_count + 2, sizeof(*rows));
     size_t n = 0;
@@ -234,7 +299,7 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
         rows[n++] = (struct room_row){stored[i].name, stored[i].last_id, 0, &stored[i]};
     qsort(rows, n, sizeof(*rows), compare_rows);
     struct room_row general = {PROTO_DEFAULT_ROOM, 0, 0, NULL};
-    if (api->config->auth == CONFIG_AUTH_ACCOUNTS &&
+    if (api->config->auth == CONFIG_AUTH_ACCOUNTS && in_page(general.name, after, last) &&
         !bsearch(&general, rows, n, sizeof(*rows), compare_rows))
         rows[n++] = general; /* it exists from the start */
     qsort(rows, n, sizeof(*rows), compare_rows);
@@ -242,6 +307,8 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
     for (size_t i = 0; i < live_count; i++) {
         struct room_row key = {live[i], 0, 0, NULL};
         struct room_row *row = bsearch(&key, rows, sorted, sizeof(*rows), compare_rows);
+        if (!row && !in_page(live[i], after, last))
+            continue;
         if (!row)
             row = &rows[n++], *row = key;
         row->online = online[i];
@@ -256,6 +323,8 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
             continue;
         cJSON_AddItemToArray(list, room_object(api, &rows[i], user));
     }
+    if (more)
+        cJSON_AddStringToObject(obj, "next", last);
     api_send_object(mc, 200, obj);
     free(rows);
     hub_free_names(live, live_count);
@@ -264,20 +333,6 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
 }
 
 /* ---------------------------------------------------------------- GET messages */
-
-/* Read a query parameter as an integer in [min, max]. 1 found, 0 absent, -1 bad. */
-static int query_int(const struct mg_request_info *ri, const char *name, int64_t min, int64_t max,
-                     int64_t *out)
-{
-    char value[32];
-    const char *qs = ri->query_string ? ri->query_string : "";
-    int n = mg_get_var(qs, strlen(qs), name, value, sizeof(value));
-    if (n == -1)
-        return 0;
-    if (n < 0 || util_parse_int64(value, min, max, out) < 0)
-        return -1;
-    return 1;
-}
 
 /* The limit parameter, default API_DEFAULT_LIMIT, clamped to the page size;
  * false after answering 400. */
@@ -795,21 +850,34 @@ static void admin_rooms(struct api *api, struct mg_connection *mc, const char *r
         api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such resource");
         return;
     }
+    char after[PROTO_ROOM_MAX + 2];
+    int limit;
     struct store_room *stored;
     size_t count;
-    if (store_list_rooms(api->store, &stored, &count) < 0) {
+    bool more;
+    if (!rooms_page(mc, after, sizeof(after), &limit))
+        return;
+    if (stored_rooms_page(api, after, limit, &stored, &count, &more) < 0) {
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the rooms cannot be read now");
         return;
     }
+    const char *last = more ? stored[count - 1].name : NULL;
     cJSON *obj = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(obj, "rooms");
-    bool general = false;
-    for (size_t i = 0; i < count; i++)
-        general = general || strcmp(stored[i].name, PROTO_DEFAULT_ROOM) == 0;
+    bool general = !in_page(PROTO_DEFAULT_ROOM, after, last);
+    for (size_t i = 0; i < count && !general; i++)
+        general = strcmp(stored[i].name, PROTO_DEFAULT_ROOM) == 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!general && strcmp(stored[i].name, PROTO_DEFAULT_ROOM) > 0) {
+            cJSON_AddItemToArray(list, admin_room_object(api, PROTO_DEFAULT_ROOM, NULL));
+            general = true;
+        }
+        cJSON_AddItemToArray(list, admin_room_object(api, stored[i].name, &stored[i]));
+    }
     if (!general)
         cJSON_AddItemToArray(list, admin_room_object(api, PROTO_DEFAULT_ROOM, NULL));
-    for (size_t i = 0; i < count; i++)
-        cJSON_AddItemToArray(list, admin_room_object(api, stored[i].name, &stored[i]));
+    if (more)
+        cJSON_AddStringToObject(obj, "next", last);
     store_free_rooms(stored, count);
     api_send_object(mc, 200, obj);
 }

@@ -138,16 +138,20 @@ static const char *const reader_sql[RS_COUNT] = {
                   " (SELECT count(*) FROM (SELECT 1 FROM message_mentions WHERE room = ?1"
                   " AND user_key = ?2 AND id > (SELECT id FROM last) LIMIT 999))",
     /* A skip scan over the primary key: one seek per room instead of a scan
-     * of every message, which GROUP BY room would do. */
-    [RS_ROOMS] = "WITH RECURSIVE r(name) AS ("
-                 " SELECT (SELECT room FROM messages ORDER BY room LIMIT 1)"
-                 " UNION ALL"
-                 " SELECT (SELECT room FROM messages WHERE room > r.name ORDER BY room LIMIT 1)"
-                 " FROM r WHERE r.name IS NOT NULL)"
-                 " SELECT r.name, (SELECT MAX(id) FROM messages WHERE room = r.name),"
-                 " coalesce(x.private, 0), coalesce(x.dm, 0), coalesce(x.closed, 0)"
-                 " FROM r LEFT JOIN rooms x ON x.name = r.name"
-                 " WHERE r.name IS NOT NULL AND r.name NOT LIKE '.%'",
+     * of every message, which GROUP BY room would do; the server's own logs
+     * (names from "." up to "/") are passed in one seek. Rooms after ?1, at
+     * most ?2 (-1: all). */
+    [RS_ROOMS] =
+        "WITH RECURSIVE r(name) AS ("
+        " SELECT (SELECT room FROM messages WHERE room > ?1 ORDER BY room LIMIT 1)"
+        " UNION ALL"
+        " SELECT (SELECT room FROM messages WHERE room > iif(r.name LIKE '.%', '/', r.name)"
+        " ORDER BY room LIMIT 1)"
+        " FROM r WHERE r.name IS NOT NULL)"
+        " SELECT r.name, (SELECT MAX(id) FROM messages WHERE room = r.name),"
+        " coalesce(x.private, 0), coalesce(x.dm, 0), coalesce(x.closed, 0)"
+        " FROM r LEFT JOIN rooms x ON x.name = r.name"
+        " WHERE r.name IS NOT NULL AND r.name NOT LIKE '.%' LIMIT ?2",
     [RS_LAST_ID] = "SELECT MAX(id) FROM messages WHERE room = ?1",
     /* The index walked by rowid descending (newest first), each row joined to
      * its message as it is now; 0005_search.sql says why that order is time. */
@@ -1780,7 +1784,8 @@ int store_unread(struct store *store, const char *room, const char *user, uint64
     return reader_done(store, r, st, "unread", rc);
 }
 
-int store_list_rooms(struct store *store, struct store_room **out, size_t *count)
+int store_list_rooms(struct store *store, const char *after, int limit, struct store_room **out,
+                     size_t *count)
 {
     if (!store || !out || !count)
         return -EINVAL;
@@ -1791,6 +1796,12 @@ int store_list_rooms(struct store *store, struct store_room **out, size_t *count
     if (!r)
         return -TC_ESTORE;
     sqlite3_stmt *st = r->stmts[RS_ROOMS];
+    if (sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 2, limit > 0 ? limit : -1) != SQLITE_OK) {
+        sqlite3_reset(st);
+        reader_put(store, r);
+        return -TC_ESTORE;
+    }
     struct store_room *rooms = NULL;
     size_t n = 0, cap = 0;
     int ret = 0, rc;
@@ -1812,6 +1823,7 @@ int store_list_rooms(struct store *store, struct store_room **out, size_t *count
         ret = read_failed(r, "list_rooms", rc);
 out_reset:
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     reader_put(store, r);
     if (ret) {
         store_free_rooms(rooms, n);

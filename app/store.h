@@ -102,9 +102,11 @@ struct store_room {
     bool dm;
     bool closed;
 };
-/* Every room (not the logs whose names start with '.') with its highest id
- * and kind, sorted by name; free with store_free_rooms. */
-int store_list_rooms(struct store *store, struct store_room **out, size_t *count);
+/* The rooms (not the logs whose names start with '.') with names after
+ * after (NULL: from the first), at most limit of them (0: all), with their
+ * highest id and kind, sorted by name; free with store_free_rooms. */
+int store_list_rooms(struct store *store, const char *after, int limit, struct store_room **out,
+                     size_t *count);
 void store_free_rooms(struct store_room *rooms, size_t count);
 
 /* ---- accounts (auth = accounts): what the events of CHAT_ACCOUNTS_LOG made */

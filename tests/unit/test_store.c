@@ -688,7 +688,7 @@ static int test_list_rooms(void)
 
     struct store_room *rooms = NULL;
     size_t count = 99;
-    TEST_ASSERT(store_list_rooms(s, &rooms, &count) == 0);
+    TEST_ASSERT(store_list_rooms(s, NULL, 0, &rooms, &count) == 0);
     TEST_ASSERT_INT(count, 0);
     store_free_rooms(rooms, count);
 
@@ -699,7 +699,7 @@ static int test_list_rooms(void)
     TEST_ASSERT(append_range(s, "b", 1, 1) == 0);
     TEST_ASSERT(flush(s) == 0);
 
-    TEST_ASSERT(store_list_rooms(s, &rooms, &count) == 0);
+    TEST_ASSERT(store_list_rooms(s, NULL, 0, &rooms, &count) == 0);
     TEST_ASSERT_INT(count, 5);
     static const char *const names[] = {"Zed", "a.room", "b", "b-room", "general"};
     static const uint64_t last[] = {5, 12, 1, 3, 7};
@@ -708,6 +708,28 @@ static int test_list_rooms(void)
         TEST_ASSERT_INT(rooms[i].last_id, last[i]);
     }
     store_free_rooms(rooms, count);
+
+    /* In pages, past the server's own logs ("." names sort among rooms). */
+    TEST_ASSERT(append_range(s, ".accounts", 1, 2) == 0);
+    TEST_ASSERT(append_range(s, ".read.abc", 1, 2) == 0);
+    TEST_ASSERT(append_range(s, "-dash", 1, 1) == 0);
+    TEST_ASSERT(flush(s) == 0);
+    static const char *const paged[] = {"-dash", "Zed", "a.room", "b", "b-room", "general"};
+    const char *after = NULL;
+    char *last_name = NULL;
+    size_t seen = 0;
+    do {
+        TEST_ASSERT(store_list_rooms(s, after, 2, &rooms, &count) == 0);
+        TEST_ASSERT(count <= 2);
+        for (size_t i = 0; i < count; i++)
+            TEST_ASSERT_STR(rooms[i].name, paged[seen++]);
+        free(last_name);
+        last_name = count ? strdup(rooms[count - 1].name) : NULL;
+        after = last_name;
+        store_free_rooms(rooms, count);
+    } while (count == 2);
+    free(last_name);
+    TEST_ASSERT_INT(seen, 6);
     store_free(s);
     teardown();
     return 0;

@@ -65,9 +65,21 @@ function roomPath(room) {
 
 const part = (value) => encodeURIComponent(value);
 
+const ROOM_PAGES_MAX = 10; /* of 500 rooms: the sidebar lists at most 5,000 */
+
+/* The room directory, page after page (GET /api/rooms gives `next`). */
 export async function listRooms() {
-  const body = await request('/api/rooms');
-  return Array.isArray(body?.rooms) ? body.rooms : [];
+  const rooms = [];
+  let after = '';
+  for (let page = 0; page < ROOM_PAGES_MAX; page++) {
+    const query = new URLSearchParams({ limit: '500' });
+    if (after) query.set('after', after);
+    const body = await request(`/api/rooms?${query}`);
+    if (Array.isArray(body?.rooms)) rooms.push(...body.rooms);
+    after = typeof body?.next === 'string' ? body.next : '';
+    if (!after) break;
+  }
+  return rooms;
 }
 
 /* GET /api/search: {results (newest first, each with its snippet), next ('' when
