@@ -163,6 +163,10 @@ static void block_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Past a file size limit a write fails (EFBIG) and so does the commit,
+     * as on a full disk: the node reports 503 until it can write again,
+     * rather than die of the signal. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static int serve(struct app *app)

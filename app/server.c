@@ -182,6 +182,11 @@ static int readyz_handler(struct mg_connection *mc, void *cbdata)
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log is not open");
         return 503;
     }
+    if (store_commits_failing(server->routes.store)) {
+        api_send_error(mc, PROTO_ERR_UNAVAILABLE,
+                       "commits to the message log fail (a full disk?): sends are refused");
+        return 503;
+    }
     if (!broker_is_ready(server->routes.broker, why, sizeof(why))) {
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, why);
         return 503;

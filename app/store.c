@@ -21,8 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -35,6 +38,7 @@
 #define STORE_READERS_MAX 8        /* read-only connections in the pool */
 #define STORE_BUSY_TIMEOUT_MS 5000 /* wait for a lock held by another process */
 #define STORE_VERSION_DIGITS 9     /* at most this many digits in "NNNN_" */
+#define STORE_PROBE_MS 1000        /* between writes that test failing commits */
 
 /* ---------------------------------------------------------------- types */
 
@@ -173,6 +177,7 @@ struct store_reader {
 
 struct store {
     char *path;              /* database file */
+    int lock_fd;             /* holds flock(LOCK_EX) on path while open; -1: none */
     struct metrics *metrics; /* may be NULL */
     int batch_max;           /* jobs per group commit */
 
@@ -204,6 +209,7 @@ struct store {
     sqlite3_stmt *search_slot;  /* is a search rowid taken */
     sqlite3_stmt *search_add;   /* index a message's text */
     sqlite3_stmt *search_text;  /* a live message's ts and text, to index it again */
+    sqlite3_stmt *probe;        /* rewrite the probe row */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -223,7 +229,8 @@ struct store {
     struct store_reader *idle; /* connections not checked out */
     int n_readers;             /* open or being opened */
 
-    atomic_bool ready; /* store_create finished */
+    atomic_bool ready;           /* store_create finished */
+    atomic_bool commits_failing; /* the last commit failed; none has succeeded since */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -962,6 +969,13 @@ static int store_event(struct store *s, const struct chat_msg *ev)
     return rc == SQLITE_DONE ? apply_earlier_changes(s, ev) : rc;
 }
 
+/* A commit succeeded: say so once after failures. */
+static void commits_work(struct store *s)
+{
+    if (atomic_exchange(&s->commits_failing, false))
+        log_msg(LOG_WARN, "store_commits_recovered", "path=%s", s->path);
+}
+
 /* Insert every message of the batch in one transaction. 0 or -TC_ESTORE. */
 static int commit_batch(struct store *s, struct store_job *batch)
 {
@@ -988,6 +1002,7 @@ static int commit_batch(struct store *s, struct store_job *batch)
     rc = step_once(s->commit);
     if (rc != SQLITE_DONE)
         goto out_fail;
+    commits_work(s);
     if (s->metrics) {
         metrics_observe(&s->metrics->store_commit_seconds, util_mono_ns() - t0);
         atomic_fetch_add(&s->metrics->store_commits, 1);
@@ -1005,7 +1020,39 @@ out_fail:
     }
     if (s->metrics)
         atomic_fetch_add(&s->metrics->store_errors, 1);
+    atomic_store(&s->commits_failing, true);
     return -TC_ESTORE;
+}
+
+/* After a failed commit, with nothing queued: write the probe row. */
+static void probe_commits(struct store *s)
+{
+    if (step_once(s->begin) == SQLITE_DONE &&
+        sqlite3_bind_int64(s->probe, 1, util_now_ms()) == SQLITE_OK &&
+        step_once(s->probe) == SQLITE_DONE && step_once(s->commit) == SQLITE_DONE) {
+        commits_work(s);
+        return;
+    }
+    if (!sqlite3_get_autocommit(s->wdb))
+        step_once(s->rollback);
+}
+
+/* Wait for jobs (lock held); while commits fail, probe them every
+ * STORE_PROBE_MS meanwhile, so readiness comes back without traffic. */
+static void wait_for_jobs(struct store *s)
+{
+    while (!s->jobs.head && !s->stopping) {
+        if (!atomic_load(&s->commits_failing)) {
+            pthread_cond_wait(&s->cond, &s->lock);
+            continue;
+        }
+        util_cond_wait_ms(&s->cond, &s->lock, STORE_PROBE_MS);
+        if (s->jobs.head || s->stopping)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        probe_commits(s);
+        pthread_mutex_lock(&s->lock);
+    }
 }
 
 static void *writer_main(void *arg)
@@ -1014,8 +1061,7 @@ static void *writer_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        while (!s->jobs.head && !s->stopping)
-            pthread_cond_wait(&s->cond, &s->lock);
+        wait_for_jobs(s);
         if (!s->jobs.head) {
             /* stopping and drained */
             pthread_mutex_unlock(&s->lock);
@@ -1866,6 +1912,11 @@ int store_last_id(struct store *store, const char *room, uint64_t *out)
     return ret;
 }
 
+bool store_commits_failing(struct store *store)
+{
+    return store && atomic_load(&store->commits_failing);
+}
+
 bool store_is_ready(struct store *store)
 {
     if (!store || !atomic_load(&store->ready))
@@ -1885,6 +1936,29 @@ bool store_is_ready(struct store *store)
 /* ---------------------------------------------------------------- lifecycle */
 
 /* Open the read-write connection and set it up for a durable WAL log. */
+/* Hold an exclusive lock on the database file for as long as the store is
+ * open. Two processes on one database both acked the same ids, and one acked
+ * message silently went (INSERT OR IGNORE). flock, not SQLite's own POSIX
+ * locks, which other processes may share and which SQLite releases. */
+static int lock_database(struct store *s, char *err, size_t errlen)
+{
+    s->lock_fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        util_set_err(err, errlen, "cannot open %s: %s", s->path, strerror(errno));
+        return -TC_ESTORE;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    if (errno == EWOULDBLOCK)
+        util_set_err(err, errlen,
+                     "%s is in use by another turbochat process; one database serves one node"
+                     " (stop the other, or give this one its own --db)",
+                     s->path);
+    else
+        util_set_err(err, errlen, "cannot lock %s: %s", s->path, strerror(errno));
+    return -TC_ESTORE;
+}
+
 static int open_writer(struct store *s, char *err, size_t errlen)
 {
     int rc = sqlite3_open_v2(
@@ -2021,6 +2095,8 @@ static const struct {
     {offsetof(struct store, search_text),
      "SELECT ts, text FROM messages WHERE room = ?1 AND id = ?2 AND kind = 'message'"
      " AND deleted_by IS NULL"},
+    {offsetof(struct store, probe),
+     "INSERT INTO store_probe (id, ts) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET ts = ?1"},
     {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
     {offsetof(struct store, commit), "COMMIT"},
     {offsetof(struct store, rollback), "ROLLBACK"},
@@ -2072,15 +2148,17 @@ struct store *store_create(const char *path, const struct store_migration *migra
         return NULL;
     struct store *s = xcalloc(1, sizeof(*s));
     s->path = xstrdup(path);
+    s->lock_fd = -1;
     s->metrics = metrics;
     s->batch_max = batch_max;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    util_cond_init_monotonic(&s->cond);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
     publish_depth(s);
 
-    if (make_parent_dirs(path, err, errlen) != 0 || open_writer(s, err, errlen) != 0 ||
+    if (make_parent_dirs(path, err, errlen) != 0 || lock_database(s, err, errlen) != 0 ||
+        open_writer(s, err, errlen) != 0 ||
         run_migrations(s->wdb, refs, n_migrations, err, errlen) != 0 ||
         prepare_writer(s, err, errlen) != 0)
         goto out_free;
@@ -2137,6 +2215,8 @@ void store_free(struct store *store)
     pthread_mutex_destroy(&store->pool_lock);
     pthread_cond_destroy(&store->cond);
     pthread_mutex_destroy(&store->lock);
+    if (store->lock_fd >= 0)
+        close(store->lock_fd); /* and with it the lock */
     free(store->path);
     free(store);
 }

@@ -182,6 +182,10 @@ int store_unread(struct store *store, const char *room, const char *user, uint64
 /* Highest id stored for room, 0 when none; negative on error. */
 int store_last_id(struct store *store, const char *room, uint64_t *out);
 
+/* True from a failed commit until one succeeds (the writer tries a small
+ * write every second meanwhile): readiness says 503 then. */
+bool store_commits_failing(struct store *store);
+
 /* True once store_create succeeded and the database answers. */
 bool store_is_ready(struct store *store);
 
