@@ -256,22 +256,8 @@ static char *encode_object(cJSON *obj)
     return out;
 }
 
-static cJSON *rooms_array(const char *csv)
-{
-    cJSON *rooms = cJSON_CreateArray();
-    char *copy = xstrdup(csv), *save = NULL;
-    for (char *r = strtok_r(copy, ",", &save); r; r = strtok_r(NULL, ",", &save)) {
-        while (*r == ' ')
-            r++;
-        if (*r)
-            cJSON_AddItemToArray(rooms, cJSON_CreateString(r));
-    }
-    free(copy);
-    return rooms;
-}
-
-char *auth_mint(const char *secret, const char *user, const char *rooms_csv, const char *role,
-                int64_t exp)
+char *auth_mint(const char *secret, const char *user, char *const *rooms, size_t room_count,
+                const char *role, int64_t exp)
 {
     cJSON *header = cJSON_CreateObject();
     cJSON_AddStringToObject(header, "alg", "HS256");
@@ -279,8 +265,11 @@ char *auth_mint(const char *secret, const char *user, const char *rooms_csv, con
     cJSON *payload = cJSON_CreateObject();
     cJSON_AddStringToObject(payload, "sub", user);
     cJSON_AddNumberToObject(payload, "exp", (double)exp);
-    if (rooms_csv)
-        cJSON_AddItemToObject(payload, "rooms", rooms_array(rooms_csv));
+    if (rooms) {
+        cJSON *list = cJSON_AddArrayToObject(payload, "rooms");
+        for (size_t i = 0; i < room_count; i++)
+            cJSON_AddItemToArray(list, cJSON_CreateString(rooms[i]));
+    }
     if (role)
         cJSON_AddStringToObject(payload, "role", role);
     struct util_buf b;

@@ -44,9 +44,10 @@ char *auth_b64url_encode(const unsigned char *data, size_t len);
 /* Free what claims owns; accepts a zeroed struct. */
 void auth_claims_dispose(struct auth_claims *claims);
 
-/* A signed token for user with the comma-separated rooms (NULL: all rooms)
- * and the role claim (NULL: none) expiring at exp. The caller frees the result. */
-char *auth_mint(const char *secret, const char *user, const char *rooms_csv, const char *role,
-                int64_t exp);
+/* A signed token for user with the rooms claim of room_count names or
+ * prefixes (rooms NULL: no claim, all rooms) and the role claim (NULL: none),
+ * expiring at exp. The caller frees the result. */
+char *auth_mint(const char *secret, const char *user, char *const *rooms, size_t room_count,
+                const char *role, int64_t exp);
 
 #endif

@@ -589,6 +589,32 @@ static int for_each_item(const char *list, int (*fn)(const char *item, size_t le
     }
 }
 
+static int collect_item(const char *item, size_t len, void *arg)
+{
+    struct config_list *list = arg;
+    list->items = xrealloc(list->items, (list->count + 1) * sizeof(*list->items));
+    list->items[list->count++] = xstrndup(item, len);
+    return 0;
+}
+
+/* The items of a comma-separated list, by the rules its check applied
+ * (for_each_item): every list setting is split here and nowhere else. */
+static void split_list(const char *text, struct config_list *out)
+{
+    char why[WHY_MAX];
+    memset(out, 0, sizeof(*out));
+    if (text)
+        for_each_item(text, collect_item, out, why, sizeof(why));
+}
+
+static void list_dispose(struct config_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i]);
+    free(list->items);
+    memset(list, 0, sizeof(*list));
+}
+
 struct listen_walk {
     char *why;
     size_t whylen;
@@ -1775,6 +1801,8 @@ int config_load(struct config *cfg, int argc, char **argv, char **environ_vars, 
         apply(&ld, cl.values[i].idx, cl.values[i].value, (struct origin){LAYER_FLAG, NULL, 0});
 
     finish(&ld);
+    split_list(cfg->allowed_origins, &cfg->origins);
+    split_list(cfg->token_rooms, &cfg->token_room_list);
 
     if (cl.user) {
         check_user_command(&ld, &cl);
@@ -1813,6 +1841,8 @@ void config_dispose(struct config *cfg)
     }
     free(cfg->config_file);
     cfg->config_file = NULL;
+    list_dispose(&cfg->origins);
+    list_dispose(&cfg->token_room_list);
 }
 
 bool config_is_cluster(const struct config *cfg)

@@ -32,6 +32,13 @@ enum config_signup {
     CONFIG_SIGNUP_CLOSED,
 };
 
+/* A comma-separated setting, split once at load: each item without the
+ * blanks (spaces, tabs) around it. Empty items are refused at load. */
+struct config_list {
+    char **items;
+    size_t count;
+};
+
 struct config {
     /* operator interface */
     char *listen;               /* "8080", "127.0.0.1:8080", "8080,8443s" */
@@ -47,6 +54,7 @@ struct config {
     int signin_rate_limit;      /* failed sign-ins a minute per account and per address */
     char *auth_secret;          /* HS256 secret; NULL: no tokens of our own minting (secret) */
     char *allowed_origins;      /* comma-separated; NULL: the server's own origin */
+    struct config_list origins; /* allowed_origins, parsed */
     int threads;                /* CivetWeb worker threads: HTTP and upgrades only */
     int request_timeout_ms;     /* HTTP read/write timeout; a WebSocket frame's too */
     int ws_ping_ms;             /* idle time before the server pings a WebSocket */
@@ -91,10 +99,11 @@ struct config {
     int replay_ttl_s;     /* age limit of the replay window */
 
     /* subcommand "token" */
-    char *token_user;  /* --user */
-    char *token_rooms; /* --rooms */
-    char *token_role;  /* --role: "mod", "admin" or NULL */
-    int token_ttl_s;   /* --ttl */
+    char *token_user;                   /* --user */
+    char *token_rooms;                  /* --rooms */
+    struct config_list token_room_list; /* --rooms, parsed */
+    char *token_role;                   /* --role: "mod", "admin" or NULL */
+    int token_ttl_s;                    /* --ttl */
 
     /* subcommand "user" (borrowed from argv) */
     const char *user_action; /* add, passwd, disable, enable, list */

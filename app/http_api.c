@@ -132,22 +132,11 @@ static void method_not_allowed(struct mg_connection *mc, const char *allow)
 
 /* ---------------------------------------------------------------- origins */
 
-static bool origin_in_list(const char *origin, const char *list)
+static bool origin_in_list(const char *origin, const struct config_list *list)
 {
-    size_t len = strlen(origin);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        while (n > 0 && *p == ' ')
-            p++, n--;
-        while (n > 0 && p[n - 1] == ' ')
-            n--;
-        if ((n == 1 && *p == '*') || (n == len && strncmp(p, origin, n) == 0))
+    for (size_t i = 0; i < list->count; i++)
+        if (strcmp(list->items[i], "*") == 0 || strcmp(list->items[i], origin) == 0)
             return true;
-        if (!end)
-            break;
-        p = end + 1;
-    }
     return false;
 }
 
@@ -157,7 +146,7 @@ bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *
     if (!origin)
         return true;
     if (config->allowed_origins)
-        return origin_in_list(origin, config->allowed_origins);
+        return origin_in_list(origin, &config->origins);
     const char *host = mg_get_header(mc, "Host");
     const char *scheme_end = strstr(origin, "://");
     return host && scheme_end && strcmp(scheme_end + 3, host) == 0 &&

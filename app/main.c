@@ -195,8 +195,10 @@ static int serve(struct app *app)
 static int print_token(const struct config *config)
 {
     int64_t exp = util_now_ms() / 1000 + config->token_ttl_s;
-    char *token = auth_mint(config->auth_secret, config->token_user, config->token_rooms,
-                            config->token_role, exp);
+    const struct config_list *rooms = &config->token_room_list;
+    char *token =
+        auth_mint(config->auth_secret, config->token_user,
+                  config->token_rooms ? rooms->items : NULL, rooms->count, config->token_role, exp);
     printf("%s\n", token);
     free(token);
     return 0;

@@ -11,7 +11,7 @@
 
 static int test_round_trip(void)
 {
-    char *token = auth_mint(SECRET, "alice", "lobby, team-*", NULL, NOW + 60);
+    char *token = auth_mint(SECRET, "alice", (char *[]){"lobby", "team-*"}, 2, NULL, NOW + 60);
     struct auth_claims claims;
     const char *why = NULL;
     TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
@@ -25,7 +25,7 @@ static int test_round_trip(void)
     auth_claims_dispose(&claims);
     free(token);
 
-    token = auth_mint(SECRET, "bob", NULL, "mod", NOW + 60);
+    token = auth_mint(SECRET, "bob", NULL, 0, "mod", NOW + 60);
     TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
     TEST_ASSERT(claims.all_rooms);
     TEST_ASSERT(auth_room_allowed(&claims, "anything"));
@@ -34,18 +34,18 @@ static int test_round_trip(void)
     free(token);
 
     /* A mod moderates only the rooms its token allows; an admin every room. */
-    token = auth_mint(SECRET, "carol", "lobby", "mod", NOW + 60);
+    token = auth_mint(SECRET, "carol", (char *[]){"lobby"}, 1, "mod", NOW + 60);
     TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
     TEST_ASSERT(auth_is_moderator(&claims, "lobby"));
     TEST_ASSERT(!auth_is_moderator(&claims, "other"));
     auth_claims_dispose(&claims);
     free(token);
-    token = auth_mint(SECRET, "dave", "lobby", "admin", NOW + 60);
+    token = auth_mint(SECRET, "dave", (char *[]){"lobby"}, 1, "admin", NOW + 60);
     TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
     TEST_ASSERT(auth_is_moderator(&claims, "other"));
     auth_claims_dispose(&claims);
     free(token);
-    token = auth_mint(SECRET, "erin", NULL, NULL, NOW + 60);
+    token = auth_mint(SECRET, "erin", NULL, 0, NULL, NOW + 60);
     TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
     TEST_ASSERT(!auth_is_moderator(&claims, "lobby"));
     auth_claims_dispose(&claims);
@@ -65,7 +65,7 @@ static int expect_refused(const char *secret, const char *token, const char *exp
 
 static int test_refusals(void)
 {
-    char *token = auth_mint(SECRET, "alice", NULL, NULL, NOW + 60);
+    char *token = auth_mint(SECRET, "alice", NULL, 0, NULL, NOW + 60);
     TEST_ASSERT(!expect_refused("other-secret", token, "the token's signature is not valid"));
     char *tampered = strdup(token);
     tampered[strlen(tampered) - 2] ^= 1;
@@ -73,11 +73,11 @@ static int test_refusals(void)
     free(tampered);
     free(token);
 
-    token = auth_mint(SECRET, "alice", NULL, NULL, NOW - 1);
+    token = auth_mint(SECRET, "alice", NULL, 0, NULL, NOW - 1);
     TEST_ASSERT(!expect_refused(SECRET, token, "the token has expired"));
     free(token);
 
-    token = auth_mint(SECRET, "frank", NULL, "owner", NOW + 60);
+    token = auth_mint(SECRET, "frank", NULL, 0, "owner", NOW + 60);
     TEST_ASSERT(
         !expect_refused(SECRET, token, "the token's role claim must be \"mod\" or \"admin\""));
     free(token);

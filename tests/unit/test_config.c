@@ -719,6 +719,26 @@ IN_TMPDIR(test_token)
     TEST_ASSERT_STR(cfg->token_rooms, "general,team-*");
     TEST_ASSERT_INT(cfg->token_ttl_s, 7200);
 
+    /* Lists are split once, here, with the blanks around each item gone:
+     * `--rooms 'team-* , lobby'` used to mint the claim "team-* ". */
+    RELOAD(cfg);
+    LOAD_OK(cfg, ARGS("token", "--user", "alice", "--rooms", "team-* , lobby\t,\tx"), secret,
+            CONFIG_CMD_TOKEN);
+    TEST_ASSERT_INT(cfg->token_room_list.count, 3);
+    TEST_ASSERT_STR(cfg->token_room_list.items[0], "team-*");
+    TEST_ASSERT_STR(cfg->token_room_list.items[1], "lobby");
+    TEST_ASSERT_STR(cfg->token_room_list.items[2], "x");
+    RELOAD(cfg);
+    const char *const origins[] = {
+        "TURBOCHAT_ALLOWED_ORIGINS= https://a.example ,\thttp://b.example", NULL};
+    LOAD_OK(cfg, NONE, origins, CONFIG_CMD_SERVE);
+    TEST_ASSERT_INT(cfg->origins.count, 2);
+    TEST_ASSERT_STR(cfg->origins.items[0], "https://a.example");
+    TEST_ASSERT_STR(cfg->origins.items[1], "http://b.example");
+    RELOAD(cfg);
+    LOAD_FAILS(cfg, ARGS("token", "--user", "alice", "--rooms", "lobby, ,x"), secret);
+    ERR_HAS("empty entry");
+
     RELOAD(cfg);
     LOAD_OK(cfg, ARGS("token", "--user=bob"), secret, CONFIG_CMD_TOKEN);
     TEST_ASSERT_INT(cfg->token_ttl_s, 86400);
