@@ -84,6 +84,7 @@ static int check_host(const char *value, char *why, size_t whylen);
 static int check_redis_url(const char *value, char *why, size_t whylen);
 static int check_user(const char *value, char *why, size_t whylen);
 static int check_rooms(const char *value, char *why, size_t whylen);
+static int check_addresses(const char *value, char *why, size_t whylen);
 static int check_role(const char *value, char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct config, f)
@@ -158,6 +159,9 @@ static const struct config_option options[] = {
                "HS256 token secret; set: auth on, unset: auth off"),
     STRING_OPT("allowed_origins", "TURBOCHAT_ALLOWED_ORIGINS", NULL, NULL, allowed_origins,
                check_origins, "browser origins allowed, comma-separated; unset: own origin"),
+    STRING_OPT("trusted_proxies", "TURBOCHAT_TRUSTED_PROXIES", NULL, NULL, trusted_proxies,
+               check_addresses,
+               "addresses of proxies (e.g. nginx) whose X-Forwarded-For names the client"),
     INT_OPT("threads", "TURBOCHAT_THREADS", "32", 8, 4096, threads,
             "HTTP worker threads (WebSockets leave them after the upgrade)"),
     DURATION_OPT("request_timeout_ms", "TURBOCHAT_REQUEST_TIMEOUT_MS", OPT_DURATION_MS, "10000",
@@ -778,6 +782,27 @@ static int check_rooms(const char *value, char *why, size_t whylen)
 {
     struct item_check c = {why, whylen};
     return for_each_item(value, room_item, &c, why, whylen);
+}
+
+static int address_item(const char *item, size_t len, void *arg)
+{
+    struct item_check *c = arg;
+    char text[INET6_ADDRSTRLEN];
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (len < sizeof(text)) {
+        memcpy(text, item, len);
+        text[len] = '\0';
+        if (inet_pton(AF_INET, text, bin) == 1 || inet_pton(AF_INET6, text, bin) == 1)
+            return 0;
+    }
+    snprintf(c->why, c->whylen, "'%.*s': not an IPv4 or IPv6 address", (int)len, item);
+    return -1;
+}
+
+static int check_addresses(const char *value, char *why, size_t whylen)
+{
+    struct item_check c = {why, whylen};
+    return for_each_item(value, address_item, &c, why, whylen);
 }
 
 static int check_role(const char *value, char *why, size_t whylen)
@@ -1802,6 +1827,7 @@ int config_load(struct config *cfg, int argc, char **argv, char **environ_vars, 
 
     finish(&ld);
     split_list(cfg->allowed_origins, &cfg->origins);
+    split_list(cfg->trusted_proxies, &cfg->proxies);
     split_list(cfg->token_rooms, &cfg->token_room_list);
 
     if (cl.user) {
@@ -1842,6 +1868,7 @@ void config_dispose(struct config *cfg)
     free(cfg->config_file);
     cfg->config_file = NULL;
     list_dispose(&cfg->origins);
+    list_dispose(&cfg->proxies);
     list_dispose(&cfg->token_room_list);
 }
 

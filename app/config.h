@@ -55,6 +55,8 @@ struct config {
     char *auth_secret;          /* HS256 secret; NULL: no tokens of our own minting (secret) */
     char *allowed_origins;      /* comma-separated; NULL: the server's own origin */
     struct config_list origins; /* allowed_origins, parsed */
+    char *trusted_proxies;      /* comma-separated addresses whose X-Forwarded-For counts */
+    struct config_list proxies; /* trusted_proxies, parsed */
     int threads;                /* CivetWeb worker threads: HTTP and upgrades only */
     int request_timeout_ms;     /* HTTP read/write timeout; a WebSocket frame's too */
     int ws_ping_ms;             /* idle time before the server pings a WebSocket */

@@ -107,11 +107,12 @@ static void sign_up_or_in(struct accounts *accounts, const struct config *config
     struct chat_refusal refusal;
     int retry_s = 0;
     int rc = -1;
+    char address[API_ADDRESS_MAX];
+    api_client_address(mc, config, address, sizeof(address));
     if (!bad)
         rc = signup
                  ? accounts_signup(accounts, name, password, invite, &grant, &refusal)
-                 : accounts_signin(accounts, name, password, mg_get_request_info(mc)->remote_addr,
-                                   &grant, &refusal, &retry_s);
+                 : accounts_signin(accounts, name, password, address, &grant, &refusal, &retry_s);
     cJSON_Delete(body);
     if (bad)
         return;

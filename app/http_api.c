@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "http_api.h"
 
+#include <arpa/inet.h>
+
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -138,6 +140,52 @@ static bool origin_in_list(const char *origin, const struct config_list *list)
         if (strcmp(list->items[i], "*") == 0 || strcmp(list->items[i], origin) == 0)
             return true;
     return false;
+}
+
+static bool in_list(const struct config_list *list, const char *item, size_t len)
+{
+    for (size_t i = 0; i < list->count; i++)
+        if (strlen(list->items[i]) == len && strncmp(list->items[i], item, len) == 0)
+            return true;
+    return false;
+}
+
+/* The rightmost address of the X-Forwarded-For list that is not a trusted
+ * proxy's, into out when it is an address; false otherwise. */
+static bool forwarded_for(const char *header, const struct config_list *proxies, char *out,
+                          size_t outlen)
+{
+    for (size_t end = strlen(header); end > 0;) {
+        size_t start = end;
+        while (start > 0 && header[start - 1] != ',')
+            start--;
+        size_t a = start, b = end;
+        while (a < b && (header[a] == ' ' || header[a] == '\t'))
+            a++;
+        while (b > a && (header[b - 1] == ' ' || header[b - 1] == '\t'))
+            b--;
+        if (!in_list(proxies, header + a, b - a)) {
+            unsigned char bin[sizeof(struct in6_addr)];
+            if (b - a >= outlen)
+                return false;
+            memcpy(out, header + a, b - a);
+            out[b - a] = '\0';
+            return inet_pton(AF_INET, out, bin) == 1 || inet_pton(AF_INET6, out, bin) == 1;
+        }
+        end = start > 0 ? start - 1 : 0;
+    }
+    return false;
+}
+
+void api_client_address(const struct mg_connection *mc, const struct config *config, char *out,
+                        size_t outlen)
+{
+    const char *peer = mg_get_request_info(mc)->remote_addr;
+    const char *header = mg_get_header(mc, "X-Forwarded-For");
+    if (header && in_list(&config->proxies, peer, strlen(peer)) &&
+        forwarded_for(header, &config->proxies, out, outlen))
+        return;
+    snprintf(out, outlen, "%s", peer);
 }
 
 bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *config)
@@ -543,7 +591,9 @@ static struct chat_msg *begin_write(struct api *api, struct mg_connection *mc, c
         return NULL;
     if (!read_writer(mc, *body, claims, &user, &ref))
         goto out_fail;
-    if (!budgets_take(api->budgets, user, mg_get_request_info(mc)->remote_addr, util_mono_ns())) {
+    char address[API_ADDRESS_MAX];
+    api_client_address(mc, api->config, address, sizeof(address));
+    if (!budgets_take(api->budgets, user, address, util_mono_ns())) {
         atomic_fetch_add(&api->metrics->rate_limited, 1);
         api_send_error(mc, PROTO_ERR_RATE_LIMITED, "too many messages; slow down");
         goto out_fail;

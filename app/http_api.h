@@ -38,6 +38,14 @@ void api_register(struct api *api, struct mg_context *ctx);
  * origin (the Host header). Worker thread. */
 bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *config);
 
+#define API_ADDRESS_MAX 48 /* an IPv6 address and its NUL */
+
+/* The client's address: the peer's, or, when the peer is one of
+ * trusted_proxies, the rightmost address of X-Forwarded-For that is not a
+ * trusted proxy's. Worker thread. */
+void api_client_address(const struct mg_connection *mc, const struct config *config, char *out,
+                        size_t outlen);
+
 /* Send {"error":{"code","message"}} with status. Worker thread. */
 void api_send_error(struct mg_connection *mc, enum proto_error err, const char *message);
 /* The same with extra header lines (each ending in CRLF), e.g. Retry-After. */

@@ -664,7 +664,8 @@ static int refuse_upgrade(const struct mg_connection *mc, const char *why)
 static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
 {
     struct ws *ws = cbdata;
-    const char *ip = mg_get_request_info(mc)->remote_addr;
+    char ip[API_ADDRESS_MAX];
+    api_client_address(mc, ws->config, ip, sizeof(ip));
     if (atomic_load(&ws->refusing))
         return refuse_upgrade(mc, "the server is shutting down");
     if (!api_origin_is_allowed(mc, ws->config)) {
@@ -689,7 +690,8 @@ static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
 static void ws_on_ready(struct mg_connection *mc, void *cbdata)
 {
     struct ws *ws = cbdata;
-    const char *ip = mg_get_request_info(mc)->remote_addr;
+    char ip[API_ADDRESS_MAX];
+    api_client_address(mc, ws->config, ip, sizeof(ip));
     struct mg_detached_websocket detached;
     mg_set_user_connection_data(mc, NULL);
     if (mg_websocket_detach(mc, &detached) < 0) {
@@ -734,8 +736,11 @@ void ws_register(struct ws *ws, struct mg_context *ctx)
 
 void ws_connection_closed(struct ws *ws, const struct mg_connection *mc)
 {
-    if (mg_get_user_connection_data(mc) == ws)
-        loops_unadmit(ws->loops, mg_get_request_info(mc)->remote_addr);
+    char ip[API_ADDRESS_MAX];
+    if (mg_get_user_connection_data(mc) != ws)
+        return;
+    api_client_address(mc, ws->config, ip, sizeof(ip));
+    loops_unadmit(ws->loops, ip);
 }
 
 void ws_refuse_new(struct ws *ws)
