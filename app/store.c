@@ -32,7 +32,10 @@
 #include "proto.h"
 #include "util.h"
 
-#define STORE_READERS_MAX 8        /* read-only connections in the pool */
+#define STORE_READERS_MAX 8 /* read-only connections in the pool */
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
+#define STORE_SANCTIONS_MAX_SQL STORE_STR(STORE_SANCTIONS_MAX)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* wait for a lock held by another process */
 #define STORE_VERSION_DIGITS 9     /* at most this many digits in "NNNN_" */
 
@@ -71,6 +74,9 @@ enum reader_stmt {
     RS_ROOMS,
     RS_LAST_ID,
     RS_PING,
+    RS_SANCTION,
+    RS_SANCTIONS,
+    RS_OWNER,
     RS_COUNT,
 };
 
@@ -148,6 +154,13 @@ static const char *const reader_sql[RS_COUNT] = {
                  " WHERE r.name IS NOT NULL AND r.name NOT LIKE '.%'",
     [RS_LAST_ID] = "SELECT MAX(id) FROM messages WHERE room = ?1",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
+    [RS_SANCTION] = "SELECT muted, banned FROM room_sanctions WHERE room = ?1 AND user_key = ?2",
+    [RS_SANCTIONS] = "SELECT user, muted, mute_by, mute_ts, banned, ban_by, ban_ts FROM"
+                     " room_sanctions WHERE room = ?1 AND (muted OR banned) ORDER BY user_key"
+                     " LIMIT " STORE_SANCTIONS_MAX_SQL,
+    [RS_OWNER] = "SELECT 1 FROM rooms WHERE name = ?1 AND private = 0 AND lower(creator) = ?2"
+                 " UNION ALL SELECT 1 FROM room_members WHERE room = ?1 AND user_key = ?2"
+                 " AND present = 1 AND role = 'owner'",
 };
 
 /* One read-only connection of the pool; used by one thread at a time. */
@@ -187,6 +200,8 @@ struct store {
     sqlite3_stmt *read;         /* a read event */
     sqlite3_stmt *mention;      /* who a message mentions */
     sqlite3_stmt *unmention;    /* a deleted message mentions nobody */
+    sqlite3_stmt *mute;         /* a mute or unmute event */
+    sqlite3_stmt *ban;          /* a ban or unban event */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -728,6 +743,28 @@ static int apply_read(struct store *s, const struct chat_msg *ev, const cJSON *r
     return step_once(st);
 }
 
+/* A mute, unmute, ban or unban: the record's member, as the highest event
+ * id of its kind decides. */
+static int apply_sanction(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const char *name = json_string(rec, "member");
+    if (!name)
+        return SQLITE_DONE;
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(name, key, sizeof(key));
+    bool mute = ev->kind == CHAT_MUTE || ev->kind == CHAT_UNMUTE;
+    sqlite3_stmt *st = mute ? s->mute : s->ban;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 4, ev->kind == CHAT_MUTE || ev->kind == CHAT_BAN) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, id_param(ev->id)) != SQLITE_OK ||
+        sqlite3_bind_text(st, 6, ev->user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 7, ev->ts) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(st);
+}
+
 /* Record whom message msg mentions, for the unread mention counts. */
 static int record_mentions(struct store *s, const struct chat_msg *msg)
 {
@@ -779,6 +816,12 @@ static int apply_account_event(struct store *s, const struct chat_msg *ev)
         break;
     case CHAT_READ:
         rc = apply_read(s, ev, rec);
+        break;
+    case CHAT_MUTE:
+    case CHAT_UNMUTE:
+    case CHAT_BAN:
+    case CHAT_UNBAN:
+        rc = apply_sanction(s, ev, rec);
         break;
     default:
         break;
@@ -1720,6 +1763,81 @@ int store_last_id(struct store *store, const char *room, uint64_t *out)
     return ret;
 }
 
+/* ---------------------------------------------------------------- moderation */
+
+int store_sanction(struct store *store, const char *room, const char *user,
+                   struct store_sanction *out)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(user, key, sizeof(key));
+    *out = (struct store_sanction){false, false};
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_SANCTION];
+    int rc = first_row(st, room, key);
+    if (rc == SQLITE_ROW) {
+        out->muted = sqlite3_column_int(st, 0) != 0;
+        out->banned = sqlite3_column_int(st, 1) != 0;
+    }
+    int ret = reader_done(store, r, st, "sanction", rc);
+    return ret == -ENOENT ? 0 : ret;
+}
+
+int store_list_sanctions(struct store *store, const char *room, struct store_sanction_row **out,
+                         size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_SANCTIONS];
+    size_t cap = 0;
+    int rc = first_row(st, room, NULL);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        UTIL_GROW(*out, *count, cap);
+        (*out)[(*count)++] = (struct store_sanction_row){
+            .user = column_text_or_null(st, 0),
+            .muted = sqlite3_column_int(st, 1) != 0,
+            .mute_by = column_text_or_null(st, 2),
+            .mute_ts = sqlite3_column_int64(st, 3),
+            .banned = sqlite3_column_int(st, 4) != 0,
+            .ban_by = column_text_or_null(st, 5),
+            .ban_ts = sqlite3_column_int64(st, 6),
+        };
+    }
+    int ret = reader_done(store, r, st, "sanctions", rc == SQLITE_DONE ? SQLITE_ROW : rc);
+    if (ret < 0) {
+        store_free_sanctions(*out, *count);
+        *out = NULL;
+        *count = 0;
+    }
+    return ret;
+}
+
+void store_free_sanctions(struct store_sanction_row *rows, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(rows[i].user);
+        free(rows[i].mute_by);
+        free(rows[i].ban_by);
+    }
+    free(rows);
+}
+
+int store_is_room_owner(struct store *store, const char *room, const char *user)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(user, key, sizeof(key));
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_OWNER];
+    int ret = reader_done(store, r, st, "owner", first_row(st, room, key));
+    return ret == 0 ? 1 : ret == -ENOENT ? 0 : ret;
+}
+
 bool store_is_ready(struct store *store)
 {
     if (!store || !atomic_load(&store->ready))
@@ -1873,6 +1991,17 @@ static int prepare_writer(struct store *s, char *err, size_t errlen)
          "INSERT OR IGNORE INTO message_mentions (room, user_key, id) VALUES (?1, ?2, ?3)"},
         {offsetof(struct store, unmention),
          "DELETE FROM message_mentions WHERE room = ?1 AND id = ?2"},
+        {offsetof(struct store, mute),
+         "INSERT INTO room_sanctions (room, user_key, user, muted, mute_id, mute_by, mute_ts)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room, user_key) DO UPDATE SET"
+         " user = excluded.user, muted = excluded.muted, mute_id = excluded.mute_id,"
+         " mute_by = excluded.mute_by, mute_ts = excluded.mute_ts"
+         " WHERE excluded.mute_id > mute_id"},
+        {offsetof(struct store, ban),
+         "INSERT INTO room_sanctions (room, user_key, user, banned, ban_id, ban_by, ban_ts)"
+         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room, user_key) DO UPDATE SET"
+         " user = excluded.user, banned = excluded.banned, ban_id = excluded.ban_id,"
+         " ban_by = excluded.ban_by, ban_ts = excluded.ban_ts WHERE excluded.ban_id > ban_id"},
         {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
         {offsetof(struct store, commit), "COMMIT"},
         {offsetof(struct store, rollback), "ROLLBACK"},
@@ -1981,7 +2110,7 @@ void store_free(struct store *store)
         store->rollback,    store->claim,       store->account,     store->session,
         store->signout,     store->signout_all, store->invite,      store->room,
         store->member,      store->close_room,  store->read,        store->mention,
-        store->unmention,
+        store->unmention,   store->mute,        store->ban,
     };
     for (size_t i = 0; i < ARRAY_LEN(writer_stmts); i++)
         sqlite3_finalize(writer_stmts[i]);
