@@ -270,7 +270,11 @@ static void on_join(struct ws_session *s, const cJSON *frame)
         }
         since = (uint64_t)v;
     }
-    struct hub_read_state read = {0, 0, 0};
+    struct hub_read_state read = {0, 0, 0, false};
+    enum proto_error err;
+    char why[PROTO_ROOM_MAX * 4 + 64];
+    read.muted =
+        !rooms_may_act(s->ws->rooms, room, s->user, &s->claims, true, &err, why, sizeof(why));
     if (s->ws->accounts)
         store_unread(s->ws->store, room, s->user, &read.last_read, &read.unread, &read.mentions);
     int rc = hub_join(s->ws->hub, s->hc, room, has_since ? &since : NULL, &read);

@@ -111,7 +111,8 @@ describe('moderation under auth = token', () => {
         const hist = await api(srv.url, `/api/rooms/${enc(room)}/messages`, { headers: bearer(tok.bob) });
         assert.equal(hist.status, 200, hist.text);
         await bob.leave(room);
-        await bob.join(room);
+        const rejoined = await bob.join(room);
+        assert.equal(rejoined.muted, true, `joined says the joiner is muted: ${JSON.stringify(rejoined)}`);
         // Another user is not muted.
         assert.equal((await wsSend(carol, room, 'carol speaks')).type, 'ack');
 
@@ -123,6 +124,8 @@ describe('moderation under auth = token', () => {
 
         assertSanctionEvent(await sanction(srv.url, bearer(tok.mod), room, 'mutes', 'bob', false), { room, kind: 'unmute', user: 'maude', member: 'bob' }, 'unmute bob');
         const ok = await wsSend(bob, room, 'after the unmute');
+        await bob.leave(room);
+        assert.equal((await bob.join(room)).muted, false, 'joined after the unmute');
         assert.equal(ok.type, 'ack', `send after the unmute: ${JSON.stringify(ok)}`);
         const r = await restPost(srv.url, room, { text: 'rest after the unmute' }, bearer(tok.bob));
         assert.equal(r.status, 201, r.text);
