@@ -14,6 +14,7 @@
 
 import * as api from './api.js';
 import { Connection, socketUrl } from './connection.js';
+import * as moderation from './moderation.js';
 import { quoteOf } from './render.js';
 import { saved } from './storage.js';
 import { Store } from './store.js';
@@ -139,6 +140,7 @@ function openRoomFromHash() {
   const name = roomFromHash();
   if (!name) {
     store.setCurrent(null);
+    moderation.roomShown(null);
     view.setComposerText('');
     return;
   }
@@ -152,6 +154,7 @@ function openRoomFromHash() {
   if (store.editing && store.editing.room !== name) store.stopEdit();
   store.enter(name);
   store.setCurrent(name);
+  moderation.roomShown(name);
   view.setComposerText(drafts[name] || '');
   view.composerError('');
   const room = store.room(name);
@@ -173,6 +176,7 @@ function onJoined(frame) {
   joinSince.delete(frame.room);
   const room = store.joined(frame);
   if (!room) return;
+  moderation.setMuted(room.name, frame.muted === true);
   if (room.historyError) store.setHistoryState(room.name, { historyError: '' }); /* e.g. a refused join */
   if (since === null || frame.recovered === false) {
     store.resetMessages(room.name);
@@ -615,7 +619,10 @@ function onMessage(frame) {
 function onError(frame) {
   if (!connection.ready && ['bad_request', 'unauthorized'].includes(frame.code)) return; /* hello refused: see 'refused' */
   if (frame.ref === READ_REF) return; /* the badge is corrected by the next GET /api/rooms */
-  const text = humanError(frame);
+  /* a mute or ban: the server's words name it and the room */
+  const sanctioned = frame.code === 'forbidden' && /^you are (muted|banned)/i.test(frame.message || '');
+  const text = sanctioned ? frame.message : humanError(frame);
+  if (sanctioned && frame.room && /^you are muted/i.test(frame.message)) moderation.setMuted(frame.room, true);
   const pendingRoom = frame.ref ? store.findPendingRoom(frame.ref) : null;
   const changeRoom = frame.ref ? store.findChangeRoom(frame.ref) : null;
   if (pendingRoom) {
@@ -629,7 +636,7 @@ function onError(frame) {
   } else if (changeRoom) {
     const kind = store.room(changeRoom).ourChanges.get(frame.ref).kind;
     store.changeFailed(changeRoom, frame.ref,
-      CHANGE_ERROR_TEXT[`${kind}:${frame.code}`] || CHANGE_ERROR_TEXT[frame.code] || text);
+      sanctioned ? text : CHANGE_ERROR_TEXT[`${kind}:${frame.code}`] || CHANGE_ERROR_TEXT[frame.code] || text);
   } else if (frame.code === 'not_joined' && store.room(frame.room)) {
     joinSince.delete(frame.room);
     join(store.room(frame.room));
@@ -666,7 +673,11 @@ function joinRefused(name, text, code = '') {
 const FRAME_HANDLERS = {
   joined: onJoined,
   message: onMessage,
-  update: (frame) => (['edit', 'delete', 'react', 'unreact'].includes(frame.kind) ? store.update(frame) : roomEvent(frame)),
+  update: (frame) => {
+    if (['edit', 'delete', 'react', 'unreact'].includes(frame.kind)) return store.update(frame);
+    if (moderation.isModerationKind(frame.kind)) moderation.onEvent(frame);
+    return roomEvent(frame);
+  },
   left: onLeft,
   read: (frame) => {
     if (frame.room && frame.id > 0) store.readTo(frame.room, frame.id); /* another device of the account read */
@@ -997,11 +1008,13 @@ function dropRoom(name) {
   openRoomFromHash();
 }
 
-/* The server took us out of a room: removed by an owner, or closed. */
+/* The server took us out of a room: removed by an owner, banned by a
+ * moderator, or closed. */
 function onLeft(frame) {
   if (!frame.reason || !store.room(frame.room)) return; /* the answer to our own leave */
   const label = store.label(frame.room);
-  view.showBanner(frame.reason === 'closed' ? `${label} was closed by an admin.` : `You were removed from ${label}.`);
+  const why = { closed: `${label} was closed by an admin.`, banned: `You were banned from ${label}.` };
+  view.showBanner(why[frame.reason] || `You were removed from ${label}.`);
   dropRoom(frame.room);
 }
 
@@ -1152,6 +1165,13 @@ async function start() {
   connection.addEventListener('welcome', onWelcome);
   connection.addEventListener('frame', onFrame);
   connection.addEventListener('refused', onRefused);
+  moderation.init({
+    current: () => store.current,
+    me: () => store.me,
+    label: (name) => store.label(name),
+    online: (name) => [...(store.room(name)?.members || [])],
+    signInAgainOn,
+  });
   view.bindActions({
     join: (name) => {
       const problem = roomNameProblem(name);
