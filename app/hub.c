@@ -735,7 +735,8 @@ static void send_away(struct hub *hub, struct hub_room *room, const char *user, 
         struct membership *m = room->members[i];
         if (user && (!m->hc->user || strcasecmp(m->hc->user, user) != 0))
             continue;
-        if (user && m->hc->claims && m->hc->claims->role == AUTH_ROLE_ADMIN)
+        if (strcmp(reason, "banned") == 0 && m->hc->claims &&
+            m->hc->claims->role == AUTH_ROLE_ADMIN)
             continue;
         conn_send(m->hc->conn, f);
         bool last = room->member_count == 1;

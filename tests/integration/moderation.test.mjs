@@ -182,10 +182,17 @@ describe('moderation under auth = token', () => {
         assertSanctionEvent(await sanction(srv.url, bearer(tok.mod), team, 'mutes', 'ada'), { room: team, kind: 'mute', user: 'maude', member: 'ada' }, 'mute the name ada');
         const ada = await client('admin', [team]);
         assert.equal((await wsSend(ada, team, 'admins speak')).type, 'ack');
+        // A ban of the name neither takes the admin's connection out nor keeps it from joining.
+        assertSanctionEvent(await sanction(srv.url, bearer(tok.mod), team, 'bans', 'ada'), { room: team, kind: 'ban', user: 'maude', member: 'ada' }, 'ban the name ada');
+        await ada.next((x) => x.type === 'update' && x.kind === 'ban' && x.member === 'ada');
+        assert.equal((await wsSend(ada, team, 'still here')).type, 'ack', 'the admin stays in the room');
+        assert.equal(ada.frames.filter((f) => f.type === 'left').length, 0, 'no left for the admin');
+        const ada2 = await client('admin', [team]);
         ada.terminate();
+        ada2.terminate();
         // Nothing was published by the refusals.
         const kinds = (await allEvents(srv.url, team, bearer(tok.admin))).filter((e) => e.type === 'update').map((e) => `${e.kind}:${e.member}`);
-        assert.deepEqual(kinds, ['mute:ada'], `only the allowed mute is in the log: ${kinds}`);
+        assert.deepEqual(kinds, ['mute:ada', 'ban:ada'], `only the allowed changes are in the log: ${kinds}`);
     }));
 
     it('validation: bad room, bad user, wrong method, no user; the token must allow the room', T, withLogs(async () => {
