@@ -13,9 +13,10 @@
 // moderation-note above the composer.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { mintToken } from '../lib/lifecycle.mjs';
 import { startServer, stopAll } from '../lib/server.mjs';
-import { SERVER_ARGS, accountsServerEnv, assertClean, launchBrowser, openAccount, screenshot, send, waitForTexts,
-    waitJoined } from './helpers.mjs';
+import { SERVER_ARGS, accountsServerEnv, assertClean, launchBrowser, openAccount, openPage, screenshot, send,
+    waitForTexts, waitJoined, waitOnline } from './helpers.mjs';
 
 let server;
 let browser;
@@ -106,4 +107,36 @@ test('a moderator mutes and bans through the UI, the other page shows it, and bo
     await waitJoined(b, 'general');
     await send(b, 'back after the ban');
     await waitForTexts(a, ['back after the ban']);
+});
+
+// With auth = token: a token of role mod gets the Moderation button, a plain
+// token does not (the page never asks the server); the mod bans through the
+// people online, and the other page shows the ban.
+test('auth = token: a mod token moderates, a plain one does not', { timeout: 120000 }, async () => {
+    const secret = 'moderation-browser-secret-0123456789';
+    const tokenServer = await startServer({ env: { TURBOCHAT_AUTH_SECRET: secret, TURBOCHAT_RATE_LIMIT: '10000',
+        TURBOCHAT_RATE_BURST: '10000' }, args: SERVER_ARGS });
+    async function signInWith(token, label) {
+        const opened_ = await openPage(browser, tokenServer, { room: 'team-a' });
+        opened.push({ ...opened_, label });
+        const { page } = opened_;
+        page.asked = [];
+        page.on('request', (r) => { if (r.url().includes('/moderation')) page.asked.push(r.url()); });
+        await page.locator('[data-testid=name-dialog][data-mode=token]').waitFor();
+        await page.locator('[data-testid=token-input]').fill(token);
+        await page.locator('[data-testid=token-input]').press('Enter');
+        await waitOnline(page);
+        await waitJoined(page, 'team-a');
+        return page;
+    }
+    const dora = await signInWith(mintToken(secret, { user: 'dora' }), 'dora');
+    const mo = await signInWith(mintToken(secret, { user: 'mo', rooms: 'team-*', role: 'mod' }), 'mo');
+    await mo.locator('[data-testid=moderation-open]').waitFor();
+    await mo.locator('[data-testid=moderation-open]').click();
+    await mo.locator('[data-testid=moderation-person][data-user=dora] [data-testid=person-ban]').click();
+    await confirmWithKeyboard(mo, 'dora was banned');
+    await dora.locator('[data-testid=banner]', { hasText: 'You were banned from #team-a.' }).waitFor();
+    assert.equal(await dora.locator('[data-testid=moderation-open]').isVisible(), false, 'no button for a plain token');
+    assert.deepEqual(dora.asked, [], 'a plain token never asks for the moderation list');
+    assert.ok(mo.asked.length > 0, 'the mod token asks');
 });

@@ -72,10 +72,25 @@ const refusedRooms = new Map(); /* room -> why the server refused our join, unti
 const drafts = saved.drafts();
 let lastTypingSent = 0;
 let accounts = false;    /* the server runs auth = accounts */
+let authMode = '';       /* what GET /api/auth/mode said: 'off'|'token'|'accounts'|'legacy' */
 let signupMode = 'open'; /* accounts: 'open'|'invite'|'closed' */
 let signedOut = false;   /* accounts: the sign-in page is up */
 let sessionToken = '';   /* accounts: this page's session token, in memory only (the cookie outlives it) */
 const reads = new Map(); /* accounts: room -> {sent, want, at, timer} of read frames */
+
+/* Whether this person can be a moderator at all: nobody is under auth =
+ * off; with a token, only one with a role claim (mod or admin). The server
+ * decides per room. */
+function mayModerate() {
+  if (authMode === 'off' || authMode === '') return false;
+  if (accounts || !token) return accounts;
+  try {
+    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    return payload.role === 'mod' || payload.role === 'admin';
+  } catch {
+    return false;
+  }
+}
 
 function helloFrame() {
   const frame = { type: 'hello' };
@@ -598,6 +613,7 @@ function onWelcome({ detail }) {
     paint();
   }
   showIdentity();
+  moderation.roomShown(store.current); /* who we are is known now */
   /* the room on screen first: with more rooms than the server allows, the
    * ones refused are the others */
   const rooms = [...store.rooms.values()].sort((a, b) => (b.name === store.current) - (a.name === store.current));
@@ -1170,6 +1186,7 @@ async function start() {
     me: () => store.me,
     label: (name) => store.label(name),
     online: (name) => [...(store.room(name)?.members || [])],
+    mayModerate,
     signInAgainOn,
   });
   view.bindActions({
@@ -1226,6 +1243,7 @@ async function start() {
   view.renderNotify(notifyState());
 
   const mode = await detectMode();
+  authMode = mode.auth;
   if (mode.auth === 'accounts') {
     await startAccounts(mode);
     return;

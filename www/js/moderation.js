@@ -16,7 +16,7 @@ const KIND_TEXT = {
   unban: 'was unbanned by',
 };
 
-let ctx = null;            /* {current(), me(), label(name), online(name): names, signInAgainOn(error)} */
+let ctx = null;            /* {current(), me(), label(name), online(name): names, mayModerate(), signInAgainOn(error)} */
 const moderated = new Map(); /* room -> {muted, banned} lists while we moderate it */
 const mutedIn = new Set();   /* rooms where this person is muted */
 const notes = new Map();     /* room -> the text of its last moderation event */
@@ -105,7 +105,7 @@ function paintDialog() {
 
 /* Asks the server whether we moderate room (and what is in place there). */
 async function refresh(room) {
-  if (!room) return;
+  if (!room || !ctx.mayModerate()) return;
   try {
     moderated.set(room, await api.moderation(room));
   } catch (error) {
@@ -180,7 +180,8 @@ function onDialogClick(event) {
 
 /* --- the module --- */
 
-/* context: {current(), me(), label(name), online(name), signInAgainOn(error)}. */
+/* context: {current(), me(), label(name), online(name), mayModerate() (false:
+ * never ask the server), signInAgainOn(error)}. */
 export function init(context) {
   ctx = context;
   els = {
