@@ -663,10 +663,26 @@ static void answer_verdict(struct api *api, struct mg_connection *mc, struct cha
     chat_msg_free(ev);
 }
 
+/* False after answering 403 when a mute (speak) or ban keeps the caller
+ * from room. */
+static bool may_act(struct api *api, struct mg_connection *mc, const char *room,
+                    const struct auth_claims *claims, bool speak)
+{
+    enum proto_error err;
+    char why[PROTO_ROOM_MAX * 4 + 64];
+    if (!claims ||
+        rooms_may_act(api->rooms, room, claims->sub, claims, speak, &err, why, sizeof(why)))
+        return true;
+    api_send_error(mc, err, why);
+    return false;
+}
+
 static void post_message(struct api *api, struct mg_connection *mc, const char *room,
                          const struct auth_claims *claims)
 {
     cJSON *body;
+    if (!may_act(api, mc, room, claims, true))
+        return;
     struct chat_msg *msg = begin_write(api, mc, room, claims, false, &body);
     if (!msg)
         return;
@@ -695,6 +711,9 @@ static void change_message(struct api *api, struct mg_connection *mc, const char
                            const struct auth_claims *claims)
 {
     cJSON *body;
+    /* A muted user may still delete their own messages. */
+    if (kind != CHAT_DELETE && !may_act(api, mc, room, claims, true))
+        return;
     struct chat_msg *ev = begin_write(api, mc, room, claims, kind != CHAT_EDIT, &body);
     if (!ev)
         return;
@@ -742,6 +761,70 @@ static void get_members(struct api *api, struct mg_connection *mc, const char *r
         hub_free_names(roles, count);
     }
     api_send_object(mc, 200, obj);
+}
+
+/* ---------------------------------------------------------------- moderation */
+
+static bool method_is(const struct mg_request_info *ri, const char *method);
+
+/* PUT or DELETE /api/rooms/{room}/mutes/{user} and .../bans/{user}: put
+ * (kind) or lift (lift) a sanction; 200 with the event. */
+static void change_sanction(struct api *api, struct mg_connection *mc, const char *room,
+                            const char *user, enum chat_kind kind, enum chat_kind lift,
+                            const struct auth_claims *claims)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    bool put = method_is(ri, "PUT");
+    if (!put && !method_is(ri, "DELETE")) {
+        method_not_allowed(mc, "PUT, DELETE");
+        return;
+    }
+    cJSON *body = NULL;
+    if (!api_origin_is_allowed(mc, api->config)) {
+        api_send_error(mc, PROTO_ERR_FORBIDDEN, "this origin may not write");
+        return;
+    }
+    if (!api_read_json_body(api->config, mc, true, &body))
+        return;
+    cJSON_Delete(body);
+    char address[API_ADDRESS_MAX];
+    api_client_address(mc, api->config, address, sizeof(address));
+    if (!budgets_take(api->budgets, claims ? claims->sub : NULL, address, util_mono_ns())) {
+        atomic_fetch_add(&api->metrics->rate_limited, 1);
+        api_send_error(mc, PROTO_ERR_RATE_LIMITED, "too many changes; slow down");
+        return;
+    }
+    struct chat_msg *ev;
+    struct chat_refusal refusal;
+    if (rooms_sanction(api->rooms, room, claims, user, put ? kind : lift, &ev, &refusal) == 0)
+        api_send_object(mc, 200, proto_event_object(ev, false));
+    else
+        api_send_error(mc, refusal.err, refusal.why);
+    chat_msg_free(ev);
+}
+
+/* The moderation routes of room; false when what is none of them. */
+static bool route_moderation(struct api *api, struct mg_connection *mc, const char *room,
+                             const char *what, const struct auth_claims *claims)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    struct chat_refusal refusal;
+    if (strncmp(what, "mutes/", 6) == 0 && what[6]) {
+        change_sanction(api, mc, room, what + 6, CHAT_MUTE, CHAT_UNMUTE, claims);
+    } else if (strncmp(what, "bans/", 5) == 0 && what[5]) {
+        change_sanction(api, mc, room, what + 5, CHAT_BAN, CHAT_UNBAN, claims);
+    } else if (strcmp(what, "moderation") != 0) {
+        return false;
+    } else if (!method_is(ri, "GET") && !method_is(ri, "HEAD")) {
+        method_not_allowed(mc, "GET, HEAD");
+    } else {
+        cJSON *obj = rooms_sanctions(api->rooms, room, claims, &refusal);
+        if (obj)
+            api_send_object(mc, 200, obj);
+        else
+            api_send_error(mc, refusal.err, refusal.why);
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- rooms of accounts
@@ -1000,6 +1083,8 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
         api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such room");
         return;
     }
+    if (!may_act(api, mc, room, claims, false) || route_moderation(api, mc, room, what, claims))
+        return;
     const struct mg_request_info *ri = mg_get_request_info(mc);
     bool get = method_is(ri, "GET") || method_is(ri, "HEAD");
     if (strcmp(what, "messages") == 0) {

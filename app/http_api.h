@@ -1,7 +1,7 @@
 /* http_api: the REST API under /api/ of docs/PROTOCOL.md: who the caller is
  * (by auth mode), rooms (and, with accounts, making them, their members,
  * DMs and the admin's list), history paging and events, posting and changing
- * messages, members; JSON in and out through cJSON. The account endpoints
+ * messages, members, mutes and bans; JSON in and out through cJSON. The account endpoints
  * are http_accounts'. */
 #ifndef TURBOCHAT_HTTP_API_H
 #define TURBOCHAT_HTTP_API_H

@@ -401,11 +401,12 @@ static struct loop_frame *joined_frame(struct hub_room *room, bool recovered,
     for (size_t i = 0; i < count; i++)
         cJSON_AddItemToArray(members, cJSON_CreateString(names[i]));
     cJSON_AddBoolToObject(obj, "recovered", recovered);
-    struct hub_read_state none = {0, 0, 0};
+    struct hub_read_state none = {0, 0, 0, false};
     read = read ? read : &none;
     cJSON_AddNumberToObject(obj, "unread", read->unread);
     cJSON_AddNumberToObject(obj, "mentions", read->mentions);
     cJSON_AddNumberToObject(obj, "last_read", (double)read->last_read);
+    cJSON_AddBoolToObject(obj, "muted", read->muted);
     hub_free_names(names, count);
     return frame_from_json(obj);
 }
@@ -721,7 +722,8 @@ static void send_read(struct hub *hub, const struct chat_msg *msg)
 }
 
 /* Take the connections of user (NULL: everyone) out of room, each told
- * `left` with reason: a member removed, or the room closed. hub->lock held. */
+ * `left` with reason: a member removed or banned (an admin's connections
+ * stay: no ban holds them), or the room closed. hub->lock held. */
 static void send_away(struct hub *hub, struct hub_room *room, const char *user, const char *reason)
 {
     cJSON *obj = cJSON_CreateObject();
@@ -733,6 +735,9 @@ static void send_away(struct hub *hub, struct hub_room *room, const char *user, 
         struct membership *m = room->members[i];
         if (user && (!m->hc->user || strcasecmp(m->hc->user, user) != 0))
             continue;
+        if (strcmp(reason, "banned") == 0 && m->hc->claims &&
+            m->hc->claims->role == AUTH_ROLE_ADMIN)
+            continue;
         conn_send(m->hc->conn, f);
         bool last = room->member_count == 1;
         membership_remove(hub, m);
@@ -742,7 +747,8 @@ static void send_away(struct hub *hub, struct hub_room *room, const char *user, 
     loop_frame_unref(f);
 }
 
-/* After a member event or a closing is delivered: who must leave leaves. */
+/* After a member event, a ban or a closing is delivered: who must leave
+ * leaves. */
 static void apply_room_change(struct hub *hub, const struct chat_msg *msg)
 {
     cJSON *rec = proto_parse_object(msg->text, strlen(msg->text));
@@ -754,6 +760,8 @@ static void apply_room_change(struct hub *hub, const struct chat_msg *msg)
     struct hub_room *room = strmap_get(hub->rooms, msg->room);
     if (room && removed)
         send_away(hub, room, member, "removed");
+    else if (room && msg->kind == CHAT_BAN && member)
+        send_away(hub, room, member, "banned");
     else if (room && msg->kind == CHAT_CLOSED)
         send_away(hub, room, NULL, "closed");
     pthread_mutex_unlock(&hub->lock);
@@ -783,7 +791,7 @@ void hub_deliver(struct hub *hub, const struct chat_msg *msg)
     pthread_mutex_unlock(&hub->lock);
     loop_frame_unref(f);
     atomic_fetch_add(&hub->metrics->messages_delivered, reached);
-    if (msg->kind == CHAT_MEMBER || msg->kind == CHAT_CLOSED)
+    if (msg->kind == CHAT_MEMBER || msg->kind == CHAT_CLOSED || msg->kind == CHAT_BAN)
         apply_room_change(hub, msg);
 }
 

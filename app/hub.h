@@ -65,6 +65,7 @@ struct hub_read_state {
     uint64_t last_read;
     int unread;
     int mentions;
+    bool muted; /* a moderator muted the joiner in the room */
 };
 int hub_join(struct hub *hub, struct hub_conn *hc, const char *room, const uint64_t *since,
              const struct hub_read_state *read);

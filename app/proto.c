@@ -90,7 +90,8 @@ static const char *const kind_names[] = {
     [CHAT_REACT] = "react",     [CHAT_UNREACT] = "unreact", [CHAT_ACCOUNT] = "account",
     [CHAT_SESSION] = "session", [CHAT_SIGNOUT] = "signout", [CHAT_SIGNOUT_ALL] = "signout_all",
     [CHAT_INVITE] = "invite",   [CHAT_ROOM] = "room",       [CHAT_MEMBER] = "member",
-    [CHAT_CLOSED] = "closed",   [CHAT_READ] = "read",
+    [CHAT_CLOSED] = "closed",   [CHAT_READ] = "read",       [CHAT_MUTE] = "mute",
+    [CHAT_UNMUTE] = "unmute",   [CHAT_BAN] = "ban",         [CHAT_UNBAN] = "unban",
 };
 _Static_assert(ARRAY_LEN(kind_names) == CHAT_KIND_COUNT, "every kind has its name");
 

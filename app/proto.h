@@ -54,16 +54,28 @@ enum chat_kind {
     CHAT_MEMBER,      /* a member of a private room added, removed or promoted */
     CHAT_CLOSED,      /* an admin closed the room */
     CHAT_READ,        /* an account read a room up to an id (its read log) */
+    CHAT_MUTE,        /* a moderator muted a user in the room */
+    CHAT_UNMUTE,      /* ... and lifted it */
+    CHAT_BAN,         /* a moderator banned a user from the room */
+    CHAT_UNBAN,       /* ... and lifted it */
     CHAT_KIND_COUNT,
 };
 
 /* The log of an account's read state: ".read." and a hash of its name. */
 #define CHAT_READ_LOG_PREFIX ".read."
 
-/* True for the kinds of a room's own log that change who may be in it. */
+/* True for a moderation event: its record names the user (member). */
+static inline bool chat_kind_is_sanction(int kind)
+{
+    return kind >= CHAT_MUTE && kind <= CHAT_UNBAN;
+}
+
+/* True for the kinds of a room's own log that change who may be in it (or
+ * speak there): their record is the JSON object in text. */
 static inline bool chat_kind_is_room_change(int kind)
 {
-    return kind == CHAT_ROOM || kind == CHAT_MEMBER || kind == CHAT_CLOSED;
+    return kind == CHAT_ROOM || kind == CHAT_MEMBER || kind == CHAT_CLOSED ||
+           chat_kind_is_sanction(kind);
 }
 
 /* The log of accounts, sessions and invites: one for the cluster, so that

@@ -6,12 +6,15 @@
 #include "rooms.h"
 
 #include <cjson/cJSON.h>
+#include <assert.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "config.h"
 #include "store.h"
@@ -246,4 +249,138 @@ int rooms_close(struct rooms *rooms, const char *room, const char *actor,
     int rc =
         broker_publish_record(rooms->broker, room, CHAT_CLOSED, actor, cJSON_CreateObject(), NULL);
     return rc < 0 ? chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
+}
+
+/* ---------------------------------------------------------------- moderation
+ * Mutes and bans are events of the room's own log, like its members; each
+ * store keeps who is muted and banned (migrations/0007_moderation.sql). */
+
+bool rooms_is_moderator(struct rooms *rooms, const char *room, const struct auth_claims *claims)
+{
+    if (rooms->config->auth == CONFIG_AUTH_OFF || !claims || !claims->sub)
+        return false;
+    if (auth_is_moderator(claims, room))
+        return true;
+    return rooms->config->auth == CONFIG_AUTH_ACCOUNTS &&
+           store_is_room_owner(rooms->store, room, claims->sub) == 1;
+}
+
+bool rooms_may_act(struct rooms *rooms, const char *room, const char *user,
+                   const struct auth_claims *claims, bool speak, enum proto_error *err, char *why,
+                   size_t whylen)
+{
+    if (rooms->config->auth == CONFIG_AUTH_OFF || (claims && claims->role == AUTH_ROLE_ADMIN))
+        return true;
+    struct store_sanction sanction;
+    if (store_sanction(rooms->store, room, user, &sanction) < 0) {
+        *err = PROTO_ERR_UNAVAILABLE;
+        snprintf(why, whylen, "not possible now; retry");
+        return false;
+    }
+    *err = PROTO_ERR_FORBIDDEN;
+    if (sanction.banned)
+        snprintf(why, whylen, "you are banned from %s", room);
+    else if (speak && sanction.muted)
+        snprintf(why, whylen, "you are muted in %s", room);
+    else
+        return true;
+    return false;
+}
+
+/* The name user as the record will have it, into name (PROTO_USER_MAX_BYTES
+ * + 1 bytes): an account's spelling under auth = accounts; false after
+ * filling the refusal. */
+static bool sanction_target(struct rooms *rooms, const char *user, char *name,
+                            struct chat_refusal *refusal)
+{
+    const char *why;
+    char *copy = xstrdup(user);
+    bool valid = proto_user_normalize(copy, &why) && strlen(copy) <= PROTO_USER_MAX_BYTES;
+    if (valid)
+        snprintf(name, PROTO_USER_MAX_BYTES + 1, "%s", copy);
+    free(copy);
+    if (!valid)
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST, "the user is no valid name", false);
+    if (rooms->config->auth != CONFIG_AUTH_ACCOUNTS)
+        return true;
+    struct store_account acc;
+    if (store_get_account(rooms->store, name, &acc) != 0)
+        return chat_refused(refusal, PROTO_ERR_NOT_FOUND, "no such account", false);
+    bool admin = acc.role && strcmp(acc.role, "admin") == 0;
+    snprintf(name, PROTO_USER_MAX_BYTES + 1, "%s", acc.name);
+    store_account_dispose(&acc);
+    if (admin)
+        return chat_refused(refusal, PROTO_ERR_FORBIDDEN, "an admin cannot be muted or banned",
+                            false);
+    return true;
+}
+
+int rooms_sanction(struct rooms *rooms, const char *room, const struct auth_claims *claims,
+                   const char *user, enum chat_kind kind, struct chat_msg **event,
+                   struct chat_refusal *refusal)
+{
+    char name[PROTO_USER_MAX_BYTES + 1];
+    *event = NULL;
+    assert(chat_kind_is_sanction(kind));
+    if (rooms->config->auth == CONFIG_AUTH_OFF)
+        return chat_refused(refusal, PROTO_ERR_FORBIDDEN,
+                            "with auth = off nobody is a moderator: nobody may mute or ban",
+                            -EPERM);
+    if (!rooms_is_moderator(rooms, room, claims))
+        return chat_refused(refusal, PROTO_ERR_FORBIDDEN,
+                            "only a moderator of the room may mute or ban", -EPERM);
+    if (!sanction_target(rooms, user, name, refusal))
+        return -EINVAL;
+    if (strcasecmp(name, claims->sub) == 0)
+        return chat_refused(refusal, PROTO_ERR_FORBIDDEN,
+                            "a moderator cannot mute or ban themselves", -EPERM);
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "member", name);
+    char *json = proto_encode_json(rec, NULL);
+    cJSON_Delete(rec);
+    struct chat_msg *ev = chat_msg_create(room, claims->sub, json, NULL);
+    free(json);
+    ev->kind = kind;
+    int rc = broker_publish_wait(rooms->broker, ev, event);
+    if (rc < 0)
+        return chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc);
+    return 0;
+}
+
+static cJSON *sanction_entry(const char *user, const char *by, int64_t ts)
+{
+    cJSON *entry = cJSON_CreateObject();
+    cJSON_AddStringToObject(entry, "user", user);
+    cJSON_AddStringToObject(entry, "by", by ? by : "");
+    cJSON_AddNumberToObject(entry, "ts", (double)ts);
+    return entry;
+}
+
+struct cJSON *rooms_sanctions(struct rooms *rooms, const char *room,
+                              const struct auth_claims *claims, struct chat_refusal *refusal)
+{
+    if (!rooms_is_moderator(rooms, room, claims)) {
+        chat_refused(refusal, PROTO_ERR_FORBIDDEN, "only a moderator of the room may see this", 0);
+        return NULL;
+    }
+    struct store_sanction_row *rows;
+    size_t count;
+    if (store_list_sanctions(rooms->store, room, &rows, &count) < 0) {
+        chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", 0);
+        return NULL;
+    }
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "room", room);
+    cJSON *muted = cJSON_AddArrayToObject(obj, "muted");
+    cJSON *banned = cJSON_AddArrayToObject(obj, "banned");
+    for (size_t i = 0; i < count; i++) {
+        if (rows[i].muted)
+            cJSON_AddItemToArray(muted,
+                                 sanction_entry(rows[i].user, rows[i].mute_by, rows[i].mute_ts));
+        if (rows[i].banned)
+            cJSON_AddItemToArray(banned,
+                                 sanction_entry(rows[i].user, rows[i].ban_by, rows[i].ban_ts));
+    }
+    store_free_sanctions(rows, count);
+    return obj;
 }

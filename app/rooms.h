@@ -3,7 +3,9 @@
  * rooms and direct messages open to their members only, owners who add and
  * remove members, rooms an admin closed; and the events of a room's own log
  * (room, member, closed) that make and change them on every node. Under
- * auth off and token every room is open, as it always was. */
+ * auth off and token every room is open, as it always was. And moderation,
+ * under auth token and accounts: who moderates a room, the mute, unmute,
+ * ban and unban events, and what a mute or ban keeps a user from. */
 #ifndef TURBOCHAT_ROOMS_H
 #define TURBOCHAT_ROOMS_H
 
@@ -12,7 +14,9 @@
 
 #include "chat.h"
 
+struct auth_claims;
 struct broker;
+struct cJSON;
 struct config;
 struct store;
 
@@ -56,5 +60,39 @@ char *rooms_read_log(const char *user);
 /* Admin: close room. Blocks. */
 int rooms_close(struct rooms *rooms, const char *room, const char *actor,
                 struct chat_refusal *refusal);
+
+/* ---- moderation */
+
+/* True when claims (NULL under auth off: nobody) make their user a
+ * moderator of room: a token of role admin, or mod for its rooms; under
+ * auth = accounts also an admin account, or the room's owner (its maker
+ * when public). Any thread; may read the store. */
+bool rooms_is_moderator(struct rooms *rooms, const char *room, const struct auth_claims *claims);
+
+/* True when user may speak in room (send, reply, edit, react) with speak
+ * set, or enter it (join, read it over REST) otherwise; false with
+ * *err (forbidden, or unavailable when the store cannot say) and why
+ * ("you are muted in general") when a mute or ban forbids it. An admin's
+ * claims always pass; under auth off nothing is read. Any thread: one
+ * primary-key read of the store. */
+bool rooms_may_act(struct rooms *rooms, const char *room, const char *user,
+                   const struct auth_claims *claims, bool speak, enum proto_error *err, char *why,
+                   size_t whylen);
+
+/* By the moderator of claims: kind (CHAT_MUTE, CHAT_UNMUTE, CHAT_BAN,
+ * CHAT_UNBAN) of user in room, published to the room's log; *event is the
+ * stored event (the caller frees it with chat_msg_free). Refusals:
+ * forbidden (not a moderator, auth off, oneself, an admin account),
+ * bad_request (user is no valid name), not_found (no such account),
+ * unavailable. Blocks: a worker thread. */
+int rooms_sanction(struct rooms *rooms, const char *room, const struct auth_claims *claims,
+                   const char *user, enum chat_kind kind, struct chat_msg **event,
+                   struct chat_refusal *refusal);
+
+/* {room, muted: [{user, by, ts}], banned: [...]} of room for a moderator
+ * (the caller deletes it), or NULL with the refusal (forbidden,
+ * unavailable). Any thread. */
+struct cJSON *rooms_sanctions(struct rooms *rooms, const char *room,
+                              const struct auth_claims *claims, struct chat_refusal *refusal);
 
 #endif

@@ -35,7 +35,10 @@
 #include "proto.h"
 #include "util.h"
 
-#define STORE_READERS_MAX 8        /* read-only connections in the pool */
+#define STORE_READERS_MAX 8 /* read-only connections in the pool */
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
+#define STORE_SANCTIONS_MAX_SQL STORE_STR(STORE_SANCTIONS_MAX)
 #define STORE_BUSY_TIMEOUT_MS 5000 /* wait for a lock held by another process */
 #define STORE_VERSION_DIGITS 9     /* at most this many digits in "NNNN_" */
 #define STORE_PROBE_MS 1000        /* between writes that test failing commits */
@@ -77,6 +80,9 @@ enum reader_stmt {
     RS_SEARCH_MATCH,
     RS_SEARCH_RECENT,
     RS_PING,
+    RS_SANCTION,
+    RS_SANCTIONS,
+    RS_OWNER,
     RS_COUNT,
 };
 
@@ -166,6 +172,13 @@ static const char *const reader_sql[RS_COUNT] = {
                          " ON m.room = s.message_room AND m.id = s.message_id"
                          " WHERE s.rowid < ?2 ORDER BY s.rowid DESC LIMIT ?3",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
+    [RS_SANCTION] = "SELECT muted, banned FROM room_sanctions WHERE room = ?1 AND user_key = ?2",
+    [RS_SANCTIONS] = "SELECT user, muted, mute_by, mute_ts, banned, ban_by, ban_ts FROM"
+                     " room_sanctions WHERE room = ?1 AND (muted OR banned) ORDER BY user_key"
+                     " LIMIT " STORE_SANCTIONS_MAX_SQL,
+    [RS_OWNER] = "SELECT 1 FROM rooms WHERE name = ?1 AND private = 0 AND lower(creator) = ?2"
+                 " UNION ALL SELECT 1 FROM room_members WHERE room = ?1 AND user_key = ?2"
+                 " AND present = 1 AND role = 'owner'",
 };
 
 /* One read-only connection of the pool; used by one thread at a time. */
@@ -210,6 +223,8 @@ struct store {
     sqlite3_stmt *search_add;   /* index a message's text */
     sqlite3_stmt *search_text;  /* a live message's ts and text, to index it again */
     sqlite3_stmt *probe;        /* rewrite the probe row */
+    sqlite3_stmt *mute;         /* a mute or unmute event */
+    sqlite3_stmt *ban;          /* a ban or unban event */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -822,6 +837,28 @@ static int apply_read(struct store *s, const struct chat_msg *ev, const cJSON *r
     return step_once(st);
 }
 
+/* A mute, unmute, ban or unban: the record's member, as the highest event
+ * id of its kind decides. */
+static int apply_sanction(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const char *name = json_string(rec, "member");
+    if (!name)
+        return SQLITE_DONE;
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(name, key, sizeof(key));
+    bool mute = ev->kind == CHAT_MUTE || ev->kind == CHAT_UNMUTE;
+    sqlite3_stmt *st = mute ? s->mute : s->ban;
+    if (sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 4, ev->kind == CHAT_MUTE || ev->kind == CHAT_BAN) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 5, id_param(ev->id)) != SQLITE_OK ||
+        sqlite3_bind_text(st, 6, ev->user, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 7, ev->ts) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return step_once(st);
+}
+
 /* Record whom message msg mentions, for the unread mention counts. */
 static int record_mentions(struct store *s, const struct chat_msg *msg)
 {
@@ -873,6 +910,12 @@ static int apply_account_event(struct store *s, const struct chat_msg *ev)
         break;
     case CHAT_READ:
         rc = apply_read(s, ev, rec);
+        break;
+    case CHAT_MUTE:
+    case CHAT_UNMUTE:
+    case CHAT_BAN:
+    case CHAT_UNBAN:
+        rc = apply_sanction(s, ev, rec);
         break;
     default:
         break;
@@ -1917,6 +1960,81 @@ bool store_commits_failing(struct store *store)
     return store && atomic_load(&store->commits_failing);
 }
 
+/* ---------------------------------------------------------------- moderation */
+
+int store_sanction(struct store *store, const char *room, const char *user,
+                   struct store_sanction *out)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(user, key, sizeof(key));
+    *out = (struct store_sanction){false, false};
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_SANCTION];
+    int rc = first_row(st, room, key);
+    if (rc == SQLITE_ROW) {
+        out->muted = sqlite3_column_int(st, 0) != 0;
+        out->banned = sqlite3_column_int(st, 1) != 0;
+    }
+    int ret = reader_done(store, r, st, "sanction", rc);
+    return ret == -ENOENT ? 0 : ret;
+}
+
+int store_list_sanctions(struct store *store, const char *room, struct store_sanction_row **out,
+                         size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_SANCTIONS];
+    size_t cap = 0;
+    int rc = first_row(st, room, NULL);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        UTIL_GROW(*out, *count, cap);
+        (*out)[(*count)++] = (struct store_sanction_row){
+            .user = column_text_or_null(st, 0),
+            .muted = sqlite3_column_int(st, 1) != 0,
+            .mute_by = column_text_or_null(st, 2),
+            .mute_ts = sqlite3_column_int64(st, 3),
+            .banned = sqlite3_column_int(st, 4) != 0,
+            .ban_by = column_text_or_null(st, 5),
+            .ban_ts = sqlite3_column_int64(st, 6),
+        };
+    }
+    int ret = reader_done(store, r, st, "sanctions", rc == SQLITE_DONE ? SQLITE_ROW : rc);
+    if (ret < 0) {
+        store_free_sanctions(*out, *count);
+        *out = NULL;
+        *count = 0;
+    }
+    return ret;
+}
+
+void store_free_sanctions(struct store_sanction_row *rows, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(rows[i].user);
+        free(rows[i].mute_by);
+        free(rows[i].ban_by);
+    }
+    free(rows);
+}
+
+int store_is_room_owner(struct store *store, const char *room, const char *user)
+{
+    char key[PROTO_USER_MAX_BYTES + 1];
+    store_name_key(user, key, sizeof(key));
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_OWNER];
+    int ret = reader_done(store, r, st, "owner", first_row(st, room, key));
+    return ret == 0 ? 1 : ret == -ENOENT ? 0 : ret;
+}
+
 bool store_is_ready(struct store *store)
 {
     if (!store || !atomic_load(&store->ready))
@@ -2095,6 +2213,17 @@ static const struct {
     {offsetof(struct store, search_text),
      "SELECT ts, text FROM messages WHERE room = ?1 AND id = ?2 AND kind = 'message'"
      " AND deleted_by IS NULL"},
+    {offsetof(struct store, mute),
+     "INSERT INTO room_sanctions (room, user_key, user, muted, mute_id, mute_by, mute_ts)"
+     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room, user_key) DO UPDATE SET"
+     " user = excluded.user, muted = excluded.muted, mute_id = excluded.mute_id,"
+     " mute_by = excluded.mute_by, mute_ts = excluded.mute_ts"
+     " WHERE excluded.mute_id > mute_id"},
+    {offsetof(struct store, ban),
+     "INSERT INTO room_sanctions (room, user_key, user, banned, ban_id, ban_by, ban_ts)"
+     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room, user_key) DO UPDATE SET"
+     " user = excluded.user, banned = excluded.banned, ban_id = excluded.ban_id,"
+     " ban_by = excluded.ban_by, ban_ts = excluded.ban_ts WHERE excluded.ban_id > ban_id"},
     {offsetof(struct store, probe),
      "INSERT INTO store_probe (id, ts) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET ts = ?1"},
     {offsetof(struct store, begin), "BEGIN IMMEDIATE"},

@@ -1,7 +1,7 @@
 /* store: the node's SQLite log of every event (message or change of one) of
  * every room and of the server's own logs (accounts, read state), with what
  * the events made: each message's current state, accounts and sessions,
- * private rooms and their members, read state. Migrations at start-up, one
+ * private rooms and their members, read state, mutes and bans. Migrations at start-up, one
  * writer thread with group commit, readers that never wait. */
 #ifndef TURBOCHAT_STORE_H
 #define TURBOCHAT_STORE_H
@@ -178,6 +178,39 @@ int store_roster(struct store *store, const char *room, char ***names, char ***r
  * others came after it and how many of those mention user (each at most 999). */
 int store_unread(struct store *store, const char *room, const char *user, uint64_t *last_read,
                  int *unread, int *mentions);
+
+/* ---- moderation: what the mute, unmute, ban and unban events of a room made */
+
+#define STORE_SANCTIONS_MAX 1000 /* rows store_list_sanctions returns at most */
+
+/* Whether user (any ASCII case) is muted or banned in room. */
+struct store_sanction {
+    bool muted;
+    bool banned;
+};
+/* One primary-key lookup: 0 with *out (both false when never sanctioned),
+ * or negative. Any thread; never waits for the writer. */
+int store_sanction(struct store *store, const char *room, const char *user,
+                   struct store_sanction *out);
+/* A user muted or banned in a room: who did it (the deciding event's user)
+ * and when (ms). */
+struct store_sanction_row {
+    char *user;
+    bool muted;
+    char *mute_by; /* NULL when never muted */
+    int64_t mute_ts;
+    bool banned;
+    char *ban_by; /* NULL when never banned */
+    int64_t ban_ts;
+};
+/* The users muted or banned now in room, by name, at most
+ * STORE_SANCTIONS_MAX; free with store_free_sanctions. 0 or negative. */
+int store_list_sanctions(struct store *store, const char *room, struct store_sanction_row **out,
+                         size_t *count);
+void store_free_sanctions(struct store_sanction_row *rows, size_t count);
+/* 1 when user made the public room room or is an owner of the private room
+ * room, 0 when not, or negative. */
+int store_is_room_owner(struct store *store, const char *room, const char *user);
 
 /* Highest id stored for room, 0 when none; negative on error. */
 int store_last_id(struct store *store, const char *room, uint64_t *out);

@@ -243,10 +243,22 @@ static bool take_join_token(struct ws_session *s, const char *room)
     return false;
 }
 
+/* False after answering the error when a mute (speak) or ban keeps the
+ * user from room. */
+static bool may_act(struct ws_session *s, const char *room, bool speak, const char *ref)
+{
+    enum proto_error err;
+    char why[PROTO_ROOM_MAX * 4 + 64];
+    if (rooms_may_act(s->ws->rooms, room, s->user, &s->claims, speak, &err, why, sizeof(why)))
+        return true;
+    send_error(s, err, why, ref, room);
+    return false;
+}
+
 static void on_join(struct ws_session *s, const cJSON *frame)
 {
     const char *room = require_room(s, frame, NULL);
-    if (!room || !take_join_token(s, room))
+    if (!room || !take_join_token(s, room) || !may_act(s, room, false, NULL))
         return;
     const cJSON *since_item = cJSON_GetObjectItemCaseSensitive(frame, "since");
     uint64_t since = 0;
@@ -260,7 +272,11 @@ static void on_join(struct ws_session *s, const cJSON *frame)
         }
         since = (uint64_t)v;
     }
-    struct hub_read_state read = {0, 0, 0};
+    struct hub_read_state read = {0, 0, 0, false};
+    enum proto_error err;
+    char why[PROTO_ROOM_MAX * 4 + 64];
+    read.muted =
+        !rooms_may_act(s->ws->rooms, room, s->user, &s->claims, true, &err, why, sizeof(why));
     if (s->ws->accounts)
         store_unread(s->ws->store, room, s->user, &read.last_read, &read.unread, &read.mentions);
     int rc = hub_join(s->ws->hub, s->hc, room, has_since ? &since : NULL, &read);
@@ -384,7 +400,7 @@ static void on_send(struct ws_session *s, const cJSON *frame)
     if (!optional_ref(s, frame, &ref) || !take_send_token(s, ref))
         return;
     const char *room = require_joined_room(s, frame, ref);
-    if (!room)
+    if (!room || !may_act(s, room, true, ref))
         return;
     bool bad = false;
     const char *text = proto_get_string(frame, "text", &bad);
@@ -454,6 +470,9 @@ static void on_change(struct ws_session *s, const cJSON *frame, enum chat_kind k
     if (!optional_ref(s, frame, &ref) || !take_send_token(s, ref))
         return;
     const char *room = require_joined_room(s, frame, ref);
+    /* A muted user may still delete their own messages. */
+    if (room && kind != CHAT_DELETE && !may_act(s, room, true, ref))
+        return;
     struct chat_msg *ev = room ? parse_change(s, frame, kind, ref, room) : NULL;
     if (!ev)
         return;

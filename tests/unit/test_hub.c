@@ -528,6 +528,49 @@ static int test_join_answers_joined(void)
     return 0;
 }
 
+/* A ban takes every connection of its user (in any ASCII case) out of the
+ * room with left {reason: banned}, after the update; the others stay. */
+static int test_ban_sends_user_away(void)
+{
+    fx_init();
+    TEST_ASSERT(fx_start());
+    struct peer *a = peer_user("alice"), *b1 = peer_user("bob"), *b2 = peer_user("bob");
+    TEST_ASSERT(a && b1 && b2);
+    TEST_ASSERT_INT(command(a, "join r"), 0);
+    TEST_ASSERT(expect_joined(a, "r", 0, "alice", true));
+    TEST_ASSERT_INT(command(b1, "join r"), 0);
+    TEST_ASSERT(expect_joined(b1, "r", 0, "alice,bob", true));
+    TEST_ASSERT(expect_event(a, "presence", "r", "bob", "join"));
+    TEST_ASSERT_INT(command(b2, "join r"), 0);
+    TEST_ASSERT(expect_joined(b2, "r", 0, "alice,bob", true));
+
+    struct chat_msg *ban = chat_msg_create("r", "maude", "{\"member\":\"BOB\"}", NULL);
+    ban->kind = CHAT_BAN;
+    ban->id = 1;
+    ban->ts = 1700000000001;
+    hub_deliver(fx.hub, ban);
+    chat_msg_free(ban);
+    struct peer *banned[] = {b1, b2};
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *obj = expect_type(banned[i], "update");
+        TEST_ASSERT(obj && json_str_is(obj, "kind", "ban") && json_str_is(obj, "member", "BOB"));
+        TEST_ASSERT(json_str_is(obj, "user", "maude"));
+        cJSON_Delete(obj);
+        obj = expect_type(banned[i], "left");
+        TEST_ASSERT(obj && json_str_is(obj, "room", "r") && json_str_is(obj, "reason", "banned"));
+        cJSON_Delete(obj);
+        TEST_ASSERT(!hub_is_member(fx.hub, peer_hc(banned[i]), "r"));
+    }
+    cJSON *obj = expect_type(a, "update");
+    TEST_ASSERT(obj && json_str_is(obj, "kind", "ban"));
+    cJSON_Delete(obj);
+    TEST_ASSERT(expect_event(a, "presence", "r", "bob", "leave"));
+    TEST_ASSERT(hub_is_member(fx.hub, peer_hc(a), "r"));
+    TEST_ASSERT(peer_free(a) && peer_free(b1) && peer_free(b2));
+    fx_stop();
+    return 0;
+}
+
 static int test_deliver_fans_out_to_room(void)
 {
     fx_init();
@@ -1046,11 +1089,12 @@ static int test_presence_during_replay(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_join_answers_joined), TEST_CASE(test_deliver_fans_out_to_room),
-          TEST_CASE(test_presence_local_and_remote), TEST_CASE(test_cluster_listener),
-          TEST_CASE(test_room_limit_and_rejoin), TEST_CASE(test_replay_before_live),
-          TEST_CASE(test_replay_too_far_back), TEST_CASE(test_replay_larger_than_queue),
-          TEST_CASE(test_deliver_during_replay), TEST_CASE(test_concurrent_deliver_during_replay),
+TEST_MAIN(TEST_CASE(test_join_answers_joined), TEST_CASE(test_ban_sends_user_away),
+          TEST_CASE(test_deliver_fans_out_to_room), TEST_CASE(test_presence_local_and_remote),
+          TEST_CASE(test_cluster_listener), TEST_CASE(test_room_limit_and_rejoin),
+          TEST_CASE(test_replay_before_live), TEST_CASE(test_replay_too_far_back),
+          TEST_CASE(test_replay_larger_than_queue), TEST_CASE(test_deliver_during_replay),
+          TEST_CASE(test_concurrent_deliver_during_replay),
           TEST_CASE(test_live_message_behind_last_page), TEST_CASE(test_second_join_during_replay),
           TEST_CASE(test_presence_during_replay), TEST_CASE(test_join_loop_without_reading),
           TEST_CASE(test_incomplete_page_closes))

@@ -314,6 +314,33 @@ static int test_extras_and_update_frames(void)
     free(json);
     chat_msg_free(react);
 
+    /* A moderation event: an update with the record's member, no target;
+     * its kind survives the trip through the broker's extras. */
+    static const enum chat_kind sanctions[] = {CHAT_MUTE, CHAT_UNMUTE, CHAT_BAN, CHAT_UNBAN};
+    static const char *const sanction_names[] = {"mute", "unmute", "ban", "unban"};
+    for (size_t i = 0; i < 4; i++) {
+        struct chat_msg *ev = chat_msg_create("room", "maude", "{\"member\":\"bob\"}", NULL);
+        ev->kind = sanctions[i];
+        ev->id = 20;
+        enum chat_kind parsed;
+        TEST_ASSERT(chat_kind_parse(sanction_names[i], &parsed) && parsed == sanctions[i]);
+        TEST_ASSERT(chat_kind_is_sanction(ev->kind) && chat_kind_is_room_change(ev->kind));
+        json = proto_encode_event(ev, &len);
+        char kind[32];
+        snprintf(kind, sizeof(kind), "\"kind\":\"%s\"", sanction_names[i]);
+        TEST_ASSERT(strstr(json, "\"type\":\"update\"") && strstr(json, kind));
+        TEST_ASSERT(strstr(json, "\"user\":\"maude\"") && strstr(json, "\"member\":\"bob\""));
+        TEST_ASSERT(!strstr(json, "\"target\""));
+        free(json);
+        extras = proto_extras_object(ev);
+        copy = chat_msg_create("room", "maude", "{\"member\":\"bob\"}", NULL);
+        TEST_ASSERT(extras && proto_extras_apply(copy, extras));
+        TEST_ASSERT(copy->kind == sanctions[i]);
+        cJSON_Delete(extras);
+        chat_msg_free(copy);
+        chat_msg_free(ev);
+    }
+
     /* A change without its target, or a reaction without an emoji, is refused. */
     const char *bad[] = {"{\"kind\":\"edit\"}", "{\"kind\":\"react\",\"target\":2}",
                          "{\"kind\":\"shout\"}", "{\"kind\":\"message\",\"target\":2}",

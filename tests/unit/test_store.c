@@ -1271,12 +1271,84 @@ static int test_account_events(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_account_events), TEST_CASE(test_changes_apply),
-          TEST_CASE(test_changes_converge_in_any_order), TEST_CASE(test_search_index),
-          TEST_CASE(test_migrations_applied_once), TEST_CASE(test_newer_version_refused),
-          TEST_CASE(test_migration_names_and_failures), TEST_CASE(test_not_a_database),
-          TEST_CASE(test_append_and_barrier_order), TEST_CASE(test_insert_or_ignore),
-          TEST_CASE(test_commit_failure), TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
+/* ---------------------------------------------------------------- moderation */
+
+static struct chat_msg *sanction_event(const char *room, uint64_t id, enum chat_kind kind,
+                                       const char *by)
+{
+    struct chat_msg *ev = make_msg(room, id, by, "{\"member\":\"Bob\"}", NULL, 100 + (int64_t)id);
+    ev->kind = kind;
+    return ev;
+}
+
+/* Mutes and bans: per (room, user) and per sanction the highest event id
+ * decides, in whatever order the events are stored. */
+static int test_sanctions_converge_in_any_order(void)
+{
+    static const enum chat_kind kinds[] = {CHAT_MUTE,  CHAT_BAN, CHAT_UNMUTE,
+                                           CHAT_UNBAN, CHAT_BAN, CHAT_MUTE};
+    static const char *const by[] = {"amy", "amy", "amy", "carl", "carl", "dan"};
+    static const int orders[][6] = {
+        {0, 1, 2, 3, 4, 5}, {5, 4, 3, 2, 1, 0}, {4, 0, 5, 3, 1, 2}, {2, 5, 1, 0, 4, 3}};
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    for (size_t o = 0; o < ARRAY_LEN(orders); o++) {
+        char room[16];
+        snprintf(room, sizeof(room), "r%zu", o);
+        for (int i = 0; i < 6; i++) {
+            int k = orders[o][i];
+            TEST_ASSERT_INT(append_sync(s, sanction_event(room, (uint64_t)k + 1, kinds[k], by[k])),
+                            0);
+        }
+        struct store_sanction sanction;
+        TEST_ASSERT_INT(store_sanction(s, room, "BOB", &sanction), 0);
+        TEST_ASSERT(sanction.muted && sanction.banned);
+        struct store_sanction_row *rows;
+        size_t count;
+        TEST_ASSERT_INT(store_list_sanctions(s, room, &rows, &count), 0);
+        TEST_ASSERT_INT(count, 1);
+        TEST_ASSERT_STR(rows[0].user, "Bob");
+        TEST_ASSERT_STR(rows[0].mute_by, "dan");
+        TEST_ASSERT_INT(rows[0].mute_ts, 106);
+        TEST_ASSERT_STR(rows[0].ban_by, "carl");
+        TEST_ASSERT_INT(rows[0].ban_ts, 105);
+        store_free_sanctions(rows, count);
+    }
+    /* Lifted: no longer listed, and a user never sanctioned is neither. */
+    TEST_ASSERT_INT(append_sync(s, sanction_event("r0", 8, CHAT_UNBAN, "amy")), 0);
+    TEST_ASSERT_INT(append_sync(s, sanction_event("r0", 7, CHAT_UNMUTE, "amy")), 0);
+    TEST_ASSERT_INT(append_sync(s, sanction_event("r0", 9, CHAT_MUTE, "amy")), 0);
+    struct store_sanction sanction;
+    TEST_ASSERT_INT(store_sanction(s, "r0", "bob", &sanction), 0);
+    TEST_ASSERT(sanction.muted && !sanction.banned);
+    TEST_ASSERT_INT(append_sync(s, sanction_event("r0", 10, CHAT_UNMUTE, "amy")), 0);
+    struct store_sanction_row *rows;
+    size_t count;
+    TEST_ASSERT_INT(store_list_sanctions(s, "r0", &rows, &count), 0);
+    TEST_ASSERT_INT(count, 0);
+    store_free_sanctions(rows, count);
+    TEST_ASSERT_INT(store_sanction(s, "r1", "carl", &sanction), 0);
+    TEST_ASSERT(!sanction.muted && !sanction.banned);
+    /* The maker of a public room owns it; nobody owns a room of no event. */
+    struct chat_msg *made = make_msg("pub", 1, "Amy", "{\"private\":false}", NULL, 1);
+    made->kind = CHAT_ROOM;
+    TEST_ASSERT_INT(append_sync(s, made), 0);
+    TEST_ASSERT_INT(store_is_room_owner(s, "pub", "amy"), 1);
+    TEST_ASSERT_INT(store_is_room_owner(s, "pub", "bob"), 0);
+    TEST_ASSERT_INT(store_is_room_owner(s, "r0", "amy"), 0);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_sanctions_converge_in_any_order), TEST_CASE(test_account_events),
+          TEST_CASE(test_changes_apply), TEST_CASE(test_changes_converge_in_any_order),
+          TEST_CASE(test_search_index), TEST_CASE(test_migrations_applied_once),
+          TEST_CASE(test_newer_version_refused), TEST_CASE(test_migration_names_and_failures),
+          TEST_CASE(test_not_a_database), TEST_CASE(test_append_and_barrier_order),
+          TEST_CASE(test_insert_or_ignore), TEST_CASE(test_commit_failure),
+          TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
           TEST_CASE(test_text_round_trip), TEST_CASE(test_list_rooms), TEST_CASE(test_find_ref),
           TEST_CASE(test_survives_reopen), TEST_CASE(test_null_safety),
           TEST_CASE(test_readers_during_writes))

@@ -158,6 +158,20 @@ export function removeMember(room, user) {
   return send('DELETE', `${roomPath(room)}/members/${part(user)}`);
 }
 
+/* --- moderation (docs/PROTOCOL.md, "Moderation: mute and ban") --- */
+
+/* {room, muted: [{user, by, ts}], banned: [...]}; an ApiError 403 for
+ * anyone but a moderator of the room. */
+export function moderation(room) {
+  return request(`${roomPath(room)}/moderation`);
+}
+
+/* what: 'mutes' | 'bans'; on: true to put it in place, false to lift it.
+ * Resolves with the event. */
+export function setSanction(room, what, user, on) {
+  return request(`${roomPath(room)}/${what}/${part(user)}`, { method: on ? 'PUT' : 'DELETE' });
+}
+
 /* The direct-message room of this person and users (created on first use). */
 export async function openDm(users) {
   return (await send('POST', '/api/dms', { users })).room;

@@ -14,6 +14,7 @@
 
 import * as api from './api.js';
 import { Connection, socketUrl } from './connection.js';
+import * as moderation from './moderation.js';
 import { quoteOf } from './render.js';
 import { initSearch } from './search.js';
 import { saved } from './storage.js';
@@ -73,10 +74,25 @@ const refusedRooms = new Map(); /* room -> why the server refused our join, unti
 const drafts = saved.drafts();
 let lastTypingSent = 0;
 let accounts = false;    /* the server runs auth = accounts */
+let authMode = '';       /* what GET /api/auth/mode said: 'off'|'token'|'accounts'|'legacy' */
 let signupMode = 'open'; /* accounts: 'open'|'invite'|'closed' */
 let signedOut = false;   /* accounts: the sign-in page is up */
 let sessionToken = '';   /* accounts: this page's session token, in memory only (the cookie outlives it) */
 const reads = new Map(); /* accounts: room -> {sent, want, at, timer} of read frames */
+
+/* Whether this person can be a moderator at all: nobody is under auth =
+ * off; with a token, only one with a role claim (mod or admin). The server
+ * decides per room. */
+function mayModerate() {
+  if (authMode === 'off' || authMode === '') return false;
+  if (accounts || !token) return accounts;
+  try {
+    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    return payload.role === 'mod' || payload.role === 'admin';
+  } catch {
+    return false;
+  }
+}
 
 function helloFrame() {
   const frame = { type: 'hello' };
@@ -142,6 +158,7 @@ function openRoomFromHash() {
   const name = roomFromHash();
   if (!name) {
     store.setCurrent(null);
+    moderation.roomShown(null);
     view.setComposerText('');
     return;
   }
@@ -155,6 +172,7 @@ function openRoomFromHash() {
   if (store.editing && store.editing.room !== name) store.stopEdit();
   store.enter(name);
   store.setCurrent(name);
+  moderation.roomShown(name);
   view.setComposerText(drafts[name] || '');
   view.composerError('');
   const room = store.room(name);
@@ -176,6 +194,7 @@ function onJoined(frame) {
   joinSince.delete(frame.room);
   const room = store.joined(frame);
   if (!room) return;
+  moderation.setMuted(room.name, frame.muted === true);
   if (room.historyError) store.setHistoryState(room.name, { historyError: '' }); /* e.g. a refused join */
   if (since === null || frame.recovered === false) {
     store.resetMessages(room.name);
@@ -623,6 +642,7 @@ function onWelcome({ detail }) {
     paint();
   }
   showIdentity();
+  moderation.roomShown(store.current); /* who we are is known now */
   /* the room on screen first: with more rooms than the server allows, the
    * ones refused are the others */
   const rooms = [...store.rooms.values()].sort((a, b) => (b.name === store.current) - (a.name === store.current));
@@ -644,7 +664,10 @@ function onMessage(frame) {
 function onError(frame) {
   if (!connection.ready && ['bad_request', 'unauthorized'].includes(frame.code)) return; /* hello refused: see 'refused' */
   if (frame.ref === READ_REF) return; /* the badge is corrected by the next GET /api/rooms */
-  const text = humanError(frame);
+  /* a mute or ban: the server's words name it and the room */
+  const sanctioned = frame.code === 'forbidden' && /^you are (muted|banned)/i.test(frame.message || '');
+  const text = sanctioned ? frame.message : humanError(frame);
+  if (sanctioned && frame.room && /^you are muted/i.test(frame.message)) moderation.setMuted(frame.room, true);
   const pendingRoom = frame.ref ? store.findPendingRoom(frame.ref) : null;
   const changeRoom = frame.ref ? store.findChangeRoom(frame.ref) : null;
   if (pendingRoom) {
@@ -658,7 +681,7 @@ function onError(frame) {
   } else if (changeRoom) {
     const kind = store.room(changeRoom).ourChanges.get(frame.ref).kind;
     store.changeFailed(changeRoom, frame.ref,
-      CHANGE_ERROR_TEXT[`${kind}:${frame.code}`] || CHANGE_ERROR_TEXT[frame.code] || text);
+      sanctioned ? text : CHANGE_ERROR_TEXT[`${kind}:${frame.code}`] || CHANGE_ERROR_TEXT[frame.code] || text);
   } else if (frame.code === 'not_joined' && store.room(frame.room)) {
     joinSince.delete(frame.room);
     join(store.room(frame.room));
@@ -695,7 +718,11 @@ function joinRefused(name, text, code = '') {
 const FRAME_HANDLERS = {
   joined: onJoined,
   message: onMessage,
-  update: (frame) => (['edit', 'delete', 'react', 'unreact'].includes(frame.kind) ? store.update(frame) : roomEvent(frame)),
+  update: (frame) => {
+    if (['edit', 'delete', 'react', 'unreact'].includes(frame.kind)) return store.update(frame);
+    if (moderation.isModerationKind(frame.kind)) moderation.onEvent(frame);
+    return roomEvent(frame);
+  },
   left: onLeft,
   read: (frame) => {
     if (frame.room && frame.id > 0) store.readTo(frame.room, frame.id); /* another device of the account read */
@@ -1026,11 +1053,13 @@ function dropRoom(name) {
   openRoomFromHash();
 }
 
-/* The server took us out of a room: removed by an owner, or closed. */
+/* The server took us out of a room: removed by an owner, banned by a
+ * moderator, or closed. */
 function onLeft(frame) {
   if (!frame.reason || !store.room(frame.room)) return; /* the answer to our own leave */
   const label = store.label(frame.room);
-  view.showBanner(frame.reason === 'closed' ? `${label} was closed by an admin.` : `You were removed from ${label}.`);
+  const why = { closed: `${label} was closed by an admin.`, banned: `You were banned from ${label}.` };
+  view.showBanner(why[frame.reason] || `You were removed from ${label}.`);
   dropRoom(frame.room);
 }
 
@@ -1182,6 +1211,14 @@ async function start() {
   connection.addEventListener('frame', onFrame);
   connection.addEventListener('refused', onRefused);
   initSearch(openSearchResult);
+  moderation.init({
+    current: () => store.current,
+    me: () => store.me,
+    label: (name) => store.label(name),
+    online: (name) => [...(store.room(name)?.members || [])],
+    mayModerate,
+    signInAgainOn,
+  });
   view.bindActions({
     join: (name) => {
       const problem = roomNameProblem(name);
@@ -1236,6 +1273,7 @@ async function start() {
   view.renderNotify(notifyState());
 
   const mode = await detectMode();
+  authMode = mode.auth;
   if (mode.auth === 'accounts') {
     await startAccounts(mode);
     return;
