@@ -553,17 +553,6 @@ static int run_on_message(sqlite3_stmt *st, const char *room, uint64_t a, uint64
 #define SEARCH_SLOTS 65536              /* rowids per millisecond */
 #define SEARCH_TS_MAX (INT64_MAX >> 16) /* beyond it ts * SEARCH_SLOTS overflows */
 
-/* Where a message's slot search starts: FNV-1a of its room and id. */
-static uint32_t search_first_slot(const char *room, uint64_t id)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)room; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    for (int i = 0; i < 8; i++)
-        h = (h ^ ((id >> (8 * i)) & 0xff)) * 1099511628211ull;
-    return (uint32_t)(h % SEARCH_SLOTS);
-}
-
 /* Index the text of message (room, id) under the first free rowid of its
  * millisecond. Text-less messages are not indexed. */
 static int index_message(struct store *s, const char *room, uint64_t id, int64_t ts,
@@ -571,7 +560,9 @@ static int index_message(struct store *s, const char *room, uint64_t id, int64_t
 {
     if (!text || !*text || ts < 0 || ts > SEARCH_TS_MAX)
         return SQLITE_DONE;
-    uint32_t first = search_first_slot(room, id);
+    /* Its id's slot first: messages of one room in one millisecond keep
+     * their order, and every node numbers them alike. */
+    uint32_t first = (uint32_t)(id % SEARCH_SLOTS);
     for (uint32_t k = 0; k < SEARCH_SLOTS; k++) {
         sqlite3_int64 rowid = ts * SEARCH_SLOTS + (first + k) % SEARCH_SLOTS;
         if (sqlite3_bind_int64(s->search_slot, 1, rowid) != SQLITE_OK)

@@ -6,9 +6,9 @@
 -- The index's rowid is ts * 65536 + a slot, so walking it by rowid descending
 -- gives the newest messages first and a page stops as soon as it is full,
 -- however many messages match. The writer (store.c) inserts a message's row in
--- the transaction that stores or edits it, trying the slot given by a hash of
--- (room, id) first, so two nodes number the same message the same way unless
--- two messages of one millisecond collide. The triggers below take a row out
+-- the transaction that stores or edits it, trying the slot id % 65536 first:
+-- the messages of one room in one millisecond keep their order, and two nodes
+-- number a message alike unless two rooms' messages of one millisecond collide. The triggers below take a row out
 -- whenever its message's text changes or the message leaves the log, in the
 -- same transaction, whatever statement does it (an edit, a delete, an expiry).
 CREATE VIRTUAL TABLE search USING fts5(
