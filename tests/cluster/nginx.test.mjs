@@ -243,8 +243,10 @@ describe('deploy/nginx.conf in front of three nodes', () => {
         // Reconnect at once, as the web client does, while the node may still
         // be draining (it answers upgrades 503, which nginx retries elsewhere)
         // or already gone (connection refused, retried too).
+        const t0 = performance.now();
         const back = await connect(nginx.wsUrl, { origin: nginx.origin });
         back.welcome = await back.hello(victim.user);
+        console.log(`reconnect through nginx after 1001: welcome from ${back.welcome.node} in ${(performance.now() - t0).toFixed(0)} ms`);
         assert.notEqual(back.welcome.node, victimId, 'the reconnect lands on a live node');
         assert.ok(nodeIds().includes(back.welcome.node));
         await stopping;
