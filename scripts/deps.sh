@@ -6,7 +6,7 @@
 # is written here.
 #   scripts/deps.sh            build packages + CivetWeb source in .deps/civetweb
 #   scripts/deps.sh --test     also valkey-server (from <codename>-backports),
-#                              chromium, node/npm, openssl and tests/node_modules
+#                              chromium, nginx, node/npm, openssl and tests/node_modules
 # Run as root to install. Without root, when something is missing, it prints
 # the exact commands to run and exits 1.
 set -euo pipefail
@@ -35,7 +35,8 @@ backports=$codename-backports
 build_pkgs=(build-essential cmake pkg-config libhiredis-dev libssl-dev libcjson-dev libargon2-dev
     libsqlite3-dev dpkg-dev patch ca-certificates openssl)
 test_pkgs=(chromium fonts-dejavu-core fonts-noto-color-emoji openssl ca-certificates clang-format
-    clang libclang-rt-dev) # clang and its libFuzzer/sanitizer runtimes: make fuzz-smoke
+    clang libclang-rt-dev # clang and its libFuzzer/sanitizer runtimes: make fuzz-smoke
+    nginx python3-yaml)   # deploy/: nginx.conf run in front of a cluster, compose file parsed
 backports_pkgs=(valkey-server) # not in bookworm itself
 civetweb_cache=${TURBOCHAT_CIVETWEB_CACHE:-$here/.deps/civetweb}
 our_sources=/etc/apt/sources.list.d/turbochat.sources
