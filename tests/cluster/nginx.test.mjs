@@ -26,8 +26,8 @@ const T = { timeout: 180000 };
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NGINX_BIN = process.env.NGINX_BIN || '/usr/sbin/nginx';
 // What deploy/nginx.conf asks the nodes behind it to set (see its header):
-// every client has the proxy's address.
-const NODE_ENV = { TURBOCHAT_MAX_CONNECTIONS_PER_IP: '0' };
+// the proxy's address, whose X-Forwarded-For names the client.
+const NODE_ENV = { TURBOCHAT_TRUSTED_PROXIES: '127.0.0.1' };
 
 let vk;
 let nodes;

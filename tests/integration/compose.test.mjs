@@ -64,7 +64,8 @@ describe('deploy/docker-compose.yml', () => {
             const env = envOf(s);
             assert.equal(new URL(env.REDIS_URL).hostname, 'valkey', `${name}: REDIS_URL points at the valkey service`);
             assert.equal(new URL(env.REDIS_URL).port || '6379', '6379');
-            assert.equal(env.TURBOCHAT_MAX_CONNECTIONS_PER_IP, '0', `${name}: behind nginx every client has its address`);
+            assert.equal(env.TURBOCHAT_TRUSTED_PROXIES, compose.services.nginx.networks.default.ipv4_address,
+                `${name}: trusts X-Forwarded-For from nginx's fixed address`);
             ids.add(env.TURBOCHAT_NODE_ID);
             const data = (s.volumes || []).map((v) => v.split(':')).filter(([, target]) => target === path.posix.dirname(env.TURBOCHAT_DB));
             assert.equal(data.length, 1, `${name}: one volume holds the directory of TURBOCHAT_DB ${env.TURBOCHAT_DB}`);
