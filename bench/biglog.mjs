@@ -425,6 +425,7 @@ Options (default): --messages 1000000 (--quick 100000), --rooms 100, --users 300
     const loadStart = loadavg();
     console.log(`turbochat biglog: ${path.relative(REPO, bin) || bin}, ${os.cpus().length} cores, load ${loadStart}`);
     const node = await startTurbochat({ bin, label: 'biglog', env });
+    running = node;
     const dbFile = node.env.TURBOCHAT_DB;
     log(`node ${node.nodeId} on ${node.url}, log ${dbFile}`);
 
@@ -575,8 +576,20 @@ Options (default): --messages 1000000 (--quick 100000), --rooms 100, --users 300
         if (s.from) qs.set('from', s.from());
         return `/api/search?${qs}`;
     };
+    let retried = 0;
     const runSearch = async (s, samples) => {
-        const r = await get(searchPath(s));
+        const p = searchPath(s);
+        let r;
+        try {
+            r = await get(p);
+        } catch (err) {
+            // the server closes a keep-alive connection idle for 500 ms
+            // (CivetWeb's keep_alive_timeout_ms); one reused as it closed
+            // fails: once more on a new one, unless the node is gone
+            if (node.exitInfo || err.code !== 'ECONNRESET') throw err;
+            retried++;
+            r = await get(p);
+        }
         if (r.status !== 200 || !r.body) throw new Error(`search ${s.name}: ${r.status} ${r.text.slice(0, 200)}`);
         samples.push({ ms: r.ms, results: r.body.results.length, next: r.body.next !== undefined });
     };
@@ -614,6 +627,7 @@ Options (default): --messages 1000000 (--quick 100000), --rooms 100, --users 300
         log(`  ${s.name}: p50 ${fmtMs(row.seq.p50)} p95 ${fmtMs(row.seq.p95)} ms; ${CFG.searchParallel} at once p95 ${fmtMs(row.par.p95)} ms`);
     }
     out.searchSrvMsPerReq = (cpuUs(node.pid) - srvSearch0) / 1000 / searches;
+    out.searchRetried = retried;
     out.searchMachineCores = (machineBusyUs() - busySearch0) / (nowUs() - tSearch0);
     api.destroy();
 
@@ -724,7 +738,8 @@ Options (default): --messages 1000000 (--quick 100000), --rooms 100, --users 300
     p();
     p(`search: ${CFG.searchRuns} runs one after the other, then ${CFG.searchParallel} loops of ${CFG.searchRuns} at once; ms; default limit 20; ` +
         `server CPU: ms per search of the runs one after the other (${fmt(out.searchSrvMsPerReq, 2)} ms on average over all); ` +
-        `machine busy ${out.searchMachineCores.toFixed(2)} of ${cores} cores meanwhile`);
+        `machine busy ${out.searchMachineCores.toFixed(2)} of ${cores} cores meanwhile; ` +
+        `${out.searchRetried} requests sent again after the server closed an idle keep-alive connection`);
     p();
     p('| query | p50 | p95 | p99 | p50 ×4 | p95 ×4 | p99 ×4 | server CPU | results | next |');
     p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -761,6 +776,22 @@ Options (default): --messages 1000000 (--quick 100000), --rooms 100, --users 300
     process.exit(0);
 }
 
-if (isMainThread) await main();
+// The node of the run: when it exits by itself, its log is kept.
+let running = null;
+
+if (isMainThread) {
+    try {
+        await main();
+    } catch (err) {
+        if (running && !running.stopping) await Promise.race([running.exited, delay(1000)]);
+        if (running && running.crashed()) {
+            const kept = path.join(REPO, 'bench', '.cache', `biglog-crash-${Date.now()}.log`);
+            fs.mkdirSync(path.dirname(kept), { recursive: true });
+            fs.copyFileSync(running.logFile, kept);
+            console.error(`the node exited (${JSON.stringify(running.exitInfo)}); its log is kept in ${kept}:\n${running.logTail()}`);
+        }
+        throw err;
+    }
+}
 else if (workerData.role === 'fill') fillWorker(workerData);
 else historyWorker(workerData);
