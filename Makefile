@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/deps.sh, CMake, ctest and node's test runner.
-#   make deps | build | run ARGS='--listen 8080' | test | test-unit | test-asan
+#   make deps | build | run ARGS='--listen 8080' | test | test-unit | test-asan | test-container
 #   make tsan (= test-tsan) | format | format-check | clean
 #   make fuzz FUZZ_SECONDS=300 FUZZ_FLAGS='-fork=2' | fuzz-smoke (clang, from make deps-test)
 #   make bench BENCH_ARGS='--quick' (bench/run.mjs: before, after and Socket.IO side by side)
@@ -19,6 +19,7 @@ CTEST ?= ctest
 NODE ?= node
 CLANG_FORMAT ?= clang-format
 CLANG ?= clang
+CONTAINER_CHECK ?= $(CURDIR)/../shared/tools/container-check
 ARGS ?=
 BENCH_ARGS ?=
 
@@ -51,7 +52,7 @@ FUZZ_ARGS = -max_len=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FU
 FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps deps-test build build-asan build-tsan run test test-unit test-node \
+.PHONY: all deps deps-test build build-asan build-tsan run test test-unit test-node test-container \
 	test-asan tsan test-tsan fuzz fuzz-smoke bench format format-check clean
 # Targets here are steps in order; parallelism lives inside cmake --build -j$(JOBS).
 .NOTPARALLEL:
@@ -104,6 +105,17 @@ test: deps-test format-check
 	$(MAKE) test-unit-asan-only test-node-asan-only
 	$(MAKE) build-tsan
 	$(MAKE) test-unit-tsan-only
+	$(MAKE) test-container
+
+# The image of the Dockerfile, built and run by container-check where that tool
+# is present (../shared/tools, or CONTAINER_CHECK=PATH): tests/container/probe.mjs
+# chats through it, checks it runs as non-root and that a stop drains with 1001.
+test-container:
+	@if [ -x "$(CONTAINER_CHECK)" ]; then \
+		$(CONTAINER_CHECK) --context . --probe '$(NODE) tests/container/probe.mjs' --probe-timeout 120; \
+	else \
+		echo "test-container: no $(CONTAINER_CHECK) on this machine, skipped"; \
+	fi
 
 test-unit: build
 	$(MAKE) test-unit-only
