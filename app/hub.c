@@ -401,11 +401,14 @@ static struct loop_frame *joined_frame(struct hub_room *room, bool recovered,
     for (size_t i = 0; i < count; i++)
         cJSON_AddItemToArray(members, cJSON_CreateString(names[i]));
     cJSON_AddBoolToObject(obj, "recovered", recovered);
-    struct hub_read_state none = {0, 0, 0};
+    struct hub_read_state none = {0, 0, 0, 1, 0};
     read = read ? read : &none;
     cJSON_AddNumberToObject(obj, "unread", read->unread);
     cJSON_AddNumberToObject(obj, "mentions", read->mentions);
     cJSON_AddNumberToObject(obj, "last_read", (double)read->last_read);
+    cJSON_AddNumberToObject(obj, "begins", read->begins ? (double)read->begins : 1);
+    if (read->retention_days > 0)
+        cJSON_AddNumberToObject(obj, "retention_days", read->retention_days);
     hub_free_names(names, count);
     return frame_from_json(obj);
 }

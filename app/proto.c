@@ -90,7 +90,7 @@ static const char *const kind_names[] = {
     [CHAT_REACT] = "react",     [CHAT_UNREACT] = "unreact", [CHAT_ACCOUNT] = "account",
     [CHAT_SESSION] = "session", [CHAT_SIGNOUT] = "signout", [CHAT_SIGNOUT_ALL] = "signout_all",
     [CHAT_INVITE] = "invite",   [CHAT_ROOM] = "room",       [CHAT_MEMBER] = "member",
-    [CHAT_CLOSED] = "closed",   [CHAT_READ] = "read",
+    [CHAT_CLOSED] = "closed",   [CHAT_READ] = "read",       [CHAT_RETENTION] = "retention",
 };
 _Static_assert(ARRAY_LEN(kind_names) == CHAT_KIND_COUNT, "every kind has its name");
 
@@ -555,7 +555,7 @@ static cJSON *update_object(const struct chat_msg *msg, bool with_type)
         cJSON_AddStringToObject(obj, "text", msg->text);
     if (msg->emoji)
         cJSON_AddStringToObject(obj, "emoji", msg->emoji);
-    if (chat_kind_is_room_change(msg->kind))
+    if (chat_kind_is_room_change(msg->kind) || msg->kind == CHAT_RETENTION)
         add_record(obj, msg->text);
     return obj;
 }

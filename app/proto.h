@@ -54,6 +54,7 @@ enum chat_kind {
     CHAT_MEMBER,      /* a member of a private room added, removed or promoted */
     CHAT_CLOSED,      /* an admin closed the room */
     CHAT_READ,        /* an account read a room up to an id (its read log) */
+    CHAT_RETENTION,   /* a moderator set how long the room's messages are kept */
     CHAT_KIND_COUNT,
 };
 
@@ -64,6 +65,13 @@ enum chat_kind {
 static inline bool chat_kind_is_room_change(int kind)
 {
     return kind == CHAT_ROOM || kind == CHAT_MEMBER || kind == CHAT_CLOSED;
+}
+
+/* True for the kinds retention removes: messages and their changes. The
+ * others make a room's state and are kept forever. */
+static inline bool chat_kind_expires(int kind)
+{
+    return kind >= CHAT_MESSAGE && kind <= CHAT_UNREACT;
 }
 
 /* The log of accounts, sessions and invites: one for the cluster, so that

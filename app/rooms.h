@@ -53,6 +53,15 @@ void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg);
  * in ASCII lower case. The caller frees it. */
 char *rooms_read_log(const char *user);
 
+#define ROOMS_RETENTION_DAYS_MAX 36500.0 /* a room's retention_days, at most */
+
+/* By actor, a moderator of room (the caller checked): keep its messages
+ * days days (0: forever), or with has_days false follow the deployment's
+ * retention again; a `retention` event of the room's log. Refusals:
+ * bad_request, unavailable. Blocks. */
+int rooms_set_retention(struct rooms *rooms, const char *room, const char *actor, bool has_days,
+                        double days, struct chat_refusal *refusal);
+
 /* Admin: close room. Blocks. */
 int rooms_close(struct rooms *rooms, const char *room, const char *actor,
                 struct chat_refusal *refusal);

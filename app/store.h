@@ -86,9 +86,11 @@ struct store_room {
     bool is_private;
     bool dm;
     bool closed;
+    double retention_days; /* effective: the room's own or the deployment's; 0 forever */
 };
 /* Every room (not the logs whose names start with '.') with its highest id
- * and kind, sorted by name; free with store_free_rooms. */
+ * (one whose every message expired too) and kind, sorted by name; free with
+ * store_free_rooms. */
 int store_list_rooms(struct store *store, struct store_room **out, size_t *count);
 void store_free_rooms(struct store_room *rooms, size_t count);
 
@@ -162,8 +164,51 @@ int store_roster(struct store *store, const char *room, char ***names, char ***r
 int store_unread(struct store *store, const char *room, const char *user, uint64_t *last_read,
                  int *unread, int *mentions);
 
-/* Highest id stored for room, 0 when none; negative on error. */
+/* Highest id stored for room, 0 when none; negative on error. Never below
+ * where its history begins, less one: ids of expired messages are not given
+ * out again. */
 int store_last_id(struct store *store, const char *room, uint64_t *out);
+
+/* ---- retention: messages expire (migrations/0006_retention.sql) */
+
+/* Where room's history begins (the lowest id it may serve; 1 when nothing
+ * expired) and its effective retention in days (0: forever). 0 or negative.
+ * Any thread. */
+int store_history_head(struct store *store, const char *room, uint64_t *begins, double *days);
+
+/* The deployment's retention in days (0: forever), which rooms without a
+ * retention event of their own follow. Any thread. */
+void store_set_retention(struct store *store, double days);
+
+/* Queue a purge as of now_ms: in every room with a retention, the
+ * message-like events (chat_kind_expires) up to the highest such id whose
+ * ts < now_ms - retention leave the log with what they made, and the room's
+ * history begins after it. Runs on the writer in transactions of at most
+ * 5,000 rows, queued behind the jobs waiting meanwhile; cb runs once at the
+ * end (0 or negative). Any thread. */
+int store_purge(struct store *store, int64_t now_ms, store_done_cb cb, void *ctx);
+
+/* Start the thread that queues a purge now, then every 60 s, or for a
+ * retention under a day every tenth of it (at least 1 s). store_free stops
+ * it. 0 or negative. Main thread, once. */
+int store_retention_start(struct store *store);
+
+/* ---- backup */
+
+/* What store_backup copied. */
+struct store_backup_info {
+    int64_t bytes;  /* size of the copy */
+    int64_t events; /* rows of the log */
+    int pages;      /* database pages */
+};
+
+/* Copy the database at path (which must exist; a node may be serving it)
+ * with SQLite's online backup API into dest: a consistent snapshot written
+ * to dest.tmp in the same directory, fsynced, then renamed to dest (and the
+ * directory fsynced). An existing dest is refused unless force. 0 with *info,
+ * or negative with the reason in err. Any thread; opens its own connections. */
+int store_backup(const char *path, const char *dest, bool force, struct store_backup_info *info,
+                 char *err, size_t errlen);
 
 /* True once store_create succeeded and the database answers. */
 bool store_is_ready(struct store *store);
