@@ -805,6 +805,8 @@ static cJSON *admin_room_object(struct api *api, const char *name, const struct 
     cJSON_AddBoolToObject(r, "dm", stored && stored->dm);
     cJSON_AddBoolToObject(r, "closed", stored && stored->closed);
     cJSON_AddNumberToObject(r, "last_id", stored ? (double)stored->last_id : 0);
+    if (stored && stored->retention_days > 0)
+        cJSON_AddNumberToObject(r, "retention_days", stored->retention_days);
     return r;
 }
 

@@ -565,6 +565,10 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const 
     uint64_t stored = history_last_id(hub, room_name);
     uint64_t upto = stored > delivered ? stored : delivered;
     uint64_t from = since && *since < upto ? *since : upto;
+    /* Expired history is not replayed, nor fetched from the replay window:
+     * a replay starts where history begins. */
+    if (read && read->begins > 1 && from < read->begins - 1 && read->begins - 1 <= upto)
+        from = read->begins - 1;
     bool recovered = !since || upto - from <= (uint64_t)hub->config->replay_max;
     struct replay_page page = {NULL, 0, true};
     uint64_t page_upto = from;

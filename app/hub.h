@@ -66,7 +66,7 @@ struct hub_read_state {
     uint64_t last_read;
     int unread;
     int mentions;
-    uint64_t begins;       /* where the room's history begins; 0 reads as 1 */
+    uint64_t begins; /* where the room's history begins (0 reads as 1): a replay starts there */
     double retention_days; /* the room's effective retention; 0: forever */
 };
 int hub_join(struct hub *hub, struct hub_conn *hc, const char *room, const uint64_t *since,

@@ -123,9 +123,21 @@ describe('cluster retention', () => {
             const one = await api(n.url, `/api/rooms/${room}/messages/2`, { headers: bearer('alice') });
             assert.equal(one.status, 404, 'an expired message is not found');
         }
+        // a re-join from before the cutoff replays nothing expired (not even
+        // from the Valkey window, which still holds it)
+        const c = await connect(nodes[0].wsUrl);
+        c.send({ type: 'hello', token: tok.alice });
+        await c.next('welcome');
+        const j = await c.join(room, 0);
+        assert.equal(j.recovered, true);
+        assert.equal(j.begins, lastId + 1);
         // ids continue after the expired ones, on both nodes
         const next = await post(nodes[1], 'bob', room, 'after the purge');
         assert.equal(next.id, lastId + 1, 'no id is given out twice');
+        await c.next((f) => f.type === 'message' && f.id === next.id);
+        const replayed = c.frames.filter((f) => (f.type === 'message' || f.type === 'update') && f.id <= lastId);
+        assert.deepEqual(replayed, [], 'no expired event replayed');
+        c.close();
         await waitFor(async () => (await history(nodes[0], room)).messages.some((m) => m.id === next.id), {
             what: 'the new message on node 0',
         });
