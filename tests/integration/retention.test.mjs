@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { accountsEnv, addMember, createRoom, expectStatus, http, signup, uname } from '../lib/accounts.mjs';
 import { api, connectUser, uniq } from '../lib/client.mjs';
 import { binaryPath, RELAXED_RATE_ENV, startServer, stopAll, withLogs } from '../lib/server.mjs';
 import { waitFor } from '../lib/valkey.mjs';
@@ -59,6 +60,34 @@ describe('retention on one node', () => {
         const rooms = await api(srv.url, '/api/rooms');
         assert.equal(rooms.json.rooms.find((r) => r.name === room)?.last_id, 4);
         d.close();
+    }));
+
+    it('under accounts: an admin or the owner of a private room sets its retention', T, withLogs(async () => {
+        const srv = await startServer({ env: accountsEnv() });
+        const admin = await signup(srv.url, uname('adm'), 'password-admin-1');
+        const owner = await signup(srv.url, uname('own'), 'password-owner-1');
+        const member = await signup(srv.url, uname('mem'), 'password-member-1');
+        const room = uniq('priv');
+        await createRoom(srv.url, owner, room, true);
+        await addMember(srv.url, owner, room, member.name);
+        const patch = (s, body) => http(srv.url, `/api/rooms/${room}`, { method: 'PATCH', body, headers: s.bearer() });
+        expectStatus(await patch(member, { retention_days: 7 }), 403, 'forbidden', 'a plain member');
+        expectStatus(await patch(admin, { retention_days: 7 }), 404, 'not_found', 'the admin outside the private room');
+        const r = expectStatus(await patch(owner, { retention_days: 7 }), 200, undefined, 'the owner');
+        assert.equal(r.json.room.retention_days, 7);
+        assert.equal(r.json.room.name, room);
+        const pub = uniq('pub');
+        await createRoom(srv.url, owner, pub, false);
+        const patchPub = (s, body) => http(srv.url, `/api/rooms/${pub}`, { method: 'PATCH', body, headers: s.bearer() });
+        expectStatus(await patchPub(owner, { retention_days: 1 }), 403, 'forbidden', 'the maker of a public room');
+        const a = expectStatus(await patchPub(admin, { retention_days: 1.5 }), 200, undefined, 'the admin');
+        assert.equal(a.json.room.retention_days, 1.5);
+        const list = await http(srv.url, '/api/rooms', { headers: member.bearer() });
+        assert.equal(list.json.rooms.find((x) => x.name === room)?.retention_days, 7);
+        assert.equal(list.json.rooms.find((x) => x.name === pub)?.retention_days, 1.5);
+        const h = await http(srv.url, `/api/rooms/${room}/messages`, { headers: member.bearer() });
+        assert.equal(h.json.retention_days, 7);
+        assert.equal(h.json.begins, 1);
     }));
 
     it('refuses a retention_days out of range, naming it', T, () => {
