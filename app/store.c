@@ -49,12 +49,13 @@
 
 /* One queued write: a message to insert, a purge, or a barrier (neither). */
 struct store_job {
-    struct store_job *next; /* queue link */
-    struct chat_msg *msg;   /* owned copy; NULL for a barrier or a purge */
-    bool purge;             /* expire what retention says is old at purge_now */
-    int64_t purge_now;      /* ms */
-    store_done_cb cb;       /* may be NULL */
-    void *ctx;              /* passed to cb */
+    struct store_job *next;  /* queue link */
+    struct chat_msg *msg;    /* owned copy; NULL for a barrier or a purge */
+    bool purge;              /* expire what retention says is old at purge_now */
+    int64_t purge_now;       /* ms */
+    struct purge_plan *plan; /* owned; NULL until the purge's first batch */
+    store_done_cb cb;        /* may be NULL */
+    void *ctx;               /* passed to cb */
 };
 
 /* Prepared statements of a reader connection, indexes into stmts[]. */
@@ -1020,21 +1021,53 @@ static int purge_message_derived(struct store *s, const char *room, uint64_t id)
     return rc;
 }
 
-/* A room to purge: its name and cutoff time. */
-struct purge_room {
-    char *name;
-    int64_t cutoff_ts; /* events older than this expire */
+/* What one purge removes, decided in its first transaction: per room the
+ * highest expired id; next is the room the following batch starts with. */
+struct purge_plan {
+    char **rooms;
+    int64_t *cutoff_ids;
+    size_t count;
+    size_t next;
 };
 
-/* The rooms with a retention and their cutoff at now; *out is the caller's. */
-static int rooms_to_purge(struct store *s, int64_t now, struct purge_room **out, size_t *count)
+static void purge_plan_free(struct purge_plan *plan)
+{
+    if (!plan)
+        return;
+    for (size_t i = 0; i < plan->count; i++)
+        free(plan->rooms[i]);
+    free(plan->rooms);
+    free(plan->cutoff_ids);
+    free(plan);
+}
+
+/* The newest expiring event of room older than cutoff_ts into *cutoff_id
+ * (0: none). SQLite result code. */
+static int cutoff_of(struct store *s, const char *room, int64_t cutoff_ts, int64_t *cutoff_id)
+{
+    *cutoff_id = 0;
+    if (sqlite3_bind_text(s->cutoff, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(s->cutoff, 2, cutoff_ts) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int rc = sqlite3_step(s->cutoff);
+    if (rc == SQLITE_ROW) {
+        *cutoff_id = sqlite3_column_int64(s->cutoff, 0); /* NULL: nothing expired */
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s->cutoff);
+    sqlite3_clear_bindings(s->cutoff);
+    return rc;
+}
+
+/* Every room with a retention and something expired at now, with its cutoff
+ * id. SQLite result code; *out is the caller's. */
+static int plan_purge(struct store *s, int64_t now, struct purge_plan **out)
 {
     double deployment = atomic_load(&s->retention_days);
+    struct purge_plan *plan = xcalloc(1, sizeof(*plan));
     sqlite3_stmt *st = s->purge_rooms;
-    size_t cap = 0;
+    size_t cap = 0, icap = 0;
     int rc;
-    *out = NULL;
-    *count = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
         double days =
@@ -1042,11 +1075,28 @@ static int rooms_to_purge(struct store *s, int64_t now, struct purge_room **out,
                            sqlite3_column_type(st, 2) == SQLITE_NULL, sqlite3_column_double(st, 2));
         if (!name || days <= 0)
             continue;
-        UTIL_GROW(*out, *count, cap);
-        (*out)[*count] = (struct purge_room){xstrdup(name), now - (int64_t)(days * DAY_MS)};
-        (*count)++;
+        UTIL_GROW(plan->rooms, plan->count, cap);
+        UTIL_GROW(plan->cutoff_ids, plan->count, icap);
+        plan->rooms[plan->count] = xstrdup(name);
+        plan->cutoff_ids[plan->count] = (int64_t)(days * DAY_MS); /* the cutoff age, for now */
+        plan->count++;
     }
     sqlite3_reset(st);
+    size_t kept = 0, i = 0;
+    for (; rc == SQLITE_DONE && i < plan->count; i++) {
+        int64_t cutoff_id;
+        rc = cutoff_of(s, plan->rooms[i], now - plan->cutoff_ids[i], &cutoff_id);
+        if (rc == SQLITE_DONE && cutoff_id > 0) {
+            plan->rooms[kept] = plan->rooms[i];
+            plan->cutoff_ids[kept++] = cutoff_id;
+        } else {
+            free(plan->rooms[i]);
+        }
+    }
+    for (; i < plan->count; i++)
+        free(plan->rooms[i]); /* not looked at after a failure */
+    plan->count = kept;
+    *out = plan;
     return rc;
 }
 
@@ -1088,38 +1138,22 @@ static int purge_room(struct store *s, const char *room, int64_t cutoff_id, int 
     return rc;
 }
 
-/* One transaction of purging at now: 1 when the budget ran out (more may be
- * left), 0 when done, -TC_ESTORE. *purged counts the rows deleted. */
-static int purge_batch(struct store *s, int64_t now, size_t *purged)
+/* One transaction of the purge as of now (planned in the first): 1 when the
+ * budget ran out (more may be left), 0 when done, -TC_ESTORE. *purged counts
+ * the rows deleted. */
+static int purge_batch(struct store *s, int64_t now, struct purge_plan **plan, size_t *purged)
 {
-    struct purge_room *rooms = NULL;
-    size_t count = 0;
     int budget = STORE_PURGE_BATCH;
     *purged = 0;
     int rc = step_once(s->begin);
-    if (rc == SQLITE_DONE)
-        rc = rooms_to_purge(s, now, &rooms, &count);
-    for (size_t i = 0; rc == SQLITE_DONE && i < count && budget > 0; i++) {
-        int64_t cutoff_id = 0;
-        if (sqlite3_bind_text(s->cutoff, 1, rooms[i].name, -1, SQLITE_STATIC) != SQLITE_OK ||
-            sqlite3_bind_int64(s->cutoff, 2, rooms[i].cutoff_ts) != SQLITE_OK) {
-            rc = SQLITE_ERROR;
-            break;
-        }
-        rc = sqlite3_step(s->cutoff);
-        if (rc == SQLITE_ROW) {
-            cutoff_id = sqlite3_column_int64(s->cutoff, 0); /* NULL: nothing expired */
-            rc = SQLITE_DONE;
-        }
-        sqlite3_reset(s->cutoff);
-        sqlite3_clear_bindings(s->cutoff);
-        /* Below the head too: a purge cut short by its budget goes on. */
-        if (rc == SQLITE_DONE && cutoff_id > 0)
-            rc = purge_room(s, rooms[i].name, cutoff_id, &budget, purged);
+    if (rc == SQLITE_DONE && !*plan)
+        rc = plan_purge(s, now, plan);
+    while (rc == SQLITE_DONE && (*plan)->next < (*plan)->count && budget > 0) {
+        struct purge_plan *p = *plan;
+        rc = purge_room(s, p->rooms[p->next], p->cutoff_ids[p->next], &budget, purged);
+        if (budget > 0)
+            p->next++; /* the room is done: its batch was not full */
     }
-    for (size_t i = 0; i < count; i++)
-        free(rooms[i].name);
-    free(rooms);
     if (rc == SQLITE_DONE)
         rc = step_once(s->commit);
     if (rc != SQLITE_DONE) {
@@ -1134,26 +1168,29 @@ static int purge_batch(struct store *s, int64_t now, size_t *purged)
         if (s->metrics)
             atomic_fetch_add(&s->metrics->retention_purged, *purged);
     }
-    return budget <= 0 ? 1 : 0;
+    return budget <= 0 && (*plan)->next < (*plan)->count ? 1 : 0;
 }
 
 static int enqueue(struct store *s, struct store_job *job);
 
 /* Run the purge job j: one bounded transaction; when more is left, the rest
- * goes to the back of the queue (sends queued meanwhile commit first) and
- * takes j's callback along. False when j was re-queued. */
+ * (with j's plan and callback) goes to the back of the queue, so sends queued
+ * meanwhile commit first. False when j was re-queued. */
 static bool run_purge(struct store *s, struct store_job *j, int *status)
 {
     size_t purged;
-    int rc = purge_batch(s, j->purge_now, &purged);
+    int rc = purge_batch(s, j->purge_now, &j->plan, &purged);
     if (rc == 1) {
         struct store_job *next = xcalloc(1, sizeof(*next));
-        *next = (struct store_job){NULL, NULL, true, j->purge_now, j->cb, j->ctx};
+        *next = *j;
+        next->next = NULL;
         if (enqueue(s, next) == 0)
             return false;
-        free(next); /* stopping: the rest waits for the next start */
+        free(next); /* stopping: the next start purges the rest */
         rc = 0;
     }
+    purge_plan_free(j->plan);
+    j->plan = NULL;
     *status = rc;
     return true;
 }
@@ -1996,7 +2033,7 @@ int store_purge(struct store *store, int64_t now_ms, store_done_cb cb, void *ctx
     if (!store)
         return -EINVAL;
     struct store_job *job = xcalloc(1, sizeof(*job));
-    *job = (struct store_job){NULL, NULL, true, now_ms, cb, ctx};
+    *job = (struct store_job){NULL, NULL, true, now_ms, NULL, cb, ctx};
     int rc = enqueue(store, job);
     if (rc)
         free(job);

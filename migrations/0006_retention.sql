@@ -20,5 +20,9 @@ CREATE TABLE log_heads (
 ) WITHOUT ROWID;
 
 -- The expiry cutoff of a room: its newest message-like event older than a
--- time, without walking the whole room.
-CREATE INDEX messages_ts ON messages (room, ts);
+-- time, from the index alone, without walking the whole room.
+CREATE INDEX messages_ts ON messages (room, ts, kind);
+
+-- The mentions of one message, for its expiry (and its delete), without
+-- walking every mention of the room.
+CREATE INDEX message_mentions_id ON message_mentions (room, id);

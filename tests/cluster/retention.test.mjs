@@ -74,11 +74,21 @@ async function waitBegins(room, id) {
     });
 }
 
+// Wait until node has message id of room (a change on another node than
+// the message's checks it there).
+function arrived(node, room, id) {
+    return waitFor(async () => (await api(node.url, `/api/rooms/${room}/messages/${id}`, { headers: bearer('alice') })).status === 200, {
+        what: `message ${id} of ${room} on ${node.url}`,
+    });
+}
+
 // Some messages with an edit, reactions, a reply and a delete, from both
 // nodes; resolves with the highest id.
 async function chatter(room) {
     const a = await post(nodes[0], 'alice', room, 'first from node 0');
     const b = await post(nodes[1], 'bob', room, 'second from node 1 @alice');
+    await arrived(nodes[1], room, a.id);
+    await arrived(nodes[0], room, b.id);
     const r1 = await restReact(nodes[1].url, room, a.id, '👍', true, {}, bearer('bob'));
     assert.equal(r1.status, 200, r1.text);
     const r2 = await restReact(nodes[0].url, room, b.id, '🎉', true, {}, bearer('alice'));
@@ -88,6 +98,7 @@ async function chatter(room) {
     const reply = await restPost(nodes[1].url, room, { text: 'a reply', reply_to: a.id }, bearer('bob'));
     assert.equal(reply.status, 201, reply.text);
     const c = await post(nodes[0], 'alice', room, 'third, to be deleted');
+    await arrived(nodes[1], room, c.id);
     const d = await restDelete(nodes[1].url, room, c.id, {}, bearer('admin'));
     assert.equal(d.status, 200, d.text);
     return d.json.id;
