@@ -1,6 +1,7 @@
 /* main: reads the configuration, starts the modules in order (metrics, store,
  * hub, broker, endpoints, server), waits for SIGINT/SIGTERM and stops them in
- * reverse, flushing the store, within the shutdown budget. */
+ * reverse, flushing the store, within the shutdown budget; or runs a
+ * subcommand (token, user, backup) and exits. */
 #define _GNU_SOURCE
 #include <civetweb.h>
 #include <errno.h>

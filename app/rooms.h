@@ -2,8 +2,9 @@
  * made with POST /api/rooms (and general, which is always there), private
  * rooms and direct messages open to their members only, owners who add and
  * remove members, rooms an admin closed; and the events of a room's own log
- * (room, member, closed) that make and change them on every node. Under
- * auth off and token every room is open, as it always was. */
+ * (room, member, closed, and retention under every auth mode) that make and
+ * change them on every node. Under auth off and token every room is open,
+ * as it always was. */
 #ifndef TURBOCHAT_ROOMS_H
 #define TURBOCHAT_ROOMS_H
 

@@ -7,8 +7,10 @@
  * writer commits, so a reader never waits for the writer. A change (edit,
  * delete, reaction) is applied to the message it targets in the transaction
  * that stores it, by rules that give the same state whatever order the rows
- * arrive in (migrations/0002_events.sql). This is the only file that includes
- * sqlite3.h. */
+ * arrive in (migrations/0002_events.sql). Retention's purge is a writer job
+ * too, in transactions of bounded size (migrations/0006_retention.sql); a
+ * backup copies the file with SQLite's online backup API on connections of
+ * its own. This is the only file that includes sqlite3.h. */
 #include "store.h"
 
 #include <errno.h>

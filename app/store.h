@@ -1,8 +1,10 @@
 /* store: the node's SQLite log of every event (message or change of one) of
  * every room and of the server's own logs (accounts, read state), with what
  * the events made: each message's current state, accounts and sessions,
- * private rooms and their members, read state. Migrations at start-up, one
- * writer thread with group commit, readers that never wait. */
+ * private rooms and their members, read state, each room's retention and
+ * where its history begins. Migrations at start-up, one writer thread with
+ * group commit (and retention's purge, in bounded batches), readers that
+ * never wait; the online backup of the database file. */
 #ifndef TURBOCHAT_STORE_H
 #define TURBOCHAT_STORE_H
 
