@@ -2043,8 +2043,9 @@ int store_purge(struct store *store, int64_t now_ms, store_done_cb cb, void *ctx
 }
 
 /* How long the purger waits: 60 s, less for the shortest retention under a
- * day (a tenth of it, at least 1 s), so expiry is never late by more. */
-static int64_t purge_interval_ms(struct store *s)
+ * day (a tenth of it, at least 1 s), so expiry is never late by more.
+ * *any: some room has a retention (else there is nothing to purge). */
+static int64_t purge_interval_ms(struct store *s, bool *any)
 {
     double shortest = atomic_load(&s->retention_days);
     struct store_reader *r = reader_get(s);
@@ -2058,6 +2059,7 @@ static int64_t purge_interval_ms(struct store *s)
         sqlite3_reset(st);
         reader_put(s, r);
     }
+    *any = shortest > 0;
     double ms = STORE_PURGE_EVERY_S * 1000.0;
     if (shortest > 0 && shortest * DAY_MS / 10 < ms)
         ms = shortest * DAY_MS / 10 < 1000 ? 1000 : shortest * DAY_MS / 10;
@@ -2071,8 +2073,10 @@ static void *purger_main(void *arg)
     while (!s->stopping) {
         s->retention_changed = false;
         pthread_mutex_unlock(&s->lock);
-        store_purge(s, util_now_ms(), NULL, NULL);
-        int64_t wait_ms = purge_interval_ms(s);
+        bool any = false;
+        int64_t wait_ms = purge_interval_ms(s, &any);
+        if (any)
+            store_purge(s, util_now_ms(), NULL, NULL);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += wait_ms / 1000;
