@@ -2168,7 +2168,12 @@ int store_backup(const char *path, const char *dest, bool force, struct store_ba
         util_set_err(err, errlen, "cannot read the database %s: %s", path, strerror(errno));
         return -errno;
     }
-    if (!force && lstat(dest, &st) == 0) {
+    struct stat dst_st;
+    if (stat(dest, &dst_st) == 0 && dst_st.st_dev == st.st_dev && dst_st.st_ino == st.st_ino) {
+        util_set_err(err, errlen, "%s is the database itself", dest);
+        return -EINVAL;
+    }
+    if (!force && lstat(dest, &dst_st) == 0) {
         util_set_err(err, errlen, "%s exists (--force replaces it)", dest);
         return -EEXIST;
     }

@@ -1368,6 +1368,8 @@ static int test_backup(void)
     TEST_ASSERT_INT(flush(s), 0);
     TEST_ASSERT_INT(store_backup(db_path, dest, true, &info, err, sizeof(err)), 0);
     TEST_ASSERT_INT(info.events, 60);
+    TEST_ASSERT_INT(store_backup(db_path, db_path, true, &info, err, sizeof(err)), -EINVAL);
+    TEST_ASSERT(strstr(err, "the database itself") != NULL);
     store_free(s);
     struct store *copy = store_create(dest, migs, n_base, 8, NULL, err, sizeof(err));
     TEST_ASSERT(copy != NULL);
