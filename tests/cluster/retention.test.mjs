@@ -5,12 +5,14 @@
 // ones, and history says where it begins. A room's own retention (PATCH by a
 // moderator) is an event every node applies: 0 keeps the room's messages,
 // null gives the deployment's back. Non-moderators and bad values are refused.
+// A Valkey that lost its data is seeded from the nodes' logs so that a room
+// whose every message expired continues after its last id.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { api, connect, uniq } from '../lib/client.mjs';
 import { allEvents, assertRestError, mintToken, restDelete, restEdit, restPost, restReact } from '../lib/lifecycle.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
-import { startNodes, startValkey, stopAllValkey, waitFor } from '../lib/valkey.mjs';
+import { startNodes, startValkey, stopAllValkey, waitFor, waitReady } from '../lib/valkey.mjs';
 
 const T = { timeout: 240000 };
 const SECRET = 'retention-test-secret-0123456789abcdef';
@@ -60,11 +62,11 @@ async function history(node, room) {
 
 // Wait until every node's history of room begins after id (its messages up
 // to id expired there).
-async function waitBegins(room, id) {
+async function waitBegins(room, id, ns = nodes) {
     const last = [];
     await waitFor(
         async () => {
-            for (const [i, n] of nodes.entries()) last[i] = (await history(n, room)).begins;
+            for (const [i, n] of ns.entries()) last[i] = (await history(n, room)).begins;
             return last.every((b) => b > id);
         },
         { timeoutMs: EXPIRY_WAIT_MS, intervalMs: 250, what: `history of ${room} beginning after ${id} on both nodes` },
@@ -215,5 +217,23 @@ describe('cluster retention', () => {
         assertRestError(m, 405, undefined, 'GET of a room');
         const events = await allEvents(nodes[0].url, room, bearer('alice'));
         assert.ok(!events.some((e) => e.kind === 'retention'), 'nothing refused was stored');
+    }));
+
+    it('a room whose every message expired continues after its last id when Valkey lost its data', T, withLogs(async () => {
+        const vk = await startValkey({ mode: 'plain', persist: false });
+        const env = { TURBOCHAT_AUTH_SECRET: SECRET, TURBOCHAT_RETENTION_DAYS: String(RETENTION_DAYS) };
+        const ns = await startNodes(vk.env, 2, { env });
+        const room = uniq('ret-lost');
+        for (let k = 1; k <= 3; k++) assert.equal((await post(ns[k % 2], 'alice', room, `m${k}`)).id, k);
+        await waitBegins(room, 3, ns);
+        await vk.stop();
+        for (const n of ns) await waitReady(n, { want: 503, timeoutMs: 15000 });
+        await vk.restart(); // empty: no append-only file
+        for (const n of ns) await waitReady(n, { timeoutMs: 30000 });
+        const next = await post(ns[0], 'bob', room, 'after Valkey lost its data');
+        assert.equal(next.id, 4, 'seeded from where history begins: no id reused, none skipped');
+        await waitFor(async () => (await history(ns[1], room)).messages.some((m) => m.id === 4), {
+            what: 'the new message on the other node',
+        });
     }));
 });
