@@ -14,6 +14,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -26,7 +27,6 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -218,7 +218,7 @@ struct store {
     sqlite3_stmt *unmention;    /* a deleted message mentions nobody */
     sqlite3_stmt *retention;    /* a retention event */
     sqlite3_stmt *head_of;      /* where a room's history begins */
-    sqlite3_stmt *purge_rooms;  /* every room with its retention and head */
+    sqlite3_stmt *purge_rooms;  /* every room with its own retention, if any */
     sqlite3_stmt *cutoff;       /* the newest expiring event older than a time */
     sqlite3_stmt *expired;      /* a batch of expired events of a room */
     sqlite3_stmt *purge_one;    /* delete one event */
