@@ -35,6 +35,7 @@
 #define ENV_CONFIG "TURBOCHAT_CONFIG"
 #define TOKEN_COMMAND "token"
 #define USER_COMMAND "user"
+#define BACKUP_COMMAND "backup"
 #define NODE_ID_MAX 128
 #define WHY_MAX 256
 
@@ -218,6 +219,8 @@ static const struct config_option options[] = {
     /* store */
     INT_OPT("commit_batch_max", "TURBOCHAT_COMMIT_BATCH_MAX", "256", 1, 65536, commit_batch_max,
             "messages per SQLite group commit"),
+    DOUBLE_OPT("retention_days", "TURBOCHAT_RETENTION_DAYS", "0", 0.0, 36500.0, retention_days,
+               "days a message is kept (decimals allowed: 0.0001 is 8.64 s); 0: forever"),
 
     /* broker */
     {.key = "redis_url",
@@ -1473,6 +1476,9 @@ struct cmdline {
     const char *user_action; /* borrowed from argv */
     const char *user_name;
     bool user_admin;
+    bool backup;             /* turbochat backup FILE [--force] */
+    const char *backup_file; /* borrowed from argv */
+    bool backup_force;
     bool help;
     bool version;
     bool check;
@@ -1489,6 +1495,13 @@ static void parse_cmdline(struct loader *ld, int argc, char **argv, struct cmdli
     if (argc > 1 && strcmp(argv[1], TOKEN_COMMAND) == 0) {
         cl->token = true;
         i = 2;
+    } else if (argc > 1 && strcmp(argv[1], BACKUP_COMMAND) == 0) {
+        cl->backup = true;
+        i = 2;
+        if (argc > 2 && argv[2][0] != '-') {
+            cl->backup_file = argv[2];
+            i = 3;
+        }
     } else if (argc > 1 && strcmp(argv[1], USER_COMMAND) == 0) {
         cl->user = true;
         cl->user_action = argc > 2 ? argv[2] : NULL;
@@ -1523,6 +1536,8 @@ static void parse_cmdline(struct loader *ld, int argc, char **argv, struct cmdli
             switch_flag = &cl->help;
         else if (cl->user && name_len == 7 && strncmp(arg, "--admin", 7) == 0)
             switch_flag = &cl->user_admin;
+        else if (cl->backup && name_len == 7 && strncmp(arg, "--force", 7) == 0)
+            switch_flag = &cl->backup_force;
         else if (name_len == 9 && strncmp(arg, "--version", 9) == 0)
             switch_flag = &cl->version;
         else if (name_len == 14 && strncmp(arg, "--check-config", 14) == 0)
@@ -1830,7 +1845,13 @@ int config_load(struct config *cfg, int argc, char **argv, char **environ_vars, 
     split_list(cfg->trusted_proxies, &cfg->proxies);
     split_list(cfg->token_rooms, &cfg->token_room_list);
 
-    if (cl.user) {
+    if (cl.backup) {
+        if (!cl.backup_file || !cl.backup_file[0])
+            add_error(&ld, "backup: FILE is required (turbochat backup FILE [--force])");
+        cfg->backup_file = cl.backup_file;
+        cfg->backup_force = cl.backup_force;
+        cmd = CONFIG_CMD_BACKUP;
+    } else if (cl.user) {
         check_user_command(&ld, &cl);
         cfg->user_action = cl.user_action;
         cfg->user_name = cl.user_name;
@@ -1958,6 +1979,8 @@ void config_print_usage(void *file)
           "       turbochat token --user NAME [--rooms LIST] [--role mod|admin] [--ttl DURATION]\n"
           "       turbochat user add NAME [--admin] | passwd NAME | disable NAME | enable NAME\n"
           "                      | list    (auth = accounts; a password is read from stdin)\n"
+          "       turbochat backup FILE [--force]   (a consistent copy of db_path, also while\n"
+          "                      the node serves; --force replaces an existing FILE)\n"
           "\n"
           "  --config FILE     settings file (also TURBOCHAT_CONFIG; default ./" CONFIG_DEFAULT_FILE
           " if present)\n"

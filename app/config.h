@@ -16,6 +16,7 @@ enum config_command {
     CONFIG_CMD_CHECK,     /* --check-config: print effective config, exit 0 or 1 */
     CONFIG_CMD_TOKEN,     /* "token" subcommand: mint a JWT (auth issue) */
     CONFIG_CMD_USER,      /* "user" subcommand: add, passwd, disable, enable, list accounts */
+    CONFIG_CMD_BACKUP,    /* "backup" subcommand: copy the database to a file */
 };
 
 /* How clients are authenticated (auth). */
@@ -86,7 +87,8 @@ struct config {
     int outbound_max_kib;    /* per-connection queue bound in KiB */
 
     /* store */
-    int commit_batch_max; /* messages per group commit */
+    int commit_batch_max;  /* messages per group commit */
+    double retention_days; /* days a message is kept; 0: forever */
 
     /* broker (cluster mode when redis_host is set) */
     char *redis_url;      /* redis[s]:// or valkey[s]://user:pass@host:port */
@@ -111,6 +113,10 @@ struct config {
     const char *user_action; /* add, passwd, disable, enable, list */
     const char *user_name;
     bool user_admin; /* add --admin */
+
+    /* subcommand "backup" (borrowed from argv) */
+    const char *backup_file;
+    bool backup_force; /* --force: replace an existing file */
 
     char *config_file; /* the file that was read, NULL if none */
 };

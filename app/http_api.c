@@ -249,6 +249,8 @@ static cJSON *room_object(struct api *api, const struct room_row *row, const cha
     cJSON_AddNumberToObject(room, "mentions", mentions);
     if (dm)
         cJSON_AddItemToObject(room, "members", member_names(api, row->name));
+    if (row->stored && row->stored->retention_days > 0)
+        cJSON_AddNumberToObject(room, "retention_days", row->stored->retention_days);
     return room;
 }
 
@@ -384,12 +386,21 @@ static bool page_limit(struct api *api, struct mg_connection *mc, int *limit)
     return true;
 }
 
-/* Answer {"room", key: [events], "has_more"}; frees msgs. */
+/* Answer {"room", key: [events], "has_more"}, with begins (where history
+ * begins) and retention_days when head is not NULL; frees msgs. */
 static void send_events(struct mg_connection *mc, const char *room, const char *key,
-                        struct chat_msg **msgs, size_t count, bool has_more, bool with_type)
+                        struct chat_msg **msgs, size_t count, bool has_more, bool with_type,
+                        struct api *head)
 {
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "room", room);
+    uint64_t begins = 1;
+    double days = 0;
+    if (head && store_history_head(head->store, room, &begins, &days) == 0) {
+        cJSON_AddNumberToObject(obj, "begins", (double)begins);
+        if (days > 0)
+            cJSON_AddNumberToObject(obj, "retention_days", days);
+    }
     cJSON *list = cJSON_AddArrayToObject(obj, key);
     for (size_t i = 0; i < count; i++)
         cJSON_AddItemToArray(list, proto_event_object(msgs[i], with_type));
@@ -419,7 +430,7 @@ static void get_messages(struct api *api, struct mg_connection *mc, const char *
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, "the message log cannot be read now");
         return;
     }
-    send_events(mc, room, "messages", msgs, count, has_more, false);
+    send_events(mc, room, "messages", msgs, count, has_more, false, api);
 }
 
 /* GET /api/rooms/{room}/events: every event after an id, for sync. */
@@ -443,7 +454,7 @@ static void get_events(struct api *api, struct mg_connection *mc, const char *ro
     bool has_more = count > (size_t)limit;
     if (has_more)
         chat_msg_free(msgs[--count]);
-    send_events(mc, room, "events", msgs, count, has_more, true);
+    send_events(mc, room, "events", msgs, count, has_more, true, NULL);
 }
 
 /* GET /api/rooms/{room}/messages/{id}: one message as it is now. */
@@ -833,7 +844,9 @@ static bool route_moderation(struct api *api, struct mg_connection *mc, const ch
 /* The room object of room as GET /api/rooms has it, for user. */
 static cJSON *room_object_of(struct api *api, const char *room, const char *user)
 {
-    struct store_room stored = {(char *)room, 0, false, false, false};
+    struct store_room stored = {(char *)room, 0, false, false, false, 0};
+    uint64_t begins;
+    store_history_head(api->store, room, &begins, &stored.retention_days);
     struct store_room_info info;
     if (store_room_info(api->store, room, &info) == 0) {
         stored.is_private = info.is_private;
@@ -948,6 +961,8 @@ static cJSON *admin_room_object(struct api *api, const char *name, const struct 
     cJSON_AddBoolToObject(r, "dm", stored && stored->dm);
     cJSON_AddBoolToObject(r, "closed", stored && stored->closed);
     cJSON_AddNumberToObject(r, "last_id", stored ? (double)stored->last_id : 0);
+    if (stored && stored->retention_days > 0)
+        cJSON_AddNumberToObject(r, "retention_days", stored->retention_days);
     return r;
 }
 
@@ -1002,6 +1017,65 @@ static void admin_rooms(struct api *api, struct mg_connection *mc, const char *r
         cJSON_AddStringToObject(obj, "next", last);
     store_free_rooms(stored, count);
     api_send_object(mc, 200, obj);
+}
+
+/* ---------------------------------------------------------------- retention */
+
+/* True when the caller moderates room: a token's admin, or mod of the
+ * room; under accounts an admin account or an owner of the room. */
+static bool may_moderate(struct api *api, const struct auth_claims *claims, const char *room)
+{
+    if (!claims || api->config->auth == CONFIG_AUTH_OFF)
+        return false;
+    if (auth_is_moderator(claims, room))
+        return true;
+    char *role = NULL;
+    bool owner = api->config->auth == CONFIG_AUTH_ACCOUNTS &&
+                 store_member_role(api->store, room, claims->sub, &role) == 0 &&
+                 strcmp(role, "owner") == 0;
+    free(role);
+    return owner;
+}
+
+/* PATCH /api/rooms/{room} {"retention_days": N | null}. */
+static void patch_room(struct api *api, struct mg_connection *mc, const char *room,
+                       const struct auth_claims *claims)
+{
+    if (!may_moderate(api, claims, room)) {
+        api_send_error(mc, PROTO_ERR_FORBIDDEN, "only a moderator of the room may change it");
+        return;
+    }
+    cJSON *body;
+    if (!write_body(api, mc, false, &body))
+        return;
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(body, "retention_days");
+    struct chat_refusal refusal = {PROTO_ERR_BAD_REQUEST,
+                                   "retention_days must be a number from 0 to 36500, or null"};
+    int rc = -1;
+    if (cJSON_IsNumber(days) || cJSON_IsNull(days))
+        rc = rooms_set_retention(api->rooms, room, claims->sub, cJSON_IsNumber(days),
+                                 cJSON_IsNumber(days) ? days->valuedouble : 0, &refusal);
+    cJSON_Delete(body);
+    if (rc != 0) {
+        api_send_error(mc, refusal.err, refusal.why);
+        return;
+    }
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddItemToObject(obj, "room", room_object_of(api, room, claims->sub));
+    api_send_object(mc, 200, obj);
+}
+
+/* /api/rooms/{room} alone: copies room, or false when uri is not one. */
+static bool room_path(const char *uri, char *room, size_t room_size)
+{
+    const char *prefix = "/api/rooms/";
+    if (strncmp(uri, prefix, strlen(prefix)) != 0)
+        return false;
+    size_t len = strlen(uri + strlen(prefix));
+    if (len == 0 || len >= room_size || strchr(uri + strlen(prefix), '/'))
+        return false;
+    memcpy(room, uri + strlen(prefix), len + 1);
+    return true;
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -1161,6 +1235,18 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
         admin_rooms(api, mc, NULL, claims);
     } else if (strncmp(uri, admin_rooms_prefix, strlen(admin_rooms_prefix)) == 0) {
         admin_rooms(api, mc, uri + strlen(admin_rooms_prefix), claims);
+    } else if (room_path(uri, room, sizeof(room))) {
+        const char *why;
+        if (!proto_room_is_valid(room, &why))
+            api_send_error(mc, PROTO_ERR_ROOM_INVALID, why);
+        else if (claims && !auth_room_allowed(claims, room))
+            api_send_error(mc, PROTO_ERR_FORBIDDEN, "the token does not allow this room");
+        else if (!rooms_may_enter(api->rooms, room, claims ? claims->sub : NULL))
+            api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such room");
+        else if (method_is(ri, "PATCH"))
+            patch_room(api, mc, room, claims);
+        else
+            method_not_allowed(mc, "PATCH");
     } else if ((what = split_room_path(uri, room, sizeof(room))) != NULL) {
         const char *why;
         if (!proto_room_is_valid(room, &why))

@@ -1,6 +1,7 @@
 /* http_api: the REST API under /api/ of docs/PROTOCOL.md: who the caller is
  * (by auth mode), rooms (and, with accounts, making them, their members,
- * DMs and the admin's list), history paging and events, posting and changing
+ * DMs and the admin's list), a moderator's change of a room (its retention),
+ * history paging (with where history begins) and events, posting and changing
  * messages, members, mutes and bans; JSON in and out through cJSON. The account endpoints
  * are http_accounts'. */
 #ifndef TURBOCHAT_HTTP_API_H

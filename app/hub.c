@@ -401,12 +401,15 @@ static struct loop_frame *joined_frame(struct hub_room *room, bool recovered,
     for (size_t i = 0; i < count; i++)
         cJSON_AddItemToArray(members, cJSON_CreateString(names[i]));
     cJSON_AddBoolToObject(obj, "recovered", recovered);
-    struct hub_read_state none = {0, 0, 0, false};
+    struct hub_read_state none = {.begins = 1};
     read = read ? read : &none;
     cJSON_AddNumberToObject(obj, "unread", read->unread);
     cJSON_AddNumberToObject(obj, "mentions", read->mentions);
     cJSON_AddNumberToObject(obj, "last_read", (double)read->last_read);
     cJSON_AddBoolToObject(obj, "muted", read->muted);
+    cJSON_AddNumberToObject(obj, "begins", read->begins ? (double)read->begins : 1);
+    if (read->retention_days > 0)
+        cJSON_AddNumberToObject(obj, "retention_days", read->retention_days);
     hub_free_names(names, count);
     return frame_from_json(obj);
 }
@@ -563,6 +566,10 @@ int hub_join(struct hub *hub, struct hub_conn *hc, const char *room_name, const 
     uint64_t stored = history_last_id(hub, room_name);
     uint64_t upto = stored > delivered ? stored : delivered;
     uint64_t from = since && *since < upto ? *since : upto;
+    /* Expired history is not replayed, nor fetched from the replay window:
+     * a replay starts where history begins. */
+    if (read && read->begins > 1 && from < read->begins - 1 && read->begins - 1 <= upto)
+        from = read->begins - 1;
     bool recovered = !since || upto - from <= (uint64_t)hub->config->replay_max;
     struct replay_page page = {NULL, 0, true};
     uint64_t page_upto = from;

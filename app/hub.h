@@ -60,12 +60,15 @@ void hub_conn_drained(struct hub_conn *hc);
  * as the queue drains) before any live message of the room. Joining a room
  * again answers `joined` without a second replay. 0, -E2BIG (rooms per
  * connection), or negative. Loop thread of hc. */
-/* The joiner's read state of the room, for `joined` (auth = accounts). */
+/* The joiner's read state of the room (auth = accounts) and the room's
+ * history head, for `joined`. */
 struct hub_read_state {
     uint64_t last_read;
     int unread;
     int mentions;
-    bool muted; /* a moderator muted the joiner in the room */
+    bool muted;      /* a moderator muted the joiner in the room */
+    uint64_t begins; /* where the room's history begins (0 reads as 1): a replay starts there */
+    double retention_days; /* the room's effective retention; 0: forever */
 };
 int hub_join(struct hub *hub, struct hub_conn *hc, const char *room, const uint64_t *since,
              const struct hub_read_state *read);

@@ -1,9 +1,11 @@
 /* main: reads the configuration, starts the modules in order (metrics, store,
  * hub, broker, endpoints, server), waits for SIGINT/SIGTERM and stops them in
- * reverse, flushing the store, within the shutdown budget. */
+ * reverse, flushing the store, within the shutdown budget; or runs a
+ * subcommand (token, user, backup) and exits. */
 #define _GNU_SOURCE
 #include <civetweb.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -101,6 +103,11 @@ static int start(struct app *app)
                               app->config.commit_batch_max, app->metrics, err, sizeof(err));
     if (!app->store)
         goto out_fail;
+    store_set_retention(app->store, app->config.retention_days);
+    if (store_retention_start(app->store) != 0) {
+        snprintf(err, sizeof(err), "cannot start the retention purger");
+        goto out_fail;
+    }
     app->hub = hub_create(&app->config, app->metrics);
     app->loops = loops_create(&app->config, app->metrics, err, sizeof(err));
     if (!app->loops)
@@ -352,6 +359,21 @@ static int run_user_command(struct app *app)
     return status;
 }
 
+/* Copy the node's database to the backup subcommand's file; 0 or 1. */
+static int run_backup(const struct config *config)
+{
+    char err[512] = "";
+    struct store_backup_info info;
+    if (store_backup(config->db_path, config->backup_file, config->backup_force, &info, err,
+                     sizeof(err)) != 0) {
+        fprintf(stderr, "turbochat backup: %s\n", err);
+        return 1;
+    }
+    printf("turbochat backup: copied %s to %s: %" PRId64 " bytes, %d pages, %" PRId64 " events\n",
+           config->db_path, config->backup_file, info.bytes, info.pages, info.events);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     extern char **environ;
@@ -377,6 +399,9 @@ int main(int argc, char **argv)
         break;
     case CONFIG_CMD_USER:
         status = run_user_command(&app);
+        break;
+    case CONFIG_CMD_BACKUP:
+        status = run_backup(&app.config);
         break;
     default:
         fprintf(stderr, "turbochat: invalid configuration:\n%s", err);

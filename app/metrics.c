@@ -94,6 +94,9 @@ char *metrics_render(struct metrics *m, long rooms, size_t *len)
                  (long long)atomic_load(&m->store_commits));
     render_value(&b, "turbochat_store_errors_total", "counter", "Failed SQLite commits.",
                  (long long)atomic_load(&m->store_errors));
+    render_value(&b, "turbochat_retention_purged_total", "counter",
+                 "Events removed from the log by retention.",
+                 (long long)atomic_load(&m->retention_purged));
     render_value(&b, "turbochat_broker_connected", "gauge", "1 when the broker accepts messages.",
                  (long long)atomic_load(&m->broker_connected));
     render_value(&b, "turbochat_broker_reconnects_total", "counter", "Valkey reconnects.",

@@ -32,6 +32,7 @@ struct metrics {
     atomic_uint_fast64_t broker_reconnects;    /* Valkey reconnects */
     atomic_uint_fast64_t broker_gaps_repaired; /* messages fetched to fill gaps */
     atomic_int_fast64_t broker_connected;      /* 1 when the broker is usable (gauge) */
+    atomic_uint_fast64_t retention_purged;     /* events removed by retention */
     struct metrics_histogram store_commit_seconds;
     struct metrics_histogram publish_seconds;
 };

@@ -86,12 +86,13 @@ void chat_msg_add_reaction(struct chat_msg *msg, const char *emoji, const char *
 }
 
 static const char *const kind_names[] = {
-    [CHAT_MESSAGE] = "message", [CHAT_EDIT] = "edit",       [CHAT_DELETE] = "delete",
-    [CHAT_REACT] = "react",     [CHAT_UNREACT] = "unreact", [CHAT_ACCOUNT] = "account",
-    [CHAT_SESSION] = "session", [CHAT_SIGNOUT] = "signout", [CHAT_SIGNOUT_ALL] = "signout_all",
-    [CHAT_INVITE] = "invite",   [CHAT_ROOM] = "room",       [CHAT_MEMBER] = "member",
-    [CHAT_CLOSED] = "closed",   [CHAT_READ] = "read",       [CHAT_MUTE] = "mute",
-    [CHAT_UNMUTE] = "unmute",   [CHAT_BAN] = "ban",         [CHAT_UNBAN] = "unban",
+    [CHAT_MESSAGE] = "message",     [CHAT_EDIT] = "edit",       [CHAT_DELETE] = "delete",
+    [CHAT_REACT] = "react",         [CHAT_UNREACT] = "unreact", [CHAT_ACCOUNT] = "account",
+    [CHAT_SESSION] = "session",     [CHAT_SIGNOUT] = "signout", [CHAT_SIGNOUT_ALL] = "signout_all",
+    [CHAT_INVITE] = "invite",       [CHAT_ROOM] = "room",       [CHAT_MEMBER] = "member",
+    [CHAT_CLOSED] = "closed",       [CHAT_READ] = "read",       [CHAT_MUTE] = "mute",
+    [CHAT_UNMUTE] = "unmute",       [CHAT_BAN] = "ban",         [CHAT_UNBAN] = "unban",
+    [CHAT_RETENTION] = "retention",
 };
 _Static_assert(ARRAY_LEN(kind_names) == CHAT_KIND_COUNT, "every kind has its name");
 
@@ -556,7 +557,7 @@ static cJSON *update_object(const struct chat_msg *msg, bool with_type)
         cJSON_AddStringToObject(obj, "text", msg->text);
     if (msg->emoji)
         cJSON_AddStringToObject(obj, "emoji", msg->emoji);
-    if (chat_kind_is_room_change(msg->kind))
+    if (chat_kind_is_room_change(msg->kind) || msg->kind == CHAT_RETENTION)
         add_record(obj, msg->text);
     return obj;
 }

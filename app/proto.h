@@ -58,6 +58,7 @@ enum chat_kind {
     CHAT_UNMUTE,      /* ... and lifted it */
     CHAT_BAN,         /* a moderator banned a user from the room */
     CHAT_UNBAN,       /* ... and lifted it */
+    CHAT_RETENTION,   /* a moderator set how long the room's messages are kept */
     CHAT_KIND_COUNT,
 };
 
@@ -76,6 +77,13 @@ static inline bool chat_kind_is_room_change(int kind)
 {
     return kind == CHAT_ROOM || kind == CHAT_MEMBER || kind == CHAT_CLOSED ||
            chat_kind_is_sanction(kind);
+}
+
+/* True for the kinds retention removes: messages and their changes. The
+ * others make a room's state and are kept forever. */
+static inline bool chat_kind_expires(int kind)
+{
+    return kind >= CHAT_MESSAGE && kind <= CHAT_UNREACT;
 }
 
 /* The log of accounts, sessions and invites: one for the cluster, so that

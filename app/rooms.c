@@ -384,3 +384,19 @@ struct cJSON *rooms_sanctions(struct rooms *rooms, const char *room,
     store_free_sanctions(rows, count);
     return obj;
 }
+
+int rooms_set_retention(struct rooms *rooms, const char *room, const char *actor, bool has_days,
+                        double days, struct chat_refusal *refusal)
+{
+    if (has_days && !(days >= 0 && days <= ROOMS_RETENTION_DAYS_MAX))
+        return chat_refused(refusal, PROTO_ERR_BAD_REQUEST,
+                            "retention_days must be a number from 0 to 36500, or null", -EINVAL);
+    cJSON *rec = cJSON_CreateObject();
+    if (has_days)
+        cJSON_AddNumberToObject(rec, "days", days);
+    else
+        cJSON_AddNullToObject(rec, "days");
+    cJSON_AddStringToObject(rec, "by", actor);
+    int rc = broker_publish_record(rooms->broker, room, CHAT_RETENTION, actor, rec, NULL);
+    return rc < 0 ? chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "not possible now; retry", rc) : 0;
+}

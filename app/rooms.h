@@ -2,10 +2,11 @@
  * made with POST /api/rooms (and general, which is always there), private
  * rooms and direct messages open to their members only, owners who add and
  * remove members, rooms an admin closed; and the events of a room's own log
- * (room, member, closed) that make and change them on every node. Under
- * auth off and token every room is open, as it always was. And moderation,
- * under auth token and accounts: who moderates a room, the mute, unmute,
- * ban and unban events, and what a mute or ban keeps a user from. */
+ * (room, member, closed, and retention under every auth mode) that make and
+ * change them on every node. Under auth off and token every room is open,
+ * as it always was. And moderation, under auth token and accounts: who
+ * moderates a room, the mute, unmute, ban and unban events, and what a mute
+ * or ban keeps a user from. */
 #ifndef TURBOCHAT_ROOMS_H
 #define TURBOCHAT_ROOMS_H
 
@@ -56,6 +57,15 @@ void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg);
 /* The name of user's read log: CHAT_READ_LOG_PREFIX and a hash of the name
  * in ASCII lower case. The caller frees it. */
 char *rooms_read_log(const char *user);
+
+#define ROOMS_RETENTION_DAYS_MAX 36500.0 /* a room's retention_days, at most */
+
+/* By actor, a moderator of room (the caller checked): keep its messages
+ * days days (0: forever), or with has_days false follow the deployment's
+ * retention again; a `retention` event of the room's log. Refusals:
+ * bad_request, unavailable. Blocks. */
+int rooms_set_retention(struct rooms *rooms, const char *room, const char *actor, bool has_days,
+                        double days, struct chat_refusal *refusal);
 
 /* Admin: close room. Blocks. */
 int rooms_close(struct rooms *rooms, const char *room, const char *actor,

@@ -7,11 +7,14 @@
  * writer commits, so a reader never waits for the writer. A change (edit,
  * delete, reaction) is applied to the message it targets in the transaction
  * that stores it, by rules that give the same state whatever order the rows
- * arrive in (migrations/0002_events.sql). This is the only file that includes
- * sqlite3.h. */
+ * arrive in (migrations/0002_events.sql). Retention's purge is a writer job
+ * too, in transactions of bounded size (migrations/0006_retention.sql); a
+ * backup copies the file with SQLite's online backup API on connections of
+ * its own. This is the only file that includes sqlite3.h. */
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -25,6 +28,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -42,15 +46,24 @@
 #define STORE_BUSY_TIMEOUT_MS 5000 /* wait for a lock held by another process */
 #define STORE_VERSION_DIGITS 9     /* at most this many digits in "NNNN_" */
 #define STORE_PROBE_MS 1000        /* between writes that test failing commits */
+#define STORE_PURGE_BATCH 5000     /* rows one purge transaction deletes at most */
+#define STORE_PURGE_EVERY_S 60     /* purge at least this often */
+#define DAY_MS 86400000.0
+
+/* The kinds retention removes (chat_kind_expires), as SQL. */
+#define EXPIRING_KINDS "kind IN ('message', 'edit', 'delete', 'react', 'unreact')"
 
 /* ---------------------------------------------------------------- types */
 
-/* One queued write: a message to insert, or a barrier (msg NULL). */
+/* One queued write: a message to insert, a purge, or a barrier (neither). */
 struct store_job {
-    struct store_job *next; /* queue link */
-    struct chat_msg *msg;   /* owned copy; NULL for a barrier */
-    store_done_cb cb;       /* may be NULL */
-    void *ctx;              /* passed to cb */
+    struct store_job *next;  /* queue link */
+    struct chat_msg *msg;    /* owned copy; NULL for a barrier or a purge */
+    bool purge;              /* expire what retention says is old at purge_now */
+    int64_t purge_now;       /* ms */
+    struct purge_plan *plan; /* owned; NULL until the purge's first batch */
+    store_done_cb cb;        /* may be NULL */
+    void *ctx;               /* passed to cb */
 };
 
 /* Prepared statements of a reader connection, indexes into stmts[]. */
@@ -79,6 +92,8 @@ enum reader_stmt {
     RS_LAST_ID,
     RS_SEARCH_MATCH,
     RS_SEARCH_RECENT,
+    RS_HEAD,
+    RS_MIN_RETENTION,
     RS_PING,
     RS_SANCTION,
     RS_SANCTIONS,
@@ -149,20 +164,33 @@ static const char *const reader_sql[RS_COUNT] = {
                   " AND user_key = ?2 AND id > (SELECT id FROM last) LIMIT 999))",
     /* A skip scan over the primary key: one seek per room instead of a scan
      * of every message, which GROUP BY room would do; the server's own logs
-     * (names from "." up to "/") are passed in one seek. Rooms after ?1, at
-     * most ?2 (-1: all). */
+     * (names from "." up to "/") are passed in one seek; and the rooms whose
+     * every message expired (log_heads). Rooms after ?1, at most ?2: each
+     * walk stops once it has enough. */
     [RS_ROOMS] =
         "WITH RECURSIVE r(name) AS ("
         " SELECT (SELECT room FROM messages WHERE room > ?1 ORDER BY room LIMIT 1)"
         " UNION ALL"
         " SELECT (SELECT room FROM messages WHERE room > iif(r.name LIKE '.%', '/', r.name)"
         " ORDER BY room LIMIT 1)"
-        " FROM r WHERE r.name IS NOT NULL)"
-        " SELECT r.name, (SELECT MAX(id) FROM messages WHERE room = r.name),"
-        " coalesce(x.private, 0), coalesce(x.dm, 0), coalesce(x.closed, 0)"
-        " FROM r LEFT JOIN rooms x ON x.name = r.name"
-        " WHERE r.name IS NOT NULL AND r.name NOT LIKE '.%' LIMIT ?2",
-    [RS_LAST_ID] = "SELECT MAX(id) FROM messages WHERE room = ?1",
+        " FROM r WHERE r.name IS NOT NULL LIMIT ?2 + 2),"
+        " n(name) AS (SELECT name FROM r WHERE name IS NOT NULL"
+        " UNION SELECT * FROM (SELECT room FROM log_heads WHERE room > ?1 ORDER BY room LIMIT ?2))"
+        " SELECT n.name, max(coalesce((SELECT MAX(id) FROM messages WHERE room = n.name),"
+        " 0), coalesce(h.begins - 1, 0)),"
+        " coalesce(x.private, 0), coalesce(x.dm, 0), coalesce(x.closed, 0),"
+        " t.room IS NOT NULL, t.days"
+        " FROM n LEFT JOIN rooms x ON x.name = n.name"
+        " LEFT JOIN log_heads h ON h.room = n.name"
+        " LEFT JOIN room_retention t ON t.room = n.name"
+        " WHERE n.name NOT LIKE '.%' ORDER BY n.name LIMIT ?2",
+    /* Ids are never given out twice: an expired room continues after its head. */
+    [RS_LAST_ID] = "SELECT max(coalesce((SELECT MAX(id) FROM messages WHERE room = ?1), 0),"
+                   " coalesce((SELECT begins - 1 FROM log_heads WHERE room = ?1), 0))",
+    [RS_HEAD] = "SELECT coalesce((SELECT begins FROM log_heads WHERE room = ?1), 1),"
+                " (SELECT 1 FROM room_retention WHERE room = ?1),"
+                " (SELECT days FROM room_retention WHERE room = ?1)",
+    [RS_MIN_RETENTION] = "SELECT min(days) FROM room_retention WHERE days > 0",
     /* The index walked by rowid descending (newest first), each row joined to
      * its message as it is now; 0005_search.sql says why that order is time. */
     [RS_SEARCH_MATCH] = "SELECT " EVENT_COLUMNS ", m.room, s.rowid FROM search s JOIN messages m"
@@ -225,6 +253,13 @@ struct store {
     sqlite3_stmt *probe;        /* rewrite the probe row */
     sqlite3_stmt *mute;         /* a mute or unmute event */
     sqlite3_stmt *ban;          /* a ban or unban event */
+    sqlite3_stmt *retention;    /* a retention event */
+    sqlite3_stmt *head_of;      /* where a room's history begins */
+    sqlite3_stmt *purge_rooms;  /* every room with its own retention, if any */
+    sqlite3_stmt *cutoff;       /* the newest expiring event older than a time */
+    sqlite3_stmt *expired;      /* a batch of expired events of a room */
+    sqlite3_stmt *purge_one;    /* delete one event */
+    sqlite3_stmt *set_head;     /* move a room's head forward */
     sqlite3_stmt *begin;        /* BEGIN IMMEDIATE */
     sqlite3_stmt *commit;       /* COMMIT */
     sqlite3_stmt *rollback;     /* ROLLBACK */
@@ -246,6 +281,13 @@ struct store {
 
     atomic_bool ready;           /* store_create finished */
     atomic_bool commits_failing; /* the last commit failed; none has succeeded since */
+
+    /* retention */
+    _Atomic double retention_days; /* the deployment's; 0: forever */
+    pthread_t purger;              /* queues a purge now and then */
+    bool purger_started;           /* purger must be joined */
+    pthread_cond_t purger_cond;    /* with lock: stop, or a retention event */
+    bool retention_changed;        /* with lock: recompute the interval */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -813,6 +855,27 @@ static int apply_closed(struct store *s, const struct chat_msg *ev)
     return step_once(st);
 }
 
+/* Per room the retention event with the highest id decides; days null (or
+ * absent) gives the room back to the deployment's retention. */
+static int apply_retention(struct store *s, const struct chat_msg *ev, const cJSON *rec)
+{
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(rec, "days");
+    sqlite3_stmt *st = s->retention;
+    bool ok = sqlite3_bind_text(st, 1, ev->room, -1, SQLITE_STATIC) == SQLITE_OK &&
+              (cJSON_IsNumber(days) && days->valuedouble >= 0
+                   ? sqlite3_bind_double(st, 2, days->valuedouble)
+                   : sqlite3_bind_null(st, 2)) == SQLITE_OK &&
+              sqlite3_bind_int64(st, 3, id_param(ev->id)) == SQLITE_OK;
+    int rc = ok ? step_once(st) : SQLITE_ERROR;
+    if (rc == SQLITE_DONE) {
+        pthread_mutex_lock(&s->lock);
+        s->retention_changed = true;
+        pthread_cond_signal(&s->purger_cond);
+        pthread_mutex_unlock(&s->lock);
+    }
+    return rc;
+}
+
 static int apply_read(struct store *s, const struct chat_msg *ev, const cJSON *rec)
 {
     const char *room = json_string(rec, "room");
@@ -908,6 +971,9 @@ static int apply_account_event(struct store *s, const struct chat_msg *ev)
     case CHAT_UNBAN:
         rc = apply_sanction(s, ev, rec);
         break;
+    case CHAT_RETENTION:
+        rc = apply_retention(s, ev, rec);
+        break;
     default:
         break;
     }
@@ -976,9 +1042,25 @@ static int apply_earlier_changes(struct store *s, const struct chat_msg *msg)
     return rc;
 }
 
+/* Where the history of room begins: 1 unless messages expired. */
+static int64_t head_of(struct store *s, const char *room)
+{
+    int64_t begins = 1;
+    if (sqlite3_bind_text(s->head_of, 1, room, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(s->head_of) == SQLITE_ROW)
+        begins = sqlite3_column_int64(s->head_of, 0);
+    sqlite3_reset(s->head_of);
+    sqlite3_clear_bindings(s->head_of);
+    return begins;
+}
+
 /* Store one event and apply it. SQLite result code: SQLITE_DONE on success. */
 static int store_event(struct store *s, const struct chat_msg *ev)
 {
+    /* A late copy of an event that expired here already (catch-up, gap
+     * repair) is not stored again: every node's log lost it. */
+    if (chat_kind_expires(ev->kind) && (int64_t)ev->id < head_of(s, ev->room))
+        return SQLITE_DONE;
     char *mentions = mentions_column(ev);
     int rc = bind_message(s->ins, ev, mentions) ? step_once(s->ins) : SQLITE_ERROR;
     free(mentions);
@@ -1089,6 +1171,200 @@ static void wait_for_jobs(struct store *s)
     }
 }
 
+/* ---------------------------------------------------------------- retention */
+
+/* The retention of a room in days: its own when a retention event set one
+ * (has_own, own; own NULL reads as unset), else the deployment's. */
+static double effective_days(double deployment, bool has_own, bool own_null, double own)
+{
+    return has_own && !own_null ? own : deployment;
+}
+
+/* Everything one expired message made besides its row: its reactions and
+ * mentions (and any index of its text). The row itself is deleted by the
+ * caller; edits, deletes and reactions are rows of their own. */
+static int purge_message_derived(struct store *s, const char *room, uint64_t id)
+{
+    int rc = run_on_message(s->unreact_all, room, id, 0);
+    if (rc == SQLITE_DONE)
+        rc = run_on_message(s->unmention, room, id, 0);
+    return rc;
+}
+
+/* What one purge removes, decided in its first transaction: per room the
+ * highest expired id; next is the room the following batch starts with. */
+struct purge_plan {
+    char **rooms;
+    int64_t *cutoff_ids;
+    size_t count;
+    size_t next;
+};
+
+static void purge_plan_free(struct purge_plan *plan)
+{
+    if (!plan)
+        return;
+    for (size_t i = 0; i < plan->count; i++)
+        free(plan->rooms[i]);
+    free(plan->rooms);
+    free(plan->cutoff_ids);
+    free(plan);
+}
+
+/* The newest expiring event of room older than cutoff_ts into *cutoff_id
+ * (0: none). SQLite result code. */
+static int cutoff_of(struct store *s, const char *room, int64_t cutoff_ts, int64_t *cutoff_id)
+{
+    *cutoff_id = 0;
+    if (sqlite3_bind_text(s->cutoff, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(s->cutoff, 2, cutoff_ts) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int rc = sqlite3_step(s->cutoff);
+    if (rc == SQLITE_ROW) {
+        *cutoff_id = sqlite3_column_int64(s->cutoff, 0); /* NULL: nothing expired */
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s->cutoff);
+    sqlite3_clear_bindings(s->cutoff);
+    return rc;
+}
+
+/* Every room with a retention and something expired at now, with its cutoff
+ * id. SQLite result code; *out is the caller's. */
+static int plan_purge(struct store *s, int64_t now, struct purge_plan **out)
+{
+    double deployment = atomic_load(&s->retention_days);
+    struct purge_plan *plan = xcalloc(1, sizeof(*plan));
+    sqlite3_stmt *st = s->purge_rooms;
+    size_t cap = 0, icap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        double days =
+            effective_days(deployment, sqlite3_column_int(st, 1) != 0,
+                           sqlite3_column_type(st, 2) == SQLITE_NULL, sqlite3_column_double(st, 2));
+        if (!name || days <= 0)
+            continue;
+        UTIL_GROW(plan->rooms, plan->count, cap);
+        UTIL_GROW(plan->cutoff_ids, plan->count, icap);
+        plan->rooms[plan->count] = xstrdup(name);
+        plan->cutoff_ids[plan->count] = (int64_t)(days * DAY_MS); /* the cutoff age, for now */
+        plan->count++;
+    }
+    sqlite3_reset(st);
+    size_t kept = 0, i = 0;
+    for (; rc == SQLITE_DONE && i < plan->count; i++) {
+        int64_t cutoff_id;
+        rc = cutoff_of(s, plan->rooms[i], now - plan->cutoff_ids[i], &cutoff_id);
+        if (rc == SQLITE_DONE && cutoff_id > 0) {
+            plan->rooms[kept] = plan->rooms[i];
+            plan->cutoff_ids[kept++] = cutoff_id;
+        } else {
+            free(plan->rooms[i]);
+        }
+    }
+    for (; i < plan->count; i++)
+        free(plan->rooms[i]); /* not looked at after a failure */
+    plan->count = kept;
+    *out = plan;
+    return rc;
+}
+
+/* Delete at most *budget expired events of room up to cutoff_id, oldest
+ * first, with what the messages made; the head moves past cutoff_id. */
+static int purge_room(struct store *s, const char *room, int64_t cutoff_id, int *budget,
+                      size_t *purged)
+{
+    int rc = run_on_message(s->set_head, room, (uint64_t)cutoff_id + 1, 0);
+    if (rc != SQLITE_DONE)
+        return rc;
+    sqlite3_stmt *st = s->expired;
+    if (sqlite3_bind_text(st, 1, room, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, cutoff_id) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, *budget) != SQLITE_OK)
+        return SQLITE_ERROR;
+    int64_t *ids = NULL;
+    bool *messages = NULL;
+    size_t n = 0, cap = 0, mcap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        UTIL_GROW(ids, n, cap);
+        UTIL_GROW(messages, n, mcap);
+        ids[n] = sqlite3_column_int64(st, 0);
+        const char *kind = (const char *)sqlite3_column_text(st, 1);
+        messages[n++] = kind && strcmp(kind, "message") == 0;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; rc == SQLITE_DONE && i < n; i++) {
+        if (messages[i])
+            rc = purge_message_derived(s, room, (uint64_t)ids[i]);
+        if (rc == SQLITE_DONE)
+            rc = run_on_message(s->purge_one, room, (uint64_t)ids[i], 0);
+    }
+    *budget -= (int)n;
+    *purged += n;
+    free(ids);
+    free(messages);
+    return rc;
+}
+
+/* One transaction of the purge as of now (planned in the first): 1 when the
+ * budget ran out (more may be left), 0 when done, -TC_ESTORE. *purged counts
+ * the rows deleted. */
+static int purge_batch(struct store *s, int64_t now, struct purge_plan **plan, size_t *purged)
+{
+    int budget = STORE_PURGE_BATCH;
+    *purged = 0;
+    int rc = step_once(s->begin);
+    if (rc == SQLITE_DONE && !*plan)
+        rc = plan_purge(s, now, plan);
+    while (rc == SQLITE_DONE && (*plan)->next < (*plan)->count && budget > 0) {
+        struct purge_plan *p = *plan;
+        rc = purge_room(s, p->rooms[p->next], p->cutoff_ids[p->next], &budget, purged);
+        if (budget > 0)
+            p->next++; /* the room is done: its batch was not full */
+    }
+    if (rc == SQLITE_DONE)
+        rc = step_once(s->commit);
+    if (rc != SQLITE_DONE) {
+        log_msg(LOG_ERROR, "store_purge_failed", "rc=%d err=\"%s\"", rc, sqlite3_errmsg(s->wdb));
+        if (!sqlite3_get_autocommit(s->wdb))
+            step_once(s->rollback);
+        *purged = 0;
+        return -TC_ESTORE;
+    }
+    if (*purged) {
+        log_msg(LOG_INFO, "store_purged", "rows=%zu", *purged);
+        if (s->metrics)
+            atomic_fetch_add(&s->metrics->retention_purged, *purged);
+    }
+    return budget <= 0 && (*plan)->next < (*plan)->count ? 1 : 0;
+}
+
+static int enqueue(struct store *s, struct store_job *job);
+
+/* Run the purge job j: one bounded transaction; when more is left, the rest
+ * (with j's plan and callback) goes to the back of the queue, so sends queued
+ * meanwhile commit first. False when j was re-queued. */
+static bool run_purge(struct store *s, struct store_job *j, int *status)
+{
+    size_t purged;
+    int rc = purge_batch(s, j->purge_now, &j->plan, &purged);
+    if (rc == 1) {
+        struct store_job *next = xcalloc(1, sizeof(*next));
+        *next = *j;
+        next->next = NULL;
+        if (enqueue(s, next) == 0)
+            return false;
+        free(next); /* stopping: the next start purges the rest */
+        rc = 0;
+    }
+    purge_plan_free(j->plan);
+    j->plan = NULL;
+    *status = rc;
+    return true;
+}
+
 static void *writer_main(void *arg)
 {
     struct store *s = arg;
@@ -1112,8 +1388,13 @@ static void *writer_main(void *arg)
         while (batch) {
             struct store_job *j = batch;
             batch = j->next;
+            int purge_status = 0;
+            if (j->purge && !run_purge(s, j, &purge_status)) {
+                free(j);
+                continue;
+            }
             if (j->cb)
-                j->cb(j->ctx, status);
+                j->cb(j->ctx, j->purge ? purge_status : status);
             chat_msg_free(j->msg);
             free(j);
         }
@@ -1877,7 +2158,7 @@ int store_list_rooms(struct store *store, const char *after, int limit, struct s
         return -TC_ESTORE;
     sqlite3_stmt *st = r->stmts[RS_ROOMS];
     if (sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int(st, 2, limit > 0 ? limit : -1) != SQLITE_OK) {
+        sqlite3_bind_int(st, 2, limit > 0 ? limit : INT_MAX - 2) != SQLITE_OK) {
         sqlite3_reset(st);
         reader_put(store, r);
         return -TC_ESTORE;
@@ -1897,6 +2178,9 @@ int store_list_rooms(struct store *store, const char *after, int limit, struct s
         rooms[n].is_private = sqlite3_column_int(st, 2) != 0;
         rooms[n].dm = sqlite3_column_int(st, 3) != 0;
         rooms[n].closed = sqlite3_column_int(st, 4) != 0;
+        rooms[n].retention_days =
+            effective_days(atomic_load(&store->retention_days), sqlite3_column_int(st, 5) != 0,
+                           sqlite3_column_type(st, 6) == SQLITE_NULL, sqlite3_column_double(st, 6));
         n++;
     }
     if (rc != SQLITE_DONE)
@@ -2026,6 +2310,110 @@ int store_is_room_owner(struct store *store, const char *room, const char *user)
     return ret == 0 ? 1 : ret == -ENOENT ? 0 : ret;
 }
 
+int store_history_head(struct store *store, const char *room, uint64_t *begins, double *days)
+{
+    if (!store || !room || !begins || !days)
+        return -EINVAL;
+    *begins = 1;
+    *days = atomic_load(&store->retention_days);
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_HEAD];
+    int rc = first_row(st, room, NULL);
+    if (rc == SQLITE_ROW) {
+        *begins = (uint64_t)sqlite3_column_int64(st, 0);
+        *days =
+            effective_days(*days, sqlite3_column_int(st, 1) != 0,
+                           sqlite3_column_type(st, 2) == SQLITE_NULL, sqlite3_column_double(st, 2));
+    }
+    return reader_done(store, r, st, "history_head", rc);
+}
+
+void store_set_retention(struct store *store, double days)
+{
+    atomic_store(&store->retention_days, days > 0 ? days : 0);
+}
+
+int store_purge(struct store *store, int64_t now_ms, store_done_cb cb, void *ctx)
+{
+    if (!store)
+        return -EINVAL;
+    struct store_job *job = xcalloc(1, sizeof(*job));
+    *job = (struct store_job){NULL, NULL, true, now_ms, NULL, cb, ctx};
+    int rc = enqueue(store, job);
+    if (rc)
+        free(job);
+    return rc;
+}
+
+/* How long the purger waits: 60 s, less for the shortest retention under a
+ * day (a tenth of it, at least 1 s), so expiry is never late by more.
+ * *any: some room has a retention (else there is nothing to purge). */
+static int64_t purge_interval_ms(struct store *s, bool *any)
+{
+    double shortest = atomic_load(&s->retention_days);
+    struct store_reader *r = reader_get(s);
+    if (r) {
+        sqlite3_stmt *st = r->stmts[RS_MIN_RETENTION];
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+            double own = sqlite3_column_double(st, 0);
+            if (shortest <= 0 || own < shortest)
+                shortest = own;
+        }
+        sqlite3_reset(st);
+        reader_put(s, r);
+    }
+    *any = shortest > 0;
+    double ms = STORE_PURGE_EVERY_S * 1000.0;
+    if (shortest > 0 && shortest * DAY_MS / 10 < ms)
+        ms = shortest * DAY_MS / 10 < 1000 ? 1000 : shortest * DAY_MS / 10;
+    return (int64_t)ms;
+}
+
+static void *purger_main(void *arg)
+{
+    struct store *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        s->retention_changed = false;
+        pthread_mutex_unlock(&s->lock);
+        bool any = false;
+        int64_t wait_ms = purge_interval_ms(s, &any);
+        if (any)
+            store_purge(s, util_now_ms(), NULL, NULL);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += wait_ms / 1000;
+        until.tv_nsec += (wait_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&s->lock);
+        while (!s->stopping && !s->retention_changed &&
+               pthread_cond_timedwait(&s->purger_cond, &s->lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int store_retention_start(struct store *store)
+{
+    if (!store || store->purger_started)
+        return -EINVAL;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&store->purger, NULL, purger_main, store);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -rc;
+    store->purger_started = true;
+    return 0;
+}
+
 bool store_is_ready(struct store *store)
 {
     if (!store || !atomic_load(&store->ready))
@@ -2040,6 +2428,106 @@ bool store_is_ready(struct store *store)
         read_failed(r, "ping", rc);
     reader_put(store, r);
     return rc == SQLITE_ROW;
+}
+
+/* ---------------------------------------------------------------- backup */
+
+/* fsync the file or directory at path. */
+static int sync_path(const char *path, bool dir)
+{
+    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDWR);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Copy every page of src into dst, a step at a time, waiting while the
+ * writer holds a lock. SQLite result code. */
+static int copy_pages(sqlite3 *src, sqlite3 *dst, int *pages)
+{
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (!b)
+        return sqlite3_errcode(dst);
+    int rc;
+    do {
+        /* Every page in one step: one read transaction, one snapshot. */
+        rc = sqlite3_backup_step(b, -1);
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+            sqlite3_sleep(50);
+    } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+    *pages = sqlite3_backup_pagecount(b);
+    int frc = sqlite3_backup_finish(b);
+    return rc == SQLITE_DONE ? frc : rc;
+}
+
+int store_backup(const char *path, const char *dest, bool force, struct store_backup_info *info,
+                 char *err, size_t errlen)
+{
+    int ret = -TC_ESTORE;
+    sqlite3 *src = NULL, *dst = NULL;
+    struct stat st;
+    memset(info, 0, sizeof(*info));
+    if (stat(path, &st) != 0) {
+        util_set_err(err, errlen, "cannot read the database %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    struct stat dst_st;
+    if (stat(dest, &dst_st) == 0 && dst_st.st_dev == st.st_dev && dst_st.st_ino == st.st_ino) {
+        util_set_err(err, errlen, "%s is the database itself", dest);
+        return -EINVAL;
+    }
+    if (!force && lstat(dest, &dst_st) == 0) {
+        util_set_err(err, errlen, "%s exists (--force replaces it)", dest);
+        return -EEXIST;
+    }
+    char *tmp = xmalloc(strlen(dest) + 5);
+    sprintf(tmp, "%s.tmp", dest);
+    unlink(tmp);
+    if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        util_set_err(err, errlen, "cannot open %s: %s", path, sqlite3_errmsg(src));
+        goto out_close;
+    }
+    sqlite3_busy_timeout(src, STORE_BUSY_TIMEOUT_MS);
+    if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        util_set_err(err, errlen, "cannot create %s: %s", tmp, sqlite3_errmsg(dst));
+        goto out_close;
+    }
+    int rc = copy_pages(src, dst, &info->pages);
+    if (rc != SQLITE_OK) {
+        util_set_err(err, errlen, "copying %s to %s: %s", path, tmp, sqlite3_errstr(rc));
+        goto out_close;
+    }
+    if (query_int64(dst, "SELECT count(*) FROM messages", 0, false, &info->events, err, errlen))
+        goto out_close;
+    if (sqlite3_close(dst) != SQLITE_OK) {
+        util_set_err(err, errlen, "closing %s: %s", tmp, sqlite3_errmsg(dst));
+        goto out_close;
+    }
+    dst = NULL;
+    char *slash = strrchr(tmp, '/');
+    char *dir = slash ? xstrndup(tmp, slash == tmp ? 1 : (size_t)(slash - tmp)) : xstrdup(".");
+    rc = sync_path(tmp, false);
+    if (rc == 0 && rename(tmp, dest) != 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = sync_path(dir, true);
+    free(dir);
+    if (rc != 0) {
+        util_set_err(err, errlen, "writing %s: %s", dest, strerror(-rc));
+        goto out_close;
+    }
+    if (stat(dest, &st) == 0)
+        info->bytes = (int64_t)st.st_size;
+    ret = 0;
+out_close:
+    sqlite3_close(dst);
+    sqlite3_close(src);
+    if (ret != 0)
+        unlink(tmp);
+    free(tmp);
+    return ret;
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -2215,6 +2703,30 @@ static const struct {
      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (room, user_key) DO UPDATE SET"
      " user = excluded.user, banned = excluded.banned, ban_id = excluded.ban_id,"
      " ban_by = excluded.ban_by, ban_ts = excluded.ban_ts WHERE excluded.ban_id > ban_id"},
+    {offsetof(struct store, retention),
+     "INSERT INTO room_retention (room, days, event_id) VALUES (?1, ?2, ?3)"
+     " ON CONFLICT (room) DO UPDATE SET days = excluded.days, event_id = excluded.event_id"
+     " WHERE excluded.event_id > event_id"},
+    {offsetof(struct store, head_of), "SELECT begins FROM log_heads WHERE room = ?1"},
+    {offsetof(struct store, purge_rooms),
+     "WITH RECURSIVE r(name) AS ("
+     " SELECT (SELECT room FROM messages ORDER BY room LIMIT 1)"
+     " UNION ALL"
+     " SELECT (SELECT room FROM messages WHERE room > r.name ORDER BY room LIMIT 1)"
+     " FROM r WHERE r.name IS NOT NULL)"
+     " SELECT r.name, t.room IS NOT NULL, t.days FROM r"
+     " LEFT JOIN room_retention t ON t.room = r.name"
+     " WHERE r.name IS NOT NULL AND r.name NOT LIKE '.%'"},
+    {offsetof(struct store, cutoff),
+     "SELECT max(id) FROM messages INDEXED BY messages_ts WHERE room = ?1 AND ts < ?2"
+     " AND " EXPIRING_KINDS},
+    {offsetof(struct store, expired),
+     "SELECT id, kind FROM messages WHERE room = ?1 AND id <= ?2 AND " EXPIRING_KINDS
+     " ORDER BY id LIMIT ?3"},
+    {offsetof(struct store, purge_one), "DELETE FROM messages WHERE room = ?1 AND id = ?2"},
+    {offsetof(struct store, set_head),
+     "INSERT INTO log_heads (room, begins) VALUES (?1, ?2)"
+     " ON CONFLICT (room) DO UPDATE SET begins = max(begins, excluded.begins)"},
     {offsetof(struct store, probe),
      "INSERT INTO store_probe (id, ts) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET ts = ?1"},
     {offsetof(struct store, begin), "BEGIN IMMEDIATE"},
@@ -2275,6 +2787,7 @@ struct store *store_create(const char *path, const struct store_migration *migra
     util_cond_init_monotonic(&s->cond);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
+    pthread_cond_init(&s->purger_cond, NULL);
     publish_depth(s);
 
     if (make_parent_dirs(path, err, errlen) != 0 || lock_database(s, err, errlen) != 0 ||
@@ -2313,8 +2826,11 @@ void store_free(struct store *store)
     atomic_store(&store->ready, false);
     pthread_mutex_lock(&store->lock);
     store->stopping = true;
+    pthread_cond_signal(&store->purger_cond);
     pthread_cond_signal(&store->cond);
     pthread_mutex_unlock(&store->lock);
+    if (store->purger_started)
+        pthread_join(store->purger, NULL);
     if (store->writer_started)
         pthread_join(store->writer, NULL); /* the writer drains the queue first */
 
@@ -2331,6 +2847,7 @@ void store_free(struct store *store)
     if (rc != SQLITE_OK)
         log_msg(LOG_ERROR, "store_close_failed", "conn=writer rc=%d", rc);
 
+    pthread_cond_destroy(&store->purger_cond);
     pthread_cond_destroy(&store->pool_cond);
     pthread_mutex_destroy(&store->pool_lock);
     pthread_cond_destroy(&store->cond);

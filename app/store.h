@@ -1,8 +1,10 @@
 /* store: the node's SQLite log of every event (message or change of one) of
  * every room and of the server's own logs (accounts, read state), with what
  * the events made: each message's current state, accounts and sessions,
- * private rooms and their members, read state, mutes and bans. Migrations at start-up, one
- * writer thread with group commit, readers that never wait. */
+ * private rooms and their members, read state, mutes and bans, each room's
+ * retention and where its history begins. Migrations at start-up, one writer
+ * thread with group commit (and retention's purge, in bounded batches),
+ * readers that never wait; the online backup of the database file. */
 #ifndef TURBOCHAT_STORE_H
 #define TURBOCHAT_STORE_H
 
@@ -101,10 +103,12 @@ struct store_room {
     bool is_private;
     bool dm;
     bool closed;
+    double retention_days; /* effective: the room's own or the deployment's; 0 forever */
 };
-/* The rooms (not the logs whose names start with '.') with names after
- * after (NULL: from the first), at most limit of them (0: all), with their
- * highest id and kind, sorted by name; free with store_free_rooms. */
+/* The rooms (not the logs whose names start with '.'; also those whose every
+ * message expired) with names after after (NULL: from the first), at most
+ * limit of them (0: all), with their highest id and kind, sorted by name;
+ * free with store_free_rooms. */
 int store_list_rooms(struct store *store, const char *after, int limit, struct store_room **out,
                      size_t *count);
 void store_free_rooms(struct store_room *rooms, size_t count);
@@ -212,12 +216,55 @@ void store_free_sanctions(struct store_sanction_row *rows, size_t count);
  * room, 0 when not, or negative. */
 int store_is_room_owner(struct store *store, const char *room, const char *user);
 
-/* Highest id stored for room, 0 when none; negative on error. */
-int store_last_id(struct store *store, const char *room, uint64_t *out);
-
 /* True from a failed commit until one succeeds (the writer tries a small
  * write every second meanwhile): readiness says 503 then. */
 bool store_commits_failing(struct store *store);
+
+/* Highest id stored for room, 0 when none; negative on error. Never below
+ * where its history begins, less one: ids of expired messages are not given
+ * out again. */
+int store_last_id(struct store *store, const char *room, uint64_t *out);
+
+/* ---- retention: messages expire (migrations/0006_retention.sql) */
+
+/* Where room's history begins (the lowest id it may serve; 1 when nothing
+ * expired) and its effective retention in days (0: forever). 0 or negative.
+ * Any thread. */
+int store_history_head(struct store *store, const char *room, uint64_t *begins, double *days);
+
+/* The deployment's retention in days (0: forever), which rooms without a
+ * retention event of their own follow. Any thread. */
+void store_set_retention(struct store *store, double days);
+
+/* Queue a purge as of now_ms: in every room with a retention, the
+ * message-like events (chat_kind_expires) up to the highest such id whose
+ * ts < now_ms - retention leave the log with what they made, and the room's
+ * history begins after it. Runs on the writer in transactions of at most
+ * 5,000 rows, queued behind the jobs waiting meanwhile; cb runs once at the
+ * end (0 or negative). Any thread. */
+int store_purge(struct store *store, int64_t now_ms, store_done_cb cb, void *ctx);
+
+/* Start the thread that queues a purge now, then every 60 s, or for a
+ * retention under a day every tenth of it (at least 1 s). store_free stops
+ * it. 0 or negative. Main thread, once. */
+int store_retention_start(struct store *store);
+
+/* ---- backup */
+
+/* What store_backup copied. */
+struct store_backup_info {
+    int64_t bytes;  /* size of the copy */
+    int64_t events; /* rows of the log */
+    int pages;      /* database pages */
+};
+
+/* Copy the database at path (which must exist; a node may be serving it)
+ * with SQLite's online backup API into dest: a consistent snapshot written
+ * to dest.tmp in the same directory, fsynced, then renamed to dest (and the
+ * directory fsynced). An existing dest is refused unless force. 0 with *info,
+ * or negative with the reason in err. Any thread; opens its own connections. */
+int store_backup(const char *path, const char *dest, bool force, struct store_backup_info *info,
+                 char *err, size_t errlen);
 
 /* True once store_create succeeded and the database answers. */
 bool store_is_ready(struct store *store);

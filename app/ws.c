@@ -272,13 +272,14 @@ static void on_join(struct ws_session *s, const cJSON *frame)
         }
         since = (uint64_t)v;
     }
-    struct hub_read_state read = {0, 0, 0, false};
+    struct hub_read_state read = {.begins = 1};
     enum proto_error err;
     char why[PROTO_ROOM_MAX * 4 + 64];
     read.muted =
         !rooms_may_act(s->ws->rooms, room, s->user, &s->claims, true, &err, why, sizeof(why));
     if (s->ws->accounts)
         store_unread(s->ws->store, room, s->user, &read.last_read, &read.unread, &read.mentions);
+    store_history_head(s->ws->store, room, &read.begins, &read.retention_days);
     int rc = hub_join(s->ws->hub, s->hc, room, has_since ? &since : NULL, &read);
     if (rc == -E2BIG)
         send_error(s, PROTO_ERR_TOO_MANY_ROOMS, "too many rooms joined on this connection", NULL,

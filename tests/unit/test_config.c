@@ -768,6 +768,36 @@ IN_TMPDIR(test_token)
     return 0;
 }
 
+/* backup FILE [--force] with the node's settings; retention_days is a
+ * decimal number of days in range. */
+IN_TMPDIR(test_backup_and_retention)
+{
+    const char *const env[] = {"TURBOCHAT_RETENTION_DAYS=0.0001", NULL};
+    LOAD_OK(cfg, ARGS("backup", "/tmp/x.db", "--db", "/tmp/node.db", "--force"), env,
+            CONFIG_CMD_BACKUP);
+    TEST_ASSERT_STR(cfg->backup_file, "/tmp/x.db");
+    TEST_ASSERT_STR(cfg->db_path, "/tmp/node.db");
+    TEST_ASSERT(cfg->backup_force);
+    TEST_ASSERT(cfg->retention_days > 0.00009 && cfg->retention_days < 0.00011);
+
+    RELOAD(cfg);
+    LOAD_OK(cfg, ARGS("backup", "copy.db"), NONE, CONFIG_CMD_BACKUP);
+    TEST_ASSERT(!cfg->backup_force);
+    TEST_ASSERT(cfg->retention_days == 0);
+
+    RELOAD(cfg);
+    LOAD_FAILS(cfg, ARGS("backup"), NONE);
+    ERR_HAS("backup: FILE is required");
+    RELOAD(cfg);
+    LOAD_FAILS(cfg, ARGS("--force"), NONE);
+    ERR_HAS("--force: unknown option");
+    RELOAD(cfg);
+    const char *const bad[] = {"TURBOCHAT_RETENTION_DAYS=-1", NULL};
+    LOAD_FAILS(cfg, NONE, bad);
+    ERR_HAS("TURBOCHAT_RETENTION_DAYS");
+    return 0;
+}
+
 static int read_print(const struct config *cfg, char *text, size_t len)
 {
     FILE *f = tmpfile();
@@ -885,5 +915,6 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_precedence), TEST_CASE(test_c
           TEST_CASE(test_listen), TEST_CASE(test_tls_listener), TEST_CASE(test_redis_url),
           TEST_CASE(test_redis_conflicts), TEST_CASE(test_tls_auto), TEST_CASE(test_other_values),
           TEST_CASE(test_flag_forms), TEST_CASE(test_commands), TEST_CASE(test_token),
-          TEST_CASE(test_print_masks_secrets), TEST_CASE(test_shipped_conf),
-          TEST_CASE(test_dispose_accepts_zeroed), TEST_CASE(test_error_buffer_bounds))
+          TEST_CASE(test_backup_and_retention), TEST_CASE(test_print_masks_secrets),
+          TEST_CASE(test_shipped_conf), TEST_CASE(test_dispose_accepts_zeroed),
+          TEST_CASE(test_error_buffer_bounds))

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "assets.h"
 #include "metrics.h"
@@ -1342,6 +1343,239 @@ static int test_sanctions_converge_in_any_order(void)
     return 0;
 }
 
+/* ---------------------------------------------------------------- retention */
+
+/* An event of room: kind, target (for changes), text (a record for state). */
+static struct chat_msg *kind_event(const char *room, uint64_t id, enum chat_kind kind,
+                                   uint64_t target, const char *text, int64_t ts)
+{
+    struct chat_msg *ev = make_msg(room, id, "amy", text, NULL, ts);
+    ev->kind = kind;
+    ev->target = target;
+    if (kind == CHAT_REACT)
+        ev->emoji = strdup("👍");
+    return ev;
+}
+
+static int purge_sync(struct store *s, int64_t now)
+{
+    struct waiter w;
+    waiter_init(&w);
+    int rc = store_purge(s, now, waiter_cb, &w);
+    if (rc == 0) {
+        wait_for(&w, 1);
+        rc = w.last_status;
+    }
+    waiter_dispose(&w);
+    return rc;
+}
+
+/* The ids of every event of room, as "1,5,6". */
+static void event_ids(struct store *s, const char *room, char *out, size_t outlen)
+{
+    struct chat_msg **msgs = NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    if (store_fetch_range(s, room, 0, UINT64_MAX, 1000, &msgs, &n) != 0)
+        return;
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < outlen; i++)
+        len += (size_t)snprintf(out + len, outlen - len, "%s%llu", i ? "," : "",
+                                (unsigned long long)msgs[i]->id);
+    store_free_messages(msgs, n);
+}
+
+/* Retention removes the message-like events up to the newest one older than
+ * the cutoff, with their reactions and mentions; room-state events, later
+ * changes and the server's logs stay; history begins after the cutoff; ids
+ * continue after it, also once every message expired and after a reopen;
+ * late copies of expired events are not stored again. */
+static int test_retention_purge(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct metrics *m = metrics_create();
+    struct store *s = open_store(n_base, 8, m);
+    TEST_ASSERT(s != NULL);
+    store_set_retention(s, 3000.0 / 86400000.0); /* 3 s */
+    struct chat_msg *mention = kind_event("r", 2, CHAT_MESSAGE, 0, "hi @bob", 1000);
+    chat_msg_add_mention(mention, "bob");
+    TEST_ASSERT_INT(append_sync(s, kind_event("r", 1, CHAT_ROOM, 0, "{\"private\":false}", 100)),
+                    0);
+    TEST_ASSERT_INT(append_sync(s, mention), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("r", 3, CHAT_REACT, 2, "", 1100)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("r", 4, CHAT_MESSAGE, 0, "old", 2000)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("r", 5, CHAT_EDIT, 4, "late edit", 5000)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("r", 6, CHAT_RETENTION, 0, "{\"days\":null}", 1500)),
+                    0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("r", 7, CHAT_MESSAGE, 0, "new", 9000)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event(".read.x", 1, CHAT_MESSAGE, 0, "{}", 10)), 0);
+    for (uint64_t id = 1; id <= 3; id++)
+        TEST_ASSERT_INT(append_sync(s, kind_event("x", id, CHAT_MESSAGE, 0, "gone", 1000)), 0);
+    uint64_t last_read, begins;
+    int unread, mentions;
+    double days;
+    TEST_ASSERT_INT(store_unread(s, "r", "bob", &last_read, &unread, &mentions), 0);
+    TEST_ASSERT_INT(mentions, 1);
+    TEST_ASSERT_INT(store_history_head(s, "r", &begins, &days), 0);
+    TEST_ASSERT_INT(begins, 1);
+
+    TEST_ASSERT_INT(purge_sync(s, 6000), 0); /* cutoff ts 3000: ids 2, 3, 4 */
+    char ids[256];
+    event_ids(s, "r", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "1,5,6,7");
+    TEST_ASSERT_INT(store_history_head(s, "r", &begins, &days), 0);
+    TEST_ASSERT_INT(begins, 5);
+    TEST_ASSERT(days > 0 && days < 0.001);
+    TEST_ASSERT_INT(store_unread(s, "r", "bob", &last_read, &unread, &mentions), 0);
+    TEST_ASSERT_INT(mentions, 0);
+    event_ids(s, ".read.x", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "1");
+    event_ids(s, "x", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "");
+    TEST_ASSERT_INT(atomic_load(&m->retention_purged), 6);
+
+    /* a second purge at the same time finds nothing; late copies stay out */
+    TEST_ASSERT_INT(purge_sync(s, 6000), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("x", 2, CHAT_MESSAGE, 0, "again", 1000)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("r", 3, CHAT_REACT, 2, "", 1100)), 0);
+    event_ids(s, "x", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "");
+    event_ids(s, "r", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "1,5,6,7");
+    TEST_ASSERT_INT(atomic_load(&m->retention_purged), 6);
+
+    uint64_t last = 0;
+    TEST_ASSERT_INT(store_last_id(s, "x", &last), 0);
+    TEST_ASSERT_INT(last, 3);
+    struct store_room *rooms;
+    size_t count;
+    TEST_ASSERT_INT(store_list_rooms(s, NULL, 0, &rooms, &count), 0);
+    TEST_ASSERT_INT(count, 2);
+    TEST_ASSERT_STR(rooms[1].name, "x");
+    TEST_ASSERT_INT(rooms[1].last_id, 3);
+    TEST_ASSERT(rooms[1].retention_days > 0);
+    store_free_rooms(rooms, count);
+    store_free(s);
+    s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    TEST_ASSERT_INT(store_last_id(s, "x", &last), 0);
+    TEST_ASSERT_INT(last, 3);
+    TEST_ASSERT_INT(store_last_id(s, "r", &last), 0);
+    TEST_ASSERT_INT(last, 7);
+    store_free(s);
+    metrics_free(m);
+    teardown();
+    return 0;
+}
+
+/* A room's own retention: the retention event with the highest id decides,
+ * whatever order they arrive in; null gives the deployment's back; 0 keeps
+ * the room's messages forever under a deployment retention. */
+static int test_retention_per_room(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    store_set_retention(s, 3000.0 / 86400000.0);
+    const char *a = "{\"days\":2,\"by\":\"amy\"}", *b = "{\"days\":0,\"by\":\"amy\"}";
+    const char *none = "{\"days\":null,\"by\":\"amy\"}";
+    /* p: 3 (days 2) then 5 (days 0); q: the same events in the other order */
+    TEST_ASSERT_INT(append_sync(s, kind_event("p", 3, CHAT_RETENTION, 0, a, 10)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("p", 5, CHAT_RETENTION, 0, b, 10)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("q", 5, CHAT_RETENTION, 0, b, 10)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("q", 3, CHAT_RETENTION, 0, a, 10)), 0);
+    /* n: 5 (null) after 3 (days 2), stored in reverse */
+    TEST_ASSERT_INT(append_sync(s, kind_event("n", 5, CHAT_RETENTION, 0, none, 10)), 0);
+    TEST_ASSERT_INT(append_sync(s, kind_event("n", 3, CHAT_RETENTION, 0, a, 10)), 0);
+    const char *rooms[] = {"p", "q", "n"};
+    for (int i = 0; i < 3; i++)
+        TEST_ASSERT_INT(append_sync(s, kind_event(rooms[i], 9, CHAT_MESSAGE, 0, "m", 1000)), 0);
+    uint64_t begins;
+    double days;
+    TEST_ASSERT_INT(store_history_head(s, "p", &begins, &days), 0);
+    TEST_ASSERT(days == 0);
+    TEST_ASSERT_INT(store_history_head(s, "q", &begins, &days), 0);
+    TEST_ASSERT(days == 0);
+    TEST_ASSERT_INT(store_history_head(s, "n", &begins, &days), 0);
+    TEST_ASSERT(days > 0 && days < 0.001);
+    TEST_ASSERT_INT(purge_sync(s, 10000), 0);
+    char ids[64];
+    event_ids(s, "p", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "3,5,9");
+    event_ids(s, "q", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "3,5,9");
+    event_ids(s, "n", ids, sizeof(ids));
+    TEST_ASSERT_STR(ids, "3,5");
+    TEST_ASSERT_INT(store_history_head(s, "n", &begins, &days), 0);
+    TEST_ASSERT_INT(begins, 10);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+/* More than one transaction's worth expires: every batch goes, and the
+ * purge's callback runs once, at the end. */
+static int test_retention_batches(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 256, NULL);
+    TEST_ASSERT(s != NULL);
+    store_set_retention(s, 1.0);
+    TEST_ASSERT_INT(append_range(s, "big", 1, 12000), 0); /* ts 1001.. */
+    TEST_ASSERT_INT(flush(s), 0);
+    TEST_ASSERT_INT(purge_sync(s, 86400000 + 1000 + 11000), 0); /* ids up to 10999 */
+    uint64_t begins;
+    double days;
+    TEST_ASSERT_INT(store_history_head(s, "big", &begins, &days), 0);
+    TEST_ASSERT_INT(begins, 11000);
+    struct chat_msg **msgs = NULL;
+    size_t n = 0;
+    TEST_ASSERT_INT(store_fetch_range(s, "big", 0, UINT64_MAX, 5000, &msgs, &n), 0);
+    TEST_ASSERT(ids_are(msgs, n, 11000, 1001));
+    store_free_messages(msgs, n);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+/* A backup is a database a store opens, holding what was stored; an
+ * existing file is kept unless force. */
+static int test_backup(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    TEST_ASSERT_INT(append_range(s, "b", 1, 50), 0);
+    TEST_ASSERT_INT(flush(s), 0);
+    char dest[600], err[256] = "";
+    snprintf(dest, sizeof(dest), "%s.bak", db_path);
+    struct store_backup_info info;
+    TEST_ASSERT_INT(store_backup(db_path, dest, false, &info, err, sizeof(err)), 0);
+    TEST_ASSERT_INT(info.events, 50);
+    TEST_ASSERT(info.bytes > 0);
+    TEST_ASSERT_INT(store_backup(db_path, dest, false, &info, err, sizeof(err)), -EEXIST);
+    TEST_ASSERT(strstr(err, "exists") != NULL);
+    TEST_ASSERT_INT(append_range(s, "b", 51, 60), 0);
+    TEST_ASSERT_INT(flush(s), 0);
+    TEST_ASSERT_INT(store_backup(db_path, dest, true, &info, err, sizeof(err)), 0);
+    TEST_ASSERT_INT(info.events, 60);
+    TEST_ASSERT_INT(store_backup(db_path, db_path, true, &info, err, sizeof(err)), -EINVAL);
+    TEST_ASSERT(strstr(err, "the database itself") != NULL);
+    store_free(s);
+    struct store *copy = store_create(dest, migs, n_base, 8, NULL, err, sizeof(err));
+    TEST_ASSERT(copy != NULL);
+    uint64_t last = 0;
+    TEST_ASSERT_INT(store_last_id(copy, "b", &last), 0);
+    TEST_ASSERT_INT(last, 60);
+    store_free(copy);
+    unlink(dest);
+    char missing[600];
+    snprintf(missing, sizeof(missing), "%s.none", db_path);
+    TEST_ASSERT(store_backup(missing, dest, false, &info, err, sizeof(err)) < 0);
+    teardown();
+    return 0;
+}
+
 TEST_MAIN(TEST_CASE(test_sanctions_converge_in_any_order), TEST_CASE(test_account_events),
           TEST_CASE(test_changes_apply), TEST_CASE(test_changes_converge_in_any_order),
           TEST_CASE(test_search_index), TEST_CASE(test_migrations_applied_once),
@@ -1351,4 +1585,6 @@ TEST_MAIN(TEST_CASE(test_sanctions_converge_in_any_order), TEST_CASE(test_accoun
           TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
           TEST_CASE(test_text_round_trip), TEST_CASE(test_list_rooms), TEST_CASE(test_find_ref),
           TEST_CASE(test_survives_reopen), TEST_CASE(test_null_safety),
-          TEST_CASE(test_readers_during_writes))
+          TEST_CASE(test_readers_during_writes), TEST_CASE(test_retention_purge),
+          TEST_CASE(test_retention_per_room), TEST_CASE(test_retention_batches),
+          TEST_CASE(test_backup))

@@ -91,14 +91,20 @@ export async function search(q, { before = '', limit = 20 } = {}) {
   return { results: Array.isArray(body?.results) ? body.results : [], next: typeof body?.next === 'string' ? body.next : '' };
 }
 
-/* {messages (ascending ids), has_more}; with before: the page older than it;
- * with after: the page newer than it. */
+/* {messages (ascending ids), has_more, begins (the lowest id history can
+ * serve: above 1 once messages expired), retentionDays (0: kept forever)};
+ * with before: the page older than it; with after: the page newer than it. */
 export async function fetchMessages(room, { before = 0, after = 0, limit = PAGE_SIZE } = {}) {
   const query = new URLSearchParams({ limit: String(limit) });
   if (before) query.set('before', String(before));
   if (after) query.set('after', String(after));
   const body = await request(`${roomPath(room)}/messages?${query}`);
-  return { messages: Array.isArray(body?.messages) ? body.messages : [], hasMore: Boolean(body?.has_more) };
+  return {
+    messages: Array.isArray(body?.messages) ? body.messages : [],
+    hasMore: Boolean(body?.has_more),
+    begins: Number.isSafeInteger(body?.begins) && body.begins > 0 ? body.begins : 1,
+    retentionDays: typeof body?.retention_days === 'number' && body.retention_days > 0 ? body.retention_days : 0,
+  };
 }
 
 /* One message in its current state (an ApiError with status 404 when the

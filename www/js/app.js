@@ -211,7 +211,7 @@ async function loadNewest(name, lastId = 0) {
     const page = await api.fetchMessages(name);
     store.addMessages(name, page.messages);
     store.coveredUpTo(name, lastId);
-    store.setHistoryState(name, { loaded: true, hasOlder: page.hasMore });
+    store.setHistoryState(name, { loaded: true, hasOlder: page.hasMore, begins: page.begins, retentionDays: page.retentionDays });
   } catch (error) {
     if (!signInAgainOn(error)) store.setHistoryState(name, { historyError: `Could not load the history: ${error.message}` });
   }
@@ -224,7 +224,7 @@ async function loadOlder() {
   try {
     const page = await api.fetchMessages(room.name, { before: store.oldestId(room.name) });
     store.addMessages(room.name, page.messages);
-    store.setHistoryState(room.name, { loadingOlder: false, hasOlder: page.hasMore });
+    store.setHistoryState(room.name, { loadingOlder: false, hasOlder: page.hasMore, begins: page.begins, retentionDays: page.retentionDays });
   } catch (error) {
     const historyError = signInAgainOn(error) ? '' : `Could not load older messages: ${error.message}`;
     store.setHistoryState(room.name, { loadingOlder: false, historyError });

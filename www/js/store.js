@@ -87,6 +87,8 @@ function newRoom(name) {
     messages: new Map(),  /* id -> message */
     hasOlder: false,
     loadingOlder: false,
+    begins: 1,            /* the lowest id history can serve: above 1 once messages expired */
+    retentionDays: 0,     /* how long the room keeps messages; 0: forever */
     lastId: 0,            /* highest id known to exist (seen or announced) */
     seenId: 0,            /* highest event id we hold, message or change: the `since` of a re-join */
     members: new Set(),

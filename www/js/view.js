@@ -533,6 +533,13 @@ function restoreAnchor(anchor) {
   if (anchor && anchor.node.isConnected) els.scroller.scrollTop = anchor.node.offsetTop - anchor.offset;
 }
 
+/* The top of a room whose oldest messages expired (retention). */
+function expiredNote(days) {
+  if (!days) return 'History before this was removed.';
+  const n = Number(days.toPrecision(3));
+  return `History before this was removed after ${n} ${n === 1 ? 'day' : 'days'}.`;
+}
+
 function renderHistoryTop(room) {
   els.loadOlder.hidden = !room?.loaded || !room.hasOlder;
   els.loadOlder.disabled = Boolean(room?.loadingOlder);
@@ -541,6 +548,7 @@ function renderHistoryTop(room) {
   else if (room.historyError) note = room.historyError;
   else if (!room.loaded) note = room.joined ? 'Loading messages…' : 'Waiting for the connection…';
   else if (room.loadingOlder) note = 'Loading older messages…';
+  else if (!room.hasOlder && room.begins > 1) note = expiredNote(room.retentionDays);
   else if (!room.hasOlder) note = `This is the beginning of #${room.name}.`;
   els.historyNote.textContent = note;
 }
