@@ -28,7 +28,6 @@
 #include "store.h"
 #include "util.h"
 
-#define SEARCH_PAGE_ROWS 200    /* candidates read per store call */
 #define SNIPPET_CHARS 160       /* code points of a snippet */
 #define SNIPPET_LEAD_CHARS 40   /* of them before the first match */
 #define SNIPPET_RANGES_MAX 32   /* marked matches per snippet */
@@ -384,20 +383,61 @@ out_bad:
     return false;
 }
 
-static bool same_name(const char *a, const char *b)
+/* The hits of one walk that the text check passed: at most want of them. */
+struct hit_list {
+    const struct search_query *query;
+    struct {
+        char *room;
+        uint64_t id;
+        uint64_t position;
+    } * items;
+    size_t count;
+    size_t cap;
+    size_t want;
+};
+
+static bool take_hit(void *ctx, const struct store_search_hit *hit)
 {
-    while (*a && fold((unsigned char)*a) == fold((unsigned char)*b))
-        a++, b++;
-    return *a == *b;
+    struct hit_list *list = ctx;
+    if (!search_text_matches(list->query, hit->text))
+        return true;
+    UTIL_GROW(list->items, list->count, list->cap);
+    list->items[list->count].room = xstrdup(hit->room);
+    list->items[list->count].id = hit->id;
+    list->items[list->count].position = hit->position;
+    return ++list->count < list->want;
 }
 
-/* True when the candidate row answers the request for this caller. */
-static bool row_answers(const struct search_request *req, struct access_cache *cache,
-                        const struct chat_msg *msg)
+static void hit_list_dispose(struct hit_list *list)
 {
-    return (!req->room[0] || strcmp(msg->room, req->room) == 0) &&
-           (!req->from[0] || same_name(msg->user, req->from)) &&
-           search_text_matches(&req->query, msg->text) && caller_may_read(cache, msg->room);
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i].room);
+    free(list->items);
+}
+
+/* Add the hits the caller may read to results as messages in their current
+ * state, until limit; *last is the position of the last hit looked at. */
+static int add_results(struct store *store, const struct search_request *req,
+                       struct access_cache *cache, const struct hit_list *hits, cJSON *results,
+                       int *found, uint64_t *last)
+{
+    for (size_t i = 0; i < hits->count && *found < req->limit; i++) {
+        *last = hits->items[i].position;
+        if (!caller_may_read(cache, hits->items[i].room))
+            continue;
+        struct chat_msg *msg = NULL;
+        int rc = store_get_event(store, hits->items[i].room, hits->items[i].id, &msg);
+        if (rc == -ENOENT)
+            continue; /* it left the log since */
+        if (rc < 0)
+            return rc;
+        cJSON *item = proto_event_object(msg, false);
+        cJSON_AddItemToObject(item, "snippet", search_snippet(&req->query, msg->text));
+        cJSON_AddItemToArray(results, item);
+        chat_msg_free(msg);
+        (*found)++;
+    }
+    return 0;
 }
 
 /* Walk the index from req->before, adding what answers to results, until
@@ -406,34 +446,34 @@ static bool row_answers(const struct search_request *req, struct access_cache *c
 static int collect_results(struct store *store, const struct search_request *req,
                            struct access_cache *cache, cJSON *results, uint64_t *next)
 {
-    uint64_t before = req->before;
+    struct store_search_query q = {
+        .match = req->query.match,
+        .room = req->room[0] ? req->room : NULL,
+        .user = req->from[0] ? req->from : NULL,
+        .before = req->before,
+    };
     size_t examined = 0;
     int found = 0;
     *next = 0;
     while (found < req->limit && examined < SEARCH_EXAMINE_MAX) {
-        size_t want = SEARCH_EXAMINE_MAX - examined;
-        int page = want < SEARCH_PAGE_ROWS ? (int)want : SEARCH_PAGE_ROWS;
-        struct store_search_row *rows = NULL;
-        size_t count = 0;
-        int rc = store_search(store, req->query.match, before, page, &rows, &count);
+        struct hit_list hits = {.query = &req->query, .want = (size_t)(req->limit - found)};
+        struct store_search_walk walk;
+        q.examine = (int)(SEARCH_EXAMINE_MAX - examined);
+        int rc = store_search(store, &q, take_hit, &hits, &walk);
+        uint64_t last = walk.last_position;
+        if (rc == 0)
+            rc = add_results(store, req, cache, &hits, results, &found, &last);
+        hit_list_dispose(&hits);
         if (rc < 0)
             return rc;
-        for (size_t i = 0; i < count && found < req->limit; i++) {
-            examined++;
-            before = rows[i].position;
-            if (!row_answers(req, cache, rows[i].msg))
-                continue;
-            cJSON *item = proto_event_object(rows[i].msg, false);
-            cJSON_AddItemToObject(item, "snippet", search_snippet(&req->query, rows[i].msg->text));
-            cJSON_AddItemToArray(results, item);
-            found++;
-        }
-        bool exhausted = count < (size_t)page && found < req->limit;
-        store_free_search_rows(rows, count);
-        if (exhausted)
+        if (found < req->limit)
+            last = walk.last_position; /* every hit was used: go on after the walk */
+        examined += walk.examined;
+        if (walk.exhausted && last == walk.last_position)
             return 0;
+        q.before = last;
     }
-    *next = before;
+    *next = q.before;
     return 0;
 }
 

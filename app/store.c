@@ -106,6 +106,11 @@ enum reader_stmt {
     "id, user, text, ts, ref, kind, target, emoji, reply_to, reply_user, reply_text, mentions,"    \
     " edited_ts, deleted_by"
 
+/* Whether a search candidate passes room = ?4 and author = ?5 (either NULL:
+ * any), as one column: a candidate that does not costs no more reads. */
+#define SEARCH_FILTERS                                                                             \
+    "(?4 IS NULL OR message_room = ?4) AND (?5 IS NULL OR message_user = ?5 COLLATE NOCASE)"
+
 /* An account as account_from_row reads it; the first account of the
  * deployment (lowest first event) is admin unless it was given a role. */
 #define ACCOUNT_COLUMNS                                                                            \
@@ -193,12 +198,13 @@ static const char *const reader_sql[RS_COUNT] = {
     [RS_MIN_RETENTION] = "SELECT min(days) FROM room_retention WHERE days > 0",
     /* The index walked by rowid descending (newest first), each row joined to
      * its message as it is now; 0005_search.sql says why that order is time. */
-    [RS_SEARCH_MATCH] = "SELECT " EVENT_COLUMNS ", m.room, s.rowid FROM search s JOIN messages m"
-                        " ON m.room = s.message_room AND m.id = s.message_id"
-                        " WHERE search MATCH ?1 AND s.rowid < ?2 ORDER BY s.rowid DESC LIMIT ?3",
-    [RS_SEARCH_RECENT] = "SELECT " EVENT_COLUMNS ", m.room, s.rowid FROM search s JOIN messages m"
-                         " ON m.room = s.message_room AND m.id = s.message_id"
-                         " WHERE s.rowid < ?2 ORDER BY s.rowid DESC LIMIT ?3",
+    /* Candidates: the index walked by rowid descending (newest first), with
+     * whether each passes the room (?4) and author (?5) filters. */
+    [RS_SEARCH_MATCH] = "SELECT rowid, message_room, message_id, message_text, " SEARCH_FILTERS
+                        " FROM search WHERE search MATCH ?1 AND rowid < ?2"
+                        " ORDER BY rowid DESC LIMIT ?3",
+    [RS_SEARCH_RECENT] = "SELECT rowid, message_room, message_id, message_text, " SEARCH_FILTERS
+                         " FROM search WHERE rowid < ?2 ORDER BY rowid DESC LIMIT ?3",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
     [RS_SANCTION] = "SELECT muted, banned FROM room_sanctions WHERE room = ?1 AND user_key = ?2",
     [RS_SANCTIONS] = "SELECT user, muted, mute_by, mute_ts, banned, ban_by, ban_ts FROM"
@@ -598,7 +604,7 @@ static int run_on_message(sqlite3_stmt *st, const char *room, uint64_t a, uint64
 /* Index the text of message (room, id) under the first free rowid of its
  * millisecond. Text-less messages are not indexed. */
 static int index_message(struct store *s, const char *room, uint64_t id, int64_t ts,
-                         const char *text)
+                         const char *user, const char *text)
 {
     if (!text || !*text || ts < 0 || ts > SEARCH_TS_MAX)
         return SQLITE_DONE;
@@ -618,7 +624,8 @@ static int index_message(struct store *s, const char *room, uint64_t id, int64_t
         if (sqlite3_bind_int64(st, 1, rowid) != SQLITE_OK ||
             sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
             sqlite3_bind_text(st, 3, room, -1, SQLITE_STATIC) != SQLITE_OK ||
-            sqlite3_bind_int64(st, 4, id_param(id)) != SQLITE_OK)
+            sqlite3_bind_int64(st, 4, id_param(id)) != SQLITE_OK ||
+            sqlite3_bind_text(st, 5, user, -1, SQLITE_STATIC) != SQLITE_OK)
             return SQLITE_ERROR;
         return step_once(st);
     }
@@ -637,11 +644,14 @@ static int reindex_message(struct store *s, const char *room, uint64_t id)
     if (rc == SQLITE_ROW) {
         const char *column = (const char *)sqlite3_column_text(st, 1);
         char *text = column ? xstrdup(column) : NULL;
+        column = (const char *)sqlite3_column_text(st, 2);
+        char *user = column ? xstrdup(column) : NULL;
         int64_t ts = sqlite3_column_int64(st, 0);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        rc = index_message(s, room, id, ts, text);
+        rc = index_message(s, room, id, ts, user, text);
         free(text);
+        free(user);
         return rc;
     }
     sqlite3_reset(st);
@@ -1076,7 +1086,7 @@ static int store_event(struct store *s, const struct chat_msg *ev)
             return rc;
     }
     if ((rc = record_mentions(s, ev)) != SQLITE_DONE ||
-        (rc = index_message(s, ev->room, ev->id, ev->ts, ev->text)) != SQLITE_DONE)
+        (rc = index_message(s, ev->room, ev->id, ev->ts, ev->user, ev->text)) != SQLITE_DONE)
         return rc;
     if (sqlite3_bind_text(s->room_user, 1, ev->room, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(s->room_user, 2, ev->user, -1, SQLITE_STATIC) != SQLITE_OK)
@@ -1756,54 +1766,46 @@ out_put:
     return ret;
 }
 
-int store_search(struct store *store, const char *match, uint64_t before, int limit,
-                 struct store_search_row **out, size_t *count)
+int store_search(struct store *store, const struct store_search_query *q, store_search_fn fn,
+                 void *ctx, struct store_search_walk *walk)
 {
+    memset(walk, 0, sizeof(*walk));
     struct store_reader *r = reader_get(store);
     if (!r)
         return -TC_ESTORE;
-    sqlite3_stmt *st = r->stmts[match ? RS_SEARCH_MATCH : RS_SEARCH_RECENT];
-    sqlite3_int64 below = before && before <= INT64_MAX ? (sqlite3_int64)before : INT64_MAX;
-    if ((match && sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC) != SQLITE_OK) ||
+    sqlite3_stmt *st = r->stmts[q->match ? RS_SEARCH_MATCH : RS_SEARCH_RECENT];
+    sqlite3_int64 below =
+        q->before && q->before <= INT64_MAX ? (sqlite3_int64)q->before : INT64_MAX;
+    int ret = 0, rc = SQLITE_DONE;
+    if ((q->match && sqlite3_bind_text(st, 1, q->match, -1, SQLITE_STATIC) != SQLITE_OK) ||
         sqlite3_bind_int64(st, 2, below) != SQLITE_OK ||
-        sqlite3_bind_int(st, 3, limit) != SQLITE_OK) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        reader_put(store, r);
-        return -TC_ESTORE;
+        sqlite3_bind_int(st, 3, q->examine) != SQLITE_OK || !bind_text_or_null(st, 4, q->room) ||
+        !bind_text_or_null(st, 5, q->user))
+        ret = -TC_ESTORE;
+    bool go_on = true;
+    while (ret == 0 && go_on && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        walk->examined++;
+        walk->last_position = (uint64_t)sqlite3_column_int64(st, 0);
+        if (!sqlite3_column_int(st, 4))
+            continue;
+        const struct store_search_hit hit = {
+            .position = walk->last_position,
+            .room = (const char *)sqlite3_column_text(st, 1),
+            .id = (uint64_t)sqlite3_column_int64(st, 2),
+            .text = (const char *)sqlite3_column_text(st, 3),
+        };
+        if (!hit.room || !hit.text)
+            ret = -ENOMEM;
+        else
+            go_on = fn(ctx, &hit);
     }
-    struct store_search_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    int ret = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *room = (const char *)sqlite3_column_text(st, 14);
-        UTIL_GROW(rows, n, cap);
-        rows[n].position = (uint64_t)sqlite3_column_int64(st, 15);
-        if (!room || (ret = row_to_msg(st, room, &rows[n].msg)) != 0) {
-            ret = ret ? ret : -ENOMEM;
-            break;
-        }
-        n++;
-    }
-    if (ret == 0 && rc != SQLITE_DONE)
+    if (ret == 0 && go_on && rc != SQLITE_DONE)
         ret = read_failed(r, "search", rc);
+    walk->exhausted = ret == 0 && go_on && walk->examined < (size_t)q->examine;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     reader_put(store, r);
-    if (ret != 0) {
-        store_free_search_rows(rows, n);
-        return ret;
-    }
-    *out = rows;
-    *count = n;
-    return 0;
-}
-
-void store_free_search_rows(struct store_search_row *rows, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        chat_msg_free(rows[i].msg);
-    free(rows);
+    return ret;
 }
 
 void store_free_messages(struct chat_msg **msgs, size_t count)
@@ -2687,10 +2689,10 @@ static const struct {
     {offsetof(struct store, unmention), "DELETE FROM message_mentions WHERE room = ?1 AND id = ?2"},
     {offsetof(struct store, search_slot), "SELECT 1 FROM search WHERE rowid = ?1"},
     {offsetof(struct store, search_add),
-     "INSERT INTO search (rowid, message_text, message_room, message_id)"
-     " VALUES (?1, ?2, ?3, ?4)"},
+     "INSERT INTO search (rowid, message_text, message_room, message_id, message_user)"
+     " VALUES (?1, ?2, ?3, ?4, ?5)"},
     {offsetof(struct store, search_text),
-     "SELECT ts, text FROM messages WHERE room = ?1 AND id = ?2 AND kind = 'message'"
+     "SELECT ts, text, user FROM messages WHERE room = ?1 AND id = ?2 AND kind = 'message'"
      " AND deleted_by IS NULL"},
     {offsetof(struct store, mute),
      "INSERT INTO room_sanctions (room, user_key, user, muted, mute_id, mute_by, mute_ts)"

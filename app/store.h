@@ -67,20 +67,35 @@ int store_fetch_range(struct store *store, const char *room, uint64_t after, uin
 
 void store_free_messages(struct chat_msg **msgs, size_t count);
 
-/* A message the search index gave, with its place in the index's order. */
-struct store_search_row {
-    uint64_t position; /* newest first: higher is newer; pass it as before */
-    struct chat_msg *msg;
+/* A walk down the search index (migrations/0005_search.sql), newest first. */
+struct store_search_query {
+    const char *match; /* FTS5 expression (trigram phrases); NULL: every message */
+    const char *room;  /* only this room; NULL: any */
+    const char *user;  /* only by this author (ASCII case aside); NULL: any */
+    uint64_t before;   /* only positions below it; 0: from the newest */
+    int examine;       /* look at no more than this many candidates */
 };
-/* At most limit live messages (of every room, not the server's own logs) in
- * their current state, newest first, below position before (0: from the
- * newest): with match, those whose text matches that FTS5 expression (a
- * trigram index: a phrase of 3 or more characters is a substring); without,
- * every message. The caller frees them with store_free_search_rows. Never
- * waits for the writer. */
-int store_search(struct store *store, const char *match, uint64_t before, int limit,
-                 struct store_search_row **out, size_t *count);
-void store_free_search_rows(struct store_search_row *rows, size_t count);
+/* A live message (of any room, not the server's own logs) that matched, as
+ * the index holds it: its current text. Valid during the callback only. */
+struct store_search_hit {
+    uint64_t position; /* its place in the order: pass it as before to go on */
+    const char *room;
+    uint64_t id;
+    const char *text;
+};
+/* Takes a hit; false stops the walk after it. Must not use the store. */
+typedef bool (*store_search_fn)(void *ctx, const struct store_search_hit *hit);
+/* How far a walk went. */
+struct store_search_walk {
+    size_t examined;        /* candidates looked at, those the filters refused too */
+    uint64_t last_position; /* of the last one looked at; 0: none */
+    bool exhausted;         /* the index has nothing further */
+};
+/* Hand fn every candidate of q that passes its room and user filters, in
+ * order, until fn says stop or q->examine candidates were looked at. 0 or
+ * negative. Any thread; never waits for the writer. */
+int store_search(struct store *store, const struct store_search_query *q, store_search_fn fn,
+                 void *ctx, struct store_search_walk *walk);
 
 /* The event that (room, user, ref) produced at or after since_ts, copied into
  * *out (caller frees with chat_msg_free). 0, -ENOENT, or negative. */

@@ -15,6 +15,7 @@ CREATE VIRTUAL TABLE search USING fts5(
     message_text,
     message_room UNINDEXED,
     message_id UNINDEXED,
+    message_user UNINDEXED, -- so that room= and from= filter without a join
     tokenize = 'trigram'
 );
 
@@ -33,7 +34,8 @@ BEGIN
 END;
 
 -- Backfill: the slots of one millisecond in (room, id) order.
-INSERT INTO search (rowid, message_text, message_room, message_id)
-    SELECT ts * 65536 + row_number() OVER (PARTITION BY ts ORDER BY room, id) - 1, text, room, id
+INSERT INTO search (rowid, message_text, message_room, message_id, message_user)
+    SELECT ts * 65536 + row_number() OVER (PARTITION BY ts ORDER BY room, id) - 1, text, room, id,
+        user
     FROM messages
     WHERE kind = 'message' AND deleted_by IS NULL AND text <> '' AND ts >= 0;

@@ -963,6 +963,26 @@ static struct chat_msg *story_event(const char *room, int i)
     return ev;
 }
 
+/* Search hits into buf, as "index ID: TEXT" lines (room NULL: every room,
+ * as "ROOM/ID" joined by commas). */
+struct index_dump {
+    struct util_buf *buf;
+    const char *room;
+    const char *sep;
+};
+
+static bool dump_hit(void *ctx, const struct store_search_hit *hit)
+{
+    struct index_dump *d = ctx;
+    if (!d->room) {
+        util_buf_appendf(d->buf, "%s%s/%" PRIu64, d->sep, hit->room, hit->id);
+        d->sep = ",";
+    } else if (strcmp(hit->room, d->room) == 0) {
+        util_buf_appendf(d->buf, "index %" PRIu64 ": %s\n", hit->id, hit->text);
+    }
+    return true;
+}
+
 /* Every event of room as JSON, the room name left out, for comparing rooms. */
 static char *room_state(struct store *s, const char *room)
 {
@@ -981,15 +1001,13 @@ static char *room_state(struct store *s, const char *room)
     }
     store_free_messages(msgs, count);
     /* and what the search index holds of it */
-    struct store_search_row *rows = NULL;
-    if (store_search(s, NULL, 0, 100, &rows, &count) != 0) {
+    struct index_dump dump = {&buf, room, ""};
+    struct store_search_query q = {.examine = 100};
+    struct store_search_walk walk;
+    if (store_search(s, &q, dump_hit, &dump, &walk) != 0) {
         util_buf_dispose(&buf);
         return NULL;
     }
-    for (size_t i = 0; i < count; i++)
-        if (strcmp(rows[i].msg->room, room) == 0)
-            util_buf_appendf(&buf, "index %" PRIu64 ": %s\n", rows[i].msg->id, rows[i].msg->text);
-    store_free_search_rows(rows, count);
     return util_buf_take(&buf, NULL);
 }
 
@@ -1110,22 +1128,21 @@ static int test_changes_converge_in_any_order(void)
     return 0;
 }
 
-/* The ids store_search gives for match, newest first, as "3,1". */
+/* The ids store_search gives for match, newest first, as "a/3,a/1". */
 static char *search_ids(struct store *s, const char *match, uint64_t before, int limit,
                         uint64_t *last_position)
 {
-    struct store_search_row *rows = NULL;
-    size_t count = 0;
-    if (store_search(s, match, before, limit, &rows, &count) != 0)
-        return NULL;
     struct util_buf buf;
     util_buf_init(&buf);
     util_buf_append(&buf, "", 0);
-    for (size_t i = 0; i < count; i++) {
-        util_buf_appendf(&buf, "%s%s/%" PRIu64, i ? "," : "", rows[i].msg->room, rows[i].msg->id);
-        *last_position = rows[i].position;
+    struct index_dump dump = {&buf, NULL, ""};
+    struct store_search_query q = {.match = match, .before = before, .examine = limit};
+    struct store_search_walk walk;
+    if (store_search(s, &q, dump_hit, &dump, &walk) != 0) {
+        util_buf_dispose(&buf);
+        return NULL;
     }
-    store_free_search_rows(rows, count);
+    *last_position = walk.last_position;
     return util_buf_take(&buf, NULL);
 }
 
