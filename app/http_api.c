@@ -8,6 +8,7 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -392,21 +393,28 @@ static void send_events(struct mg_connection *mc, const char *room, const char *
                         struct chat_msg **msgs, size_t count, bool has_more, bool with_type,
                         struct api *head)
 {
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "room", room);
+    struct util_buf b;
+    util_buf_init(&b);
+    util_buf_append(&b, "{\"room\":", 8);
+    proto_append_json_string(&b, room);
     uint64_t begins = 1;
     double days = 0;
     if (head && store_history_head(head->store, room, &begins, &days) == 0) {
-        cJSON_AddNumberToObject(obj, "begins", (double)begins);
+        util_buf_appendf(&b, ",\"begins\":%" PRIu64, begins);
         if (days > 0)
-            cJSON_AddNumberToObject(obj, "retention_days", days);
+            util_buf_appendf(&b, ",\"retention_days\":%.17g", days);
     }
-    cJSON *list = cJSON_AddArrayToObject(obj, key);
-    for (size_t i = 0; i < count; i++)
-        cJSON_AddItemToArray(list, proto_event_object(msgs[i], with_type));
-    cJSON_AddBoolToObject(obj, "has_more", has_more);
+    util_buf_appendf(&b, ",\"%s\":[", key);
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            util_buf_append(&b, ",", 1);
+        proto_append_event_json(&b, msgs[i], with_type);
+    }
+    util_buf_appendf(&b, "],\"has_more\":%s}", has_more ? "true" : "false");
     store_free_messages(msgs, count);
-    api_send_object(mc, 200, obj);
+    char *json = util_buf_take(&b, NULL);
+    api_send_json(mc, 200, json, NULL);
+    free(json);
 }
 
 static void get_messages(struct api *api, struct mg_connection *mc, const char *room)

@@ -4,6 +4,7 @@
 #include "proto.h"
 
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -568,9 +569,135 @@ struct cJSON *proto_event_object(const struct chat_msg *msg, bool with_type)
                                      : update_object(msg, with_type);
 }
 
+/* ---- messages written straight to JSON: history pages and message frames
+ * are the hot paths, and a cJSON tree of a message costs a dozen allocations
+ * and a print that parses every number back. The output is what
+ * cJSON_PrintUnformatted makes of message_object (a unit test compares). */
+
+void proto_append_json_string(struct util_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    util_buf_append(b, "\"", 1);
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        const char *esc = *p == '"'    ? "\\\""
+                          : *p == '\\' ? "\\\\"
+                          : *p == '\b' ? "\\b"
+                          : *p == '\f' ? "\\f"
+                          : *p == '\n' ? "\\n"
+                          : *p == '\r' ? "\\r"
+                          : *p == '\t' ? "\\t"
+                                       : NULL;
+        if (!esc && *p >= 0x20)
+            continue;
+        util_buf_append(b, run, (size_t)((const char *)p - run));
+        if (esc) {
+            util_buf_append(b, esc, strlen(esc));
+        } else {
+            char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            util_buf_append(b, u, sizeof(u));
+        }
+        run = (const char *)p + 1;
+    }
+    util_buf_append(b, run, strlen(run));
+    util_buf_append(b, "\"", 1);
+}
+
+static void append_key(struct util_buf *b, const char *key)
+{
+    util_buf_appendf(b, ",\"%s\":", key);
+}
+
+static void append_reactions(struct util_buf *b, const struct chat_msg *msg)
+{
+    util_buf_append(b, "{", 1);
+    for (size_t i = 0; i < msg->reaction_count; i++) {
+        const char *emoji = msg->reactions[i].emoji;
+        size_t first = 0;
+        while (strcmp(msg->reactions[first].emoji, emoji) != 0)
+            first++;
+        if (first < i)
+            continue; /* listed with its first reaction */
+        if (i > 0)
+            util_buf_append(b, ",", 1);
+        proto_append_json_string(b, emoji);
+        util_buf_append(b, ":[", 2);
+        const char *sep = "";
+        for (size_t k = i; k < msg->reaction_count; k++) {
+            if (strcmp(msg->reactions[k].emoji, emoji) != 0)
+                continue;
+            util_buf_append(b, sep, strlen(sep));
+            proto_append_json_string(b, msg->reactions[k].user);
+            sep = ",";
+        }
+        util_buf_append(b, "]", 1);
+    }
+    util_buf_append(b, "}", 1);
+}
+
+static void append_message(struct util_buf *b, const struct chat_msg *msg, bool with_type)
+{
+    util_buf_append(b, "{", 1);
+    if (with_type)
+        util_buf_append(b, "\"type\":\"message\",", 17);
+    util_buf_append(b, "\"room\":", 7);
+    proto_append_json_string(b, msg->room);
+    util_buf_appendf(b, ",\"id\":%" PRIu64, msg->id);
+    append_key(b, "user");
+    proto_append_json_string(b, msg->user);
+    append_key(b, "text");
+    proto_append_json_string(b, msg->text);
+    util_buf_appendf(b, ",\"ts\":%" PRId64, msg->ts);
+    if (msg->edited_ts)
+        util_buf_appendf(b, ",\"edited_ts\":%" PRId64, msg->edited_ts);
+    else
+        util_buf_append(b, ",\"edited_ts\":null", 17);
+    util_buf_appendf(b, ",\"deleted\":%s", msg->deleted_by ? "true" : "false");
+    append_key(b, "deleted_by");
+    if (msg->deleted_by)
+        proto_append_json_string(b, msg->deleted_by);
+    else
+        util_buf_append(b, "null", 4);
+    append_key(b, "reactions");
+    append_reactions(b, msg);
+    append_key(b, "reply_to");
+    if (msg->reply_to) {
+        util_buf_appendf(b, "{\"id\":%" PRIu64 ",\"user\":", msg->reply_to);
+        proto_append_json_string(b, msg->reply_user ? msg->reply_user : "");
+        append_key(b, "text");
+        proto_append_json_string(b, msg->reply_text ? msg->reply_text : "");
+        util_buf_append(b, "}", 1);
+    } else {
+        util_buf_append(b, "null", 4);
+    }
+    append_key(b, "mentions");
+    util_buf_append(b, "[", 1);
+    for (size_t i = 0; i < msg->mention_count; i++) {
+        if (i > 0)
+            util_buf_append(b, ",", 1);
+        proto_append_json_string(b, msg->mentions[i]);
+    }
+    util_buf_append(b, "]}", 2);
+}
+
+void proto_append_event_json(struct util_buf *b, const struct chat_msg *msg, bool with_type)
+{
+    if (msg->kind == CHAT_MESSAGE) {
+        append_message(b, msg, with_type);
+        return;
+    }
+    size_t len;
+    char *json = encode_and_free(update_object(msg, with_type), &len);
+    util_buf_append(b, json, len);
+    free(json);
+}
+
 char *proto_encode_event(const struct chat_msg *msg, size_t *len)
 {
-    return encode_and_free(proto_event_object(msg, true), len);
+    struct util_buf b;
+    util_buf_init(&b);
+    proto_append_event_json(&b, msg, true);
+    return util_buf_take(&b, len);
 }
 
 char *proto_encode_mention(const struct chat_msg *msg, size_t *len)

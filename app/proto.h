@@ -216,6 +216,12 @@ const char *proto_get_string(const struct cJSON *obj, const char *name, bool *ba
 struct cJSON *proto_event_object(const struct chat_msg *msg, bool with_type);
 /* The event as its frame: `message` or `update`. */
 char *proto_encode_event(const struct chat_msg *msg, size_t *len);
+/* The same object as proto_event_object, appended to b as JSON text; a
+ * message is written without building a cJSON tree (the hot paths). */
+struct util_buf;
+void proto_append_event_json(struct util_buf *b, const struct chat_msg *msg, bool with_type);
+/* s as a JSON string, quoted and escaped as cJSON does. */
+void proto_append_json_string(struct util_buf *b, const char *s);
 /* The `mention` frame of a message. */
 char *proto_encode_mention(const struct chat_msg *msg, size_t *len);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "util.h"
 #include "test_help.h"
 
 static int test_room_names(void)
@@ -355,9 +356,55 @@ static int test_extras_and_update_frames(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_room_names), TEST_CASE(test_emoji), TEST_CASE(test_quote),
-          TEST_CASE(test_extras_and_update_frames), TEST_CASE(test_reasons_and_error_table),
-          TEST_CASE(test_user_names), TEST_CASE(test_text_rules), TEST_CASE(test_refs),
+/* The hand-written message JSON is exactly what cJSON prints of the same
+ * object: every escape, null and nested part. */
+static int test_message_json_matches_cjson(void)
+{
+    struct chat_msg *m =
+        chat_msg_create("r.1", "ann \"q\"", "tab\tnl\nbell\x07 ü \xe2\x80\xae \\ /", NULL);
+    m->id = 9007199254740991ull; /* the largest id: exact, where cJSON prints 9.007e+15 */
+    m->ts = 1796434449091;
+    char *plain = proto_encode_event(m, NULL);
+    TEST_ASSERT(strstr(plain, "\"id\":9007199254740991,") != NULL);
+    free(plain);
+    m->id = 123456789012;
+    plain = proto_encode_event(m, NULL);
+    cJSON *obj = proto_event_object(m, true);
+    char *want = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    TEST_ASSERT_STR(plain, want);
+    free(plain);
+    free(want);
+    m->edited_ts = 1796434449999;
+    m->deleted_by = strdup("mod\x01");
+    m->reply_to = 3;
+    m->reply_user = strdup("bob");
+    m->reply_text = strdup("quoted \"text\"");
+    chat_msg_add_mention(m, "bob");
+    chat_msg_add_mention(m, "cy");
+    chat_msg_add_reaction(m, "👍", "bob", 4);
+    chat_msg_add_reaction(m, "🎉", "cy", 5);
+    chat_msg_add_reaction(m, "👍", "cy", 6);
+    for (int with_type = 0; with_type <= 1; with_type++) {
+        struct util_buf b;
+        util_buf_init(&b);
+        proto_append_event_json(&b, m, with_type);
+        char *got = util_buf_take(&b, NULL);
+        obj = proto_event_object(m, with_type);
+        want = cJSON_PrintUnformatted(obj);
+        cJSON_Delete(obj);
+        TEST_ASSERT_STR(got, want);
+        free(got);
+        free(want);
+    }
+    chat_msg_free(m);
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_message_json_matches_cjson), TEST_CASE(test_room_names),
+          TEST_CASE(test_emoji), TEST_CASE(test_quote), TEST_CASE(test_extras_and_update_frames),
+          TEST_CASE(test_reasons_and_error_table), TEST_CASE(test_user_names),
+          TEST_CASE(test_text_rules), TEST_CASE(test_refs),
           TEST_CASE(test_parse_refuses_deep_nesting), TEST_CASE(test_parse_objects_only),
           TEST_CASE(test_parse_masks_nul), TEST_CASE(test_parse_refuses_trailing_garbage),
           TEST_CASE(test_encode_round_trip))
