@@ -10,6 +10,7 @@ struct broker;
 struct config;
 struct hub;
 struct metrics;
+struct peer;
 struct server;
 struct store;
 struct ws;
@@ -22,6 +23,7 @@ struct server_routes {
     struct broker *broker;
     struct store *store;
     struct metrics *metrics;
+    struct peer *peer; /* NULL: single node */
 };
 
 /* Start listening and serving. NULL with the reason in err. Main thread. */
