@@ -57,6 +57,7 @@
 #define RETRY_MS 1000             /* between rounds over the peers when none answered */
 #define BACKOFF_MAX_MS 5000       /* Valkey reconnects */
 #define IO_TIMEOUT_MS 15000       /* connect, and each read or write of a peer request */
+#define POLL_STEP_MS 250          /* those waits look for a stop this often */
 #define PAGE_MAX 20000            /* limit of a page request */
 #define PAGE_BYTES (8u << 20)     /* a page ends after the event that crosses this */
 #define LINE_MAX_BYTES (1u << 20) /* one NDJSON line a client accepts */
@@ -381,6 +382,7 @@ void peer_register(struct peer *peer, struct mg_context *ctx)
 
 /* One peer request: a socket and what was read of it. */
 struct http_get {
+    struct peer *p; /* a stop ends every wait */
     int fd;
     char *buf; /* bytes read and not yet consumed */
     size_t len;
@@ -388,7 +390,20 @@ struct http_get {
     bool eof;
 };
 
-static int connect_to(const char *host, int port)
+/* Wait for the socket to be ready for events, up to IO_TIMEOUT_MS, in
+ * steps that notice a stop (the shutdown budget is shorter). */
+static bool wait_fd(struct peer *p, int fd, short events)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    for (int waited = 0; waited < IO_TIMEOUT_MS && !is_stopping(p); waited += POLL_STEP_MS) {
+        int rc = poll(&pfd, 1, POLL_STEP_MS);
+        if (rc != 0 && !(rc < 0 && errno == EINTR))
+            return rc == 1;
+    }
+    return false;
+}
+
+static int connect_to(struct peer *p, const char *host, int port)
 {
     char ports[8];
     snprintf(ports, sizeof(ports), "%d", port);
@@ -402,11 +417,10 @@ static int connect_to(const char *host, int port)
             continue;
         int rc = connect(s, ai->ai_addr, ai->ai_addrlen);
         if (rc < 0 && errno == EINPROGRESS) {
-            struct pollfd pfd = {.fd = s, .events = POLLOUT};
             int err = 0;
             socklen_t elen = sizeof(err);
-            rc = poll(&pfd, 1, IO_TIMEOUT_MS) == 1 &&
-                         getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == 0
+            rc = wait_fd(p, s, POLLOUT) && getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 &&
+                         err == 0
                      ? 0
                      : -1;
         }
@@ -418,17 +432,6 @@ static int connect_to(const char *host, int port)
     }
     freeaddrinfo(res);
     return fd;
-}
-
-/* Wait for the socket to be ready for events, up to IO_TIMEOUT_MS. */
-static bool wait_fd(int fd, short events)
-{
-    struct pollfd pfd = {.fd = fd, .events = events};
-    int rc;
-    do
-        rc = poll(&pfd, 1, IO_TIMEOUT_MS);
-    while (rc < 0 && errno == EINTR);
-    return rc == 1;
 }
 
 /* Read more bytes into h->buf; false on a timeout or an error (EOF sets eof). */
@@ -451,7 +454,7 @@ static bool http_fill(struct http_get *h)
         }
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN || !wait_fd(h->fd, POLLIN))
+        if (errno != EAGAIN || !wait_fd(h->p, h->fd, POLLIN))
             return false;
     }
 }
@@ -474,11 +477,12 @@ static void http_close(struct http_get *h)
 
 /* Send the signed GET and read the status line and headers; on 0 the body
  * follows in h (Connection: close: it ends at EOF). why gets the reason. */
-static int http_open(struct http_get *h, const char *host, int port, const char *secret,
-                     const char *target, char *why, size_t whylen)
+static int http_open(struct peer *p, struct http_get *h, const char *host, int port,
+                     const char *secret, const char *target, char *why, size_t whylen)
 {
     memset(h, 0, sizeof(*h));
-    h->fd = connect_to(host, port);
+    h->p = p;
+    h->fd = connect_to(p, host, port);
     if (h->fd < 0) {
         snprintf(why, whylen, "cannot connect");
         return -ECONNREFUSED;
@@ -494,7 +498,7 @@ static int http_open(struct http_get *h, const char *host, int port, const char 
         ssize_t w = send(h->fd, req + off, (size_t)(n - off), MSG_NOSIGNAL);
         if (w > 0) {
             off += (int)w;
-        } else if (w < 0 && (errno == EINTR || (errno == EAGAIN && wait_fd(h->fd, POLLOUT)))) {
+        } else if (w < 0 && (errno == EINTR || (errno == EAGAIN && wait_fd(p, h->fd, POLLOUT)))) {
             continue;
         } else {
             snprintf(why, whylen, "send failed");
@@ -706,7 +710,7 @@ static int copy_log(struct peer *p, const char *host, int port, const char *secr
         snprintf(target, sizeof(target), "/internal/logs/%s/events?after=%" PRIu64 "&limit=%d%s",
                  log, *cursor, p->config->sync_page_size, first ? "&claims=1" : "");
         struct http_get h;
-        int rc = http_open(&h, host, port, secret, target, why, whylen);
+        int rc = http_open(p, &h, host, port, secret, target, why, whylen);
         struct chat_msg **msgs = NULL;
         size_t n = 0, cap = 0, consumed = 0;
         char **claims = NULL;
@@ -781,7 +785,7 @@ static int copy_from(struct peer *p, const char *url, uint64_t *copied, char *wh
     get_secret(p, secret, sizeof(secret));
     set_progress(p, url, *copied, *copied);
     struct http_get h;
-    int rc = http_open(&h, host, port, secret, "/internal/logs", why, whylen);
+    int rc = http_open(p, &h, host, port, secret, "/internal/logs", why, whylen);
     while (rc == 0 && !h.eof && h.len < LOGS_BODY_MAX)
         if (!http_fill(&h))
             rc = -EIO;
@@ -829,6 +833,7 @@ static void copy_all(struct peer *p)
     uint64_t started = util_mono_ns(), copied = 0;
     struct peer_list list = {0};
     bool logged_start = false, done = false;
+    unsigned seed = (unsigned)util_mono_ns() ^ (unsigned)getpid();
     while (!done && !is_stopping(p)) {
         if (read_peers(p, &list) < 0) {
             if (sleep_unless_stopping(p, RETRY_MS))
@@ -846,7 +851,7 @@ static void copy_all(struct peer *p)
         if (!logged_start)
             log_msg(LOG_INFO, "sync_start", "peers=%zu", list.count);
         logged_start = true;
-        size_t start = (size_t)rand() % list.count;
+        size_t start = (size_t)rand_r(&seed) % list.count; /* spread new nodes over peers */
         for (size_t k = 0; k < list.count && !done; k++) {
             struct peer_entry *e = &list.items[(start + k) % list.count];
             char why[256] = "";
