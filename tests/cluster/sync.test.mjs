@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { accountsEnv, signin, signup, uname } from '../lib/accounts.mjs';
+import { accountsEnv, describeCli, runCli, signin, signup, uname } from '../lib/accounts.mjs';
 import { api, connectUser, sendMany, uniq } from '../lib/client.mjs';
-import { stopAll, withLogs } from '../lib/server.mjs';
+import { freePort, stopAll, withLogs } from '../lib/server.mjs';
 import { readyz, startNode, startNodes, startValkey, stopAllValkey, waitFor, waitReady } from '../lib/valkey.mjs';
 
 const T = { timeout: 280000 };
@@ -181,6 +181,40 @@ describe('cluster sync', () => {
         await signin(third.url, name, 'old-account-pw-1');
         assert.match(third.logs(), /sync_done/);
     }));
+
+    it('announced peers that do not answer: the node retries until their entries expire, then is ready', T, withLogs(async () => {
+        const vk = await startValkey({ mode: 'plain' });
+        const dead = await freePort();
+        await vk.command('HSET', 'turbochat:peers', 'gone-node', `${Date.now() + 4000} http://127.0.0.1:${dead}`);
+        const node = await startNode(vk.env, { env: SYNC_ENV, ready: false });
+        const seen = await watchCopy(node, { timeoutMs: 30000 });
+        assert.ok(seen.length > 0, '/readyz 503 while the announced peer is tried');
+        assert.match(node.logs(), /sync_peer_failed[^\n]*gone-node/);
+        assert.match(node.logs(), /sync_gave_up/);
+        // it announces itself once ready, and a clean stop withdraws it
+        const entry = await waitFor(async () => vk.command('HGET', 'turbochat:peers', `test-${node.port}`), { what: 'its entry' });
+        assert.match(String(entry), new RegExp(`^\\d+ http://127\\.0\\.0\\.1:${node.port}$`));
+        await node.stop();
+        assert.equal(await vk.command('HGET', 'turbochat:peers', `test-${node.port}`), null);
+    }));
+
+    it('peer_url and cluster_secret are checked', T, () => {
+        for (const [env, re] of [
+            [{ TURBOCHAT_PEER_URL: 'https://10.0.0.1:8443' }, /TURBOCHAT_PEER_URL.*http:\/\//],
+            [{ TURBOCHAT_PEER_URL: 'http://10.0.0.1' }, /TURBOCHAT_PEER_URL.*port/],
+            [{ TURBOCHAT_CLUSTER_SECRET: 'tiny-secret-xyz' }, /TURBOCHAT_CLUSTER_SECRET.*32 bytes/],
+            [{ TURBOCHAT_SYNC_PAGE_SIZE: '99' }, /TURBOCHAT_SYNC_PAGE_SIZE/],
+        ]) {
+            const r = runCli(['--check-config'], { env });
+            assert.equal(r.status, 1, describeCli(['--check-config'], r));
+            assert.match(r.stdout + r.stderr, re, describeCli(['--check-config'], r));
+            assert.doesNotMatch(r.stdout + r.stderr, /tiny-secret-xyz/, 'the secret is not printed');
+        }
+        const ok = runCli(['--check-config'], { env: { TURBOCHAT_PEER_URL: 'http://[fd00::1]:8080', TURBOCHAT_CLUSTER_SECRET: 's'.repeat(32) } });
+        assert.equal(ok.status, 0, describeCli(['--check-config'], ok));
+        assert.match(ok.stdout, /peer_url = http:\/\/\[fd00::1\]:8080/);
+        assert.match(ok.stdout, /cluster_secret = \*\*\*\*/);
+    });
 
     it('the peer endpoints refuse a missing, wrong or old signature', T, withLogs(async () => {
         const vk = await startValkey({ mode: 'plain' });
