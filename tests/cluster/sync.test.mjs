@@ -62,6 +62,41 @@ async function assertSameLog(a, b, rooms, counts) {
     }
 }
 
+// Every log of node as its peer endpoints serve it (the stored rows, every
+// column, and each log's claims), signed with the cluster secret of vk.
+async function dumpLogs(vk, node) {
+    const secret = String(await vk.command('GET', 'turbochat:cluster-secret'));
+    const get = async (target) => {
+        const ms = Date.now();
+        const sig = crypto.createHmac('sha256', secret).update(`GET\n${target}\n${ms}`).digest('hex');
+        const r = await api(node.url, target, { headers: { 'X-TurboChat-Peer': `${ms}.${sig}` } });
+        assert.equal(r.status, 200, `${target} on ${node.url}: ${r.text.slice(0, 300)}`);
+        return r;
+    };
+    const { logs } = (await get('/internal/logs')).json;
+    const out = { logs, rows: {} };
+    for (const { log } of logs) {
+        const rows = [];
+        for (let afterId = 0, first = true; ; first = false) {
+            const r = await get(`/internal/logs/${log}/events?after=${afterId}&limit=20000${first ? '&claims=1' : ''}`);
+            const lines = r.text.trim().split('\n').map((l) => JSON.parse(l));
+            if (first) rows.push(lines[0]);
+            const events = lines.slice(1, -1);
+            rows.push(...events);
+            if (events.length === 0) break;
+            afterId = events[events.length - 1].id;
+        }
+        out.rows[log] = rows;
+    }
+    return out;
+}
+
+async function assertSameStore(vk, a, b) {
+    const [da, db] = [await dumpLogs(vk, a), await dumpLogs(vk, b)];
+    assert.deepEqual(db.logs, da.logs, `the logs of ${b.url} and ${a.url}`);
+    for (const { log } of da.logs) assert.deepEqual(db.rows[log], da.rows[log], `log ${log}: every row and claim of ${b.url} as of ${a.url}`);
+}
+
 // Poll /readyz until 200; the 503 answers with copy progress seen on the way.
 async function watchCopy(node, { onProgress, timeoutMs = 120000 } = {}) {
     const seen = [];
@@ -146,6 +181,7 @@ describe('cluster sync', () => {
         assert.ok(seen.some((b) => b.copy.peer && b.copy.total >= BIG && b.copy.copied < b.copy.total), JSON.stringify(seen.slice(-3)));
         assert.match(fourth.logs(), /sync_done/);
         await assertSameLog(nodes[0], fourth, [big, small], counts);
+        await assertSameStore(vk, nodes[0], fourth);
 
         // a fifth node whose peer dies in the middle of the copy
         const fifth = await startNode(vk.env, { env: SYNC_ENV, ready: false });
@@ -163,6 +199,7 @@ describe('cluster sync', () => {
         assert.match(fifth.logs(), /sync_peer_failed/);
         const survivor = [...nodes, fourth].find((n) => n !== victim);
         await assertSameLog(survivor, fifth, [big, small], counts);
+        await assertSameStore(vk, survivor, fifth);
     }));
 
     it('an account made before the window was lost signs in on a new node', T, withLogs(async () => {
@@ -178,8 +215,9 @@ describe('cluster sync', () => {
         await vk.command('DEL', ...keys);
 
         const third = await startNode(vk.env, { env });
-        await signin(third.url, name, 'old-account-pw-1');
         assert.match(third.logs(), /sync_done/);
+        await assertSameStore(vk, nodes[0], third);
+        await signin(third.url, name, 'old-account-pw-1');
     }));
 
     it('announced peers that do not answer: the node retries until their entries expire, then is ready', T, withLogs(async () => {
