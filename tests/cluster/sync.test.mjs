@@ -142,6 +142,11 @@ async function fill(nodes, big, small) {
         assert.equal(r.status, 201, r.text);
         ids.push(r.json.id);
     }
+    // a change goes to any node: each must have its target first
+    await waitFor(async () => {
+        for (const node of nodes) if ((await roomsOf(node)).find((r) => r.name === small)?.last_id !== 20) return false;
+        return true;
+    }, { timeoutMs: 30000, what: `the 20 messages of ${small} on every node` });
     const changes = [
         [0, 'PATCH', `/messages/${ids[0]}`, { user: 'w0', text: 'edited 0' }],
         [1, 'PUT', `/messages/${ids[2]}/reactions/${encodeURIComponent('👍')}?user=w1`],
