@@ -875,7 +875,11 @@ static void copy_all(struct peer *p)
 
 /* ---------------------------------------------------------------- thread */
 
-/* The cluster secret: the configured one, else the one in Valkey. */
+/* The cluster secret: the configured one, else the one in Valkey, offering
+ * ours (or, before we have one, a random one) should Valkey have none: a
+ * Valkey restarted empty gets the secret of the nodes that survived it back,
+ * and every node ends with the one Valkey kept. Called again with every
+ * announcement. */
 static int learn_secret(struct peer *p)
 {
     if (p->config->cluster_secret) {
@@ -888,10 +892,12 @@ static int learn_secret(struct peer *p)
     if (valkey_ensure(p, why, sizeof(why)) < 0)
         return -ENOTCONN;
     unsigned char raw[32];
-    char hex[65];
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
+    char hex[sizeof(p->secret)];
+    get_secret(p, hex, sizeof(hex));
+    bool fresh = hex[0] == '\0';
+    if (fresh && RAND_bytes(raw, sizeof(raw)) != 1)
         return -EIO;
-    for (size_t i = 0; i < sizeof(raw); i++)
+    for (size_t i = 0; fresh && i < sizeof(raw); i++)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
     const char *set[] = {"SET", SECRET_KEY, hex, "NX"};
     const char *get[] = {"GET", SECRET_KEY};
@@ -905,8 +911,12 @@ static int learn_secret(struct peer *p)
         rc = -EPROTO;
     if (rc == 0) {
         pthread_mutex_lock(&p->lock);
+        bool changed = p->secret[0] != '\0' && strcmp(p->secret, r->str) != 0;
         snprintf(p->secret, sizeof(p->secret), "%s", r->str);
         pthread_mutex_unlock(&p->lock);
+        if (changed)
+            log_msg(LOG_WARN, "peer_secret_changed",
+                    "reason=\"another node's secret is in Valkey\"");
     }
     valkey_reply_free(r);
     return rc;
@@ -980,6 +990,8 @@ static int announce(struct peer *p)
     if (!p->url[0])
         return 0;
     if (valkey_ensure(p, why, sizeof(why)) < 0)
+        return -ENOTCONN;
+    if (learn_secret(p) < 0)
         return -ENOTCONN;
     snprintf(value, sizeof(value), "%" PRId64 " %s", util_now_ms() + ANNOUNCE_TTL_MS, p->url);
     const char *argv[] = {"HSET", PEERS_KEY, p->config->node_id, value};

@@ -241,6 +241,26 @@ describe('cluster sync', () => {
         assert.equal(await vk.command('HGET', 'turbochat:peers', `test-${node.port}`), null);
     }));
 
+    it('a Valkey restarted empty gets the secret back from the nodes, and a new node still copies', T, withLogs(async () => {
+        const vk = await startValkey({ mode: 'plain' });
+        const [first] = await startNodes(vk.env, 1, { env: SYNC_ENV });
+        const room = uniq('kept');
+        const c = await connectUser(first.wsUrl, 'keeper', [room]);
+        await sendMany(c, room, 50, (i) => `kept ${i}`);
+        const secret = await vk.command('GET', 'turbochat:cluster-secret');
+        await vk.stop();
+        await vk.restart(); // no persistence: no window, no peers, no secret
+        await waitReady(first, { timeoutMs: 30000 });
+        await waitFor(async () => (await vk.command('HGET', 'turbochat:peers', `test-${first.port}`)) !== null, {
+            timeoutMs: 30000,
+            what: 'the node announced again',
+        });
+        assert.equal(await vk.command('GET', 'turbochat:cluster-secret'), secret, 'the surviving node put its secret back');
+        const second = await startNode(vk.env, { env: SYNC_ENV });
+        assert.match(second.logs(), /sync_done[^\n]*events=50/);
+        await assertSameLog(first, second, [room], { [room]: 50 });
+    }));
+
     it('peer_url and cluster_secret are checked', T, () => {
         for (const [env, re] of [
             [{ TURBOCHAT_PEER_URL: 'https://10.0.0.1:8443' }, /TURBOCHAT_PEER_URL.*http:\/\//],
