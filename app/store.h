@@ -2,7 +2,8 @@
  * every room and of the server's own logs (accounts, read state), with what
  * the events made: each message's current state, accounts and sessions,
  * private rooms and their members, read state. Migrations at start-up, one
- * writer thread with group commit, readers that never wait. */
+ * writer thread with group commit, readers that never wait; whole pages of a
+ * log out and in for a new node's copy (peer). */
 #ifndef TURBOCHAT_STORE_H
 #define TURBOCHAT_STORE_H
 
