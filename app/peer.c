@@ -69,6 +69,7 @@ struct peer {
     struct store *store;
     struct valkey_conn *conn; /* peer thread only */
     char url[URL_MAX];        /* this node's peer_url; "" when it has none */
+    uint64_t store_wait_ns;   /* peer thread: time the copy waited for the store */
     pthread_t thread;
 
     pthread_mutex_t lock; /* guards everything below */
@@ -623,49 +624,6 @@ static void set_progress(struct peer *p, const char *from, uint64_t copied, uint
     pthread_mutex_unlock(&p->lock);
 }
 
-/* What the store's writer said about one import. */
-struct import_wait {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    int status;
-};
-
-static void on_imported(void *ctx, int status)
-{
-    struct import_wait *w = ctx;
-    pthread_mutex_lock(&w->lock);
-    w->done = true;
-    w->status = status;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-/* Import one page and wait for its commit. Consumes msgs and claims. */
-static int import_page(struct peer *p, const char *log, struct chat_msg **msgs, size_t n,
-                       char **claims, size_t ncl)
-{
-    struct import_wait w = {.done = false};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.cond, NULL);
-    int rc = store_import(p->store, log, msgs, n, claims, ncl, on_imported, &w);
-    if (rc == 0) {
-        pthread_mutex_lock(&w.lock);
-        while (!w.done)
-            pthread_cond_wait(&w.cond, &w.lock);
-        pthread_mutex_unlock(&w.lock);
-        rc = w.status;
-    } else {
-        store_free_messages(msgs, n);
-        for (size_t i = 0; i < ncl; i++)
-            free(claims[i]);
-        free(claims);
-    }
-    pthread_cond_destroy(&w.cond);
-    pthread_mutex_destroy(&w.lock);
-    return rc;
-}
-
 /* An event line of a page into a new event of log; NULL when malformed. */
 static struct chat_msg *parse_event(const char *log, const char *line, size_t len)
 {
@@ -694,85 +652,169 @@ out:
     return m;
 }
 
+/* One page of a log as a peer served it. */
+struct page {
+    struct chat_msg **msgs;
+    size_t n;
+    char **claims;
+    size_t ncl;
+};
+
+static void page_dispose(struct page *pg)
+{
+    store_free_messages(pg->msgs, pg->n);
+    for (size_t i = 0; i < pg->ncl; i++)
+        free(pg->claims[i]);
+    free(pg->claims);
+    memset(pg, 0, sizeof(*pg));
+}
+
+/* GET the page of log after `after` (with its claims when first) into *pg. */
+static int fetch_page(struct peer *p, const char *host, int port, const char *secret,
+                      const char *log, uint64_t after, bool first, struct page *pg, char *why,
+                      size_t whylen)
+{
+    char target[512];
+    snprintf(target, sizeof(target), "/internal/logs/%s/events?after=%" PRIu64 "&limit=%d%s", log,
+             after, p->config->sync_page_size, first ? "&claims=1" : "");
+    struct http_get h;
+    int rc = http_open(p, &h, host, port, secret, target, why, whylen);
+    size_t cap = 0, consumed = 0;
+    bool ended = false;
+    char *line;
+    for (bool head = true; rc == 0 && (line = http_line(&h, &consumed)) != NULL; head = false) {
+        size_t len = consumed - 1;
+        if (head) {
+            cJSON *o = proto_parse_object(line, len);
+            const cJSON *cl = o ? cJSON_GetObjectItemCaseSensitive(o, "claims") : NULL;
+            const cJSON *c;
+            cJSON_ArrayForEach(c, cl)
+            {
+                if (cJSON_IsString(c)) {
+                    pg->claims = xrealloc(pg->claims, (pg->ncl + 1) * sizeof(*pg->claims));
+                    pg->claims[pg->ncl++] = xstrdup(c->valuestring);
+                }
+            }
+            if (!o)
+                rc = -EPROTO;
+            cJSON_Delete(o);
+            continue;
+        }
+        if (strncmp(line, "{\"end\":true", 11) == 0) {
+            ended = true;
+            break;
+        }
+        struct chat_msg *m = parse_event(log, line, len);
+        if (!m || m->id <= (pg->n ? pg->msgs[pg->n - 1]->id : after)) {
+            chat_msg_free(m);
+            rc = -EPROTO;
+            break;
+        }
+        UTIL_GROW(pg->msgs, pg->n, cap);
+        pg->msgs[pg->n++] = m;
+    }
+    http_close(&h);
+    if (rc == 0 && !ended) {
+        snprintf(why, whylen, "the page was cut short");
+        rc = -EIO;
+    } else if (rc == -EPROTO && !why[0]) {
+        snprintf(why, whylen, "a malformed page");
+    }
+    if (rc < 0)
+        page_dispose(pg);
+    return rc;
+}
+
+/* The import of one page in the store's queue: the copy fetches the next
+ * page meanwhile, and waits for this one before it queues that. */
+struct import_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool pending; /* queued, its callback still to come or not yet waited for */
+    bool done;
+    int status;
+    size_t n;      /* events of the page */
+    uint64_t next; /* the cursor once it is committed */
+};
+
+static void on_imported(void *ctx, int status)
+{
+    struct import_wait *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    w->status = status;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Wait for the page in the store's queue, if any; advance the cursor and the
+ * progress once it is committed. */
+static int finish_import(struct peer *p, struct import_wait *w, uint64_t *cursor, uint64_t *copied,
+                         uint64_t total, const char *url, char *why, size_t whylen)
+{
+    if (!w->pending)
+        return 0;
+    uint64_t t0 = util_mono_ns();
+    pthread_mutex_lock(&w->lock);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    p->store_wait_ns += util_mono_ns() - t0;
+    w->pending = false;
+    if (w->status < 0) {
+        snprintf(why, whylen, "the store refused a page");
+        return -TC_ESTORE;
+    }
+    *copied += w->n;
+    *cursor = w->next;
+    set_progress(p, url, *copied, total);
+    return 0;
+}
+
 /* Copy the events of log after *cursor up to last from the peer at host:port,
- * page by page, advancing *cursor and *copied. */
+ * page by page, advancing *cursor and *copied as pages are committed. */
 static int copy_log(struct peer *p, const char *host, int port, const char *secret, const char *log,
                     uint64_t *cursor, uint64_t last, uint64_t *copied, uint64_t total,
                     const char *url, char *why, size_t whylen)
 {
-    bool first = true;
-    while (*cursor < last) {
+    struct import_wait w = {.pending = false};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    uint64_t fetch_at = *cursor;
+    int rc = 0;
+    for (bool first = true; rc == 0 && fetch_at < last; first = false) {
         if (is_stopping(p)) {
             snprintf(why, whylen, "stopping");
-            return -ECANCELED;
+            rc = -ECANCELED;
+            break;
         }
-        char target[512];
-        snprintf(target, sizeof(target), "/internal/logs/%s/events?after=%" PRIu64 "&limit=%d%s",
-                 log, *cursor, p->config->sync_page_size, first ? "&claims=1" : "");
-        struct http_get h;
-        int rc = http_open(p, &h, host, port, secret, target, why, whylen);
-        struct chat_msg **msgs = NULL;
-        size_t n = 0, cap = 0, consumed = 0;
-        char **claims = NULL;
-        size_t ncl = 0;
-        bool ended = false;
-        char *line;
-        for (bool head = true; rc == 0 && (line = http_line(&h, &consumed)) != NULL; head = false) {
-            size_t len = consumed - 1;
-            if (head) {
-                cJSON *o = proto_parse_object(line, len);
-                const cJSON *cl = o ? cJSON_GetObjectItemCaseSensitive(o, "claims") : NULL;
-                const cJSON *c;
-                cJSON_ArrayForEach(c, cl)
-                {
-                    if (cJSON_IsString(c)) {
-                        claims = xrealloc(claims, (ncl + 1) * sizeof(*claims));
-                        claims[ncl++] = xstrdup(c->valuestring);
-                    }
-                }
-                if (!o)
-                    rc = -EPROTO;
-                cJSON_Delete(o);
-                continue;
-            }
-            if (strncmp(line, "{\"end\":true", 11) == 0) {
-                ended = true;
-                break;
-            }
-            struct chat_msg *m = parse_event(log, line, len);
-            if (!m || m->id <= (n ? msgs[n - 1]->id : *cursor)) {
-                chat_msg_free(m);
-                rc = -EPROTO;
-                break;
-            }
-            UTIL_GROW(msgs, n, cap);
-            msgs[n++] = m;
-        }
-        http_close(&h);
-        if (rc == 0 && !ended) {
-            snprintf(why, whylen, "the page was cut short");
-            rc = -EIO;
-        } else if (rc == -EPROTO && !why[0]) {
-            snprintf(why, whylen, "a malformed page");
-        }
+        struct page pg = {0};
+        rc = fetch_page(p, host, port, secret, log, fetch_at, first, &pg, why, whylen);
+        if (rc == 0)
+            rc = finish_import(p, &w, cursor, copied, total, url, why, whylen);
         if (rc < 0) {
-            store_free_messages(msgs, n);
-            for (size_t i = 0; i < ncl; i++)
-                free(claims[i]);
-            free(claims);
-            return rc;
+            page_dispose(&pg);
+            break;
         }
-        uint64_t next = n ? msgs[n - 1]->id : last;
-        if (import_page(p, log, msgs, n, claims, ncl) < 0) {
-            snprintf(why, whylen, "the store refused the page");
-            return -TC_ESTORE;
+        w.done = false;
+        w.n = pg.n;
+        w.next = pg.n ? pg.msgs[pg.n - 1]->id : last;
+        rc = store_import(p->store, log, pg.msgs, pg.n, pg.claims, pg.ncl, on_imported, &w);
+        if (rc < 0) {
+            page_dispose(&pg);
+            snprintf(why, whylen, "the store refused a page");
+            break;
         }
-        *copied += n;
-        *cursor = next;
-        first = false;
-        set_progress(p, url, *copied, total);
+        w.pending = true;
+        fetch_at = w.next;
     }
-    return 0;
+    /* a page queued before a failure is committed all the same: count it */
+    int last_rc = finish_import(p, &w, cursor, copied, total, url, why, whylen);
+    if (rc == 0)
+        rc = last_rc;
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return rc;
 }
 
 /* Copy every log from one peer. */
@@ -858,8 +900,10 @@ static void copy_all(struct peer *p)
             int rc = copy_from(p, e->url, &copied, why, sizeof(why));
             if (rc == 0) {
                 done = true;
-                log_msg(LOG_INFO, "sync_done", "peer=%s events=%" PRIu64 " seconds=%.3f", e->url,
-                        copied, (double)(util_mono_ns() - started) / 1e9);
+                log_msg(LOG_INFO, "sync_done",
+                        "peer=%s events=%" PRIu64 " seconds=%.3f store_wait_seconds=%.3f", e->url,
+                        copied, (double)(util_mono_ns() - started) / 1e9,
+                        (double)p->store_wait_ns / 1e9);
             } else if (rc != -ECANCELED) {
                 log_msg(LOG_WARN, "sync_peer_failed", "peer=%s node=%s reason=\"%s\" status=%d",
                         e->url, e->node, why, rc);
