@@ -3,7 +3,7 @@
 // 1,000,000 messages in under 60 s").
 //
 //   node bench/copy.mjs [--messages N] [--rooms R] [--senders S] [--window W]
-//                       [--page P] [--bin PATH]
+//                       [--page P] [--timeout S] [--bin PATH]
 //
 // Starts a valkey-server and one node (build/turbochat, or --bin), fills its
 // log through the real binary (S WebSockets, each keeping W sends in flight,
@@ -24,6 +24,7 @@ const { values: opt } = parseArgs({
         senders: { type: 'string', default: '4' },
         window: { type: 'string', default: '256' },
         page: { type: 'string', default: '' },
+        timeout: { type: 'string', default: '300' },
         bin: { type: 'string', default: path.join(REPO, 'build', 'turbochat') },
         help: { type: 'boolean', default: false },
     },
@@ -92,11 +93,20 @@ while ((await lastIds(a.url)) < N) await delay(200);
 const fillS = (Date.now() - t0) / 1000;
 console.log(`filled in ${fillS.toFixed(1)} s (${Math.round(N / fillS)} messages/s)`);
 
+// The new node: Valkey by env, not by `valkey`, so that the start returns once
+// it is healthy and the copy is timed here (up to --timeout), from spawn.
+const valkeyEnv = { REDIS_HOST: '127.0.0.1', REDIS_PORT: String(vk.port), REDIS_TLS: '0' };
 t0 = Date.now();
-const b = await startTurbochat({ bin: opt.bin, valkey: vk, label: 'new', env: { ...pageEnv, TURBOCHAT_LOG_LEVEL: 'info' } });
+const b = await startTurbochat({ bin: opt.bin, label: 'new', env: { ...pageEnv, ...valkeyEnv, TURBOCHAT_LOG_LEVEL: 'info' } });
+for (;;) {
+    const r = await timedGet(`${b.url}/readyz`, { timeoutMs: 5000 });
+    if (r.status === 200) break;
+    if (Date.now() - t0 > Number(opt.timeout) * 1000) throw new Error(`not ready after ${opt.timeout} s: ${r.status} ${r.body}`);
+    await delay(20);
+}
 const copyS = (Date.now() - t0) / 1000;
 const hwm = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${b.proc.pid}/status`, 'utf8'));
-const done = /sync_done[^\n]*/.exec(b.logs ? b.logs() : fs.readFileSync(path.join(b.dir, 'turbochat.log'), 'utf8'));
+const done = /sync_done[^\n]*/.exec(fs.readFileSync(b.logFile, 'utf8'));
 const copied = await lastIds(b.url);
 console.log(`new node ready after ${copyS.toFixed(2)} s: ${copied} of ${N} events, ${Math.round(copied / copyS)} events/s`);
 console.log(`peak RSS of the new node: ${hwm ? (Number(hwm[1]) / 1024).toFixed(1) : '?'} MiB`);
