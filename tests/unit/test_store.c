@@ -1167,6 +1167,10 @@ static int test_export_import(void)
     edit->kind = CHAT_EDIT;
     edit->target = 2;
     TEST_ASSERT(append_sync(s, edit) == 0);
+    TEST_ASSERT(store_run_end(s, "r", 1, &end) == 0); /* gapless: counted */
+    TEST_ASSERT_INT(end, 6);
+    TEST_ASSERT(store_run_end(s, "r", 7, &end) == 0);
+    TEST_ASSERT_INT(end, 6);
     TEST_ASSERT(append_sync(s, make_msg("r", 9, "bob", "after a gap", NULL, 9)) == 0);
     TEST_ASSERT(store_run_end(s, "r", 1, &end) == 0);
     TEST_ASSERT_INT(end, 6);
