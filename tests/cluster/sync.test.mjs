@@ -137,6 +137,7 @@ async function fill(nodes, big, small) {
     const ids = [];
     for (let i = 0; i < 20; i++) {
         const body = { user: `w${i % 3}`, text: `small ${i} @w${(i + 1) % 3}` };
+        if (i === 1) body.text = 'quotes " and \\ back\\slash, </script> ünïcödé 😀 \u2028 done';
         if (i > 0 && i % 4 === 0) body.reply_to = ids[i - 1];
         // a reply goes where its original is sure to be already
         const r = await api(base(body.reply_to ? i - 1 : i), `/api/rooms/${small}/messages`, { method: 'POST', body });
