@@ -28,6 +28,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "peer.h"
 #include "util.h"
 
 #define DOTENV_FILE ".env"
@@ -87,6 +88,7 @@ static int check_user(const char *value, char *why, size_t whylen);
 static int check_rooms(const char *value, char *why, size_t whylen);
 static int check_addresses(const char *value, char *why, size_t whylen);
 static int check_role(const char *value, char *why, size_t whylen);
+static int check_peer_url(const char *value, char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct config, f)
 
@@ -249,6 +251,14 @@ static const struct config_option options[] = {
             "messages per room kept for reconnect replay"),
     DURATION_OPT("replay_ttl_s", "TURBOCHAT_REPLAY_TTL_S", OPT_DURATION_S, "86400", 60, 30 * DAY_S,
                  replay_ttl_s, "age limit of the replay window"),
+    STRING_OPT("peer_url", "TURBOCHAT_PEER_URL", NULL, NULL, peer_url, check_peer_url,
+               "http://host:port other nodes copy the log from; unset: the address of the Valkey "
+               "connection and the first plain listener"),
+    SECRET_OPT("cluster_secret", "TURBOCHAT_CLUSTER_SECRET", cluster_secret,
+               "signs the copy of the log between nodes, 32+ bytes; unset: one random secret "
+               "kept in Valkey"),
+    INT_OPT("sync_page_size", "TURBOCHAT_SYNC_PAGE_SIZE", "5000", 100, 20000, sync_page_size,
+            "events per page when a new node copies the log from a peer"),
 
     /* subcommand "token" */
     {.flag = "--user",
@@ -712,6 +722,13 @@ static int check_origins(const char *value, char *why, size_t whylen)
 {
     struct item_check c = {why, whylen};
     return for_each_item(value, origin_item, &c, why, whylen);
+}
+
+static int check_peer_url(const char *value, char *why, size_t whylen)
+{
+    char host[256];
+    int port;
+    return peer_url_parse(value, host, sizeof(host), &port, why, whylen);
 }
 
 static int check_host(const char *value, char *why, size_t whylen)
@@ -1731,6 +1748,8 @@ static void finish(struct loader *ld)
         if (cfg->redis_ca_file && cfg->redis_tls == 0)
             report(ld, OPT_IDX(redis_ca_file), "set but Valkey TLS is off");
     }
+    if (cfg->cluster_secret && strlen(cfg->cluster_secret) < PEER_SECRET_MIN)
+        report(ld, OPT_IDX(cluster_secret), "shorter than %d bytes", PEER_SECRET_MIN);
 
     if (!cfg->node_id) {
         char host[256];

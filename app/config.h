@@ -101,6 +101,9 @@ struct config {
     int redis_timeout_ms; /* connect and command timeout */
     int replay_max;       /* messages kept per room in the replay window */
     int replay_ttl_s;     /* age limit of the replay window */
+    char *peer_url;       /* http://host:port peers copy the log from; NULL: derived */
+    char *cluster_secret; /* signs the copy between nodes (secret); NULL: kept in Valkey */
+    int sync_page_size;   /* events per page of that copy */
 
     /* subcommand "token" */
     char *token_user;                   /* --user */

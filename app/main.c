@@ -26,6 +26,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "peer.h"
 #include "proto.h"
 #include "rooms.h"
 #include "server.h"
@@ -51,6 +52,7 @@ struct app {
     struct accounts *accounts; /* auth = accounts only */
     struct rooms *rooms;
     struct budgets *budgets;
+    struct peer *peer; /* cluster mode only */
     struct ws *ws;
     struct api *api;
     struct server *server;
@@ -125,8 +127,10 @@ static int start(struct app *app)
                         app->metrics, app->loops, app->budgets);
     app->api = api_create(&app->config, app->accounts, app->rooms, app->store, app->broker,
                           app->hub, app->metrics, app->budgets);
-    struct server_routes routes = {app->ws,     app->api,   app->hub,
-                                   app->broker, app->store, app->metrics};
+    if (config_is_cluster(&app->config))
+        app->peer = peer_create(&app->config, app->store);
+    struct server_routes routes = {app->ws,    app->api,     app->hub, app->broker,
+                                   app->store, app->metrics, app->peer};
     app->server = server_start(&app->config, &routes, err, sizeof(err));
     if (!app->server)
         goto out_fail;
@@ -148,6 +152,7 @@ static void stop(struct app *app)
         loops_close_all(app->loops, PROTO_CLOSE_GOING_AWAY, "server shutting down",
                         SHUTDOWN_CLOSE_WAIT_MS);
     server_stop(app->server);
+    peer_free(app->peer);   /* before the store: a page may be on its way in */
     loops_free(app->loops); /* the last connections go, leaving their rooms */
     api_free(app->api);
     ws_free(app->ws);

@@ -18,6 +18,7 @@
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+#include "peer.h"
 #include "proto.h"
 #include "store.h"
 #include "util.h"
@@ -174,6 +175,29 @@ static int healthz_handler(struct mg_connection *mc, void *cbdata)
     return 200;
 }
 
+/* 503 while a new node copies the log, with the progress. */
+static void send_copying(struct mg_connection *mc, const struct peer_progress *copy)
+{
+    char message[512];
+    if (copy->from[0])
+        snprintf(message, sizeof(message), "copying the log from %s: %llu of %llu events",
+                 copy->from, (unsigned long long)copy->copied, (unsigned long long)copy->total);
+    else
+        snprintf(message, sizeof(message), "copying the log: looking for a peer");
+    cJSON *body = cJSON_CreateObject();
+    cJSON *error = cJSON_AddObjectToObject(body, "error");
+    cJSON_AddStringToObject(error, "code", proto_error_code(PROTO_ERR_UNAVAILABLE));
+    cJSON_AddStringToObject(error, "message", message);
+    cJSON *progress = cJSON_AddObjectToObject(body, "copy");
+    if (copy->from[0])
+        cJSON_AddStringToObject(progress, "peer", copy->from);
+    else
+        cJSON_AddNullToObject(progress, "peer");
+    cJSON_AddNumberToObject(progress, "copied", (double)copy->copied);
+    cJSON_AddNumberToObject(progress, "total", (double)copy->total);
+    api_send_object(mc, 503, body);
+}
+
 static int readyz_handler(struct mg_connection *mc, void *cbdata)
 {
     struct server *server = cbdata;
@@ -189,6 +213,12 @@ static int readyz_handler(struct mg_connection *mc, void *cbdata)
     }
     if (!broker_is_ready(server->routes.broker, why, sizeof(why))) {
         api_send_error(mc, PROTO_ERR_UNAVAILABLE, why);
+        return 503;
+    }
+    struct peer_progress copy;
+    peer_get_progress(server->routes.peer, &copy);
+    if (!copy.done) {
+        send_copying(mc, &copy);
         return 503;
     }
     api_send_json(mc, 200, "{\"status\":\"ready\"}", NULL);
@@ -283,6 +313,7 @@ struct server *server_start(const struct config *config, const struct server_rou
     }
     ws_register(routes->ws, server->ctx);
     api_register(routes->api, server->ctx);
+    peer_register(routes->peer, server->ctx);
     mg_set_request_handler(server->ctx, "/healthz$", healthz_handler, server);
     mg_set_request_handler(server->ctx, "/readyz$", readyz_handler, server);
     mg_set_request_handler(server->ctx, "/metrics$", metrics_handler, server);

@@ -1,5 +1,6 @@
 /* server: the embedded CivetWeb: listeners and TLS, the static site (embedded
- * or --www), /healthz, /readyz, /metrics, and the /ws and /api handlers. */
+ * or --www), /healthz, /readyz (with a new node's copy), /metrics, and the
+ * /ws, /api and /internal/ (peer) handlers. */
 #ifndef TURBOCHAT_SERVER_H
 #define TURBOCHAT_SERVER_H
 
@@ -10,6 +11,7 @@ struct broker;
 struct config;
 struct hub;
 struct metrics;
+struct peer;
 struct server;
 struct store;
 struct ws;
@@ -22,6 +24,7 @@ struct server_routes {
     struct broker *broker;
     struct store *store;
     struct metrics *metrics;
+    struct peer *peer; /* NULL: single node */
 };
 
 /* Start listening and serving. NULL with the reason in err. Main thread. */

@@ -62,8 +62,14 @@ struct store_job {
     bool purge;              /* expire what retention says is old at purge_now */
     int64_t purge_now;       /* ms */
     struct purge_plan *plan; /* owned; NULL until the purge's first batch */
-    store_done_cb cb;        /* may be NULL */
-    void *ctx;               /* passed to cb */
+    struct chat_msg **msgs;  /* an import (store_import): owned, n_msgs of them */
+    size_t n_msgs;
+    char *log;       /* an import: the log of the claims, owned */
+    uint64_t begins; /* an import: where the peer's history of log begins (0, 1: at 1) */
+    char **claims;   /* an import: owned, n_claims of them */
+    size_t n_claims;
+    store_done_cb cb; /* may be NULL */
+    void *ctx;        /* passed to cb */
 };
 
 /* Prepared statements of a reader connection, indexes into stmts[]. */
@@ -98,6 +104,12 @@ enum reader_stmt {
     RS_SANCTION,
     RS_SANCTIONS,
     RS_OWNER,
+    RS_LOGS,
+    RS_EXPORT,
+    RS_CLAIMS,
+    RS_HAS_ID,
+    RS_RUN_END,
+    RS_RUN_COUNT,
     RS_COUNT,
 };
 
@@ -206,6 +218,25 @@ static const char *const reader_sql[RS_COUNT] = {
     [RS_SEARCH_RECENT] = "SELECT rowid, message_room, message_id, message_text, " SEARCH_FILTERS
                          " FROM search WHERE rowid < ?2 ORDER BY rowid DESC LIMIT ?3",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
+    /* sync: every log, the server's own too, by the skip scan of RS_ROOMS */
+    [RS_LOGS] = "WITH RECURSIVE r(name) AS ("
+                " SELECT (SELECT room FROM messages ORDER BY room LIMIT 1)"
+                " UNION ALL"
+                " SELECT (SELECT room FROM messages WHERE room > r.name ORDER BY room LIMIT 1)"
+                " FROM r WHERE r.name IS NOT NULL)"
+                " SELECT r.name, (SELECT MAX(id) FROM messages WHERE room = r.name)"
+                " FROM r WHERE r.name IS NOT NULL",
+    [RS_EXPORT] = "SELECT " EVENT_COLUMNS ", edit_id FROM messages WHERE room = ?1 AND id > ?2"
+                  " ORDER BY id ASC LIMIT ?3",
+    [RS_CLAIMS] = "SELECT claim FROM claims WHERE room = ?1 ORDER BY claim",
+    [RS_HAS_ID] = "SELECT 1 FROM messages WHERE room = ?1 AND id = ?2",
+    /* The first id at or above ?2 whose successor is missing: the end of the
+     * gapless run that starts at ?2. */
+    [RS_RUN_END] = "SELECT m.id FROM messages m WHERE m.room = ?1 AND m.id >= ?2 AND NOT EXISTS"
+                   " (SELECT 1 FROM messages n WHERE n.room = ?1 AND n.id = m.id + 1)"
+                   " ORDER BY m.id LIMIT 1",
+    /* The fast way to the same answer when the log has no gap at all. */
+    [RS_RUN_COUNT] = "SELECT count(*), max(id) FROM messages WHERE room = ?1 AND id >= ?2",
     [RS_SANCTION] = "SELECT muted, banned FROM room_sanctions WHERE room = ?1 AND user_key = ?2",
     [RS_SANCTIONS] = "SELECT user, muted, mute_by, mute_ts, banned, ban_by, ban_ts FROM"
                      " room_sanctions WHERE room = ?1 AND (muted OR banned) ORDER BY user_key"
@@ -1095,6 +1126,22 @@ static int store_event(struct store *s, const struct chat_msg *ev)
     return rc == SQLITE_DONE ? apply_earlier_changes(s, ev) : rc;
 }
 
+/* The events and claims of an import (store_import): the events through the
+ * normal path, the claims recorded as they are. */
+static int import_rows(struct store *s, const struct store_job *job)
+{
+    int rc = job->begins > 1 ? run_on_message(s->set_head, job->log, job->begins, 0) : SQLITE_DONE;
+    for (size_t i = 0; rc == SQLITE_DONE && i < job->n_msgs; i++)
+        rc = store_event(s, job->msgs[i]);
+    for (size_t i = 0; rc == SQLITE_DONE && i < job->n_claims; i++) {
+        if (sqlite3_bind_text(s->claim, 1, job->log, -1, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_text(s->claim, 2, job->claims[i], -1, SQLITE_STATIC) != SQLITE_OK)
+            return SQLITE_ERROR;
+        rc = step_once(s->claim);
+    }
+    return rc;
+}
+
 /* A commit succeeded: say so once after failures. */
 static void commits_work(struct store *s)
 {
@@ -1107,7 +1154,7 @@ static int commit_batch(struct store *s, struct store_job *batch)
 {
     size_t rows = 0;
     for (struct store_job *j = batch; j; j = j->next)
-        rows += j->msg != NULL;
+        rows += (j->msg != NULL) + j->n_msgs + j->n_claims + (j->begins > 1);
     if (rows == 0)
         return 0;
 
@@ -1118,6 +1165,11 @@ static int commit_batch(struct store *s, struct store_job *batch)
         goto out_fail;
     what = "insert";
     for (struct store_job *j = batch; j; j = j->next) {
+        if (j->msgs || j->claims || j->begins > 1) {
+            rc = import_rows(s, j);
+            if (rc != SQLITE_DONE)
+                goto out_fail;
+        }
         if (!j->msg)
             continue;
         rc = store_event(s, j->msg);
@@ -1375,6 +1427,15 @@ static bool run_purge(struct store *s, struct store_job *j, int *status)
     return true;
 }
 
+static void job_free_import(struct store_job *j)
+{
+    store_free_messages(j->msgs, j->n_msgs);
+    for (size_t i = 0; i < j->n_claims; i++)
+        free(j->claims[i]);
+    free(j->claims);
+    free(j->log);
+}
+
 static void *writer_main(void *arg)
 {
     struct store *s = arg;
@@ -1406,6 +1467,7 @@ static void *writer_main(void *arg)
             if (j->cb)
                 j->cb(j->ctx, j->purge ? purge_status : status);
             chat_msg_free(j->msg);
+            job_free_import(j);
             free(j);
         }
     }
@@ -1454,6 +1516,37 @@ int store_barrier(struct store *store, store_done_cb cb, void *ctx)
     int rc = enqueue(store, job);
     if (rc)
         free(job);
+    return rc;
+}
+
+int store_import(struct store *store, const char *log, uint64_t begins, struct chat_msg **msgs,
+                 size_t n_msgs, char **claims, size_t n_claims, store_done_cb cb, void *ctx)
+{
+    if (!store || !log)
+        return -EINVAL;
+    for (size_t i = 0; i < n_msgs; i++) {
+        const struct chat_msg *m = msgs[i];
+        if (!m->room || strcmp(m->room, log) != 0 || !m->user || !m->text || m->id == 0 ||
+            m->id > (uint64_t)INT64_MAX)
+            return -EINVAL;
+    }
+    struct store_job *job = xcalloc(1, sizeof(*job));
+    job->log = xstrdup(log);
+    job->begins = begins;
+    job->msgs = msgs;
+    job->n_msgs = n_msgs;
+    job->claims = claims;
+    job->n_claims = n_claims;
+    job->cb = cb;
+    job->ctx = ctx;
+    int rc = enqueue(store, job);
+    if (rc) {
+        job->msgs = NULL; /* not consumed on failure */
+        job->claims = NULL;
+        job->n_msgs = job->n_claims = 0;
+        job_free_import(job);
+        free(job);
+    }
     return rc;
 }
 
@@ -2342,7 +2435,7 @@ int store_purge(struct store *store, int64_t now_ms, store_done_cb cb, void *ctx
     if (!store)
         return -EINVAL;
     struct store_job *job = xcalloc(1, sizeof(*job));
-    *job = (struct store_job){NULL, NULL, true, now_ms, NULL, cb, ctx};
+    *job = (struct store_job){.purge = true, .purge_now = now_ms, .cb = cb, .ctx = ctx};
     int rc = enqueue(store, job);
     if (rc)
         free(job);
@@ -2414,6 +2507,177 @@ int store_retention_start(struct store *store)
         return -rc;
     store->purger_started = true;
     return 0;
+}
+
+/* ---------------------------------------------------------------- sync */
+
+int store_list_logs(struct store *store, struct store_room **out, size_t *count)
+{
+    if (!store || !out || !count)
+        return -EINVAL;
+    *out = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_LOGS];
+    struct store_room *logs = NULL;
+    size_t n = 0, cap = 0;
+    int ret = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (!name) {
+            ret = -ENOMEM;
+            break;
+        }
+        UTIL_GROW(logs, n, cap);
+        memset(&logs[n], 0, sizeof(logs[n]));
+        logs[n].name = xstrdup(name);
+        logs[n].last_id = (uint64_t)sqlite3_column_int64(st, 1);
+        n++;
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = read_failed(r, "list_logs", rc);
+    sqlite3_reset(st);
+    reader_put(store, r);
+    if (ret) {
+        store_free_rooms(logs, n);
+        return ret;
+    }
+    *out = logs;
+    *count = n;
+    return 0;
+}
+
+int store_export(struct store *store, const char *log, uint64_t after, int limit,
+                 struct chat_msg ***out, int64_t **edit_ids, size_t *count)
+{
+    if (!store || !log || !out || !edit_ids || !count || limit <= 0)
+        return -EINVAL;
+    *out = NULL;
+    *edit_ids = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_EXPORT];
+    struct chat_msg **msgs = NULL;
+    int64_t *edits = NULL;
+    size_t n = 0, cap = 0, ecap = 0;
+    int ret = 0, rc = SQLITE_ERROR;
+    if (sqlite3_bind_text(st, 1, log, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, id_param(after)) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, limit) != SQLITE_OK)
+        goto out_failed;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        UTIL_GROW(msgs, n, cap);
+        UTIL_GROW(edits, n, ecap);
+        ret = row_to_msg(st, log, &msgs[n]);
+        if (ret)
+            goto out_reset;
+        edits[n] = sqlite3_column_int64(st, 14);
+        n++;
+    }
+out_failed:
+    if (rc != SQLITE_DONE)
+        ret = read_failed(r, "export", rc);
+out_reset:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(store, r);
+    if (ret) {
+        store_free_messages(msgs, n);
+        free(edits);
+        return ret;
+    }
+    *out = msgs;
+    *edit_ids = edits;
+    *count = n;
+    return 0;
+}
+
+int store_claims(struct store *store, const char *log, char ***out, size_t *count)
+{
+    if (!store || !log || !out || !count)
+        return -EINVAL;
+    *out = NULL;
+    *count = 0;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_CLAIMS];
+    char **claims = NULL;
+    size_t n = 0, cap = 0;
+    int ret = 0, rc = sqlite3_bind_text(st, 1, log, -1, SQLITE_STATIC);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        const char *claim = (const char *)sqlite3_column_text(st, 0);
+        UTIL_GROW(claims, n, cap);
+        claims[n++] = xstrdup(claim ? claim : "");
+    }
+    if (rc != SQLITE_DONE)
+        ret = read_failed(r, "claims", rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(store, r);
+    if (ret) {
+        for (size_t i = 0; i < n; i++)
+            free(claims[i]);
+        free(claims);
+        return ret;
+    }
+    *out = claims;
+    *count = n;
+    return 0;
+}
+
+int store_run_end(struct store *store, const char *log, uint64_t begins, uint64_t *out)
+{
+    if (!store || !log || !out || begins == 0)
+        return -EINVAL;
+    *out = begins - 1;
+    struct store_reader *r = reader_get(store);
+    if (!r)
+        return -TC_ESTORE;
+    sqlite3_stmt *st = r->stmts[RS_HAS_ID];
+    int ret = 0;
+    int rc = sqlite3_bind_text(st, 1, log, -1, SQLITE_STATIC) == SQLITE_OK &&
+                     sqlite3_bind_int64(st, 2, id_param(begins)) == SQLITE_OK
+                 ? sqlite3_step(st)
+                 : SQLITE_ERROR;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_ROW) {
+        st = r->stmts[RS_RUN_COUNT];
+        rc = sqlite3_bind_text(st, 1, log, -1, SQLITE_STATIC) == SQLITE_OK &&
+                     sqlite3_bind_int64(st, 2, id_param(begins)) == SQLITE_OK
+                 ? sqlite3_step(st)
+                 : SQLITE_ERROR;
+        bool gapless = rc == SQLITE_ROW && sqlite3_column_int64(st, 0) ==
+                                               sqlite3_column_int64(st, 1) - id_param(begins) + 1;
+        if (gapless)
+            *out = (uint64_t)sqlite3_column_int64(st, 1);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_ROW || gapless)
+            goto out_done;
+        st = r->stmts[RS_RUN_END];
+        rc = sqlite3_bind_text(st, 1, log, -1, SQLITE_STATIC) == SQLITE_OK &&
+                     sqlite3_bind_int64(st, 2, id_param(begins)) == SQLITE_OK
+                 ? sqlite3_step(st)
+                 : SQLITE_ERROR;
+        if (rc == SQLITE_ROW)
+            *out = (uint64_t)sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+out_done:
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = read_failed(r, "run_end", rc);
+    reader_put(store, r);
+    return ret;
 }
 
 bool store_is_ready(struct store *store)

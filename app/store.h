@@ -4,7 +4,8 @@
  * private rooms and their members, read state, mutes and bans, each room's
  * retention and where its history begins. Migrations at start-up, one writer
  * thread with group commit (and retention's purge, in bounded batches),
- * readers that never wait; the online backup of the database file. */
+ * readers that never wait; the online backup of the database file; whole
+ * pages of a log out and in for a new node's copy (peer). */
 #ifndef TURBOCHAT_STORE_H
 #define TURBOCHAT_STORE_H
 
@@ -280,6 +281,31 @@ struct store_backup_info {
  * or negative with the reason in err. Any thread; opens its own connections. */
 int store_backup(const char *path, const char *dest, bool force, struct store_backup_info *info,
                  char *err, size_t errlen);
+/* ---- sync: copying the log between nodes (peer) */
+
+/* Every log, the server's own ('.accounts', '.read.*') too, with its highest
+ * id (only name and last_id are set), sorted by name; free with
+ * store_free_rooms. Any thread. */
+int store_list_logs(struct store *store, struct store_room **out, size_t *count);
+/* The events of log with id > after, ascending, at most limit, as stored now
+ * (current state), and each one's edit_id column (0: NULL) in (*edit_ids)[i].
+ * Free with store_free_messages and free(). Any thread. */
+int store_export(struct store *store, const char *log, uint64_t after, int limit,
+                 struct chat_msg ***out, int64_t **edit_ids, size_t *count);
+/* What the events of log took (the claims table), sorted; *out and each
+ * string are the caller's to free. Any thread. */
+int store_claims(struct store *store, const char *log, char ***out, size_t *count);
+/* The end of the gapless run of ids of log that starts at begins (>= 1):
+ * begins - 1 when begins itself is missing. Any thread. */
+int store_run_end(struct store *store, const char *log, uint64_t begins, uint64_t *out);
+/* Queue one import of log: where its history begins on the peer (begins >
+ * 1: the ids before it expired there, and do here), the events
+ * msgs[0..n_msgs) (each of log) through the path of store_append, and the
+ * claims, in one transaction. On 0 the arrays and what they hold are
+ * consumed, and cb runs exactly once on the writer thread after the commit;
+ * on failure nothing is consumed. Any thread. */
+int store_import(struct store *store, const char *log, uint64_t begins, struct chat_msg **msgs,
+                 size_t n_msgs, char **claims, size_t n_claims, store_done_cb cb, void *ctx);
 
 /* True once store_create succeeded and the database answers. */
 bool store_is_ready(struct store *store);

@@ -1593,13 +1593,84 @@ static int test_backup(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_sanctions_converge_in_any_order), TEST_CASE(test_account_events),
-          TEST_CASE(test_changes_apply), TEST_CASE(test_changes_converge_in_any_order),
-          TEST_CASE(test_search_index), TEST_CASE(test_migrations_applied_once),
-          TEST_CASE(test_newer_version_refused), TEST_CASE(test_migration_names_and_failures),
-          TEST_CASE(test_not_a_database), TEST_CASE(test_append_and_barrier_order),
-          TEST_CASE(test_insert_or_ignore), TEST_CASE(test_commit_failure),
-          TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
+/* sync: the gapless run, an export of every column and an import of it
+ * into another store (events, claims) that ends in the same state. */
+static int test_export_import(void)
+{
+    TEST_ASSERT(setup() == 0);
+    struct store *s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    uint64_t end = 99;
+    TEST_ASSERT(store_run_end(s, "r", 1, &end) == 0);
+    TEST_ASSERT_INT(end, 0);
+    for (uint64_t id = 1; id <= 5; id++)
+        TEST_ASSERT(append_sync(s, make_msg("r", id, "alice", "hi", NULL, (int64_t)id)) == 0);
+    struct chat_msg *edit = make_msg("r", 6, "alice", "edited", NULL, 6);
+    edit->kind = CHAT_EDIT;
+    edit->target = 2;
+    TEST_ASSERT(append_sync(s, edit) == 0);
+    TEST_ASSERT(store_run_end(s, "r", 1, &end) == 0); /* gapless: counted */
+    TEST_ASSERT_INT(end, 6);
+    TEST_ASSERT(store_run_end(s, "r", 7, &end) == 0);
+    TEST_ASSERT_INT(end, 6);
+    TEST_ASSERT(append_sync(s, make_msg("r", 9, "bob", "after a gap", NULL, 9)) == 0);
+    TEST_ASSERT(store_run_end(s, "r", 1, &end) == 0);
+    TEST_ASSERT_INT(end, 6);
+
+    struct chat_msg **msgs = NULL;
+    int64_t *edit_ids = NULL;
+    size_t n = 0;
+    TEST_ASSERT(store_export(s, "r", 1, 3, &msgs, &edit_ids, &n) == 0);
+    TEST_ASSERT_INT(n, 3);
+    TEST_ASSERT_INT(msgs[0]->id, 2);
+    TEST_ASSERT_STR(msgs[0]->text, "edited");
+    TEST_ASSERT_INT(edit_ids[0], 6);
+    TEST_ASSERT(msgs[0]->edited_ts == 6);
+    store_free_messages(msgs, n);
+    free(edit_ids);
+
+    struct store_room *logs = NULL;
+    size_t nlogs = 0;
+    TEST_ASSERT(store_list_logs(s, &logs, &nlogs) == 0);
+    TEST_ASSERT_INT(nlogs, 1);
+    TEST_ASSERT_INT(logs[0].last_id, 9);
+    store_free_rooms(logs, nlogs);
+
+    /* into a second store: the whole log and a claim, in one import */
+    TEST_ASSERT(store_export(s, "r", 0, 100, &msgs, &edit_ids, &n) == 0);
+    free(edit_ids);
+    store_free(s);
+    snprintf(db_path + strlen(db_path), sizeof(db_path) - strlen(db_path), "2");
+    s = open_store(n_base, 8, NULL);
+    TEST_ASSERT(s != NULL);
+    char **claims = malloc(sizeof(*claims));
+    claims[0] = strdup("alice");
+    struct waiter w;
+    waiter_init(&w);
+    TEST_ASSERT(store_import(s, "r", 0, msgs, n, claims, 1, waiter_cb, &w) == 0);
+    wait_for(&w, 1);
+    TEST_ASSERT_INT(w.failed, 0);
+    waiter_dispose(&w);
+    TEST_ASSERT_INT(store_has_claim(s, "r", "alice"), 1);
+    struct chat_msg *got = NULL;
+    TEST_ASSERT(store_get_event(s, "r", 2, &got) == 0);
+    TEST_ASSERT_STR(got->text, "edited");
+    TEST_ASSERT(got->edited_ts == 6);
+    chat_msg_free(got);
+    TEST_ASSERT(store_run_end(s, "r", 1, &end) == 0);
+    TEST_ASSERT_INT(end, 6);
+    store_free(s);
+    teardown();
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_sanctions_converge_in_any_order), TEST_CASE(test_export_import),
+          TEST_CASE(test_account_events), TEST_CASE(test_changes_apply),
+          TEST_CASE(test_changes_converge_in_any_order), TEST_CASE(test_search_index),
+          TEST_CASE(test_migrations_applied_once), TEST_CASE(test_newer_version_refused),
+          TEST_CASE(test_migration_names_and_failures), TEST_CASE(test_not_a_database),
+          TEST_CASE(test_append_and_barrier_order), TEST_CASE(test_insert_or_ignore),
+          TEST_CASE(test_commit_failure), TEST_CASE(test_free_drains_queue), TEST_CASE(test_paging),
           TEST_CASE(test_text_round_trip), TEST_CASE(test_list_rooms), TEST_CASE(test_find_ref),
           TEST_CASE(test_survives_reopen), TEST_CASE(test_null_safety),
           TEST_CASE(test_readers_during_writes), TEST_CASE(test_retention_purge),
