@@ -1,5 +1,6 @@
-/* server: the embedded CivetWeb: listeners and TLS, the static site (embedded
- * or --www), /healthz, /readyz, /metrics, and the /ws and /api handlers. */
+/* server: the embedded CivetWeb: listeners and TLS, request framing checks,
+ * the static site (embedded or --www), /healthz, /readyz, /metrics, and the
+ * /ws and /api handlers. */
 #ifndef TURBOCHAT_SERVER_H
 #define TURBOCHAT_SERVER_H
 

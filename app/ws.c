@@ -659,7 +659,7 @@ static int refuse_upgrade(const struct mg_connection *mc, const char *why)
 }
 
 /* 0 accepts the handshake and holds a connection slot for it. A browser page
- * of another origin is refused, so a foreign site cannot chat in the name of
+ * of another origin is refused with 403, so a foreign site cannot chat in the name of
  * a visitor; over the node's or the address's connection limit, 503. */
 static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
 {
@@ -669,6 +669,9 @@ static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
         return refuse_upgrade(mc, "the server is shutting down");
     if (!api_origin_is_allowed(mc, ws->config)) {
         log_msg(LOG_INFO, "ws_origin_refused", "remote=%s", ip);
+        api_send_error_headers((struct mg_connection *)mc, PROTO_ERR_FORBIDDEN,
+                               "this origin may not open a WebSocket here",
+                               "Connection: close\r\n");
         return 1;
     }
     int rc = loops_admit(ws->loops, ip);
