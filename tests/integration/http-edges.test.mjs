@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
+import { accountsEnv } from '../lib/accounts.mjs';
 import { api, uniq } from '../lib/client.mjs';
 import { RELAXED_RATE_ENV, startServer, withLogs } from '../lib/server.mjs';
 import { startTlsServer, stopTlsServers } from '../lib/tls.mjs';
@@ -148,6 +149,18 @@ describe('CORS preflights follow allowed_origins', () => {
         assert.equal(r.headers['access-control-allow-origin'], own);
     }));
 
+    it('with auth = accounts a listed origin may send the session cookie; preflights need no session', T, withLogs(async () => {
+        const acc = await startServer({ env: accountsEnv({ TURBOCHAT_ALLOWED_ORIGINS: FRIEND }) });
+        const r = await rawHttp(acc.port, preflight(acc.port, FRIEND));
+        assert.equal(r.status, 204, r.body.toString());
+        assert.equal(r.headers['access-control-allow-origin'], FRIEND);
+        assert.equal(r.headers['access-control-allow-credentials'], 'true');
+        const refused = await rawHttp(acc.port, preflight(acc.port, EVIL));
+        assert.equal(refused.status, 403);
+        assert.equal(refused.headers['access-control-allow-origin'], undefined);
+        assert.equal(refused.headers['access-control-allow-credentials'], undefined);
+    }));
+
     it('no response anywhere says Access-Control-Allow-Origin: *', T, withLogs(async () => {
         const paths = ['/', '/index.html', '/nope', '/api/rooms', '/api/rooms/lobby/messages', '/healthz', '/readyz', '/metrics'];
         for (const method of ['GET', 'OPTIONS', 'POST']) {
@@ -199,6 +212,19 @@ describe('request bodies with ambiguous framing are refused with 400 and not sto
         assert.equal(json(r).error.code, 'bad_request');
         assert.ok(r.closed, 'the server closes a connection whose framing it cannot trust');
         assert.deepEqual(await messagesOf(srv, room), []);
+    }));
+
+    it('a Content-Length that is not just digits ("N, N", "N junk", "+N"): 400 and the connection closes', T, withLogs(async () => {
+        const body = message('odd length');
+        for (const value of [`${body.length}, ${body.length}`, `${body.length} junk`, `+${body.length}`]) {
+            const room = uniq('oddcl');
+            const r = await rawHttp(srv.port, post(srv.port, room, `Content-Length: ${value}\r\n`, body),
+                { closeWithinMs: WAIT_MS });
+            assert.equal(r.status, 400, `${value}: ${r.body.toString()}`);
+            assert.equal(json(r).error.code, 'bad_request');
+            assert.ok(r.closed, value);
+            assert.deepEqual(await messagesOf(srv, room), [], value);
+        }
     }));
 
     it('Content-Length with Transfer-Encoding: 400 and the connection closes, nothing smuggled', T, withLogs(async () => {
