@@ -140,7 +140,8 @@ static void method_not_allowed(struct mg_connection *mc, const char *allow)
 
 /* ---------------------------------------------------------------- origins */
 
-static bool origin_in_list(const char *origin, const char *list)
+/* True when list names origin, or (with star) holds "*". */
+static bool origin_in_list(const char *origin, const char *list, bool star)
 {
     size_t len = strlen(origin);
     for (const char *p = list; *p;) {
@@ -150,7 +151,7 @@ static bool origin_in_list(const char *origin, const char *list)
             p++, n--;
         while (n > 0 && p[n - 1] == ' ')
             n--;
-        if ((n == 1 && *p == '*') || (n == len && strncmp(p, origin, n) == 0))
+        if ((star && n == 1 && *p == '*') || (n == len && strncmp(p, origin, n) == 0))
             return true;
         if (!end)
             break;
@@ -165,7 +166,7 @@ bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *
     if (!origin)
         return true;
     if (config->allowed_origins)
-        return origin_in_list(origin, config->allowed_origins);
+        return origin_in_list(origin, config->allowed_origins, true);
     /* The server's own origin: the listener's scheme and the Host header. */
     const char *host = mg_get_header(mc, "Host");
     const char *scheme = mg_get_request_info(mc)->is_ssl ? "https://" : "http://";
@@ -176,7 +177,8 @@ bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *
 
 /* OPTIONS on /api: a CORS preflight (an Origin) is answered by the origin
  * policy: an allowed origin gets itself back with the methods and headers the
- * API uses (and, with auth = accounts, leave to send the session cookie);
+ * API uses (and, with auth = accounts, leave to send the session cookie when
+ * it is the server's own or listed by name, not only by "*");
  * another gets 403 and no Access-Control-Allow-Origin, so the browser does
  * not send the request. Without an Origin, 204 with Allow. */
 static void answer_options(struct api *api, struct mg_connection *mc)
@@ -193,6 +195,9 @@ static void answer_options(struct api *api, struct mg_connection *mc)
                                "Vary: Origin\r\n");
         return;
     }
+    bool credentials = api->config->auth == CONFIG_AUTH_ACCOUNTS &&
+                       (!api->config->allowed_origins ||
+                        origin_in_list(origin, api->config->allowed_origins, false));
     mg_printf(mc,
               "HTTP/1.1 204 No Content\r\n"
               "Access-Control-Allow-Origin: %s\r\n"
@@ -201,10 +206,7 @@ static void answer_options(struct api *api, struct mg_connection *mc)
               "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
               "Access-Control-Max-Age: 600\r\n"
               "%s%s\r\n",
-              origin, methods,
-              api->config->auth == CONFIG_AUTH_ACCOUNTS
-                  ? "Access-Control-Allow-Credentials: true\r\n"
-                  : "",
+              origin, methods, credentials ? "Access-Control-Allow-Credentials: true\r\n" : "",
               api_hsts_header(mc));
 }
 

@@ -149,8 +149,13 @@ describe('CORS preflights follow allowed_origins', () => {
         assert.equal(r.headers['access-control-allow-origin'], own);
     }));
 
-    it('with auth = accounts a listed origin may send the session cookie; preflights need no session', T, withLogs(async () => {
+    it('with auth = accounts a listed origin may send the session cookie, one let in by "*" may not; preflights need no session', T, withLogs(async () => {
         const acc = await startServer({ env: accountsEnv({ TURBOCHAT_ALLOWED_ORIGINS: FRIEND }) });
+        const anyone = await startServer({ env: accountsEnv({ TURBOCHAT_ALLOWED_ORIGINS: '*' }) });
+        const star = await rawHttp(anyone.port, preflight(anyone.port, EVIL));
+        assert.equal(star.status, 204, star.body.toString());
+        assert.equal(star.headers['access-control-allow-origin'], EVIL);
+        assert.equal(star.headers['access-control-allow-credentials'], undefined, '"*" lets origins in, not their cookies');
         const r = await rawHttp(acc.port, preflight(acc.port, FRIEND));
         assert.equal(r.status, 204, r.body.toString());
         assert.equal(r.headers['access-control-allow-origin'], FRIEND);
