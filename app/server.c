@@ -246,6 +246,14 @@ static int on_log_message(const struct mg_connection *mc, const char *message)
     return 1;
 }
 
+/* The number of digits a Content-Length value starts with, when only spaces
+ * and tabs follow them (CivetWeb keeps trailing whitespace); else 0. */
+static size_t length_digits(const char *value)
+{
+    size_t n = strspn(value, "0123456789");
+    return n > 0 && value[n + strspn(value + n, " \t")] == '\0' ? n : 0;
+}
+
 /* Before any handler: refuse a request whose body two HTTP parsers could
  * delimit differently (RFC 9112 section 6.3): Content-Length with
  * Transfer-Encoding, Content-Lengths that disagree, or one that is not a
@@ -256,6 +264,7 @@ static int on_begin_request(struct mg_connection *mc)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
     const char *length = NULL;
+    size_t length_len = 0;
     const char *why = NULL;
     bool encoded = false;
     for (int i = 0; i < ri->num_headers && !why; i++) {
@@ -264,11 +273,13 @@ static int on_begin_request(struct mg_connection *mc)
         if (strcasecmp(name, "Transfer-Encoding") == 0) {
             encoded = true;
         } else if (strcasecmp(name, "Content-Length") == 0) {
-            if (!value[0] || value[strspn(value, "0123456789")] != '\0')
+            size_t n = length_digits(value);
+            if (n == 0)
                 why = "Content-Length is not a number";
-            else if (length && strcmp(length, value) != 0)
+            else if (length && (n != length_len || strncmp(length, value, n) != 0))
                 why = "two different Content-Length headers";
             length = value;
+            length_len = n;
         }
     }
     if (!why && encoded && length)
