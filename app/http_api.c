@@ -57,6 +57,8 @@ static const char *status_text(int status)
         return "OK";
     case 201:
         return "Created";
+    case 204:
+        return "No Content";
     case 400:
         return "Bad Request";
     case 401:
@@ -84,6 +86,13 @@ static const char *status_text(int status)
     }
 }
 
+const char *api_hsts_header(const struct mg_connection *mc)
+{
+    /* A year, the usual choice; without includeSubDomains, which is the
+     * domain owner's decision rather than one chat server's. */
+    return mg_get_request_info(mc)->is_ssl ? "Strict-Transport-Security: max-age=31536000\r\n" : "";
+}
+
 void api_send_json(struct mg_connection *mc, int status, const char *json,
                    const char *extra_headers)
 {
@@ -94,8 +103,9 @@ void api_send_json(struct mg_connection *mc, int status, const char *json,
               "Content-Length: %zu\r\n"
               "Cache-Control: no-store\r\n"
               "X-Content-Type-Options: nosniff\r\n"
-              "%s\r\n",
-              status, status_text(status), len, extra_headers ? extra_headers : "");
+              "%s%s\r\n",
+              status, status_text(status), len, api_hsts_header(mc),
+              extra_headers ? extra_headers : "");
     if (strcmp(mg_get_request_info(mc)->request_method, "HEAD") != 0)
         mg_write(mc, json, len);
 }
@@ -135,10 +145,11 @@ static void method_not_allowed(struct mg_connection *mc, const char *allow)
 
 /* ---------------------------------------------------------------- origins */
 
-static bool origin_in_list(const char *origin, const struct config_list *list)
+/* True when list names origin, or (with star) holds "*". */
+static bool origin_in_list(const char *origin, const struct config_list *list, bool star)
 {
     for (size_t i = 0; i < list->count; i++)
-        if (strcmp(list->items[i], "*") == 0 || strcmp(list->items[i], origin) == 0)
+        if ((star && strcmp(list->items[i], "*") == 0) || strcmp(list->items[i], origin) == 0)
             return true;
     return false;
 }
@@ -195,11 +206,48 @@ bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *
     if (!origin)
         return true;
     if (config->allowed_origins)
-        return origin_in_list(origin, &config->origins);
+        return origin_in_list(origin, &config->origins, true);
+    /* The server's own origin: the listener's scheme and the Host header. */
     const char *host = mg_get_header(mc, "Host");
-    const char *scheme_end = strstr(origin, "://");
-    return host && scheme_end && strcmp(scheme_end + 3, host) == 0 &&
-           (strncmp(origin, "http://", 7) == 0 || strncmp(origin, "https://", 8) == 0);
+    const char *scheme = mg_get_request_info(mc)->is_ssl ? "https://" : "http://";
+    size_t scheme_len = strlen(scheme);
+    return host && strncmp(origin, scheme, scheme_len) == 0 &&
+           strcmp(origin + scheme_len, host) == 0;
+}
+
+/* OPTIONS on /api: a CORS preflight (an Origin) is answered by the origin
+ * policy: an allowed origin gets itself back with the methods and headers the
+ * API uses (and, with auth = accounts, leave to send the session cookie when
+ * it is the server's own or listed by name, not only by "*");
+ * another gets 403 and no Access-Control-Allow-Origin, so the browser does
+ * not send the request. Without an Origin, 204 with Allow. */
+static void answer_options(struct api *api, struct mg_connection *mc)
+{
+    static const char methods[] = "GET, HEAD, POST, PATCH, PUT, DELETE";
+    const char *origin = mg_get_header(mc, "Origin");
+    if (!origin) {
+        mg_printf(mc, "HTTP/1.1 204 No Content\r\nAllow: %s, OPTIONS\r\n%s\r\n", methods,
+                  api_hsts_header(mc));
+        return;
+    }
+    if (!api_origin_is_allowed(mc, api->config)) {
+        api_send_error_headers(mc, PROTO_ERR_FORBIDDEN, "this origin may not call the API",
+                               "Vary: Origin\r\n");
+        return;
+    }
+    bool credentials =
+        api->config->auth == CONFIG_AUTH_ACCOUNTS &&
+        (!api->config->allowed_origins || origin_in_list(origin, &api->config->origins, false));
+    mg_printf(mc,
+              "HTTP/1.1 204 No Content\r\n"
+              "Access-Control-Allow-Origin: %s\r\n"
+              "Vary: Origin\r\n"
+              "Access-Control-Allow-Methods: %s\r\n"
+              "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
+              "Access-Control-Max-Age: 600\r\n"
+              "%s%s\r\n",
+              origin, methods, credentials ? "Access-Control-Allow-Credentials: true\r\n" : "",
+              api_hsts_header(mc));
 }
 
 /* ---------------------------------------------------------------- GET /api/rooms */
@@ -482,18 +530,21 @@ static void get_message(struct api *api, struct mg_connection *mc, const char *r
 /* ---------------------------------------------------------------- POST messages */
 
 /* Read the whole body into a NUL-terminated buffer; NULL after answering
- * 400, 408, 411 or 413. The body has one deadline, request_timeout_ms from
- * now, however slowly its bytes arrive. */
+ * 400, 408, 411 or 413 and marking the connection to close (what follows
+ * cannot be told from the rest of the body). The body has one deadline,
+ * request_timeout_ms from now, however slowly its bytes arrive. */
 static char *read_body(const struct config *config, struct mg_connection *mc, size_t *len)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
     size_t limit = (size_t)config->max_body_bytes;
     if (ri->content_length > (long long)limit) {
+        mg_disable_connection_keep_alive(mc);
         api_send_error(mc, PROTO_ERR_TOO_LARGE, "the request body is too large");
         return NULL;
     }
     if (ri->content_length < 0) {
         /* A chunked body restarts CivetWeb's read deadline with every chunk. */
+        mg_disable_connection_keep_alive(mc);
         api_send_error(mc, PROTO_ERR_LENGTH_REQUIRED, "the body needs a Content-Length");
         return NULL;
     }
@@ -508,16 +559,19 @@ static char *read_body(const struct config *config, struct mg_connection *mc, si
     }
     if (n > limit) {
         free(body);
+        mg_disable_connection_keep_alive(mc);
         api_send_error(mc, PROTO_ERR_TOO_LARGE, "the request body is too large");
         return NULL;
     }
     if (late) {
         free(body);
+        mg_disable_connection_keep_alive(mc);
         api_send_error(mc, PROTO_ERR_TIMEOUT, "the request body did not arrive in time");
         return NULL;
     }
     if (n < (size_t)ri->content_length) {
         free(body);
+        mg_disable_connection_keep_alive(mc);
         api_send_error(mc, PROTO_ERR_BAD_REQUEST, "the body is shorter than its Content-Length");
         return NULL;
     }
@@ -1327,6 +1381,10 @@ static int api_handler(struct mg_connection *mc, void *cbdata)
 {
     struct api *api = cbdata;
     const char *uri = mg_get_request_info(mc)->local_uri_raw;
+    if (strcmp(mg_get_request_info(mc)->request_method, "OPTIONS") == 0) {
+        answer_options(api, mc); /* before auth: a preflight carries no credentials */
+        return 1;
+    }
     if (http_accounts_public(api->accounts, api->config, mc, uri ? uri : ""))
         return 1;
     if (api->config->auth == CONFIG_AUTH_OFF) {

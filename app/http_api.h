@@ -36,7 +36,8 @@ void api_register(struct api *api, struct mg_context *ctx);
 
 /* True when the request carries no Origin header (not a browser), or one that
  * allowed_origins lists ("*" allows all), or, by default, the server's own
- * origin (the Host header). Worker thread. */
+ * origin (the listener's scheme, http or https, and the Host header).
+ * Worker thread. */
 bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *config);
 
 #define API_ADDRESS_MAX 48 /* an IPv6 address and its NUL */
@@ -61,6 +62,10 @@ void api_send_object(struct mg_connection *mc, int status, struct cJSON *obj);
  * a request without a body gives *out NULL. False after answering the error. */
 bool api_read_json_body(const struct config *config, struct mg_connection *mc, bool optional,
                         struct cJSON **out);
+
+/* The Strict-Transport-Security header line (CRLF-terminated) for a
+ * request that came over TLS, else "". Static storage. Worker thread. */
+const char *api_hsts_header(const struct mg_connection *mc);
 
 /* Send a JSON body (a NUL-terminated string) with status. Worker thread. */
 void api_send_json(struct mg_connection *mc, int status, const char *json,

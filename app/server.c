@@ -1,15 +1,20 @@
-/* server: starts CivetWeb from the configuration and serves everything that
- * is not /ws or /api: the site with ETag revalidation and a strict CSP, and
- * the operational endpoints. */
+/* server: starts CivetWeb from the configuration, refuses requests whose
+ * body framing is ambiguous, and serves everything that is not /ws or /api:
+ * the site with ETag revalidation and a strict CSP, and the operational
+ * endpoints. */
 #define _GNU_SOURCE
 #include "server.h"
 
 #include <cjson/cJSON.h>
 #include <civetweb.h>
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "assets.h"
 #include "broker.h"
@@ -24,7 +29,7 @@
 #include "util.h"
 #include "ws.h"
 
-#define SITE_MAX_FILE_BYTES (8 * 1024 * 1024)
+#define SITE_CHUNK_BYTES (64 * 1024) /* --www files are streamed in pieces of this */
 
 struct server {
     const struct config *config;
@@ -75,30 +80,54 @@ static bool site_path_is_safe(const char *path)
 
 /* One file of the site, from the binary or from --www. */
 struct site_file {
-    const unsigned char *data;
+    const unsigned char *data; /* embedded: its bytes; NULL for --www */
+    FILE *disk;                /* --www: the open file, streamed; else NULL */
     size_t size;
-    char etag[40];
-    char *owned; /* set when read from disk */
+    char etag[64];
 };
 
+/* A regular file under dir; a directory or anything else is not found. Its
+ * ETag comes from its inode, size and modification time, since the file is
+ * streamed rather than read whole. */
 static bool load_from_dir(const char *dir, const char *path, struct site_file *file)
 {
     char full[4096];
-    snprintf(full, sizeof(full), "%s%s", dir, path);
-    FILE *f = fopen(full, "rb");
-    if (!f)
+    if ((size_t)snprintf(full, sizeof(full), "%s%s", dir, path) >= sizeof(full))
         return false;
-    char *data = xmalloc(SITE_MAX_FILE_BYTES + 1);
-    size_t n = fread(data, 1, SITE_MAX_FILE_BYTES, f);
-    fclose(f);
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)data[i]) * 1099511628211ull;
-    file->owned = data;
-    file->data = (const unsigned char *)data;
-    file->size = n;
-    snprintf(file->etag, sizeof(file->etag), "\"%016llx\"", (unsigned long long)h);
+    /* O_NONBLOCK: a FIFO put in the directory must not hold the worker */
+    int fd = open(full, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    FILE *f = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !(f = fdopen(fd, "rb"))) {
+        close(fd);
+        return false;
+    }
+    file->disk = f;
+    file->size = (size_t)st.st_size;
+    snprintf(file->etag, sizeof(file->etag), "\"%llx-%llx-%llx.%09ld\"",
+             (unsigned long long)st.st_ino, (unsigned long long)st.st_size,
+             (unsigned long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
     return true;
+}
+
+/* Write size bytes of f in pieces no larger than the file. False when the
+ * file ended early or the client went away; the response is then cut short
+ * and the connection must close. */
+static bool stream_file(struct mg_connection *mc, FILE *f, size_t size)
+{
+    size_t cap = size < SITE_CHUNK_BYTES ? size : SITE_CHUNK_BYTES;
+    char *buf = xmalloc(cap ? cap : 1);
+    size_t left = size;
+    while (left > 0) {
+        size_t n = fread(buf, 1, left < cap ? left : cap, f);
+        if (n == 0 || mg_write(mc, buf, n) <= 0)
+            break;
+        left -= n;
+    }
+    free(buf);
+    return left == 0;
 }
 
 static bool load_site_file(const struct config *config, const char *path, struct site_file *file)
@@ -122,8 +151,8 @@ static void send_plain(struct mg_connection *mc, int status, const char *status_
 {
     mg_printf(mc,
               "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-              "Content-Length: %zu\r\n%s\r\n%s",
-              status, status_text, strlen(body), security_headers, body);
+              "Content-Length: %zu\r\n%s%s\r\n%s",
+              status, status_text, strlen(body), security_headers, api_hsts_header(mc), body);
 }
 
 static int site_handler(struct mg_connection *mc, void *cbdata)
@@ -145,17 +174,21 @@ static int site_handler(struct mg_connection *mc, void *cbdata)
     }
     const char *inm = mg_get_header(mc, "If-None-Match");
     if (inm && strcmp(inm, file.etag) == 0) {
-        mg_printf(mc, "HTTP/1.1 304 Not Modified\r\nETag: %s\r\nCache-Control: no-cache\r\n%s\r\n",
-                  file.etag, security_headers);
+        mg_printf(mc,
+                  "HTTP/1.1 304 Not Modified\r\nETag: %s\r\nCache-Control: no-cache\r\n%s%s\r\n",
+                  file.etag, security_headers, api_hsts_header(mc));
     } else {
         mg_printf(mc,
                   "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\nETag: %s\r\n"
-                  "Cache-Control: no-cache\r\n%s\r\n",
-                  content_type(path), file.size, file.etag, security_headers);
-        if (!head)
+                  "Cache-Control: no-cache\r\n%s%s\r\n",
+                  content_type(path), file.size, file.etag, security_headers, api_hsts_header(mc));
+        if (!head && file.data)
             mg_write(mc, file.data, file.size);
+        else if (!head && !stream_file(mc, file.disk, file.size))
+            mg_disable_connection_keep_alive(mc);
     }
-    free(file.owned);
+    if (file.disk)
+        fclose(file.disk);
     return 200;
 }
 
@@ -232,8 +265,8 @@ static int metrics_handler(struct mg_connection *mc, void *cbdata)
     char *text = metrics_render(server->routes.metrics, hub_room_count(server->routes.hub), &len);
     mg_printf(mc,
               "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-              "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
-              len);
+              "Content-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+              len, api_hsts_header(mc));
     mg_write(mc, text, len);
     free(text);
     return 200;
@@ -246,6 +279,51 @@ static int on_log_message(const struct mg_connection *mc, const char *message)
     (void)mc;
     log_msg(LOG_WARN, "civetweb", "message=\"%s\"", message);
     return 1;
+}
+
+/* The number of digits a Content-Length value starts with, when only spaces
+ * and tabs follow them (CivetWeb keeps trailing whitespace); else 0. */
+static size_t length_digits(const char *value)
+{
+    size_t n = strspn(value, "0123456789");
+    return n > 0 && value[n + strspn(value + n, " \t")] == '\0' ? n : 0;
+}
+
+/* Before any handler: refuse a request whose body two HTTP parsers could
+ * delimit differently (RFC 9112 section 6.3): Content-Length with
+ * Transfer-Encoding, Content-Lengths that disagree, or one that is not a
+ * number. CivetWeb would pick one reading and a proxy in front of it may pick
+ * another, and the rest of the connection would be a request smuggled past
+ * the proxy; so 400, and the connection closes. */
+static int on_begin_request(struct mg_connection *mc)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    const char *length = NULL;
+    size_t length_len = 0;
+    const char *why = NULL;
+    bool encoded = false;
+    for (int i = 0; i < ri->num_headers && !why; i++) {
+        const char *name = ri->http_headers[i].name;
+        const char *value = ri->http_headers[i].value;
+        if (strcasecmp(name, "Transfer-Encoding") == 0) {
+            encoded = true;
+        } else if (strcasecmp(name, "Content-Length") == 0) {
+            size_t n = length_digits(value);
+            if (n == 0)
+                why = "Content-Length is not a number";
+            else if (length && (n != length_len || strncmp(length, value, n) != 0))
+                why = "two different Content-Length headers";
+            length = value;
+            length_len = n;
+        }
+    }
+    if (!why && encoded && length)
+        why = "Content-Length together with Transfer-Encoding";
+    if (!why)
+        return 0;
+    mg_disable_connection_keep_alive(mc);
+    api_send_error_headers(mc, PROTO_ERR_BAD_REQUEST, why, "Connection: close\r\n");
+    return 400;
 }
 
 /* Every connection CivetWeb closes; an upgrade admitted but never handed to a
@@ -296,10 +374,19 @@ struct server *server_start(const struct config *config, const struct server_rou
         "1024",
         "ssl_protocol_version",
         "4",
+        /* No CORS of CivetWeb's own (its default is "*" for everyone): the
+         * /api handler answers preflights by allowed_origins. */
+        "access_control_allow_origin",
+        "",
+        "access_control_allow_methods",
+        "",
+        "access_control_allow_headers",
+        "",
         NULL,
     };
     struct mg_callbacks callbacks = {0};
     callbacks.log_message = on_log_message;
+    callbacks.begin_request = on_begin_request;
     callbacks.connection_close = on_connection_close;
     if (config->tls_cert && config->tls_key)
         callbacks.init_ssl = on_init_ssl;

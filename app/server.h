@@ -1,6 +1,6 @@
-/* server: the embedded CivetWeb: listeners and TLS, the static site (embedded
- * or --www), /healthz, /readyz (with a new node's copy), /metrics, and the
- * /ws, /api and /internal/ (peer) handlers. */
+/* server: the embedded CivetWeb: listeners and TLS, request framing checks,
+ * the static site (embedded or --www), /healthz, /readyz (with a new node's
+ * copy), /metrics, and the /ws, /api and /internal/ (peer) handlers. */
 #ifndef TURBOCHAT_SERVER_H
 #define TURBOCHAT_SERVER_H
 

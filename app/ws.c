@@ -679,7 +679,7 @@ static int refuse_upgrade(const struct mg_connection *mc, const char *why)
 }
 
 /* 0 accepts the handshake and holds a connection slot for it. A browser page
- * of another origin is refused (403), so a foreign site cannot chat in the name of
+ * of another origin is refused with 403, so a foreign site cannot chat in the name of
  * a visitor; over the node's or the address's connection limit, 503. */
 static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
 {
