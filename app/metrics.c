@@ -117,7 +117,7 @@ char *metrics_render(struct metrics *m, long rooms, size_t *len)
                  "Client frames answered with an error.",
                  (long long)atomic_load(&m->frames_rejected));
     render_value(&b, "turbochat_rate_limited_total", "counter",
-                 "Sends refused by the per-connection token bucket.",
+                 "Writes, joins and leaves refused by a rate limit.",
                  (long long)atomic_load(&m->rate_limited));
     render_value(&b, "turbochat_slow_consumer_disconnects_total", "counter",
                  "Connections closed with 1013 because their outbound queue overflowed.",
