@@ -108,7 +108,7 @@ char *metrics_render(struct metrics *m, long rooms, size_t *len)
                  "WebSocket connections accepted.", (long long)atomic_load(&m->connections_total));
     render_value(&b, "turbochat_rooms", "gauge", "Rooms with members on this node.", rooms);
     render_value(&b, "turbochat_messages_received_total", "counter",
-                 "Chat messages accepted from clients of this node.",
+                 "Events (messages and their changes) accepted from clients of this node.",
                  (long long)atomic_load(&m->messages_received));
     render_value(&b, "turbochat_messages_delivered_total", "counter",
                  "Message frames queued to clients of this node.",
