@@ -468,6 +468,7 @@ static void send_events(struct mg_connection *mc, const char *room, const char *
 static void get_messages(struct api *api, struct mg_connection *mc, const char *room)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
+    uint64_t t0 = util_mono_ns();
     int64_t before = 0, after = 0;
     int limit;
     int has_after = query_int(ri, "after", 0, INT64_MAX, &after);
@@ -487,6 +488,7 @@ static void get_messages(struct api *api, struct mg_connection *mc, const char *
         return;
     }
     send_events(mc, room, "messages", msgs, count, has_more, false, api);
+    metrics_observe(&api->metrics->history_seconds, util_mono_ns() - t0);
 }
 
 /* GET /api/rooms/{room}/events: every event after an id, for sync. */

@@ -432,8 +432,10 @@ static void page_read(struct hub *hub, const char *room, uint64_t after, uint64_
         page->complete = true;
         return;
     }
+    uint64_t t0 = util_mono_ns();
     int rc = broker_replay(hub->broker, room, after, end, HUB_REPLAY_PAGE, &page->msgs,
                            &page->count, &page->complete);
+    metrics_observe(&hub->metrics->replay_read_seconds, util_mono_ns() - t0);
     if (rc < 0) {
         page->msgs = NULL;
         page->count = 0;
@@ -798,6 +800,8 @@ void hub_deliver(struct hub *hub, const struct chat_msg *msg)
     pthread_mutex_unlock(&hub->lock);
     loop_frame_unref(f);
     atomic_fetch_add(&hub->metrics->messages_delivered, reached);
+    if (reached > 0)
+        metrics_observe_since_ms(&hub->metrics->delivery_seconds, msg->ts);
     if (msg->kind == CHAT_MEMBER || msg->kind == CHAT_CLOSED || msg->kind == CHAT_BAN)
         apply_room_change(hub, msg);
 }

@@ -1,5 +1,6 @@
 /* metrics: the node's atomic counters, gauges and histograms, and their
- * Prometheus text exposition for GET /metrics. */
+ * Prometheus text exposition for GET /metrics (with the process's resident
+ * memory and file descriptors, read at render time). */
 #ifndef TURBOCHAT_METRICS_H
 #define TURBOCHAT_METRICS_H
 
@@ -7,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METRICS_BUCKETS 12
+#define METRICS_BUCKETS 16
 
 /* A latency histogram in seconds with fixed bucket bounds. */
 struct metrics_histogram {
@@ -35,6 +36,9 @@ struct metrics {
     atomic_uint_fast64_t retention_purged;     /* events removed by retention */
     struct metrics_histogram store_commit_seconds;
     struct metrics_histogram publish_seconds;
+    struct metrics_histogram delivery_seconds;    /* event ts -> frames queued here */
+    struct metrics_histogram history_seconds;     /* GET /api/rooms/{room}/messages */
+    struct metrics_histogram replay_read_seconds; /* one join-replay page read */
 };
 
 /* Zeroed metrics; free with metrics_free (accepts NULL). */
@@ -43,6 +47,10 @@ void metrics_free(struct metrics *m);
 
 /* Record one observation of elapsed nanoseconds. Any thread. */
 void metrics_observe(struct metrics_histogram *h, uint64_t elapsed_ns);
+/* Record the wall-clock time elapsed since ts_ms (ms since the epoch, as an
+ * event's ts); a ts ahead of this clock (skew between nodes) counts as 0.
+ * Any thread. */
+void metrics_observe_since_ms(struct metrics_histogram *h, int64_t ts_ms);
 
 /* Render the exposition; rooms is the number of rooms with members.
  * Returns a malloc'd string the caller frees. */
