@@ -200,6 +200,17 @@ void api_client_address(const struct mg_connection *mc, const struct config *con
     snprintf(out, outlen, "%s", peer);
 }
 
+/* Whether the client spoke TLS: to this listener, or, from a trusted proxy
+ * that says so in X-Forwarded-Proto, to the proxy. */
+static bool request_is_https(const struct mg_connection *mc, const struct config *config)
+{
+    const struct mg_request_info *ri = mg_get_request_info(mc);
+    const char *proto = mg_get_header(mc, "X-Forwarded-Proto");
+    if (proto && in_list(&config->proxies, ri->remote_addr, strlen(ri->remote_addr)))
+        return strcasecmp(proto, "https") == 0;
+    return ri->is_ssl;
+}
+
 bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *config)
 {
     const char *origin = mg_get_header(mc, "Origin");
@@ -207,9 +218,9 @@ bool api_origin_is_allowed(const struct mg_connection *mc, const struct config *
         return true;
     if (config->allowed_origins)
         return origin_in_list(origin, &config->origins, true);
-    /* The server's own origin: the listener's scheme and the Host header. */
+    /* The server's own origin: the request's scheme and the Host header. */
     const char *host = mg_get_header(mc, "Host");
-    const char *scheme = mg_get_request_info(mc)->is_ssl ? "https://" : "http://";
+    const char *scheme = request_is_https(mc, config) ? "https://" : "http://";
     size_t scheme_len = strlen(scheme);
     return host && strncmp(origin, scheme, scheme_len) == 0 &&
            strcmp(origin + scheme_len, host) == 0;

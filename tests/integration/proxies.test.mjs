@@ -1,8 +1,9 @@
 // Behind a proxy (issue 11, deploy/nginx.conf): every client arrives from the
 // proxy's address, so the per-address limits (write budget, WebSockets per
 // address) and the sign-in limits would lump all of them together. With
-// trusted_proxies naming the proxy, X-Forwarded-For names the client; from
-// anyone else the header is ignored, so a client cannot pick its address.
+// trusted_proxies naming the proxy, X-Forwarded-For names the client (and
+// X-Forwarded-Proto the scheme its page was served over); from anyone else
+// both are ignored, so a client cannot pick its address.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { api, connect } from '../lib/client.mjs';
@@ -48,6 +49,15 @@ describe('with trusted_proxies', () => {
         assert.deepEqual(await statuses(srv, '6.6.6.6, 10.0.0.3', 1), [429], 'a spoofed left part is ignored');
     }));
 
+    it('the scheme a trusted proxy forwards makes the https page its own origin', T, withLogs(async () => {
+        const host = new URL(srv.url).host;
+        const https = { origin: `https://${host}` };
+        const viaTls = await connect(srv.wsUrl, { ...https, headers: { 'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '10.2.0.1' } });
+        viaTls.close();
+        await assert.rejects(connect(srv.wsUrl, { ...https, headers: { 'X-Forwarded-For': '10.2.0.2' } }),
+            (err) => err.statusCode === 403, 'without X-Forwarded-Proto the listener is plain HTTP');
+    }));
+
     it('WebSockets per address count the forwarded client', T, withLogs(async () => {
         const a = await upgrade(srv, '10.1.0.1');
         const b = await upgrade(srv, '10.1.0.2');
@@ -67,6 +77,12 @@ describe('without trusted_proxies', () => {
     it('X-Forwarded-For is ignored: a client cannot choose its address', T, withLogs(async () => {
         assert.deepEqual(await statuses(srv, '10.0.0.1', 2), [201, 201]);
         assert.deepEqual(await statuses(srv, '10.0.0.2', 1), [429]);
+    }));
+
+    it('X-Forwarded-Proto is ignored too', T, withLogs(async () => {
+        const origin = `https://${new URL(srv.url).host}`;
+        await assert.rejects(connect(srv.wsUrl, { origin, headers: { 'X-Forwarded-Proto': 'https' } }),
+            (err) => err.statusCode === 403);
     }));
 
     it('a bad trusted_proxies entry is refused at start', T, withLogs(async () => {
