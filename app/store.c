@@ -104,7 +104,6 @@ enum reader_stmt {
     RS_SANCTION,
     RS_SANCTIONS,
     RS_OWNER,
-    RS_LOGS,
     RS_EXPORT,
     RS_CLAIMS,
     RS_HAS_ID,
@@ -181,14 +180,15 @@ static const char *const reader_sql[RS_COUNT] = {
                   " AND user_key = ?2 AND id > (SELECT id FROM last) LIMIT 999))",
     /* A skip scan over the primary key: one seek per room instead of a scan
      * of every message, which GROUP BY room would do; the server's own logs
-     * (names from "." up to "/") are passed in one seek; and the rooms whose
-     * every message expired (log_heads). Rooms after ?1, at most ?2: each
-     * walk stops once it has enough. */
+     * (names from "." up to "/") are passed in one seek unless ?3 asks for
+     * them too; and the rooms whose every message expired (log_heads). Rooms
+     * after ?1, at most ?2: each walk stops once it has enough. */
     [RS_ROOMS] =
         "WITH RECURSIVE r(name) AS ("
         " SELECT (SELECT room FROM messages WHERE room > ?1 ORDER BY room LIMIT 1)"
         " UNION ALL"
-        " SELECT (SELECT room FROM messages WHERE room > iif(r.name LIKE '.%', '/', r.name)"
+        " SELECT (SELECT room FROM messages"
+        " WHERE room > iif(r.name LIKE '.%' AND NOT ?3, '/', r.name)"
         " ORDER BY room LIMIT 1)"
         " FROM r WHERE r.name IS NOT NULL LIMIT ?2 + 2),"
         " n(name) AS (SELECT name FROM r WHERE name IS NOT NULL"
@@ -200,7 +200,7 @@ static const char *const reader_sql[RS_COUNT] = {
         " FROM n LEFT JOIN rooms x ON x.name = n.name"
         " LEFT JOIN log_heads h ON h.room = n.name"
         " LEFT JOIN room_retention t ON t.room = n.name"
-        " WHERE n.name NOT LIKE '.%' ORDER BY n.name LIMIT ?2",
+        " WHERE ?3 OR n.name NOT LIKE '.%' ORDER BY n.name LIMIT ?2",
     /* Ids are never given out twice: an expired room continues after its head. */
     [RS_LAST_ID] = "SELECT max(coalesce((SELECT MAX(id) FROM messages WHERE room = ?1), 0),"
                    " coalesce((SELECT begins - 1 FROM log_heads WHERE room = ?1), 0))",
@@ -218,14 +218,6 @@ static const char *const reader_sql[RS_COUNT] = {
     [RS_SEARCH_RECENT] = "SELECT rowid, message_room, message_id, message_text, " SEARCH_FILTERS
                          " FROM search WHERE rowid < ?2 ORDER BY rowid DESC LIMIT ?3",
     [RS_PING] = "SELECT COUNT(*) FROM schema_migrations",
-    /* sync: every log, the server's own too, by the skip scan of RS_ROOMS */
-    [RS_LOGS] = "WITH RECURSIVE r(name) AS ("
-                " SELECT (SELECT room FROM messages ORDER BY room LIMIT 1)"
-                " UNION ALL"
-                " SELECT (SELECT room FROM messages WHERE room > r.name ORDER BY room LIMIT 1)"
-                " FROM r WHERE r.name IS NOT NULL)"
-                " SELECT r.name, (SELECT MAX(id) FROM messages WHERE room = r.name)"
-                " FROM r WHERE r.name IS NOT NULL",
     [RS_EXPORT] = "SELECT " EVENT_COLUMNS ", edit_id FROM messages WHERE room = ?1 AND id > ?2"
                   " ORDER BY id ASC LIMIT ?3",
     [RS_CLAIMS] = "SELECT claim FROM claims WHERE room = ?1 ORDER BY claim",
@@ -2240,8 +2232,9 @@ int store_unread(struct store *store, const char *room, const char *user, uint64
     return reader_done(store, r, st, "unread", rc);
 }
 
-int store_list_rooms(struct store *store, const char *after, int limit, struct store_room **out,
-                     size_t *count)
+/* The rooms of RS_ROOMS, with the server's own logs when own_logs. */
+static int list_logs(struct store *store, const char *after, int limit, bool own_logs,
+                     struct store_room **out, size_t *count)
 {
     if (!store || !out || !count)
         return -EINVAL;
@@ -2253,7 +2246,8 @@ int store_list_rooms(struct store *store, const char *after, int limit, struct s
         return -TC_ESTORE;
     sqlite3_stmt *st = r->stmts[RS_ROOMS];
     if (sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int(st, 2, limit > 0 ? limit : INT_MAX - 2) != SQLITE_OK) {
+        sqlite3_bind_int(st, 2, limit > 0 ? limit : INT_MAX - 2) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, own_logs) != SQLITE_OK) {
         sqlite3_reset(st);
         reader_put(store, r);
         return -TC_ESTORE;
@@ -2291,6 +2285,12 @@ out_reset:
     *out = rooms;
     *count = n;
     return 0;
+}
+
+int store_list_rooms(struct store *store, const char *after, int limit, struct store_room **out,
+                     size_t *count)
+{
+    return list_logs(store, after, limit, false, out, count);
 }
 
 void store_free_rooms(struct store_room *rooms, size_t count)
@@ -2513,40 +2513,7 @@ int store_retention_start(struct store *store)
 
 int store_list_logs(struct store *store, struct store_room **out, size_t *count)
 {
-    if (!store || !out || !count)
-        return -EINVAL;
-    *out = NULL;
-    *count = 0;
-    struct store_reader *r = reader_get(store);
-    if (!r)
-        return -TC_ESTORE;
-    sqlite3_stmt *st = r->stmts[RS_LOGS];
-    struct store_room *logs = NULL;
-    size_t n = 0, cap = 0;
-    int ret = 0, rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (!name) {
-            ret = -ENOMEM;
-            break;
-        }
-        UTIL_GROW(logs, n, cap);
-        memset(&logs[n], 0, sizeof(logs[n]));
-        logs[n].name = xstrdup(name);
-        logs[n].last_id = (uint64_t)sqlite3_column_int64(st, 1);
-        n++;
-    }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = read_failed(r, "list_logs", rc);
-    sqlite3_reset(st);
-    reader_put(store, r);
-    if (ret) {
-        store_free_rooms(logs, n);
-        return ret;
-    }
-    *out = logs;
-    *count = n;
-    return 0;
+    return list_logs(store, NULL, 0, true, out, count);
 }
 
 int store_export(struct store *store, const char *log, uint64_t after, int limit,

@@ -283,9 +283,9 @@ int store_backup(const char *path, const char *dest, bool force, struct store_ba
                  char *err, size_t errlen);
 /* ---- sync: copying the log between nodes (peer) */
 
-/* Every log, the server's own ('.accounts', '.read.*') too, with its highest
- * id (only name and last_id are set), sorted by name; free with
- * store_free_rooms. Any thread. */
+/* Every log, the server's own ('.accounts', '.read.*') too, as
+ * store_list_rooms lists rooms, sorted by name; free with store_free_rooms.
+ * Any thread. */
 int store_list_logs(struct store *store, struct store_room **out, size_t *count);
 /* The events of log with id > after, ascending, at most limit, as stored now
  * (current state), and each one's edit_id column (0: NULL) in (*edit_ids)[i].
