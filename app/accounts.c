@@ -210,8 +210,9 @@ static bool open_sealed(struct accounts *a, const char *secret, struct accounts_
     const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
     const char *dot3 = dot2 ? strchr(dot2 + 1, '.') : NULL;
     size_t hex_len = dot1 ? (size_t)(dot1 - p) : 0;
+    int64_t expires_ms = dot1 ? strtoll(dot1 + 1, NULL, 10) : 0;
     if (!dot3 || hex_len == 0 || hex_len % 2 || hex_len > 2 * PROTO_USER_MAX_BYTES ||
-        strtoll(dot1 + 1, NULL, 10) <= util_now_ms())
+        expires_ms <= util_now_ms())
         return false;
     char name[PROTO_USER_MAX_BYTES + 1];
     for (size_t i = 0; i < hex_len / 2; i++) {
@@ -233,6 +234,7 @@ static bool open_sealed(struct accounts *a, const char *secret, struct accounts_
         caller->user = xstrdup(acc.name);
         caller->sid = xstrdup(sid);
         caller->admin = strcmp(acc.role, "admin") == 0;
+        caller->expires_ms = expires_ms;
     }
     store_account_dispose(&acc);
     return ok;
@@ -468,6 +470,7 @@ bool accounts_authenticate(struct accounts *a, const char *secret, bool by_token
         caller->user = xstrdup(acc.name);
         caller->sid = xstrdup(session.sid);
         caller->admin = strcmp(acc.role, "admin") == 0;
+        caller->expires_ms = session.expires;
         store_account_dispose(&acc);
     }
     store_session_dispose(&session);
