@@ -173,9 +173,11 @@ static int serve(struct app *app)
     mg_init_library(MG_FEATURES_TLS | MG_FEATURES_IPV6 | MG_FEATURES_WEBSOCKET);
     int rc = start(app);
     if (rc == 0) {
-        log_msg(LOG_INFO, "started", "version=%s node=%s db=%s mode=%s", TURBOCHAT_VERSION,
+        static const char *const auth_names[] = {"off", "token", "accounts"};
+        log_msg(LOG_INFO, "started", "version=%s node=%s db=%s mode=%s auth=%s", TURBOCHAT_VERSION,
                 app->config.node_id, app->config.db_path,
-                config_is_cluster(&app->config) ? "cluster" : "single-node");
+                config_is_cluster(&app->config) ? "cluster" : "single-node",
+                auth_names[app->config.auth]);
         int sig = 0;
         sigwait(&set, &sig);
         log_msg(LOG_INFO, "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");

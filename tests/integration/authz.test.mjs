@@ -4,10 +4,14 @@
 // are refused, names with invisible or bidi characters are refused, and a
 // client's text cannot forge a field or a line of the server's log.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { api, connect, uniq, withTimeout, WAIT_MS } from '../lib/client.mjs';
-import { RELAXED_RATE_ENV, startServer, stopAll, withLogs } from '../lib/server.mjs';
+import { binaryPath, RELAXED_RATE_ENV, startServer, stopAll, withLogs } from '../lib/server.mjs';
 
 const T = { timeout: 120000 };
 const SECRET = 'authz-test-secret-0123456789abcdef';
@@ -28,6 +32,17 @@ function jwt(claims, secret = SECRET) {
     const body = b64url(JSON.stringify(claims));
     const sig = b64url(crypto.createHmac('sha256', secret).update(`${head}.${body}`).digest());
     return `${head}.${body}.${sig}`;
+}
+
+// Resolve the server's log once it matches re (polled; the log is a file).
+async function logMatching(server, re, timeoutMs = WAIT_MS) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const text = server.logs();
+        if (re.test(text)) return text;
+        if (Date.now() > deadline) assert.fail(`no log line matching ${re} within ${timeoutMs} ms:\n${text.slice(-3000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
 }
 
 async function hello(token) {
@@ -64,5 +79,68 @@ describe('a WebSocket does not outlive its token', () => {
         await c.join(uniq('room'));
         assert.equal(c.closeInfo, null);
         await c.close();
+    }));
+});
+
+describe('nbf and the spelling of a token', () => {
+    it('a token before its nbf is refused at hello and on REST, naming nbf', T, withLogs(async () => {
+        const early = jwt({ sub: uniq('nbf'), exp: nowS() + 7200, nbf: nowS() + 3600 });
+        await expectRefusedHello(early, 'the token is not valid yet (nbf)', 'hello before nbf');
+        const r = await api(srv.url, '/api/rooms', { headers: { Authorization: `Bearer ${early}` } });
+        assert.equal(r.status, 401, r.text);
+        assert.equal(r.json?.error?.code, 'unauthorized', r.text);
+        assert.match(r.json?.error?.message ?? '', /nbf/, r.text);
+        // nbf in the past is fine
+        const { c, f } = await hello(jwt({ sub: uniq('nbf'), exp: nowS() + 3600, nbf: nowS() - 5 }));
+        assert.equal(f.type, 'welcome', JSON.stringify(f));
+        await c.close();
+    }));
+
+    it('another spelling of the same signature bytes is refused', T, withLogs(async () => {
+        const token = jwt({ sub: uniq('sp'), exp: nowS() + 3600 });
+        const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+        const last = alphabet.indexOf(token.at(-1));
+        // 32 bytes take 43 characters: the last one's 2 low bits carry nothing
+        const other = token.slice(0, -1) + alphabet[last ^ 1];
+        assert.deepEqual(Buffer.from(other.split('.')[2], 'base64url'), Buffer.from(token.split('.')[2], 'base64url'));
+        await expectRefusedHello(other, "the token's signature is not valid", 'non-canonical signature');
+        await expectRefusedHello(`${token}=`, "the token's signature is not valid", 'padded signature');
+        const r = await api(srv.url, '/api/rooms', { headers: { Authorization: `Bearer ${other}` } });
+        assert.equal(r.status, 401, r.text);
+    }));
+});
+
+describe('auth_secret', () => {
+    function run(args, env) {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'turbochat-authz-'));
+        try {
+            const base = { PATH: process.env.PATH, HOME: process.env.HOME };
+            for (const k of ['ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS', 'TSAN_OPTIONS']) if (process.env[k]) base[k] = process.env[k];
+            return spawnSync(binaryPath(), args, { cwd: dir, env: { ...base, ...env }, encoding: 'utf8', timeout: 20000 });
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    }
+
+    it('shorter than 32 bytes or blank is refused, naming the setting; token too', T, () => {
+        const short = run(['--check-config'], { TURBOCHAT_AUTH_SECRET: 'only-twenty-bytes!!!' });
+        assert.notEqual(short.status, 0, short.stdout);
+        assert.match(short.stderr, /TURBOCHAT_AUTH_SECRET: must be at least 32 bytes \(it has 20\)/, short.stderr);
+        assert.ok(!short.stderr.includes('only-twenty'), 'the secret is not printed');
+        const blank = run(['--check-config'], { TURBOCHAT_AUTH_SECRET: ' ' });
+        assert.notEqual(blank.status, 0, blank.stdout);
+        assert.match(blank.stderr, /TURBOCHAT_AUTH_SECRET: set but blank/, blank.stderr);
+        const token = run(['token', '--user', 'alice'], { TURBOCHAT_AUTH_SECRET: 'only-twenty-bytes!!!' });
+        assert.notEqual(token.status, 0, token.stdout);
+        assert.match(token.stderr, /TURBOCHAT_AUTH_SECRET: must be at least 32 bytes/, token.stderr);
+        const ok = run(['--check-config'], { TURBOCHAT_AUTH_SECRET: 'x'.repeat(32) });
+        assert.equal(ok.status, 0, ok.stderr);
+    });
+
+    it('the started line says which auth is on', T, withLogs(async () => {
+        await logMatching(srv, / started .* auth=token\b/);
+        const open = await startServer({ env: RELAXED_RATE_ENV });
+        await logMatching(open, / started .* auth=off\b/);
+        await open.stop();
     }));
 });
