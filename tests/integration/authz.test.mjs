@@ -144,3 +144,40 @@ describe('auth_secret', () => {
         await open.stop();
     }));
 });
+
+describe('user names that hide or reorder characters', () => {
+    let open;
+    before(async () => {
+        open = await startServer({ env: RELAXED_RATE_ENV });
+    });
+
+    it('hello and REST refuse bidi overrides, zero-width and blank names, naming why', T, withLogs(async () => {
+        const hidden = 'name must not hold invisible, zero-width, bidi or format characters';
+        const cases = [
+            ['\u202Egnp.exe', hidden],
+            ['ad\u200Bmin', hidden],
+            ['\u2066alice\u2069', hidden],
+            ['\uFEFFbob', hidden],
+            ['\u3164', hidden],
+            ['\u00A0\u3000', 'name must have a visible character'],
+        ];
+        for (const [name, why] of cases) {
+            const c = await connect(open.wsUrl);
+            c.send({ type: 'hello', name });
+            const f = await c.next((x) => x.type === 'welcome' || x.type === 'error');
+            assert.equal(f.type, 'error', `${JSON.stringify(name)}: ${JSON.stringify(f)}`);
+            assert.equal(f.code, 'bad_request', JSON.stringify(f));
+            assert.equal(f.message, why, JSON.stringify(f));
+            await c.closed;
+            const room = uniq('names');
+            const r = await api(open.url, `/api/rooms/${room}/messages`, { method: 'POST', body: { user: name, text: 'hi' } });
+            assert.equal(r.status, 400, `${JSON.stringify(name)}: ${r.text}`);
+            assert.equal(r.json?.error?.code, 'bad_request', r.text);
+        }
+        const c = await connect(open.wsUrl);
+        c.send({ type: 'hello', name: 'Zo\u00eb \u05e9\u05e8\u05d4' });
+        const w = await c.next((x) => x.type === 'welcome' || x.type === 'error');
+        assert.equal(w.type, 'welcome', JSON.stringify(w));
+        await c.close();
+    }));
+});
