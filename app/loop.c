@@ -317,7 +317,7 @@ static int enqueue(struct conn *conn, struct loop_frame *f, bool replay)
         queue_drop_unsent(conn);
         close_locked(conn, PROTO_CLOSE_TRY_AGAIN, "slow consumer");
         atomic_fetch_add(&conn->loop->loops->metrics->slow_consumers, 1);
-        log_msg(LOG_WARN, "slow_consumer", "remote=%s limit=%s", conn->ip,
+        log_msg(LOG_WARN, "slow_consumer", "remote=%s limit=%s", log_value(conn->ip),
                 frames_full ? "outbound_max_frames" : "outbound_max_kib");
         rc = -ENOBUFS;
     } else {

@@ -125,7 +125,7 @@ static int start(struct app *app)
         goto out_fail;
     return 0;
 out_fail:
-    log_msg(LOG_ERROR, "start_failed", "reason=\"%s\"", err);
+    log_msg(LOG_ERROR, "start_failed", "reason=%s", log_value(err));
     return -1;
 }
 
@@ -175,7 +175,7 @@ static int serve(struct app *app)
     if (rc == 0) {
         static const char *const auth_names[] = {"off", "token", "accounts"};
         log_msg(LOG_INFO, "started", "version=%s node=%s db=%s mode=%s auth=%s", TURBOCHAT_VERSION,
-                app->config.node_id, app->config.db_path,
+                log_value(app->config.node_id), log_value(app->config.db_path),
                 config_is_cluster(&app->config) ? "cluster" : "single-node",
                 auth_names[app->config.auth]);
         int sig = 0;

@@ -675,14 +675,14 @@ static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
     if (atomic_load(&ws->refusing))
         return refuse_upgrade(mc, "the server is shutting down");
     if (!api_origin_is_allowed(mc, ws->config)) {
-        log_msg(LOG_INFO, "ws_origin_refused", "remote=%s", ip);
+        log_msg(LOG_INFO, "ws_origin_refused", "remote=%s", log_value(ip));
         return 1;
     }
     int rc = loops_admit(ws->loops, ip);
     if (rc < 0) {
         bool node_full = rc == -EBUSY;
         atomic_fetch_add(&ws->metrics->connections_refused, 1);
-        log_msg(LOG_WARN, "ws_refused", "remote=%s reason=%s", ip,
+        log_msg(LOG_WARN, "ws_refused", "remote=%s reason=%s", log_value(ip),
                 node_full ? "max_connections" : "max_connections_per_ip");
         return refuse_upgrade(mc, node_full ? "this node holds its maximum of connections"
                                             : "too many connections from this address");

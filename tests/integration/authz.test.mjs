@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { api, connect, uniq, withTimeout, WAIT_MS } from '../lib/client.mjs';
+import { accountsEnv, signinRaw, signupRaw } from '../lib/accounts.mjs';
 import { binaryPath, RELAXED_RATE_ENV, startServer, stopAll, withLogs } from '../lib/server.mjs';
 
 const T = { timeout: 120000 };
@@ -179,5 +180,36 @@ describe('user names that hide or reorder characters', () => {
         const w = await c.next((x) => x.type === 'welcome' || x.type === 'error');
         assert.equal(w.type, 'welcome', JSON.stringify(w));
         await c.close();
+    }));
+});
+
+describe('log lines a client cannot forge', () => {
+    // The key=value fields of one log line; a quoted value may hold \" and \\.
+    function fields(line) {
+        const out = {};
+        for (const m of line.matchAll(/ (\w+)=("(?:[^"\\]|\\.)*"|[^\s"]+)(?=\s|$)/g)) out[m[1]] = m[2];
+        return out;
+    }
+
+    it('a user name with a quote, "=" and spaces stays in its field; a newline makes no line', T, withLogs(async () => {
+        const s = await startServer({ env: accountsEnv() });
+        const name = 'x" role=admin';
+        const up = await signupRaw(s.url, name, 'correct horse battery');
+        assert.equal(up.status, 201, up.text);
+        const r = await signinRaw(s.url, name, 'correct horse battery');
+        assert.equal(r.status, 200, r.text);
+        const bad = await signupRaw(s.url, 'eve\nfake_event user=admin', 'correct horse battery');
+        assert.equal(bad.status, 400, bad.text);
+        const log = await logMatching(s, / info signin /);
+        const lines = log.split('\n');
+        for (const event of ['account_created', 'signin']) {
+            const line = lines.find((l) => l.includes(` info ${event} `));
+            assert.ok(line, `no ${event} line:\n${log}`);
+            const f = fields(line);
+            assert.equal(f.user, '"x\\" role=admin"', `${event}: ${line}`);
+            assert.equal(f.role, undefined, `${event}: a forged role field: ${line}`);
+        }
+        assert.ok(!lines.some((l) => l.startsWith('fake_event')), log);
+        await s.stop();
     }));
 });
