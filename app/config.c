@@ -28,6 +28,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "proto.h"
 #include "util.h"
 
 #define DOTENV_FILE ".env"
@@ -736,6 +737,15 @@ static int check_user(const char *value, char *why, size_t whylen)
     }
     if (util_utf8_count(value, len) > 32) {
         snprintf(why, whylen, "longer than 32 characters");
+        return -1;
+    }
+    /* the rest of the user-name rules: no hidden characters, one visible */
+    char *copy = xstrdup(value);
+    const char *reason = NULL;
+    bool ok = proto_user_normalize(copy, &reason);
+    free(copy);
+    if (!ok) {
+        snprintf(why, whylen, "%s", reason);
         return -1;
     }
     return 0;

@@ -773,6 +773,14 @@ IN_TMPDIR(test_token)
     TEST_ASSERT_INT(count_lines(err), 5);
 
     RELOAD(cfg);
+    LOAD_FAILS(cfg,
+               ARGS("token", "--user",
+                    "\xe2\x80\xae"
+                    "evil"),
+               secret);
+    ERR_HAS("--user: name must not hold invisible, zero-width, bidi or format characters\n");
+
+    RELOAD(cfg);
     LOAD_FAILS(cfg, ARGS("--user", "x", "token"), secret);
     ERR_HAS("'token': unexpected argument (token must come first)\n");
     return 0;
