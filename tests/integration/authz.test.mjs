@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { api, connect, uniq, withTimeout, WAIT_MS } from '../lib/client.mjs';
-import { accountsEnv, signinRaw, signupRaw } from '../lib/accounts.mjs';
+import { accountsEnv, signinRaw, signup, signupRaw, wsSession } from '../lib/accounts.mjs';
 import { binaryPath, RELAXED_RATE_ENV, startServer, stopAll, withLogs } from '../lib/server.mjs';
 
 const T = { timeout: 120000 };
@@ -80,6 +80,24 @@ describe('a WebSocket does not outlive its token', () => {
         await c.join(uniq('room'));
         assert.equal(c.closeInfo, null);
         await c.close();
+    }));
+});
+
+describe('a WebSocket does not outlive its account session', () => {
+    it('token and cookie hellos are closed with 1008 when the session ends', { timeout: 240000 }, withLogs(async () => {
+        const s = await startServer({ env: accountsEnv({ TURBOCHAT_SESSION_TTL_S: '60' }) });
+        const started = Date.now();
+        const session = await signup(s.url, uniq('ttl'), 'correct horse battery');
+        const byToken = await wsSession(s.url, session, { via: 'token' });
+        const byCookie = await wsSession(s.url, session, { via: 'cookie' });
+        // both stay silent; the session ends 60 s after signup
+        for (const c of [byToken, byCookie]) {
+            const ci = await withTimeout(c.closed, 60000 + WAIT_MS * 3, 'close after the session ended');
+            assert.ok(Date.now() - started >= 59000, `closed after ${Date.now() - started} ms, before the session ended`);
+            assert.equal(ci.code, 1008, JSON.stringify(ci));
+            assert.equal(ci.reason, 'session expired', JSON.stringify(ci));
+        }
+        await s.stop();
     }));
 });
 
