@@ -199,7 +199,8 @@ static int seal_session(struct accounts *a, const char *name, struct accounts_gr
     free(grant->cookie);
     grant->token = util_buf_take(&buf, NULL);
     grant->cookie = xstrdup(grant->token);
-    log_msg(LOG_WARN, "session_sealed", "user=\"%s\" reason=\"the broker is unavailable\"", name);
+    log_msg(LOG_WARN, "session_sealed", "user=%s reason=\"the broker is unavailable\"",
+            log_value(name));
     return 0;
 }
 
@@ -210,8 +211,9 @@ static bool open_sealed(struct accounts *a, const char *secret, struct accounts_
     const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
     const char *dot3 = dot2 ? strchr(dot2 + 1, '.') : NULL;
     size_t hex_len = dot1 ? (size_t)(dot1 - p) : 0;
+    int64_t expires_ms = dot1 ? strtoll(dot1 + 1, NULL, 10) : 0;
     if (!dot3 || hex_len == 0 || hex_len % 2 || hex_len > 2 * PROTO_USER_MAX_BYTES ||
-        strtoll(dot1 + 1, NULL, 10) <= util_now_ms())
+        expires_ms <= util_now_ms())
         return false;
     char name[PROTO_USER_MAX_BYTES + 1];
     for (size_t i = 0; i < hex_len / 2; i++) {
@@ -233,6 +235,7 @@ static bool open_sealed(struct accounts *a, const char *secret, struct accounts_
         caller->user = xstrdup(acc.name);
         caller->sid = xstrdup(sid);
         caller->admin = strcmp(acc.role, "admin") == 0;
+        caller->expires_ms = expires_ms;
     }
     store_account_dispose(&acc);
     return ok;
@@ -341,7 +344,7 @@ static int make_account(struct accounts *a, char *name, const char *password, co
     if (rc < 0)
         return chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "the account could not be made now",
                             rc);
-    log_msg(LOG_INFO, "account_created", "user=\"%s\"", name);
+    log_msg(LOG_INFO, "account_created", "user=%s", log_value(name));
     return 0;
 }
 
@@ -424,7 +427,7 @@ int accounts_signin(struct accounts *a, const char *name, const char *password, 
     store_name_key(name, key, sizeof(key));
     *retry_s = signin_wait_s(a, key, address);
     if (*retry_s > 0) {
-        log_msg(LOG_WARN, "signin_limited", "remote=%s", address);
+        log_msg(LOG_WARN, "signin_limited", "remote=%s", log_value(address));
         return chat_refused(refusal, PROTO_ERR_RATE_LIMITED, "too many failed sign-ins; wait",
                             -EAGAIN);
     }
@@ -438,14 +441,14 @@ int accounts_signin(struct accounts *a, const char *name, const char *password, 
         store_account_dispose(&acc);
     if (!ok) {
         count_failure(a, key, address);
-        log_msg(LOG_INFO, "signin_failed", "remote=%s", address);
+        log_msg(LOG_INFO, "signin_failed", "remote=%s", log_value(address));
         return chat_refused(refusal, PROTO_ERR_UNAUTHORIZED, "wrong name or password", -EACCES);
     }
     int rc = open_session(a, canonical, grant);
     free(canonical);
     if (rc < 0)
         return chat_refused(refusal, PROTO_ERR_UNAVAILABLE, "signing in is not possible now", rc);
-    log_msg(LOG_INFO, "signin", "user=\"%s\" remote=%s", grant->user, address);
+    log_msg(LOG_INFO, "signin", "user=%s remote=%s", log_value(grant->user), log_value(address));
     return 0;
 }
 
@@ -468,6 +471,7 @@ bool accounts_authenticate(struct accounts *a, const char *secret, bool by_token
         caller->user = xstrdup(acc.name);
         caller->sid = xstrdup(session.sid);
         caller->admin = strcmp(acc.role, "admin") == 0;
+        caller->expires_ms = session.expires;
         store_account_dispose(&acc);
     }
     store_session_dispose(&session);
@@ -616,7 +620,8 @@ int accounts_set_disabled(struct accounts *a, const char *name, bool disabled,
 {
     int rc = change_account(a, name, name, disabled, set_disabled, &disabled, refusal);
     if (rc == 0)
-        log_msg(LOG_INFO, disabled ? "account_disabled" : "account_enabled", "user=\"%s\"", name);
+        log_msg(LOG_INFO, disabled ? "account_disabled" : "account_enabled", "user=%s",
+                log_value(name));
     return rc;
 }
 

@@ -36,6 +36,7 @@ struct accounts_caller {
     char *user;
     char *sid; /* the session's id */
     bool admin;
+    int64_t expires_ms; /* when the session ends, ms since the epoch */
 };
 void accounts_caller_dispose(struct accounts_caller *caller);
 

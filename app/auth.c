@@ -1,6 +1,8 @@
 /* auth: JWT with HS256 only. The header must say alg HS256 (alg none and every
  * other algorithm are refused), the signature is compared in constant time,
- * sub must be a valid user name and exp in the future. */
+ * sub must be a valid user name, exp in the future and nbf, when present, not
+ * more than AUTH_NBF_SKEW_S ahead. Segments must be canonical base64url, so
+ * that a token has exactly one spelling. */
 #include "auth.h"
 
 #include <cjson/cJSON.h>
@@ -15,6 +17,7 @@
 
 #define AUTH_TOKEN_MAX 8192
 #define AUTH_ROOMS_MAX 256
+#define AUTH_NBF_SKEW_S 30 /* an issuer's clock may run this far ahead of ours */
 
 /* ---------------------------------------------------------------- base64url */
 
@@ -48,7 +51,9 @@ static int b64url_value(char c)
     return p ? (int)(p - b64url_chars) : -1;
 }
 
-/* Decode len characters of unpadded base64url; NULL when malformed. */
+/* Decode len characters of unpadded base64url; NULL when malformed or not
+ * canonical: no padding, no '+' or '/', and the bits of the last character
+ * that encode no byte must be zero (else one value has several spellings). */
 static unsigned char *b64url_decode(const char *in, size_t len, size_t *out_len)
 {
     if (len % 4 == 1)
@@ -69,6 +74,10 @@ static unsigned char *b64url_decode(const char *in, size_t len, size_t *out_len)
             bits -= 8;
             out[o++] = (unsigned char)(acc >> bits);
         }
+    }
+    if (acc & ((1u << bits) - 1)) {
+        free(out);
+        return NULL;
     }
     out[o] = '\0';
     *out_len = o;
@@ -157,9 +166,21 @@ static int read_claims(const cJSON *payload, int64_t now_s, struct auth_claims *
         *why = "the token's sub is not a valid user name";
         return -EACCES;
     }
-    claims->exp = (int64_t)exp->valuedouble;
+    /* Clamped before the conversion: a double beyond int64 (1e300, NaN)
+     * converted as it is would be undefined behaviour. */
+    double exp_s = exp->valuedouble;
+    claims->exp = exp_s >= 9.0e18 ? INT64_MAX : exp_s > 0 ? (int64_t)exp_s : 0;
     if (claims->exp <= now_s) {
         *why = "the token has expired";
+        return -EACCES;
+    }
+    const cJSON *nbf = cJSON_GetObjectItemCaseSensitive(payload, "nbf");
+    if (nbf && !cJSON_IsNumber(nbf)) {
+        *why = "the token's nbf claim must be a number";
+        return -EACCES;
+    }
+    if (nbf && nbf->valuedouble > (double)(now_s + AUTH_NBF_SKEW_S)) {
+        *why = "the token is not valid yet (nbf)";
         return -EACCES;
     }
     if (!read_rooms(payload, claims)) {

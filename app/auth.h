@@ -1,5 +1,6 @@
 /* auth: HS256 JSON Web Tokens: verification (OpenSSL HMAC, constant-time
- * signature comparison) of the claims sub, exp, rooms and role, and minting. */
+ * signature comparison, canonical base64url only) of the claims sub, exp,
+ * nbf, rooms and role, and minting. */
 #ifndef TURBOCHAT_AUTH_H
 #define TURBOCHAT_AUTH_H
 
@@ -24,7 +25,8 @@ struct auth_claims {
     enum auth_role role;
 };
 
-/* Verify token against secret at now_s. 0 and *claims filled (dispose with
+/* Verify token against secret at now_s: refused when exp <= now_s or nbf is
+ * more than 30 s after now_s (clock skew). 0 and *claims filled (dispose with
  * auth_claims_dispose), or -EACCES with *why naming the problem (a static
  * string, safe to show the client: never the secret). Any thread. */
 int auth_verify(const char *secret, const char *token, int64_t now_s, struct auth_claims *claims,

@@ -396,7 +396,7 @@ static struct valkey_conn *lazy_conn_get(struct broker_valkey *b, struct lazy_co
         char err[REASON_MAX];
         lc->conn = open_conn(b, role, err, sizeof(err));
         if (!lc->conn)
-            log_msg(LOG_WARN, "broker_connect_failed", "role=%s reason=\"%s\"", role, err);
+            log_msg(LOG_WARN, "broker_connect_failed", "role=%s reason=%s", role, log_value(err));
     }
     lc->used_ms = now;
     return lc->conn;
@@ -489,8 +489,8 @@ static int xrange(struct valkey_conn *conn, const char *room, uint64_t from, uin
     if (rc < 0)
         return rc;
     if (!reply_is(r, VALKEY_REPLY_ARRAY)) {
-        log_msg(LOG_WARN, "broker_xrange_failed", "room=%s reply=\"%s\"", room,
-                reply_is(r, VALKEY_REPLY_ERROR) ? r->str : "unexpected");
+        log_msg(LOG_WARN, "broker_xrange_failed", "room=%s reply=%s", log_value(room),
+                log_value(reply_is(r, VALKEY_REPLY_ERROR) ? r->str : "unexpected"));
         valkey_reply_free(r);
         return -EPROTO;
     }
@@ -877,7 +877,7 @@ static void finish_job(struct broker_valkey *b, struct job *job, const struct va
 {
     if (job->kind == JOB_NOTICE) {
         if (reply_is(r, VALKEY_REPLY_ERROR))
-            log_msg(LOG_WARN, "broker_notice_failed", "reply=\"%s\"", r->str);
+            log_msg(LOG_WARN, "broker_notice_failed", "reply=%s", log_value(r->str));
         job_free(job);
         return;
     }
@@ -890,8 +890,8 @@ static void finish_job(struct broker_valkey *b, struct job *job, const struct va
     if (!reply_is(r, VALKEY_REPLY_ARRAY) || r->elements < 2 ||
         !reply_is(r->element[0], VALKEY_REPLY_INTEGER) ||
         !reply_is(r->element[1], VALKEY_REPLY_INTEGER) || r->element[1]->integer < 1) {
-        log_msg(LOG_WARN, "broker_publish_failed", "room=%s reply=\"%s\"", job->msg->room,
-                reply_is(r, VALKEY_REPLY_ERROR) ? r->str : "unexpected");
+        log_msg(LOG_WARN, "broker_publish_failed", "room=%s reply=%s", log_value(job->msg->room),
+                log_value(reply_is(r, VALKEY_REPLY_ERROR) ? r->str : "unexpected"));
         job->cb(job->ctx, -TC_EUNAVAILABLE, NULL);
         job_free(job);
         return;
@@ -1170,8 +1170,8 @@ static int publisher_connect(struct broker_valkey *b)
     b->pub.backoff.delay_ms = 0;
     b->pub.outage_logged = false;
     b->pub.next_heartbeat_ms = 0; /* announce our presence at once */
-    log_msg(LOG_INFO, "broker_connected", "role=publisher host=%s port=%d tls=%s", b->opts.host,
-            b->opts.port, b->opts.tls ? "on" : "off");
+    log_msg(LOG_INFO, "broker_connected", "role=publisher host=%s port=%d tls=%s",
+            log_value(b->opts.host), b->opts.port, b->opts.tls ? "on" : "off");
     return 0;
 
 out_fail:
@@ -1179,7 +1179,7 @@ out_fail:
     snprintf(b->pub_why, sizeof(b->pub_why), "%s", err);
     pthread_mutex_unlock(&b->lock);
     if (!b->pub.outage_logged)
-        log_msg(LOG_WARN, "broker_connect_failed", "role=publisher reason=\"%s\"", err);
+        log_msg(LOG_WARN, "broker_connect_failed", "role=publisher reason=%s", log_value(err));
     b->pub.outage_logged = true;
     return -1;
 }
@@ -1204,7 +1204,7 @@ static void publisher_down(struct broker_valkey *b, const char *reason, struct j
         *list = job;
     }
     pthread_mutex_unlock(&b->lock);
-    log_msg(LOG_WARN, "broker_disconnected", "role=publisher reason=\"%s\"", reason);
+    log_msg(LOG_WARN, "broker_disconnected", "role=publisher reason=%s", log_value(reason));
     b->pub.outage_logged = true;
     fail_jobs(notices);
     fail_jobs(queued);
@@ -1734,7 +1734,7 @@ static struct remote_node *remote_node_get(struct broker_valkey *b, const char *
         node = xcalloc(1, sizeof(*node));
         node->entries = strmap_create(NULL);
         strmap_put(b->sub.nodes, id, node);
-        log_msg(LOG_INFO, "broker_node_seen", "node=%s", id);
+        log_msg(LOG_INFO, "broker_node_seen", "node=%s", log_value(id));
     }
     node->heard_ms = util_mono_ms();
     return node;
@@ -1805,7 +1805,7 @@ static void expire_nodes(struct broker_valkey *b)
     e.ids = xcalloc(strmap_count(b->sub.nodes) + 1, sizeof(char *));
     strmap_each(b->sub.nodes, collect_silent, &e);
     for (size_t i = 0; i < e.count; i++) {
-        log_msg(LOG_INFO, "broker_node_gone", "node=%s", e.ids[i]);
+        log_msg(LOG_INFO, "broker_node_gone", "node=%s", log_value(e.ids[i]));
         replace_pairs(b, strmap_get(b->sub.nodes, e.ids[i]), NULL);
         strmap_remove(b->sub.nodes, e.ids[i]);
         free(e.ids[i]);
@@ -1837,8 +1837,8 @@ static int on_subscribed(struct broker_valkey *b)
     b->sub.backoff.delay_ms = 0;
     b->sub.outage_logged = false;
     set_sub_state(b, true, "");
-    log_msg(LOG_INFO, "broker_connected", "role=subscriber host=%s port=%d tls=%s", b->opts.host,
-            b->opts.port, b->opts.tls ? "on" : "off");
+    log_msg(LOG_INFO, "broker_connected", "role=subscriber host=%s port=%d tls=%s",
+            log_value(b->opts.host), b->opts.port, b->opts.tls ? "on" : "off");
     return 0;
 }
 
@@ -1939,7 +1939,7 @@ static void subscriber_lost(struct broker_valkey *b, const char *reason, bool wa
     set_sub_state(b, false, why);
     if (was_connected || !b->sub.outage_logged)
         log_msg(LOG_WARN, was_connected ? "broker_disconnected" : "broker_connect_failed",
-                "role=subscriber reason=\"%s\"", why);
+                "role=subscriber reason=%s", log_value(why));
     b->sub.outage_logged = true;
 }
 
@@ -2217,7 +2217,8 @@ struct broker *broker_valkey_create(const struct broker_deps *deps, char *err, s
         abort(); /* like xmalloc: out of resources at start-up */
     if (pthread_create(&b->subscriber_thread, NULL, subscriber_main, b) != 0)
         abort();
-    log_msg(LOG_INFO, "broker_started", "mode=cluster host=%s port=%d tls=%s node=%s", b->opts.host,
-            b->opts.port, b->opts.tls ? "on" : "off", b->node_id);
+    log_msg(LOG_INFO, "broker_started", "mode=cluster host=%s port=%d tls=%s node=%s",
+            log_value(b->opts.host), b->opts.port, b->opts.tls ? "on" : "off",
+            log_value(b->node_id));
     return &b->base;
 }

@@ -29,6 +29,7 @@
 #include "auth.h"
 #include "log.h"
 #include "peer.h"
+#include "proto.h"
 #include "util.h"
 
 #define DOTENV_FILE ".env"
@@ -57,7 +58,9 @@ enum opt_type {
     OPT_CHOICE,      /* int: the index of the value in choices; -1 when unset (def NULL) */
 };
 
-#define OPTF_TOKEN 0x1 /* the flag is only valid after the "token" subcommand */
+#define OPTF_TOKEN 0x1     /* the flag is only valid after the "token" subcommand */
+#define OPTF_NOT_BLANK 0x2 /* set but blank is an error, not the default */
+#define AUTH_SECRET_MIN 32 /* bytes: an HS256 key as long as its hash */
 
 /* Checks a string value beyond "not empty"; 0, or -1 with the reason in why. */
 typedef int (*config_check_fn)(const char *value, char *why, size_t whylen);
@@ -89,6 +92,7 @@ static int check_rooms(const char *value, char *why, size_t whylen);
 static int check_addresses(const char *value, char *why, size_t whylen);
 static int check_role(const char *value, char *why, size_t whylen);
 static int check_peer_url(const char *value, char *why, size_t whylen);
+static int check_auth_secret(const char *value, char *why, size_t whylen);
 
 #define FIELD(f) offsetof(struct config, f)
 
@@ -158,8 +162,13 @@ static const struct config_option options[] = {
                  session_ttl_s, "how long a signed-in session lasts"),
     INT_OPT("signin_rate_limit", "TURBOCHAT_SIGNIN_RATE_LIMIT", "10", 1, 100000, signin_rate_limit,
             "failed sign-ins a minute per account and per address"),
-    SECRET_OPT("auth_secret", "TURBOCHAT_AUTH_SECRET", auth_secret,
-               "HS256 token secret; set: auth on, unset: auth off"),
+    {.key = "auth_secret",
+     .env = "TURBOCHAT_AUTH_SECRET",
+     .type = OPT_SECRET,
+     .offset = FIELD(auth_secret),
+     .check = check_auth_secret,
+     .flags = OPTF_NOT_BLANK,
+     .help = "HS256 token secret, at least 32 bytes; set: auth on, unset: auth off"},
     STRING_OPT("allowed_origins", "TURBOCHAT_ALLOWED_ORIGINS", NULL, NULL, allowed_origins,
                check_origins, "browser origins allowed, comma-separated; unset: own origin"),
     STRING_OPT("trusted_proxies", "TURBOCHAT_TRUSTED_PROXIES", NULL, NULL, trusted_proxies,
@@ -718,6 +727,16 @@ static int origin_item(const char *item, size_t len, void *arg)
     return 0;
 }
 
+/* A short HS256 key can be guessed offline from one token. */
+static int check_auth_secret(const char *value, char *why, size_t whylen)
+{
+    size_t len = strlen(value);
+    if (len >= AUTH_SECRET_MIN)
+        return 0;
+    snprintf(why, whylen, "must be at least %d bytes (it has %zu)", AUTH_SECRET_MIN, len);
+    return -1;
+}
+
 static int check_origins(const char *value, char *why, size_t whylen)
 {
     struct item_check c = {why, whylen};
@@ -768,6 +787,15 @@ static int check_user(const char *value, char *why, size_t whylen)
     }
     if (util_utf8_count(value, len) > 32) {
         snprintf(why, whylen, "longer than 32 characters");
+        return -1;
+    }
+    /* the rest of the user-name rules: no hidden characters, one visible */
+    char *copy = xstrdup(value);
+    const char *reason = NULL;
+    bool ok = proto_user_normalize(copy, &reason);
+    free(copy);
+    if (!ok) {
+        snprintf(why, whylen, "%s", reason);
         return -1;
     }
     return 0;
@@ -1241,7 +1269,11 @@ static void apply(struct loader *ld, size_t idx, const char *raw, struct origin 
     char why[WHY_MAX];
     char *value = trimmed_dup(raw, strlen(raw));
 
-    if (set_value(ld->cfg, opt, value, why, sizeof(why)) != 0) {
+    if (value[0] == '\0' && (opt->flags & OPTF_NOT_BLANK)) {
+        char where[300];
+        format_origin(opt, &o, where, sizeof(where));
+        add_error(ld, "%s: set but blank; remove it to leave it unset", where);
+    } else if (set_value(ld->cfg, opt, value, why, sizeof(why)) != 0) {
         char where[300];
         format_origin(opt, &o, where, sizeof(where));
         add_error(ld, "%s: %s", where, why);

@@ -1,9 +1,14 @@
 /* log: one line per event on stderr, "ts level event key=value ...".
- * The level is checked before anything is formatted. */
+ * The level is checked before anything is formatted. Every value that did
+ * not come from our own code goes through log_value(), so that no client,
+ * peer or file can forge a field or a line. */
 #ifndef TURBOCHAT_LOG_H
 #define TURBOCHAT_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#define LOG_VALUE_MAX 256 /* bytes of one quoted value, quotes and NUL included */
 
 enum log_level {
     LOG_DEBUG = 0,
@@ -24,6 +29,18 @@ void log_set_level(enum log_level level);
  * (by convention "key=value key=value"). Thread-safe. */
 void log_write(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* value as one field value, written into buf (size >= 8): as is when it is
+ * printable ASCII without space, '"', '=' or '\\'; else in double quotes with
+ * '"' and '\\' escaped, control characters as \n \r \t or \xHH, bytes that
+ * are not UTF-8 as \xHH, and the characters that hide or reorder text (C1,
+ * zero-width, bidi controls, line separators, BOM) as \uHHHH; cut to fit with
+ * "..." before the closing quote. NULL is "". Returns buf. Any thread. */
+const char *log_quote(char *buf, size_t size, const char *value);
+
+/* log_quote into a buffer that lives until the end of the log_msg it is an
+ * argument of: log_msg(LOG_INFO, "signin", "user=%s", log_value(name)). */
+#define log_value(s) log_quote((char[LOG_VALUE_MAX]){0}, LOG_VALUE_MAX, (s))
 
 #define log_msg(level, event, ...)                                                                 \
     do {                                                                                           \

@@ -81,7 +81,9 @@ struct conn {
     int64_t ping_sent_ms;
     int64_t mid_frame_since_ms; /* 0 when no frame is partly received */
     int64_t closing_since_ms;
-    struct conn *prev; /* loop->conns, loop thread only */
+    int64_t expires_ms;        /* wall clock; 0: the credentials do not end */
+    const char *expiry_reason; /* the close reason once expires_ms passed */
+    struct conn *prev;         /* loop->conns, loop thread only */
     struct conn *next;
 
     pthread_mutex_t lock;      /* guards the fields below */
@@ -315,7 +317,7 @@ static int enqueue(struct conn *conn, struct loop_frame *f, bool replay)
         queue_drop_unsent(conn);
         close_locked(conn, PROTO_CLOSE_TRY_AGAIN, "slow consumer");
         atomic_fetch_add(&conn->loop->loops->metrics->slow_consumers, 1);
-        log_msg(LOG_WARN, "slow_consumer", "remote=%s limit=%s", conn->ip,
+        log_msg(LOG_WARN, "slow_consumer", "remote=%s limit=%s", log_value(conn->ip),
                 frames_full ? "outbound_max_frames" : "outbound_max_kib");
         rc = -ENOBUFS;
     } else {
@@ -378,6 +380,21 @@ bool conn_is_backlogged(struct conn *conn)
 void conn_hello_done(struct conn *conn)
 {
     conn->hello_done = true;
+}
+
+void conn_set_expiry(struct conn *conn, int64_t expires_ms, const char *reason)
+{
+    conn->expires_ms = expires_ms;
+    conn->expiry_reason = reason;
+}
+
+/* True, after closing it with 1008, when conn's credentials have ended. */
+static bool conn_close_if_expired(struct conn *conn)
+{
+    if (!conn->expires_ms || util_now_ms() < conn->expires_ms)
+        return false;
+    conn_close(conn, PROTO_CLOSE_POLICY, conn->expiry_reason);
+    return true;
 }
 
 const char *conn_remote_ip(const struct conn *conn)
@@ -558,6 +575,8 @@ static int on_frame_event(void *ctx, const struct wsframe_event *ev)
     struct conn *conn = ctx;
     switch (ev->opcode) {
     case WSFRAME_TEXT:
+        if (conn_close_if_expired(conn))
+            return 1;
         return conn->handler->on_message(conn->ctx, conn, ev->data, ev->len);
     case WSFRAME_PING:
         queue_control(conn, WSFRAME_PONG, ev->data, ev->len);
@@ -756,6 +775,8 @@ static void sweep_conn(struct conn *conn, int64_t now)
     }
     if (!conn->hello_done && now - conn->opened_ms >= config->hello_timeout_ms) {
         conn_close(conn, PROTO_CLOSE_POLICY, "hello timeout");
+    } else if (conn_close_if_expired(conn)) {
+        /* closed */
     } else if (conn->mid_frame_since_ms &&
                now - conn->mid_frame_since_ms >= config->request_timeout_ms) {
         conn_close(conn, PROTO_CLOSE_POLICY, "message not completed in time");

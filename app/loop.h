@@ -4,8 +4,8 @@
  * text message to the connection's handler, writes its bounded queue of
  * shared, reference-counted frames without ever blocking, and enforces its
  * deadlines: hello, keepalive ping, a frame stalled midway, the close
- * handshake. It also admits connections: per node and per IP address.
- * Other threads never touch a socket: they queue frames and wake the loop. */
+ * handshake, the end of the credentials the hello gave. It also admits connections: per node and
+ * per IP address. Other threads never touch a socket: they queue frames and wake the loop. */
 #ifndef TURBOCHAT_LOOP_H
 #define TURBOCHAT_LOOP_H
 
@@ -102,6 +102,13 @@ bool conn_is_backlogged(struct conn *conn);
 
 /* The hello arrived: the hello deadline no longer applies. Loop thread. */
 void conn_hello_done(struct conn *conn);
+
+/* The hello's credentials (a token's exp, a session's end) are valid until
+ * expires_ms, wall clock in ms since the epoch (0: no end). From then on the
+ * connection is closed with 1008 and reason (a static string, at most 64
+ * bytes): checked before each text message and by the sweep, so a silent
+ * connection goes too, within LOOP_SWEEP_MS. Loop thread. */
+void conn_set_expiry(struct conn *conn, int64_t expires_ms, const char *reason);
 
 /* The peer's address, as admitted. */
 const char *conn_remote_ip(const struct conn *conn);

@@ -136,7 +136,7 @@ static int start(struct app *app)
         goto out_fail;
     return 0;
 out_fail:
-    log_msg(LOG_ERROR, "start_failed", "reason=\"%s\"", err);
+    log_msg(LOG_ERROR, "start_failed", "reason=%s", log_value(err));
     return -1;
 }
 
@@ -189,9 +189,11 @@ static int serve(struct app *app)
     mg_init_library(MG_FEATURES_TLS | MG_FEATURES_IPV6 | MG_FEATURES_WEBSOCKET);
     int rc = start(app);
     if (rc == 0) {
-        log_msg(LOG_INFO, "started", "version=%s node=%s db=%s mode=%s", TURBOCHAT_VERSION,
-                app->config.node_id, app->config.db_path,
-                config_is_cluster(&app->config) ? "cluster" : "single-node");
+        static const char *const auth_names[] = {"off", "token", "accounts"};
+        log_msg(LOG_INFO, "started", "version=%s node=%s db=%s mode=%s auth=%s auth_mode=%s",
+                TURBOCHAT_VERSION, log_value(app->config.node_id), log_value(app->config.db_path),
+                config_is_cluster(&app->config) ? "cluster" : "single-node",
+                app->config.auth == CONFIG_AUTH_OFF ? "off" : "on", auth_names[app->config.auth]);
         int sig = 0;
         sigwait(&set, &sig);
         log_msg(LOG_INFO, "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -199,12 +199,55 @@ static bool has_control_char(const char *s, size_t len)
     return false;
 }
 
+static uint32_t utf8_next(const char **p);
+
+/* Code points a name may not hold: they render as nothing or reorder what
+ * follows, so one name can pose as another. Format characters (Cf, bidi
+ * embeddings, overrides and isolates among them), zero-width characters and
+ * the other default-ignorables, Hangul fillers, the line and paragraph
+ * separators. The emoji presentation selectors U+FE0E and U+FE0F stay. */
+static bool is_hidden_code_point(uint32_t cp)
+{
+    static const uint32_t ranges[][2] = {
+        {0x00AD, 0x00AD},   {0x034F, 0x034F},   {0x0600, 0x0605},   {0x061C, 0x061C},
+        {0x06DD, 0x06DD},   {0x070F, 0x070F},   {0x0890, 0x0891},   {0x08E2, 0x08E2},
+        {0x115F, 0x1160},   {0x17B4, 0x17B5},   {0x180B, 0x180F},   {0x200B, 0x200F},
+        {0x2028, 0x202E},   {0x2060, 0x206F},   {0x3164, 0x3164},   {0xFE00, 0xFE0D},
+        {0xFEFF, 0xFEFF},   {0xFFA0, 0xFFA0},   {0xFFF0, 0xFFFB},   {0x110BD, 0x110BD},
+        {0x110CD, 0x110CD}, {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
+        {0xE0000, 0xE0FFF},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(ranges); i++) {
+        if (cp >= ranges[i][0] && cp <= ranges[i][1])
+            return true;
+    }
+    return false;
+}
+
+/* Characters that show as blank space (or nothing) without being refused. */
+static bool is_blank_code_point(uint32_t cp)
+{
+    return cp == ' ' || cp == 0x00A0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+           cp == 0x202F || cp == 0x205F || cp == 0x2800 || cp == 0x3000 || cp == 0xFE0E ||
+           cp == 0xFE0F;
+}
+
 bool proto_user_normalize(char *name, const char **why)
 {
     size_t len = trim_in_place(name);
     if (len == 0 || !util_utf8_is_valid(name, len) || has_control_char(name, len) ||
         util_utf8_count(name, len) > PROTO_USER_MAX)
         return refuse(why, "name is required: 1 to 32 characters without control characters");
+    bool visible = false;
+    for (const char *p = name; *p;) {
+        uint32_t cp = utf8_next(&p);
+        if (is_hidden_code_point(cp))
+            return refuse(why, "name must not hold invisible, zero-width, bidi or format "
+                               "characters");
+        visible = visible || !is_blank_code_point(cp);
+    }
+    if (!visible)
+        return refuse(why, "name must have a visible character");
     return true;
 }
 

@@ -188,7 +188,8 @@ bool proto_room_is_valid(const char *room, const char **why);
 /* A room name, or the name of one of the server's own logs: '.' and then a
  * room name (no client can name those). */
 bool proto_log_is_valid(const char *log);
-/* Trims white space in place first; name must be valid UTF-8. */
+/* Trims white space in place first; name must be valid UTF-8, hold no
+ * control, format, zero-width or bidi character and a visible one. */
 bool proto_user_normalize(char *name, const char **why);
 bool proto_ref_is_valid(const char *ref, const char **why);
 /* Trims in place, then checks UTF-8, control characters and 1..max_chars code

@@ -277,7 +277,7 @@ static int metrics_handler(struct mg_connection *mc, void *cbdata)
 static int on_log_message(const struct mg_connection *mc, const char *message)
 {
     (void)mc;
-    log_msg(LOG_WARN, "civetweb", "message=\"%s\"", message);
+    log_msg(LOG_WARN, "civetweb", "message=%s", log_value(message));
     return 1;
 }
 
@@ -342,7 +342,8 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
     if (SSL_CTX_use_certificate_chain_file(ctx, config->tls_cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, config->tls_key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        log_msg(LOG_ERROR, "tls_setup_failed", "cert=%s key=%s", config->tls_cert, config->tls_key);
+        log_msg(LOG_ERROR, "tls_setup_failed", "cert=%s key=%s", log_value(config->tls_cert),
+                log_value(config->tls_key));
         return -1;
     }
     return 1;
@@ -405,9 +406,9 @@ struct server *server_start(const struct config *config, const struct server_rou
     mg_set_request_handler(server->ctx, "/readyz$", readyz_handler, server);
     mg_set_request_handler(server->ctx, "/metrics$", metrics_handler, server);
     mg_set_request_handler(server->ctx, "/", site_handler, server);
-    log_msg(LOG_INFO, "listening", "listen=%s threads=%d tls=%s site=%s", config->listen,
+    log_msg(LOG_INFO, "listening", "listen=%s threads=%d tls=%s site=%s", log_value(config->listen),
             config->threads, config->tls_cert ? "on" : "off",
-            config->www_dir ? config->www_dir : "embedded");
+            log_value(config->www_dir ? config->www_dir : "embedded"));
     return server;
 }
 

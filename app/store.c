@@ -1180,13 +1180,13 @@ static int commit_batch(struct store *s, struct store_job *batch)
     return 0;
 
 out_fail:
-    log_msg(LOG_ERROR, "store_commit_failed", "stage=%s rows=%zu rc=%d err=\"%s\"", what, rows, rc,
-            sqlite3_errmsg(s->wdb));
+    log_msg(LOG_ERROR, "store_commit_failed", "stage=%s rows=%zu rc=%d err=%s", what, rows, rc,
+            log_value(sqlite3_errmsg(s->wdb)));
     if (!sqlite3_get_autocommit(s->wdb)) {
         rc = step_once(s->rollback);
         if (rc != SQLITE_DONE)
-            log_msg(LOG_ERROR, "store_rollback_failed", "rc=%d err=\"%s\"", rc,
-                    sqlite3_errmsg(s->wdb));
+            log_msg(LOG_ERROR, "store_rollback_failed", "rc=%d err=%s", rc,
+                    log_value(sqlite3_errmsg(s->wdb)));
     }
     if (s->metrics)
         atomic_fetch_add(&s->metrics->store_errors, 1);
@@ -1581,8 +1581,8 @@ static struct store_reader *reader_open(struct store *s)
     }
     return r;
 out_fail:
-    log_msg(LOG_ERROR, "store_reader_open_failed", "path=%s rc=%d err=\"%s\"", s->path, rc,
-            r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
+    log_msg(LOG_ERROR, "store_reader_open_failed", "path=%s rc=%d err=%s", log_value(s->path), rc,
+            log_value(r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc)));
     reader_close(r);
     return NULL;
 }
@@ -1627,8 +1627,8 @@ static void reader_put(struct store *s, struct store_reader *r)
 /* Log a failed read; internal text stays in the log. */
 static int read_failed(struct store_reader *r, const char *what, int rc)
 {
-    log_msg(LOG_ERROR, "store_read_failed", "query=%s rc=%d err=\"%s\"", what, rc,
-            sqlite3_errmsg(r->db));
+    log_msg(LOG_ERROR, "store_read_failed", "query=%s rc=%d err=%s", what, rc,
+            log_value(sqlite3_errmsg(r->db)));
     return -TC_ESTORE;
 }
 
@@ -3040,13 +3040,13 @@ struct store *store_create(const char *path, const struct store_migration *migra
     if (start_writer(s, err, errlen) != 0)
         goto out_free;
     atomic_store(&s->ready, true);
-    log_msg(LOG_INFO, "store_opened", "path=%s batch_max=%d", path, batch_max);
+    log_msg(LOG_INFO, "store_opened", "path=%s batch_max=%d", log_value(path), batch_max);
     free(refs);
     return s;
 
 out_free:
-    log_msg(LOG_ERROR, "store_open_failed", "path=%s reason=\"%s\"", path,
-            err && errlen ? err : "");
+    log_msg(LOG_ERROR, "store_open_failed", "path=%s reason=%s", log_value(path),
+            log_value(err && errlen ? err : ""));
     store_free(s);
     free(refs);
     return NULL;

@@ -751,9 +751,10 @@ struct valkey_conn *valkey_connect(const struct valkey_options *opts, char *err,
                           (const char *[]){"PING"}, deadline) < 0)
         goto out_close;
 
-    log_msg(LOG_INFO, "valkey_connected", "host=%s port=%d tls=%s user=%s", conn->host, conn->port,
-            conn->ssl ? SSL_get_version(conn->ssl) : "off",
-            opts->username ? opts->username : (opts->password ? "(password)" : "(none)"));
+    log_msg(
+        LOG_INFO, "valkey_connected", "host=%s port=%d tls=%s user=%s", log_value(conn->host),
+        conn->port, conn->ssl ? SSL_get_version(conn->ssl) : "off",
+        log_value(opts->username ? opts->username : (opts->password ? "(password)" : "(none)")));
     return conn;
 
 out_close:

@@ -59,6 +59,7 @@ struct ws_session {
     char *cookie_user;         /* auth = accounts: the session of the upgrade's cookie */
     char *cookie_sid;
     bool cookie_admin;
+    int64_t cookie_expires_ms;
     char *sid;     /* auth = accounts: the session this connection belongs to */
     char *address; /* the client's, whose write budget it shares */
     struct ratelimit typing;
@@ -150,10 +151,12 @@ static bool optional_ref(struct ws_session *s, const cJSON *frame, const char **
 /* ---------------------------------------------------------------- frames */
 
 /* Claims of an account's session: every room, moderator everywhere when
- * admin. */
-static void session_claims(struct ws_session *s, const char *user, const char *sid, bool admin)
+ * admin, valid until the session ends. */
+static void session_claims(struct ws_session *s, const char *user, const char *sid, bool admin,
+                           int64_t expires_ms)
 {
     s->claims.sub = xstrdup(user);
+    s->claims.exp = expires_ms / 1000;
     s->claims.all_rooms = true;
     s->claims.role = admin ? AUTH_ROLE_ADMIN : AUTH_ROLE_USER;
     s->sid = sid ? xstrdup(sid) : NULL;
@@ -165,7 +168,7 @@ static bool hello_account(struct ws_session *s, const char *token, const char **
 {
     struct accounts_caller caller;
     if (token && accounts_authenticate(s->ws->accounts, token, true, &caller)) {
-        session_claims(s, caller.user, caller.sid, caller.admin);
+        session_claims(s, caller.user, caller.sid, caller.admin, caller.expires_ms);
         accounts_caller_dispose(&caller);
         return true;
     }
@@ -173,7 +176,7 @@ static bool hello_account(struct ws_session *s, const char *token, const char **
         return auth_verify(s->ws->config->auth_secret, token, util_now_ms() / 1000, &s->claims,
                            why) == 0;
     if (!token && s->cookie_user) {
-        session_claims(s, s->cookie_user, s->cookie_sid, s->cookie_admin);
+        session_claims(s, s->cookie_user, s->cookie_sid, s->cookie_admin, s->cookie_expires_ms);
         return true;
     }
     *why = token ? "the token is not a session's" : "sign in first";
@@ -224,6 +227,9 @@ static bool on_hello(struct ws_session *s, const cJSON *frame)
     hub_conn_set_user(s->hc, user, s->sid,
                       s->ws->config->auth != CONFIG_AUTH_OFF ? &s->claims : NULL);
     conn_hello_done(s->conn);
+    if (s->ws->config->auth != CONFIG_AUTH_OFF && s->claims.exp > 0)
+        conn_set_expiry(s->conn, s->claims.exp * 1000,
+                        s->sid ? "session expired" : "token expired");
     cJSON *welcome = frame_object("welcome");
     cJSON_AddStringToObject(welcome, "user", user);
     cJSON_AddStringToObject(welcome, "node", s->ws->config->node_id);
@@ -664,6 +670,7 @@ static void session_read_cookie(struct ws_session *s, const struct mg_connection
         s->cookie_user = caller.user;
         s->cookie_sid = caller.sid;
         s->cookie_admin = caller.admin;
+        s->cookie_expires_ms = caller.expires_ms;
     }
 }
 
@@ -689,7 +696,7 @@ static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
     if (atomic_load(&ws->refusing))
         return refuse_upgrade(mc, "the server is shutting down");
     if (!api_origin_is_allowed(mc, ws->config)) {
-        log_msg(LOG_INFO, "ws_origin_refused", "remote=%s", ip);
+        log_msg(LOG_INFO, "ws_origin_refused", "remote=%s", log_value(ip));
         /* An answer, not a hang-up: a proxy takes a hang-up for a failed
          * node, retries the others and leaves them all out for a while. */
         api_send_error_headers((struct mg_connection *)mc, PROTO_ERR_FORBIDDEN,
@@ -700,7 +707,7 @@ static int ws_on_connect(const struct mg_connection *mc, void *cbdata)
     if (rc < 0) {
         bool node_full = rc == -EBUSY;
         atomic_fetch_add(&ws->metrics->connections_refused, 1);
-        log_msg(LOG_WARN, "ws_refused", "remote=%s reason=%s", ip,
+        log_msg(LOG_WARN, "ws_refused", "remote=%s reason=%s", log_value(ip),
                 node_full ? "max_connections" : "max_connections_per_ip");
         return refuse_upgrade(mc, node_full ? "this node holds its maximum of connections"
                                             : "too many connections from this address");

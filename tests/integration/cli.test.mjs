@@ -77,10 +77,10 @@ describe('command line', () => {
 
     it('--check-config does not print secrets', T, () => {
         const r = run(['--check-config'], {
-            env: { TURBOCHAT_AUTH_SECRET: 'SuperSecretValue123', REDIS_PASSWORD: 'AnotherSecret456', REDIS_HOST: '127.0.0.1' },
+            env: { TURBOCHAT_AUTH_SECRET: 'SuperSecretValue123-0123456789abcdef', REDIS_PASSWORD: 'AnotherSecret456', REDIS_HOST: '127.0.0.1' },
         });
         const out = r.stdout + r.stderr;
-        assert.ok(!out.includes('SuperSecretValue123'), 'auth secret printed');
+        assert.ok(!out.includes('SuperSecretValue123-0123456789abcdef'), 'auth secret printed');
         assert.ok(!out.includes('AnotherSecret456'), 'Valkey password printed');
     });
 

@@ -1,5 +1,8 @@
 /* Unit tests for auth: HS256 tokens minted and verified, and every way a
  * token is refused (signature, algorithm, expiry, claims, shape). */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,4 +96,127 @@ static int test_refusals(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_round_trip), TEST_CASE(test_refusals))
+/* A token whose payload is the JSON text claims, signed with SECRET. */
+static char *sign(const char *claims)
+{
+    static const char head[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    char *h = auth_b64url_encode((const unsigned char *)head, strlen(head));
+    char *p = auth_b64url_encode((const unsigned char *)claims, strlen(claims));
+    size_t n = strlen(h) + strlen(p) + 2;
+    char *signing = malloc(n);
+    snprintf(signing, n, "%s.%s", h, p);
+    unsigned char mac[32];
+    unsigned int mac_len = sizeof(mac);
+    HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)signing, strlen(signing),
+         mac, &mac_len);
+    char *sig = auth_b64url_encode(mac, sizeof(mac));
+    size_t m = n + strlen(sig) + 1;
+    char *token = malloc(m);
+    snprintf(token, m, "%s.%s", signing, sig);
+    free(h);
+    free(p);
+    free(signing);
+    free(sig);
+    return token;
+}
+
+static int b64url_index(char c)
+{
+    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *p = strchr(chars, c);
+    return p ? (int)(p - chars) : -1;
+}
+
+/* A signature has one spelling: the unused low bits of its last character
+ * must be zero, and padding, '+' and '/' are refused. */
+static int test_canonical_base64url(void)
+{
+    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *token = auth_mint(SECRET, "alice", NULL, 0, NULL, NOW + 60);
+    size_t len = strlen(token);
+    struct auth_claims claims;
+    const char *why = NULL;
+    TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
+    auth_claims_dispose(&claims);
+
+    /* 32 bytes are 43 characters: the last one carries 2 unused bits */
+    int v = b64url_index(token[len - 1]);
+    TEST_ASSERT(v >= 0 && (v & 3) == 0);
+    for (int extra = 1; extra < 4; extra++) {
+        char *other = strdup(token);
+        other[len - 1] = chars[v | extra];
+        TEST_ASSERT(!expect_refused(SECRET, other, "the token's signature is not valid"));
+        free(other);
+    }
+
+    char *padded = malloc(len + 2);
+    snprintf(padded, len + 2, "%s=", token);
+    TEST_ASSERT(!expect_refused(SECRET, padded, "the token's signature is not valid"));
+    free(padded);
+
+    /* the standard alphabet's spelling of a '-' or '_' in the signature */
+    char *std = strdup(token);
+    char *sig = strrchr(std, '.') + 1;
+    bool changed = false;
+    for (char *c = sig; *c; c++) {
+        if (*c == '-' || *c == '_') {
+            *c = *c == '-' ? '+' : '/';
+            changed = true;
+        }
+    }
+    if (changed)
+        TEST_ASSERT(!expect_refused(SECRET, std, "the token's signature is not valid"));
+    free(std);
+    free(token);
+    return 0;
+}
+
+/* nbf: refused while more than 30 s ahead (clock skew), accepted after. */
+static int test_not_before(void)
+{
+    char json[128];
+    snprintf(json, sizeof(json), "{\"sub\":\"alice\",\"exp\":%d,\"nbf\":%d}", NOW + 600, NOW + 60);
+    char *token = sign(json);
+    TEST_ASSERT(!expect_refused(SECRET, token, "the token is not valid yet (nbf)"));
+    struct auth_claims claims;
+    const char *why = NULL;
+    TEST_ASSERT_INT(auth_verify(SECRET, token, NOW + 30, &claims, &why), 0); /* skew */
+    auth_claims_dispose(&claims);
+    TEST_ASSERT_INT(auth_verify(SECRET, token, NOW + 60, &claims, &why), 0);
+    auth_claims_dispose(&claims);
+    free(token);
+
+    snprintf(json, sizeof(json), "{\"sub\":\"alice\",\"exp\":%d,\"nbf\":%d}", NOW + 600, NOW - 5);
+    token = sign(json);
+    TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
+    auth_claims_dispose(&claims);
+    free(token);
+
+    snprintf(json, sizeof(json), "{\"sub\":\"alice\",\"exp\":%d,\"nbf\":\"soon\"}", NOW + 600);
+    token = sign(json);
+    TEST_ASSERT(!expect_refused(SECRET, token, "the token's nbf claim must be a number"));
+    free(token);
+    return 0;
+}
+
+/* An exp no integer holds is clamped, not converted as it is (undefined
+ * behaviour, which UBSan reports): far future is valid, far past expired. */
+static int test_exp_out_of_range(void)
+{
+    struct auth_claims claims;
+    const char *why = NULL;
+    char *token = sign("{\"sub\":\"ann\",\"exp\":1e300}");
+    TEST_ASSERT_INT(auth_verify(SECRET, token, NOW, &claims, &why), 0);
+    TEST_ASSERT(claims.exp == INT64_MAX);
+    auth_claims_dispose(&claims);
+    free(token);
+    token = sign("{\"sub\":\"ann\",\"exp\":-1e300}");
+    TEST_ASSERT(auth_verify(SECRET, token, NOW, &claims, &why) < 0);
+    TEST_ASSERT_STR(why, "the token has expired");
+    auth_claims_dispose(&claims);
+    free(token);
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_round_trip), TEST_CASE(test_refusals), TEST_CASE(test_canonical_base64url),
+          TEST_CASE(test_not_before), TEST_CASE(test_exp_out_of_range))

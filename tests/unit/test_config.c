@@ -282,7 +282,7 @@ IN_TMPDIR(test_file_syntax)
                            "\n"
                            "   # indented comment\n"
                            "listen=9000   # trailing comment\n"
-                           "auth_secret = \"a \\\"quoted\\\" #secret\"   # comment\n"
+                           "auth_secret = \"a \\\"quoted\\\" #secret, 32 bytes or more\"  # c\n"
                            "db = 'single # kept'\n"
                            "node_id =   spaced-node   \n"
                            "allowed_origins = https://chat.example.com, http://localhost:8080\n"
@@ -294,7 +294,7 @@ IN_TMPDIR(test_file_syntax)
                                    "  TURBOCHAT_MAX_TEXT_CHARS='100'\n") == 0);
     LOAD_OK(cfg, NONE, NONE, CONFIG_CMD_SERVE);
     TEST_ASSERT_STR(cfg->listen, "9000");
-    TEST_ASSERT_STR(cfg->auth_secret, "a \"quoted\" #secret");
+    TEST_ASSERT_STR(cfg->auth_secret, "a \"quoted\" #secret, 32 bytes or more");
     TEST_ASSERT_STR(cfg->db_path, "single # kept");
     TEST_ASSERT_STR(cfg->node_id, "spaced-node");
     TEST_ASSERT_STR(cfg->allowed_origins, "https://chat.example.com, http://localhost:8080");
@@ -308,19 +308,49 @@ IN_TMPDIR(test_file_syntax)
 
 IN_TMPDIR(test_empty_restores_default)
 {
-    TEST_ASSERT(write_file("turbochat.conf", "auth_secret = s3cret\n"
-                                             "threads = 100\n"
+    TEST_ASSERT(write_file("turbochat.conf", "threads = 100\n"
                                              "listen = 9000\n"
                                              "redis_host = valkey.internal\n") == 0);
-    LOAD_OK(
-        cfg, NONE,
-        ARGS("TURBOCHAT_AUTH_SECRET=", "TURBOCHAT_THREADS=  ", "TURBOCHAT_LISTEN=", "REDIS_HOST="),
-        CONFIG_CMD_SERVE);
-    TEST_ASSERT(cfg->auth_secret == NULL);
+    LOAD_OK(cfg, NONE, ARGS("TURBOCHAT_THREADS=  ", "TURBOCHAT_LISTEN=", "REDIS_HOST="),
+            CONFIG_CMD_SERVE);
     TEST_ASSERT_INT(cfg->threads, 32);
     TEST_ASSERT_STR(cfg->listen, "8080");
     TEST_ASSERT(cfg->redis_host == NULL);
     TEST_ASSERT(!config_is_cluster(cfg));
+    return 0;
+}
+
+/* auth_secret: blank is an error (it used to turn auth off silently), and
+ * a secret shorter than 32 bytes is refused, for the server and for token. */
+IN_TMPDIR(test_auth_secret_rules)
+{
+    TEST_ASSERT(write_file("turbochat.conf", "auth_secret = 0123456789abcdef0123456789abcdef\n") ==
+                0);
+    LOAD_OK(cfg, NONE, NONE, CONFIG_CMD_SERVE);
+    TEST_ASSERT_STR(cfg->auth_secret, "0123456789abcdef0123456789abcdef");
+    TEST_ASSERT_INT(cfg->auth, CONFIG_AUTH_TOKEN);
+
+    RELOAD(cfg);
+    LOAD_FAILS(cfg, NONE, ARGS("TURBOCHAT_AUTH_SECRET=  "));
+    ERR_HAS("environment TURBOCHAT_AUTH_SECRET: set but blank; remove it to leave it unset\n");
+    TEST_ASSERT_INT(count_lines(err), 1);
+
+    RELOAD(cfg);
+    TEST_ASSERT(write_file("turbochat.conf", "auth_secret = \"\"\n") == 0);
+    LOAD_FAILS(cfg, NONE, NONE);
+    ERR_HAS("turbochat.conf:1: auth_secret: set but blank; remove it to leave it unset\n");
+
+    RELOAD(cfg);
+    TEST_ASSERT(write_file("turbochat.conf", "auth_secret = 0123456789abcdef0123456789abcde\n") ==
+                0);
+    LOAD_FAILS(cfg, NONE, NONE);
+    ERR_HAS("turbochat.conf:1: auth_secret: must be at least 32 bytes (it has 31)\n");
+    TEST_ASSERT(strstr(err, "0123456789") == NULL); /* never the secret itself */
+
+    RELOAD(cfg);
+    TEST_ASSERT(write_file("turbochat.conf", "threads = 10\n") == 0);
+    LOAD_FAILS(cfg, ARGS("token", "--user", "alice"), ARGS("TURBOCHAT_AUTH_SECRET=short"));
+    ERR_HAS("environment TURBOCHAT_AUTH_SECRET: must be at least 32 bytes (it has 5)\n");
     return 0;
 }
 
@@ -712,7 +742,7 @@ IN_TMPDIR(test_commands)
 
 IN_TMPDIR(test_token)
 {
-    const char *const secret[] = {"TURBOCHAT_AUTH_SECRET=k", NULL};
+    const char *const secret[] = {"TURBOCHAT_AUTH_SECRET=k-0123456789abcdef0123456789abcdef", NULL};
     LOAD_OK(cfg, ARGS("token", "--user", "alice", "--rooms", "general,team-*", "--ttl", "2h"),
             secret, CONFIG_CMD_TOKEN);
     TEST_ASSERT_STR(cfg->token_user, "alice");
@@ -761,6 +791,14 @@ IN_TMPDIR(test_token)
     ERR_HAS("--check-config: not valid with the token subcommand\n");
     ERR_HAS("token: --user NAME is required\n");
     TEST_ASSERT_INT(count_lines(err), 5);
+
+    RELOAD(cfg);
+    LOAD_FAILS(cfg,
+               ARGS("token", "--user",
+                    "\xe2\x80\xae"
+                    "evil"),
+               secret);
+    ERR_HAS("--user: name must not hold invisible, zero-width, bidi or format characters\n");
 
     RELOAD(cfg);
     LOAD_FAILS(cfg, ARGS("--user", "x", "token"), secret);
@@ -815,7 +853,7 @@ IN_TMPDIR(test_print_masks_secrets)
 {
     char text[8192];
     LOAD_OK(cfg, ARGS("--node-id", "n7"),
-            ARGS("TURBOCHAT_AUTH_SECRET=topsecretvalue",
+            ARGS("TURBOCHAT_AUTH_SECRET=topsecretvalue-0123456789abcdef-0123",
                  "REDIS_URL=rediss://chat:hunter%32pw@cache.example:6380"),
             CONFIG_CMD_SERVE);
     TEST_ASSERT(read_print(cfg, text, sizeof(text)) == 0);
@@ -911,10 +949,10 @@ IN_TMPDIR(test_error_buffer_bounds)
 
 TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_precedence), TEST_CASE(test_config_file_choice),
           TEST_CASE(test_file_syntax), TEST_CASE(test_empty_restores_default),
-          TEST_CASE(test_errors_name_origin), TEST_CASE(test_numbers_and_durations),
-          TEST_CASE(test_listen), TEST_CASE(test_tls_listener), TEST_CASE(test_redis_url),
-          TEST_CASE(test_redis_conflicts), TEST_CASE(test_tls_auto), TEST_CASE(test_other_values),
-          TEST_CASE(test_flag_forms), TEST_CASE(test_commands), TEST_CASE(test_token),
-          TEST_CASE(test_backup_and_retention), TEST_CASE(test_print_masks_secrets),
-          TEST_CASE(test_shipped_conf), TEST_CASE(test_dispose_accepts_zeroed),
-          TEST_CASE(test_error_buffer_bounds))
+          TEST_CASE(test_auth_secret_rules), TEST_CASE(test_errors_name_origin),
+          TEST_CASE(test_numbers_and_durations), TEST_CASE(test_listen),
+          TEST_CASE(test_tls_listener), TEST_CASE(test_redis_url), TEST_CASE(test_redis_conflicts),
+          TEST_CASE(test_tls_auto), TEST_CASE(test_other_values), TEST_CASE(test_flag_forms),
+          TEST_CASE(test_commands), TEST_CASE(test_token), TEST_CASE(test_backup_and_retention),
+          TEST_CASE(test_print_masks_secrets), TEST_CASE(test_shipped_conf),
+          TEST_CASE(test_dispose_accepts_zeroed), TEST_CASE(test_error_buffer_bounds))

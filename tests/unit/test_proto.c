@@ -51,6 +51,75 @@ static int test_user_names(void)
     return 0;
 }
 
+/* One name must not pose as another: invisible, zero-width, bidi and format
+ * characters are refused, and a name needs a visible character. */
+static int test_user_names_hidden_characters(void)
+{
+    static const char *const hidden[] = {
+        "\xe2\x80\xae"
+        "evil", /* U+202E RIGHT-TO-LEFT OVERRIDE */
+        "a\xe2\x80\xaa"
+        "b", /* U+202A LEFT-TO-RIGHT EMBEDDING */
+        "a\xe2\x81\xa6"
+        "b", /* U+2066 LEFT-TO-RIGHT ISOLATE */
+        "a\xe2\x81\xa9"
+        "b", /* U+2069 POP DIRECTIONAL ISOLATE */
+        "al\xe2\x80\x8b"
+        "ice", /* U+200B ZERO WIDTH SPACE */
+        "al\xe2\x80\x8d"
+        "ice",           /* U+200D ZERO WIDTH JOINER */
+        "a\xe2\x80\x8f", /* U+200F RIGHT-TO-LEFT MARK */
+        "a\xe2\x81\xa0"
+        "b", /* U+2060 WORD JOINER */
+        "\xef\xbb\xbf"
+        "bob", /* U+FEFF BOM */
+        "a\xc2\xad"
+        "b", /* U+00AD SOFT HYPHEN */
+        "a\xcd\x8f"
+        "b",            /* U+034F COMBINING GRAPHEME JOINER */
+        "\xe3\x85\xa4", /* U+3164 HANGUL FILLER */
+        "a\xe2\x80\xa8"
+        "b",                 /* U+2028 LINE SEPARATOR */
+        "a\xf3\xa0\x80\x81", /* U+E0001 LANGUAGE TAG */
+        "a\xd8\x9c"
+        "b", /* U+061C ARABIC LETTER MARK */
+    };
+    char name[64];
+    const char *why;
+    for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+        strcpy(name, hidden[i]);
+        why = NULL;
+        if (proto_user_normalize(name, &why))
+            fprintf(stderr, "accepted hidden name #%zu\n", i);
+        TEST_ASSERT(!proto_user_normalize(name, &why));
+        TEST_ASSERT_STR(why, "name must not hold invisible, zero-width, bidi or format characters");
+    }
+    static const char *const blank[] = {
+        "\xc2\xa0",                 /* NO-BREAK SPACE */
+        "\xe3\x80\x80\xe3\x80\x80", /* IDEOGRAPHIC SPACE x2 */
+        "\xe2\xa0\x80",             /* BRAILLE PATTERN BLANK */
+        "\xef\xb8\x8f",             /* VARIATION SELECTOR-16 alone */
+    };
+    for (size_t i = 0; i < sizeof(blank) / sizeof(blank[0]); i++) {
+        strcpy(name, blank[i]);
+        TEST_ASSERT(!proto_user_normalize(name, &why));
+        TEST_ASSERT_STR(why, "name must have a visible character");
+    }
+    static const char *const fine[] = {
+        "Zo\xc3\xab",                   /* Zoë */
+        "\xd7\xa9\xd7\xa8\xd7\x94",     /* Hebrew, right to left by itself */
+        "\xe2\x9d\xa4\xef\xb8\x8f bob", /* ❤️ bob: VS16 after a symbol */
+        "ana maria",
+        "\xe5\xb1\xb1\xe7\x94\xb0", /* 山田 */
+    };
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        strcpy(name, fine[i]);
+        TEST_ASSERT(proto_user_normalize(name, NULL));
+        TEST_ASSERT_STR(name, fine[i]);
+    }
+    return 0;
+}
+
 static int test_text_rules(void)
 {
     const char *why = NULL;
@@ -404,7 +473,7 @@ static int test_message_json_matches_cjson(void)
 TEST_MAIN(TEST_CASE(test_message_json_matches_cjson), TEST_CASE(test_room_names),
           TEST_CASE(test_emoji), TEST_CASE(test_quote), TEST_CASE(test_extras_and_update_frames),
           TEST_CASE(test_reasons_and_error_table), TEST_CASE(test_user_names),
-          TEST_CASE(test_text_rules), TEST_CASE(test_refs),
-          TEST_CASE(test_parse_refuses_deep_nesting), TEST_CASE(test_parse_objects_only),
-          TEST_CASE(test_parse_masks_nul), TEST_CASE(test_parse_refuses_trailing_garbage),
-          TEST_CASE(test_encode_round_trip))
+          TEST_CASE(test_user_names_hidden_characters), TEST_CASE(test_text_rules),
+          TEST_CASE(test_refs), TEST_CASE(test_parse_refuses_deep_nesting),
+          TEST_CASE(test_parse_objects_only), TEST_CASE(test_parse_masks_nul),
+          TEST_CASE(test_parse_refuses_trailing_garbage), TEST_CASE(test_encode_round_trip))
