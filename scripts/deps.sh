@@ -36,7 +36,8 @@ build_pkgs=(build-essential cmake pkg-config libhiredis-dev libssl-dev libcjson-
     libsqlite3-dev dpkg-dev patch ca-certificates openssl)
 test_pkgs=(chromium fonts-dejavu-core fonts-noto-color-emoji openssl ca-certificates clang-format
     clang libclang-rt-dev # clang and its libFuzzer/sanitizer runtimes: make fuzz-smoke
-    nginx python3-yaml)   # deploy/: nginx.conf run in front of a cluster, compose file parsed
+    nginx python3-yaml    # deploy/: nginx.conf run in front of a cluster, compose file parsed
+    sqlite3)              # the crash tests' PRAGMA integrity_check on a killed node's database
 backports_pkgs=(valkey-server) # not in bookworm itself
 civetweb_cache=${TURBOCHAT_CIVETWEB_CACHE:-$here/.deps/civetweb}
 our_sources=/etc/apt/sources.list.d/turbochat.sources

@@ -292,8 +292,7 @@ function historyProblem(hist, room, acked, sent) {
 
 describe('crash safety (cluster)', () => {
     it(`kill -9 of a node during bursts, ${ROUNDS} times: integrity_check ok, /readyz 200, every acked message on every node`, { timeout: 600000 }, withLogs(async (t) => {
-        const sqlite = haveSqliteCli();
-        if (!sqlite) t.diagnostic('sqlite3 CLI not found: PRAGMA integrity_check is skipped (install the Debian package sqlite3)');
+        assert.ok(haveSqliteCli(), 'the sqlite3 CLI runs PRAGMA integrity_check (scripts/deps.sh --test installs it)');
         const seed = Number(process.env.TURBOCHAT_CRASH_SEED) || Math.floor(Math.random() * 2 ** 31);
         const rand = prng(seed);
         t.diagnostic(`seed ${seed} (TURBOCHAT_CRASH_SEED replays the kill points)`);
@@ -370,7 +369,7 @@ describe('crash safety (cluster)', () => {
             assert.deepEqual(errors.slice(0, 5), [], `${ctx}: sends refused or failed`);
             assert.ok(inflight > 0, `${ctx}: the kill came while sends were in flight`);
 
-            if (sqlite) assert.equal(integrityCheck(nodes[v].dbPath), 'ok', `${ctx}: PRAGMA integrity_check on node ${v} after kill -9`);
+            assert.equal(integrityCheck(nodes[v].dbPath), 'ok', `${ctx}: PRAGMA integrity_check on node ${v} after kill -9`);
             // restart on the same database, first cut off from Valkey: its
             // own log alone has every message it acked (an ack comes after
             // the node's log stored the event)
@@ -424,7 +423,7 @@ describe('crash safety (cluster)', () => {
         for (const h of lastHists[0]) h.forEach((m, i) => (gaps += m.id - (i ? h[i - 1].id : 0) - 1));
         const stored = lastHists[0].reduce((s, h) => s + h.length, 0);
         for (const n of nodes) await n.stop();
-        if (sqlite) for (const n of nodes) assert.equal(integrityCheck(n.dbPath), 'ok', `PRAGMA integrity_check on ${n.dbPath} after the clean stop`);
+        for (const n of nodes) assert.equal(integrityCheck(n.dbPath), 'ok', `PRAGMA integrity_check on ${n.dbPath} after the clean stop`);
         for (const p of proxies) await p.close();
         await vk.stop();
         t.diagnostic(`rounds ${ROUNDS}, acked ${acked.size} in all, stored ${stored}, id gaps ${gaps}, ${Math.round((Date.now() - t0) / 1000)} s`);

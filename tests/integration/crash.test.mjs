@@ -167,8 +167,7 @@ function recordAck(acked, a) {
 
 describe('crash safety (single node)', () => {
     it(`kill -9 during bursts of sends, ${ROUNDS} times: integrity_check ok, /readyz 200, every acked message kept`, T, withLogs(async (t) => {
-        const sqlite = haveSqliteCli();
-        if (!sqlite) t.diagnostic('sqlite3 CLI not found: PRAGMA integrity_check is skipped (install the Debian package sqlite3)');
+        assert.ok(haveSqliteCli(), 'the sqlite3 CLI runs PRAGMA integrity_check (scripts/deps.sh --test installs it)');
         const seed = Number(process.env.TURBOCHAT_CRASH_SEED) || Math.floor(Math.random() * 2 ** 31);
         const rand = prng(seed);
         t.diagnostic(`seed ${seed} (TURBOCHAT_CRASH_SEED replays the kill points)`);
@@ -222,7 +221,7 @@ describe('crash safety (single node)', () => {
             assert.deepEqual(errors.slice(0, 5), [], `${ctx}: sends refused or failed before the kill`);
             assert.ok(inflight > 0, `${ctx}: the kill came while sends were in flight`);
 
-            if (sqlite) assert.equal(integrityCheck(dbPath), 'ok', `${ctx}: PRAGMA integrity_check after kill -9`);
+            assert.equal(integrityCheck(dbPath), 'ok', `${ctx}: PRAGMA integrity_check after kill -9`);
             s = await startServer({ env: RELAXED_RATE_ENV, args: nodeArgs, dir, dbPath });
             perRound.push({ killAt, acked: ackedAtKill, inflight });
         }
@@ -238,7 +237,7 @@ describe('crash safety (single node)', () => {
         assert.ok(ack.id > maxId, `a new message gets an id (${ack.id}) above every acked one (${maxId})`);
         await c.close();
         await s.stop();
-        if (sqlite) assert.equal(integrityCheck(dbPath), 'ok', 'PRAGMA integrity_check after the clean stop');
+        assert.equal(integrityCheck(dbPath), 'ok', 'PRAGMA integrity_check after the clean stop');
 
         t.diagnostic(`rounds ${ROUNDS}, acked ${acked.size} in all, stored ${stored}, id gaps ${gaps}, ${Math.round((Date.now() - t0) / 1000)} s`);
         t.diagnostic(`acks/in flight at each kill: ${perRound.map((r) => `${r.acked}/${r.inflight}`).join(' ')}`);
