@@ -97,17 +97,21 @@ void api_send_json(struct mg_connection *mc, int status, const char *json,
                    const char *extra_headers)
 {
     size_t len = strlen(json);
-    mg_printf(mc,
-              "HTTP/1.1 %d %s\r\n"
-              "Content-Type: application/json; charset=utf-8\r\n"
-              "Content-Length: %zu\r\n"
-              "Cache-Control: no-store\r\n"
-              "X-Content-Type-Options: nosniff\r\n"
-              "%s%s\r\n",
-              status, status_text(status), len, api_hsts_header(mc),
-              extra_headers ? extra_headers : "");
+    struct util_buf b;
+    util_buf_init(&b);
+    util_buf_appendf(&b,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: application/json; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n"
+                     "%s%s\r\n",
+                     status, status_text(status), len, api_hsts_header(mc),
+                     extra_headers ? extra_headers : "");
     if (strcmp(mg_get_request_info(mc)->request_method, "HEAD") != 0)
-        mg_write(mc, json, len);
+        util_buf_append(&b, json, len);
+    mg_write(mc, b.data, b.len); /* one write: one system call for a whole answer */
+    util_buf_dispose(&b);
 }
 
 void api_send_error_headers(struct mg_connection *mc, enum proto_error err, const char *message,

@@ -646,9 +646,27 @@ void proto_append_json_string(struct util_buf *b, const char *s)
     util_buf_append(b, "\"", 1);
 }
 
-static void append_key(struct util_buf *b, const char *key)
+/* A string literal appended without printf: the hot path formats nothing. */
+#define APPEND_LITERAL(b, lit) util_buf_append((b), (lit), sizeof(lit) - 1)
+
+static void append_u64(struct util_buf *b, uint64_t v)
 {
-    util_buf_appendf(b, ",\"%s\":", key);
+    char digits[20];
+    size_t n = 0;
+    do
+        digits[sizeof(digits) - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    util_buf_append(b, digits + sizeof(digits) - n, n);
+}
+
+static void append_i64(struct util_buf *b, int64_t v)
+{
+    if (v < 0) {
+        APPEND_LITERAL(b, "-");
+        append_u64(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        append_u64(b, (uint64_t)v);
+    }
 }
 
 static void append_reactions(struct util_buf *b, const struct chat_msg *msg)
@@ -680,47 +698,51 @@ static void append_reactions(struct util_buf *b, const struct chat_msg *msg)
 
 static void append_message(struct util_buf *b, const struct chat_msg *msg, bool with_type)
 {
-    util_buf_append(b, "{", 1);
     if (with_type)
-        util_buf_append(b, "\"type\":\"message\",", 17);
-    util_buf_append(b, "\"room\":", 7);
+        APPEND_LITERAL(b, "{\"type\":\"message\",\"room\":");
+    else
+        APPEND_LITERAL(b, "{\"room\":");
     proto_append_json_string(b, msg->room);
-    util_buf_appendf(b, ",\"id\":%" PRIu64, msg->id);
-    append_key(b, "user");
+    APPEND_LITERAL(b, ",\"id\":");
+    append_u64(b, msg->id);
+    APPEND_LITERAL(b, ",\"user\":");
     proto_append_json_string(b, msg->user);
-    append_key(b, "text");
+    APPEND_LITERAL(b, ",\"text\":");
     proto_append_json_string(b, msg->text);
-    util_buf_appendf(b, ",\"ts\":%" PRId64, msg->ts);
+    APPEND_LITERAL(b, ",\"ts\":");
+    append_i64(b, msg->ts);
+    APPEND_LITERAL(b, ",\"edited_ts\":");
     if (msg->edited_ts)
-        util_buf_appendf(b, ",\"edited_ts\":%" PRId64, msg->edited_ts);
+        append_i64(b, msg->edited_ts);
     else
-        util_buf_append(b, ",\"edited_ts\":null", 17);
-    util_buf_appendf(b, ",\"deleted\":%s", msg->deleted_by ? "true" : "false");
-    append_key(b, "deleted_by");
-    if (msg->deleted_by)
+        APPEND_LITERAL(b, "null");
+    if (msg->deleted_by) {
+        APPEND_LITERAL(b, ",\"deleted\":true,\"deleted_by\":");
         proto_append_json_string(b, msg->deleted_by);
-    else
-        util_buf_append(b, "null", 4);
-    append_key(b, "reactions");
-    append_reactions(b, msg);
-    append_key(b, "reply_to");
-    if (msg->reply_to) {
-        util_buf_appendf(b, "{\"id\":%" PRIu64 ",\"user\":", msg->reply_to);
-        proto_append_json_string(b, msg->reply_user ? msg->reply_user : "");
-        append_key(b, "text");
-        proto_append_json_string(b, msg->reply_text ? msg->reply_text : "");
-        util_buf_append(b, "}", 1);
     } else {
-        util_buf_append(b, "null", 4);
+        APPEND_LITERAL(b, ",\"deleted\":false,\"deleted_by\":null");
     }
-    append_key(b, "mentions");
-    util_buf_append(b, "[", 1);
+    APPEND_LITERAL(b, ",\"reactions\":");
+    append_reactions(b, msg);
+    APPEND_LITERAL(b, ",\"reply_to\":");
+    if (msg->reply_to) {
+        APPEND_LITERAL(b, "{\"id\":");
+        append_u64(b, msg->reply_to);
+        APPEND_LITERAL(b, ",\"user\":");
+        proto_append_json_string(b, msg->reply_user ? msg->reply_user : "");
+        APPEND_LITERAL(b, ",\"text\":");
+        proto_append_json_string(b, msg->reply_text ? msg->reply_text : "");
+        APPEND_LITERAL(b, "}");
+    } else {
+        APPEND_LITERAL(b, "null");
+    }
+    APPEND_LITERAL(b, ",\"mentions\":[");
     for (size_t i = 0; i < msg->mention_count; i++) {
         if (i > 0)
-            util_buf_append(b, ",", 1);
+            APPEND_LITERAL(b, ",");
         proto_append_json_string(b, msg->mentions[i]);
     }
-    util_buf_append(b, "]}", 2);
+    APPEND_LITERAL(b, "]}");
 }
 
 void proto_append_event_json(struct util_buf *b, const struct chat_msg *msg, bool with_type)
