@@ -29,7 +29,7 @@ import { accountsEnv, http as httpReq, signup, uname } from '../lib/accounts.mjs
 import { WAIT_MS, withTimeout } from '../lib/client.mjs';
 import { mintToken, untilTime } from '../lib/lifecycle.mjs';
 import { RELAXED_RATE_ENV, startServer, stopAll } from '../lib/server.mjs';
-import { startNode, startValkey, stopAllValkey } from '../lib/valkey.mjs';
+import { startNode, startValkey, stopAllValkey, waitReady } from '../lib/valkey.mjs';
 
 const REPO = process.env.TURBOCHAT_SOURCE_DIR || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const T = { timeout: 240000 };
@@ -447,6 +447,11 @@ describe('auth = off', () => {
         assert.equal(found.json.results.length, 1);
         assert.ok(found.json.results[0].snippet.some((p) => p.match === true));
         await call(url, 'GET', '/api/search', { query: { q: 'needle', room: 'oa-off2', from: 'carol', limit: 5 }, expect: 200 });
+        await call(url, 'POST', M, { params: { room: 'oa-off2' }, body: { user: 'carol', text: 'another needle' }, expect: 201 });
+        const first = await call(url, 'GET', '/api/search', { query: { q: 'needle', limit: 1 }, expect: 200 });
+        assert.equal(typeof first.json.next, 'string', `a page of 1 of 2 results carries next: ${first.text}`);
+        const second = await call(url, 'GET', '/api/search', { query: { q: 'needle', limit: 1, before: first.json.next }, expect: 200 });
+        assert.notEqual(second.json.results[0].id, first.json.results[0].id);
         await call(url, 'GET', '/api/search', { expect: [400, 'bad_request'] });
         await call(url, 'GET', '/api/search', { query: { q: 'x', room: '.bad' }, expect: [400, 'room_invalid'] });
         await call(url, 'GET', '/api/search', { query: { q: 'x', limit: 0 }, expect: [400, 'bad_request'] });
@@ -765,6 +770,9 @@ describe('auth = accounts', () => {
         await call(url, 'GET', '/api/rooms/{room}/moderation', { params: { room: 'bea-pub' }, headers: bea.bearer(), expect: 200 });
         await call(url, 'GET', '/api/rooms/{room}/moderation', { params: { room: 'no-such-room' }, headers: bea.bearer(), expect: [404, 'not_found'] });
 
+        const adm1 = await call(url, 'GET', '/api/admin/rooms', { headers: root.bearer(), query: { limit: 1 }, expect: 200 });
+        assert.equal(typeof adm1.json.next, 'string', adm1.text);
+        await call(url, 'GET', '/api/admin/rooms', { headers: root.bearer(), query: { after: adm1.json.next }, expect: 200 });
         const adm = await call(url, 'GET', '/api/admin/rooms', { headers: root.bearer(), query: { limit: 500 }, expect: 200 });
         const priv = adm.json.rooms.find((r) => r.name === 'bea-priv');
         assert.deepEqual(priv.members.sort(), ['bea']);
@@ -795,12 +803,12 @@ describe('auth = accounts', () => {
 // ------------------------------------------------------------------ /internal/ on a cluster node
 
 describe('cluster node: /internal/ peer endpoints', () => {
-    let node;
+    let node, vk;
     const sign = (target, ms = Date.now(), key = CLUSTER_SECRET) =>
         `${ms}.${crypto.createHmac('sha256', key).update(`GET\n${target}\n${ms}`).digest('hex')}`;
     const peer = (target) => ({ 'X-TurboChat-Peer': sign(target) });
     before(async () => {
-        const vk = await startValkey();
+        vk = await startValkey();
         node = await startNode(vk.env, { env: { TURBOCHAT_CLUSTER_SECRET: CLUSTER_SECRET } });
     });
 
@@ -833,6 +841,16 @@ describe('cluster node: /internal/ peer endpoints', () => {
         const nf = await httpReq(url, t6, { headers: peer(t6) });
         assert.equal(nf.status, 404, show(nf));
         assert.deepEqual(validate({ $ref: '#/components/schemas/Error404' }, nf.json), []);
+    });
+
+    it('with Valkey gone: /readyz 503 with the reason, a send 503 unavailable', T, async () => {
+        const url = node.url;
+        await vk.stop();
+        await waitReady(node, { want: 503 });
+        const nr = await call(url, 'GET', '/readyz', { expect: [503, 'unavailable'] });
+        assert.ok(nr.json.error.message.length > 0);
+        await call(url, 'POST', M, { params: { room: 'peer-room' }, body: { user: 'alice', text: 'while down' }, expect: [503, 'unavailable'] });
+        await call(url, 'GET', '/healthz', { expect: 200 });
     });
 });
 
