@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdlib.h>
@@ -155,6 +156,12 @@ static int read_claims(const cJSON *payload, int64_t now_s, struct auth_claims *
     claims->sub = xstrdup(sub);
     if (!proto_user_normalize(claims->sub, NULL)) {
         *why = "the token's sub is not a valid user name";
+        return -EACCES;
+    }
+    /* JSON numbers reach 1e308 and cJSON reads 1e999 as infinity: converting
+     * those to int64_t is undefined, so exp must first fit a JSON integer. */
+    if (!(fabs(exp->valuedouble) <= PROTO_ID_MAX)) {
+        *why = "the token's exp claim is out of range";
         return -EACCES;
     }
     claims->exp = (int64_t)exp->valuedouble;
