@@ -5,6 +5,7 @@
 #include "broker_internal.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,7 +92,7 @@ struct chat_msg *broker__decode_event(const char *buf, size_t len)
     uint64_t id = 0;
     struct chat_msg *msg = NULL;
     if (!bad && room && user && text && proto_log_is_valid(room) && proto_get_id(root, "id", &id) &&
-        id > 0 && cJSON_IsNumber(ts)) {
+        id > 0 && cJSON_IsNumber(ts) && fabs(ts->valuedouble) <= PROTO_ID_MAX) {
         msg = chat_msg_create(room, user, text, ref);
         msg->id = id;
         msg->ts = (int64_t)ts->valuedouble;
