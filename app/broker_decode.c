@@ -39,7 +39,7 @@ static bool apply_extras_text(struct chat_msg *msg, const char *json)
 
 bool broker__apply_fields(struct chat_msg *msg, const struct valkey_reply *fields)
 {
-    bool ok = true;
+    bool ok = true, seen_x = false;
     for (size_t i = 0; i + 1 < fields->elements; i += 2) {
         const struct valkey_reply *k = fields->element[i], *v = fields->element[i + 1];
         if (!reply_is(k, VALKEY_REPLY_STRING) || !reply_is(v, VALKEY_REPLY_STRING))
@@ -54,7 +54,9 @@ bool broker__apply_fields(struct chat_msg *msg, const struct valkey_reply *field
         } else if (strcmp(k->str, "ts") == 0) {
             msg->ts = strtoll(v->str, NULL, 10);
         } else if (strcmp(k->str, "x") == 0) {
-            ok = apply_extras_text(msg, v->str) && ok;
+            /* once: applying extras again would leak the first ones */
+            ok = !seen_x && apply_extras_text(msg, v->str) && ok;
+            seen_x = true;
         }
     }
     return ok;

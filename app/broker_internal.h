@@ -20,7 +20,7 @@ struct chat_msg *broker__decode_event(const char *buf, size_t len);
 struct chat_msg *broker__decode_entry(const char *room, const struct valkey_reply *entry);
 
 /* Copy the stream fields u, t, ts, r, x (a flat key/value array) into msg;
- * false when x is malformed. */
+ * false when x is malformed or repeated. */
 bool broker__apply_fields(struct chat_msg *msg, const struct valkey_reply *fields);
 
 #endif
