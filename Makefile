@@ -1,11 +1,12 @@
 # Thin wrapper over scripts/deps.sh, CMake, ctest and node's test runner.
 #   make deps | build | run ARGS='--listen 8080' | test | test-unit | test-asan | test-container
 #   make tsan (= test-tsan) | format | format-check | clean
-#   make fuzz FUZZ_SECONDS=300 FUZZ_FLAGS='-fork=2' | fuzz-smoke (clang, from make deps-test)
+#   make fuzz FUZZ_SECONDS=300 FUZZ_TARGETS=auth,rest FUZZ_FLAGS='-fork=2' | fuzz-smoke
+#   (clang, from make deps-test)
 #   make bench BENCH_ARGS='--quick' (bench/run.mjs: before, after and Socket.IO side by side)
 # `make test` is what CI runs (.ci/run): the normal build, then ASan+UBSan,
 # then the unit tests under ThreadSanitizer (the threaded modules' own tests).
-# After the normal unit tests it also runs the wsframe fuzzer briefly (fuzz-smoke).
+# After the normal unit tests it also runs each fuzz target briefly (fuzz-smoke).
 
 MAKEFLAGS += --no-print-directory
 
@@ -35,19 +36,34 @@ NODE_TESTS = $(foreach g,$(NODE_TEST_GROUPS),$(wildcard tests/$(g)/*.test.mjs))
 NODE_TEST_FLAGS := --test --test-concurrency=2 --test-timeout=300000
 FORMAT_FILES = $(wildcard app/*.c app/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c)
 
-# libFuzzer target for the WebSocket frame decoder, built straight with clang
-# (libFuzzer is clang's; Debian's libclang-rt-14-dev has it). It needs only
-# wsframe.c and util.c. The seeds in tests/fuzz/corpus/wsframe are read-only:
-# runs work on copies in $(FUZZ_DIR). FUZZ_FLAGS adds libFuzzer options.
+# libFuzzer targets, one per parser of outside input (tests/fuzz/fuzz_<name>.c),
+# built straight with clang (libFuzzer is clang's; Debian's libclang-rt-14-dev
+# has it), each linking only the modules it needs (FUZZ_SRC_<name>):
+#   wsframe  RFC 6455 frame decoder (wsframe.c)
+#   frame    a client text frame's JSON to its type and fields (proto_frame_parse)
+#   rest     REST room/message paths (api_path.c) and the search query (search_query.c)
+#   config   turbochat.conf, .env and REDIS_URL (config.c, which it includes)
+#   auth     token verification, also of validly signed fuzzed claims (auth.c)
+#   broker   Valkey channel events and stream entries to a chat_msg (broker_decode.c)
+# The seeds in tests/fuzz/corpus/<name> are read-only: runs work on copies in
+# $(FUZZ_DIR). FUZZ_TARGETS=a,b picks targets; FUZZ_FLAGS adds libFuzzer options.
 FUZZ_SECONDS ?= 300
-FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SMOKE_SECONDS ?= 12
 FUZZ_FLAGS ?=
-FUZZ_BIN := $(FUZZ_DIR)/fuzz_wsframe
-FUZZ_SEEDS := tests/fuzz/corpus/wsframe
-FUZZ_SOURCES := tests/fuzz/fuzz_wsframe.c app/wsframe.c app/util.c
+FUZZ_ALL := wsframe frame rest config auth broker
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+comma := ,
+FUZZ_LIST = $(subst $(comma), ,$(FUZZ_TARGETS))
+FUZZ_SRC_wsframe := app/wsframe.c app/util.c
+FUZZ_SRC_frame := app/proto.c app/util.c
+FUZZ_SRC_rest := app/api_path.c app/search_query.c app/proto.c app/util.c
+FUZZ_SRC_config := app/auth.c app/proto.c app/util.c app/log.c
+FUZZ_SRC_auth := app/auth.c app/proto.c app/util.c
+FUZZ_SRC_broker := app/broker_decode.c app/proto.c app/util.c
+FUZZ_LIBS := -lcjson -lcrypto -lm
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -Wall -Wextra -Wstrict-prototypes -Werror -Iapp
-FUZZ_ARGS = -max_len=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ \
+FUZZ_ARGS = -max_len=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$(1)- \
 	$(FUZZ_FLAGS)
 FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -148,23 +164,28 @@ test-unit-tsan-only:
 	$(TSAN_ENV) $(CTEST) --test-dir $(TSAN_DIR) --output-on-failure
 
 # -------------------------------------------------------------------- fuzz ---
-$(FUZZ_BIN): $(FUZZ_SOURCES) app/wsframe.h app/util.h
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*) $(wildcard app/*.h app/*.c)
 	@mkdir -p $(FUZZ_DIR)
-	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_SOURCES) -o $@
+	$(CLANG) $(FUZZ_CFLAGS) $< $(FUZZ_SRC_$*) $(FUZZ_LIBS) -o $@
 
-# A long run; the corpus it grows stays in $(FUZZ_DIR)/corpus across runs.
-fuzz: $(FUZZ_BIN)
-	mkdir -p $(FUZZ_DIR)/corpus
-	cp $(FUZZ_SEEDS)/* $(FUZZ_DIR)/corpus/
-	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_DIR)/corpus
+# $(call fuzz_run,NAME,CORPUS DIR,SECONDS): seeds copied into the corpus, then a run.
+define fuzz_run
+	mkdir -p $(2)
+	cp tests/fuzz/corpus/$(1)/* $(2)/
+	$(FUZZ_ENV) $(FUZZ_DIR)/fuzz_$(1) $(call FUZZ_ARGS,$(1)) -max_total_time=$(3) $(2)
 
-# A short run on a fresh copy of the seeds, part of make test.
-fuzz-smoke: $(FUZZ_BIN)
+endef
+
+# A long run, FUZZ_SECONDS per target; the corpus each grows stays in
+# $(FUZZ_DIR)/corpus/<name> across runs.
+fuzz: $(FUZZ_LIST:%=$(FUZZ_DIR)/fuzz_%)
+	$(foreach t,$(FUZZ_LIST),$(call fuzz_run,$(t),$(FUZZ_DIR)/corpus/$(t),$(FUZZ_SECONDS)))
+
+# A short run of each target on a fresh copy of its seeds, part of make test.
+fuzz-smoke: $(FUZZ_LIST:%=$(FUZZ_DIR)/fuzz_%)
 	rm -rf $(FUZZ_DIR)/corpus-smoke
-	mkdir -p $(FUZZ_DIR)/corpus-smoke
-	cp $(FUZZ_SEEDS)/* $(FUZZ_DIR)/corpus-smoke/
-	$(FUZZ_ENV) $(FUZZ_BIN) $(FUZZ_ARGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) \
-		$(FUZZ_DIR)/corpus-smoke
+	$(foreach t,$(FUZZ_LIST),$(call fuzz_run,$(t),$(FUZZ_DIR)/corpus-smoke/$(t),$(FUZZ_SMOKE_SECONDS)))
 
 # ------------------------------------------------------------------- bench ---
 # The benchmark suite of bench/README.md: the commit before the event loops

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdlib.h>
@@ -166,10 +167,13 @@ static int read_claims(const cJSON *payload, int64_t now_s, struct auth_claims *
         *why = "the token's sub is not a valid user name";
         return -EACCES;
     }
-    /* Clamped before the conversion: a double beyond int64 (1e300, NaN)
-     * converted as it is would be undefined behaviour. */
-    double exp_s = exp->valuedouble;
-    claims->exp = exp_s >= 9.0e18 ? INT64_MAX : exp_s > 0 ? (int64_t)exp_s : 0;
+    /* JSON numbers reach 1e308 and cJSON reads 1e999 as infinity: converting
+     * those to int64_t is undefined, so exp must first fit a JSON integer. */
+    if (!(fabs(exp->valuedouble) <= PROTO_ID_MAX)) {
+        *why = "the token's exp claim is out of range";
+        return -EACCES;
+    }
+    claims->exp = (int64_t)exp->valuedouble;
     if (claims->exp <= now_s) {
         *why = "the token has expired";
         return -EACCES;

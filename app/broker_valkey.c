@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "broker_internal.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -410,68 +411,6 @@ static void lazy_conn_close(struct lazy_conn *lc)
 
 /* ---------------------------------------------------------------- reading the window */
 
-/* The id of stream entry "<id>-0"; 0 when malformed. */
-static uint64_t entry_id(const struct valkey_reply *r)
-{
-    if (!reply_is(r, VALKEY_REPLY_STRING))
-        return 0;
-    char *end;
-    unsigned long long id = strtoull(r->str, &end, 10);
-    return *end == '-' ? id : 0;
-}
-
-/* Set msg's extras from their JSON text; false when malformed. */
-static bool apply_extras_text(struct chat_msg *msg, const char *json)
-{
-    cJSON *extras = proto_parse_object(json, strlen(json));
-    bool ok = extras && proto_extras_apply(msg, extras);
-    cJSON_Delete(extras);
-    return ok;
-}
-
-/* Copy the stream fields u, t, ts, r, x (a flat key/value array) into msg;
- * false when x is malformed. */
-static bool apply_fields(struct chat_msg *msg, const struct valkey_reply *fields)
-{
-    bool ok = true;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const struct valkey_reply *k = fields->element[i], *v = fields->element[i + 1];
-        if (!reply_is(k, VALKEY_REPLY_STRING) || !reply_is(v, VALKEY_REPLY_STRING))
-            continue;
-        char **target = strcmp(k->str, "u") == 0   ? &msg->user
-                        : strcmp(k->str, "t") == 0 ? &msg->text
-                        : strcmp(k->str, "r") == 0 ? &msg->ref
-                                                   : NULL;
-        if (target) {
-            free(*target);
-            *target = xstrdup(v->str);
-        } else if (strcmp(k->str, "ts") == 0) {
-            msg->ts = strtoll(v->str, NULL, 10);
-        } else if (strcmp(k->str, "x") == 0) {
-            ok = apply_extras_text(msg, v->str) && ok;
-        }
-    }
-    return ok;
-}
-
-/* One stream entry [id, fields] of room as a message; NULL when malformed. */
-static struct chat_msg *entry_to_msg(const char *room, const struct valkey_reply *entry)
-{
-    if (!reply_is(entry, VALKEY_REPLY_ARRAY) || entry->elements != 2 ||
-        !reply_is(entry->element[1], VALKEY_REPLY_ARRAY))
-        return NULL;
-    uint64_t id = entry_id(entry->element[0]);
-    struct chat_msg *msg = xcalloc(1, sizeof(*msg));
-    msg->room = xstrdup(room);
-    msg->id = id;
-    bool extras_ok = apply_fields(msg, entry->element[1]);
-    if (id == 0 || !msg->user || !msg->text || !extras_ok) {
-        chat_msg_free(msg);
-        return NULL;
-    }
-    return msg;
-}
-
 /* Append to out the window's messages of room with from <= id <= to, at most
  * count, ascending. 0, or a negative errno when the connection failed. */
 static int xrange(struct valkey_conn *conn, const char *room, uint64_t from, uint64_t to,
@@ -495,7 +434,7 @@ static int xrange(struct valkey_conn *conn, const char *room, uint64_t from, uin
         return -EPROTO;
     }
     for (size_t i = 0; i < r->elements; i++) {
-        struct chat_msg *msg = entry_to_msg(room, r->element[i]);
+        struct chat_msg *msg = broker__decode_entry(room, r->element[i]);
         if (msg)
             msg_list_push(out, msg);
         else
@@ -679,7 +618,7 @@ static void load_original(struct broker_valkey *b, struct job *job,
     struct chat_msg *request = job->msg, *original = NULL;
     if (reply_is(fields, VALKEY_REPLY_ARRAY)) {
         original = chat_msg_create(request->room, "", "", request->ref);
-        if (!apply_fields(original, fields)) {
+        if (!broker__apply_fields(original, fields)) {
             chat_msg_free(original);
             original = NULL;
         }
@@ -1047,7 +986,7 @@ static int find_in_window(struct broker_valkey *b, const struct chat_msg *msg, u
     free(key);
     *id = 0;
     for (size_t i = 0; rc == 0 && reply_is(r, VALKEY_REPLY_ARRAY) && i < r->elements && !*id; i++) {
-        struct chat_msg *entry = entry_to_msg(msg->room, r->element[i]);
+        struct chat_msg *entry = broker__decode_entry(msg->room, r->element[i]);
         if (entry && entry->ts == msg->ts && strcmp(entry->user, msg->user) == 0 &&
             strcmp(entry->text, msg->text) == 0)
             *id = entry->id;
@@ -1476,35 +1415,6 @@ static int receive_msg(struct broker_valkey *b, const struct chat_msg *msg)
     return 0;
 }
 
-/* Parse an event published by the script; NULL when malformed. */
-static struct chat_msg *parse_msg(const char *buf, size_t len)
-{
-    cJSON *root = proto_parse_object(buf, len);
-    if (!root)
-        return NULL;
-    bool bad = false;
-    const char *room = proto_get_string(root, "room", &bad);
-    const char *user = proto_get_string(root, "user", &bad);
-    const char *text = proto_get_string(root, "text", &bad);
-    const char *ref = proto_get_string(root, "ref", &bad);
-    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
-    const cJSON *extras = cJSON_GetObjectItemCaseSensitive(root, "x");
-    uint64_t id = 0;
-    struct chat_msg *msg = NULL;
-    if (!bad && room && user && text && proto_log_is_valid(room) && proto_get_id(root, "id", &id) &&
-        id > 0 && cJSON_IsNumber(ts)) {
-        msg = chat_msg_create(room, user, text, ref);
-        msg->id = id;
-        msg->ts = (int64_t)ts->valuedouble;
-        if (extras && !proto_extras_apply(msg, extras)) {
-            chat_msg_free(msg);
-            msg = NULL;
-        }
-    }
-    cJSON_Delete(root);
-    return msg;
-}
-
 /* ---------------------------------------------------------------- catch-up */
 
 /* The room of a "turbochat:{room}:seq" key (copied into out); false if not one. */
@@ -1858,7 +1768,7 @@ static int handle_push(struct broker_valkey *b, const struct valkey_reply *r)
         receive_presence(b, payload->str, payload->len);
         return 0;
     }
-    struct chat_msg *msg = parse_msg(payload->str, payload->len);
+    struct chat_msg *msg = broker__decode_event(payload->str, payload->len);
     if (!msg) {
         log_msg(LOG_WARN, "broker_bad_message", "bytes=%zu", payload->len);
         return 0;

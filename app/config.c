@@ -1443,23 +1443,13 @@ static void env_list_dispose(struct env_list *l)
     memset(l, 0, sizeof(*l));
 }
 
-/* Read ./.env (if there is one) into a list; syntax errors are reported now,
- * the values are applied later, above turbochat.conf. */
-static void read_dotenv(struct loader *ld, struct env_list *out)
+/* The lines of a .env file into a list; syntax errors are reported now. */
+static void parse_dotenv(struct loader *ld, FILE *f, struct env_list *out)
 {
-    char why[WHY_MAX];
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0;
-    struct stat st;
 
-    if (stat(DOTENV_FILE, &st) != 0 && errno == ENOENT)
-        return;
-    FILE *f = open_regular(DOTENV_FILE, why, sizeof(why));
-    if (!f) {
-        add_error(ld, "%s", why);
-        return;
-    }
     while (getline(&line, &cap, f) >= 0) {
         char *name, *value;
         const char *bad;
@@ -1477,6 +1467,23 @@ static void read_dotenv(struct loader *ld, struct env_list *out)
     if (ferror(f))
         add_error(ld, "%s: read error: %s", DOTENV_FILE, strerror(errno));
     free(line);
+}
+
+/* Read ./.env (if there is one) into a list; syntax errors are reported now,
+ * the values are applied later, above turbochat.conf. */
+static void read_dotenv(struct loader *ld, struct env_list *out)
+{
+    char why[WHY_MAX];
+    struct stat st;
+
+    if (stat(DOTENV_FILE, &st) != 0 && errno == ENOENT)
+        return;
+    FILE *f = open_regular(DOTENV_FILE, why, sizeof(why));
+    if (!f) {
+        add_error(ld, "%s", why);
+        return;
+    }
+    parse_dotenv(ld, f, out);
     fclose(f);
 }
 

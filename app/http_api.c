@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "accounts.h"
+#include "api_path.h"
 #include "auth.h"
 #include "broker.h"
 #include "chat.h"
@@ -1164,45 +1165,18 @@ static bool method_is(const struct mg_request_info *ri, const char *method)
     return strcmp(ri->request_method, method) == 0;
 }
 
-/* /api/rooms/{room}/{what}: copies room, returns what, or NULL when no match. */
-static const char *split_room_path(const char *uri, char *room, size_t room_size)
-{
-    const char *prefix = "/api/rooms/";
-    if (strncmp(uri, prefix, strlen(prefix)) != 0)
-        return NULL;
-    const char *start = uri + strlen(prefix);
-    const char *slash = strchr(start, '/');
-    if (!slash || (size_t)(slash - start) >= room_size)
-        return NULL;
-    memcpy(room, start, (size_t)(slash - start));
-    room[slash - start] = '\0';
-    return slash + 1;
-}
-
-/* A message id of a path: digits only, 1 to 2^53 - 1; 0 when not one. */
-static uint64_t parse_path_id(const char *s, size_t len)
-{
-    char digits[20];
-    int64_t id;
-    if (len == 0 || len >= sizeof(digits) || strspn(s, "0123456789") < len)
-        return 0;
-    memcpy(digits, s, len);
-    digits[len] = '\0';
-    return util_parse_int64(digits, 1, (int64_t)PROTO_ID_MAX, &id) == 0 ? (uint64_t)id : 0;
-}
-
 /* /api/rooms/{room}/messages/{id}[/reactions/{emoji}]: rest is what follows
  * "messages/". */
 static void route_message(struct api *api, struct mg_connection *mc, const char *room,
                           const char *rest, const struct auth_claims *claims)
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
-    const char *slash = strchr(rest, '/');
-    uint64_t id = parse_path_id(rest, slash ? (size_t)(slash - rest) : strlen(rest));
-    const char *reactions = "/reactions/";
-    if (id == 0) {
+    uint64_t id;
+    const char *emoji;
+    enum api_path_message path = api_path_message(rest, &id, &emoji);
+    if (path == API_PATH_NO_ID) {
         api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such message: ids are positive integers");
-    } else if (!slash) {
+    } else if (path == API_PATH_MESSAGE) {
         if (method_is(ri, "GET") || method_is(ri, "HEAD"))
             get_message(api, mc, room, id);
         else if (method_is(ri, "PATCH"))
@@ -1211,9 +1185,7 @@ static void route_message(struct api *api, struct mg_connection *mc, const char 
             change_message(api, mc, room, id, CHAT_DELETE, NULL, claims);
         else
             method_not_allowed(mc, "GET, HEAD, PATCH, DELETE");
-    } else if (strncmp(slash, reactions, strlen(reactions)) == 0 &&
-               slash[strlen(reactions)] != '\0') {
-        const char *emoji = slash + strlen(reactions);
+    } else if (path == API_PATH_REACTION) {
         if (method_is(ri, "PUT"))
             change_message(api, mc, room, id, CHAT_REACT, emoji, claims);
         else if (method_is(ri, "DELETE"))
@@ -1326,7 +1298,7 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
             patch_room(api, mc, room, claims);
         else
             method_not_allowed(mc, "PATCH");
-    } else if ((what = split_room_path(uri, room, sizeof(room))) != NULL) {
+    } else if ((what = api_path_split_room(uri, room, sizeof(room))) != NULL) {
         const char *why;
         if (!proto_room_is_valid(room, &why))
             api_send_error(mc, PROTO_ERR_ROOM_INVALID, why);

@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -867,4 +868,128 @@ char *proto_encode_ack(const struct chat_msg *msg, size_t *len)
         cJSON_AddStringToObject(obj, "kind", chat_kind_name(msg->kind));
     }
     return encode_and_free(obj, len);
+}
+
+/* ---------------------------------------------------------------- client frames */
+
+static const char *const frame_names[] = {
+    [PROTO_FRAME_HELLO] = "hello", [PROTO_FRAME_JOIN] = "join",     [PROTO_FRAME_LEAVE] = "leave",
+    [PROTO_FRAME_SEND] = "send",   [PROTO_FRAME_EDIT] = "edit",     [PROTO_FRAME_DELETE] = "delete",
+    [PROTO_FRAME_REACT] = "react", [PROTO_FRAME_TYPING] = "typing", [PROTO_FRAME_PING] = "ping",
+    [PROTO_FRAME_READ] = "read",
+};
+
+static void frame_room(struct proto_frame *f)
+{
+    bool bad = false;
+    const char *room = proto_get_string(f->root, "room", &bad);
+    if (!room) {
+        f->room_err = PROTO_ERR_BAD_REQUEST;
+        f->room_why = "room is required and must be a string";
+    } else if (!proto_room_is_valid(room, &f->room_why)) {
+        f->room_err = PROTO_ERR_ROOM_INVALID;
+    } else {
+        f->room = room;
+    }
+}
+
+static void frame_ref(struct proto_frame *f)
+{
+    bool bad = false;
+    f->ref = proto_get_string(f->root, "ref", &bad);
+    const char *why = "ref must be a string of 1 to 64 characters";
+    if (bad || (f->ref && !proto_ref_is_valid(f->ref, &why))) {
+        f->ref = NULL;
+        f->ref_why = why;
+    }
+}
+
+/* since of a join: a non-negative integer or absent/null. */
+static void frame_since(struct proto_frame *f)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(f->root, "since");
+    f->has_since = item && !cJSON_IsNull(item);
+    if (!f->has_since)
+        return;
+    double v = cJSON_IsNumber(item) ? item->valuedouble : -1;
+    if (v < 0 || v > PROTO_ID_MAX || floor(v) != v)
+        f->why = "since must be a non-negative integer";
+    else
+        f->since = (uint64_t)v;
+}
+
+/* The fields of edit, delete and react. */
+static void frame_change(struct proto_frame *f)
+{
+    bool bad = false;
+    f->text = proto_get_string(f->root, "text", &bad);
+    f->emoji = proto_get_string(f->root, "emoji", &bad);
+    const cJSON *add = cJSON_GetObjectItemCaseSensitive(f->root, "add");
+    f->add = cJSON_IsTrue(add);
+    if (f->type == PROTO_FRAME_EDIT && !f->text)
+        f->why = "text is required and must be a string";
+    if (f->type == PROTO_FRAME_REACT && !f->emoji)
+        f->why = "emoji is required and must be a string";
+    else if (f->type == PROTO_FRAME_REACT && !cJSON_IsBool(add))
+        f->why = "add is required: true or false";
+    if (!proto_get_id(f->root, "id", &f->id) || f->id == 0)
+        f->why = "id is required: the id of a message";
+}
+
+bool proto_frame_parse(const char *data, size_t len, struct proto_frame *f, enum proto_error *err,
+                       const char **why)
+{
+    memset(f, 0, sizeof(*f));
+    f->root = proto_parse_object(data, len);
+    if (!f->root) {
+        *err = PROTO_ERR_BAD_JSON;
+        *why = "the frame is not a JSON object (or is nested too deeply)";
+        return false;
+    }
+    bool bad = false;
+    const char *type = proto_get_string(f->root, "type", &bad);
+    if (!type) {
+        *err = PROTO_ERR_BAD_REQUEST;
+        *why = "type is required and must be a string";
+        return false;
+    }
+    for (size_t i = 1; i < sizeof(frame_names) / sizeof(frame_names[0]); i++)
+        if (strcmp(type, frame_names[i]) == 0)
+            f->type = (enum proto_frame_type)i;
+    frame_ref(f);
+    frame_room(f);
+    switch (f->type) {
+    case PROTO_FRAME_HELLO:
+        f->token = proto_get_string(f->root, "token", &bad);
+        f->name = proto_get_string(f->root, "name", &bad);
+        break;
+    case PROTO_FRAME_JOIN:
+        frame_since(f);
+        break;
+    case PROTO_FRAME_SEND:
+        f->text = proto_get_string(f->root, "text", &bad);
+        if (!f->text)
+            f->why = "text is required and must be a string";
+        else if (!proto_get_id(f->root, "reply_to", &f->reply_to))
+            f->why = "reply_to must be the id of a message";
+        break;
+    case PROTO_FRAME_EDIT:
+    case PROTO_FRAME_DELETE:
+    case PROTO_FRAME_REACT:
+        frame_change(f);
+        break;
+    case PROTO_FRAME_READ:
+        if (!proto_get_id(f->root, "id", &f->id) || f->id == 0)
+            f->why = "id is required: the id read up to";
+        break;
+    default:
+        break;
+    }
+    return true;
+}
+
+void proto_frame_dispose(struct proto_frame *f)
+{
+    cJSON_Delete(f->root);
+    memset(f, 0, sizeof(*f));
 }

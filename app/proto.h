@@ -241,4 +241,52 @@ char *proto_encode_error(const char *code, const char *message, const char *ref,
 char *proto_encode_ack(const struct chat_msg *msg, size_t *len);
 char *proto_encode_json(const struct cJSON *obj, size_t *len);
 
+/* ---------------------------------------------------------------- client frames */
+
+/* The types of the client frames of docs/PROTOCOL.md. */
+enum proto_frame_type {
+    PROTO_FRAME_UNKNOWN = 0, /* a type string no frame has */
+    PROTO_FRAME_HELLO,
+    PROTO_FRAME_JOIN,
+    PROTO_FRAME_LEAVE,
+    PROTO_FRAME_SEND,
+    PROTO_FRAME_EDIT,
+    PROTO_FRAME_DELETE,
+    PROTO_FRAME_REACT,
+    PROTO_FRAME_TYPING,
+    PROTO_FRAME_PING,
+    PROTO_FRAME_READ,
+};
+
+/* A client frame taken apart without any session state. Each field is as the
+ * frame has it (NULL or 0 when absent), with the refusal a session answers
+ * when, in its own order of checks, it comes to that field. Strings point
+ * into root. */
+struct proto_frame {
+    struct cJSON *root; /* the frame; proto_frame_dispose frees it */
+    enum proto_frame_type type;
+    const char *ref;           /* NULL: none */
+    const char *ref_why;       /* set: ref is refused (bad_request) */
+    const char *room;          /* valid, or NULL when room_why is set */
+    enum proto_error room_err; /* with room_why: bad_request or room_invalid */
+    const char *room_why;      /* set: room is absent or refused */
+    const char *name;          /* hello: not normalized */
+    const char *token;         /* hello */
+    const char *text;          /* send, edit: not normalized */
+    const char *emoji;         /* react */
+    bool add;                  /* react */
+    uint64_t id;               /* edit, delete, react, read */
+    uint64_t reply_to;         /* send; 0: not a reply */
+    bool has_since;            /* join */
+    uint64_t since;
+    const char *why; /* set: a field of this type of frame is refused (bad_request) */
+};
+
+/* Parse one client text message into f: true, or false with *err
+ * (bad_json or bad_request) and *why the answer. Dispose of f either way
+ * with proto_frame_dispose. Any thread. */
+bool proto_frame_parse(const char *data, size_t len, struct proto_frame *f, enum proto_error *err,
+                       const char **why);
+void proto_frame_dispose(struct proto_frame *f);
+
 #endif

@@ -111,17 +111,11 @@ static cJSON *frame_object(const char *type)
 /* ---------------------------------------------------------------- fields */
 
 /* The room field: NULL after answering the error. */
-static const char *require_room(struct ws_session *s, const cJSON *frame, const char *ref)
+static const char *require_room(struct ws_session *s, const struct proto_frame *f, const char *ref)
 {
-    bool bad = false;
-    const char *room = proto_get_string(frame, "room", &bad);
-    if (!room) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, "room is required and must be a string", ref, NULL);
-        return NULL;
-    }
-    const char *why;
-    if (!proto_room_is_valid(room, &why)) {
-        send_error(s, PROTO_ERR_ROOM_INVALID, why, ref, NULL);
+    const char *room = f->room;
+    if (f->room_why) {
+        send_error(s, f->room_err, f->room_why, ref, NULL);
         return NULL;
     }
     if (s->ws->config->auth != CONFIG_AUTH_OFF && !auth_room_allowed(&s->claims, room)) {
@@ -136,13 +130,11 @@ static const char *require_room(struct ws_session *s, const cJSON *frame, const 
 }
 
 /* The optional ref field; false after answering the error. */
-static bool optional_ref(struct ws_session *s, const cJSON *frame, const char **ref)
+static bool optional_ref(struct ws_session *s, const struct proto_frame *f, const char **ref)
 {
-    bool bad = false;
-    *ref = proto_get_string(frame, "ref", &bad);
-    const char *why = "ref must be a string of 1 to 64 characters";
-    if (bad || (*ref && !proto_ref_is_valid(*ref, &why))) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, why, NULL, NULL);
+    *ref = f->ref;
+    if (f->ref_why) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, f->ref_why, NULL, NULL);
         return false;
     }
     return true;
@@ -185,12 +177,11 @@ static bool hello_account(struct ws_session *s, const char *token, const char **
 
 /* The user name of a hello: from the token or session with auth on, else
  * from name. NULL after answering the error. */
-static char *hello_user(struct ws_session *s, const cJSON *frame)
+static char *hello_user(struct ws_session *s, const struct proto_frame *f)
 {
-    bool bad = false;
     const struct config *config = s->ws->config;
     if (config->auth != CONFIG_AUTH_OFF) {
-        const char *token = proto_get_string(frame, "token", &bad);
+        const char *token = f->token;
         const char *why = "a token is required";
         bool ok = config->auth == CONFIG_AUTH_ACCOUNTS
                       ? hello_account(s, token, &why)
@@ -202,8 +193,7 @@ static char *hello_user(struct ws_session *s, const cJSON *frame)
         }
         return xstrdup(s->claims.sub);
     }
-    const char *name = proto_get_string(frame, "name", &bad);
-    char *user = name ? xstrdup(name) : NULL;
+    char *user = f->name ? xstrdup(f->name) : NULL;
     const char *why = "name is required and must be a string";
     if (!user || !proto_user_normalize(user, &why)) {
         free(user);
@@ -214,13 +204,13 @@ static char *hello_user(struct ws_session *s, const cJSON *frame)
 }
 
 /* hello: returns false when the connection must close (1008). */
-static bool on_hello(struct ws_session *s, const cJSON *frame)
+static bool on_hello(struct ws_session *s, const struct proto_frame *f)
 {
     if (s->user) {
         send_error(s, PROTO_ERR_BAD_REQUEST, "hello was already received", NULL, NULL);
         return true;
     }
-    char *user = hello_user(s, frame);
+    char *user = hello_user(s, f);
     if (!user)
         return false;
     s->user = user;
@@ -261,23 +251,17 @@ static bool may_act(struct ws_session *s, const char *room, bool speak, const ch
     return false;
 }
 
-static void on_join(struct ws_session *s, const cJSON *frame)
+static void on_join(struct ws_session *s, const struct proto_frame *f)
 {
-    const char *room = require_room(s, frame, NULL);
+    const char *room = require_room(s, f, NULL);
     if (!room || !take_join_token(s, room) || !may_act(s, room, false, NULL))
         return;
-    const cJSON *since_item = cJSON_GetObjectItemCaseSensitive(frame, "since");
-    uint64_t since = 0;
-    bool has_since = since_item && !cJSON_IsNull(since_item);
-    if (has_since) {
-        double v = cJSON_IsNumber(since_item) ? since_item->valuedouble : -1;
-        if (v < 0 || v > 9007199254740991.0 || floor(v) != v) {
-            send_error(s, PROTO_ERR_BAD_REQUEST, "since must be a non-negative integer", NULL,
-                       room);
-            return;
-        }
-        since = (uint64_t)v;
+    if (f->why) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, f->why, NULL, room);
+        return;
     }
+    uint64_t since = f->since;
+    bool has_since = f->has_since;
     struct hub_read_state read = {.begins = 1};
     enum proto_error err;
     char why[PROTO_ROOM_MAX * 4 + 64];
@@ -294,9 +278,9 @@ static void on_join(struct ws_session *s, const cJSON *frame)
         send_error(s, PROTO_ERR_INTERNAL, "could not join the room", NULL, room);
 }
 
-static void on_leave(struct ws_session *s, const cJSON *frame)
+static void on_leave(struct ws_session *s, const struct proto_frame *f)
 {
-    const char *room = require_room(s, frame, NULL);
+    const char *room = require_room(s, f, NULL);
     if (!room || !take_join_token(s, room))
         return;
     if (hub_leave(s->ws->hub, s->hc, room) < 0) {
@@ -369,9 +353,10 @@ static bool take_send_token(struct ws_session *s, const char *ref)
 
 /* The room of a send or change, which the connection must have joined; NULL
  * after answering the error. */
-static const char *require_joined_room(struct ws_session *s, const cJSON *frame, const char *ref)
+static const char *require_joined_room(struct ws_session *s, const struct proto_frame *f,
+                                       const char *ref)
 {
-    const char *room = require_room(s, frame, ref);
+    const char *room = require_room(s, f, ref);
     if (room && !hub_is_member(s->ws->hub, s->hc, room)) {
         send_error(s, PROTO_ERR_NOT_JOINED, "join the room first", ref, room);
         return NULL;
@@ -401,27 +386,20 @@ static void answer_verdict(struct ws_session *s, struct chat_msg *ev, enum chat_
     chat_msg_free(ev);
 }
 
-static void on_send(struct ws_session *s, const cJSON *frame)
+static void on_send(struct ws_session *s, const struct proto_frame *f)
 {
     const char *ref;
-    if (!optional_ref(s, frame, &ref) || !take_send_token(s, ref))
+    if (!optional_ref(s, f, &ref) || !take_send_token(s, ref))
         return;
-    const char *room = require_joined_room(s, frame, ref);
+    const char *room = require_joined_room(s, f, ref);
     if (!room || !may_act(s, room, true, ref))
         return;
-    bool bad = false;
-    const char *text = proto_get_string(frame, "text", &bad);
-    if (!text) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, "text is required and must be a string", ref, room);
+    if (f->why) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, f->why, ref, room);
         return;
     }
-    uint64_t reply_to;
-    if (!proto_get_id(frame, "reply_to", &reply_to)) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, "reply_to must be the id of a message", ref, room);
-        return;
-    }
-    struct chat_msg *msg = chat_msg_create(room, s->user, text, ref);
-    msg->reply_to = reply_to;
+    struct chat_msg *msg = chat_msg_create(room, s->user, f->text, ref);
+    msg->reply_to = f->reply_to;
     struct chat_msg *existing;
     struct chat_refusal refusal;
     enum chat_verdict verdict =
@@ -432,55 +410,35 @@ static void on_send(struct ws_session *s, const cJSON *frame)
 
 /* The change a frame of type edit, delete or react asks for; NULL after
  * answering the error. */
-/* What a change frame lacks, or NULL: edit needs text, react emoji and add. */
-static const char *change_field_missing(const cJSON *frame, enum chat_kind kind)
+static struct chat_msg *parse_change(struct ws_session *s, const struct proto_frame *f,
+                                     enum chat_kind kind, const char *ref, const char *room)
 {
-    bool bad = false;
-    if (kind == CHAT_EDIT && !proto_get_string(frame, "text", &bad))
-        return "text is required and must be a string";
-    if (kind == CHAT_REACT && !proto_get_string(frame, "emoji", &bad))
-        return "emoji is required and must be a string";
-    if (kind == CHAT_REACT && !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(frame, "add")))
-        return "add is required: true or false";
-    return NULL;
-}
-
-static struct chat_msg *parse_change(struct ws_session *s, const cJSON *frame, enum chat_kind kind,
-                                     const char *ref, const char *room)
-{
-    uint64_t target;
-    const char *missing = change_field_missing(frame, kind);
-    if (!proto_get_id(frame, "id", &target) || target == 0)
-        missing = "id is required: the id of a message";
-    if (missing) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, missing, ref, room);
+    if (f->why) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, f->why, ref, room);
         return NULL;
     }
-    bool bad = false;
-    const char *text = proto_get_string(frame, "text", &bad);
-    const char *emoji = proto_get_string(frame, "emoji", &bad);
-    struct chat_msg *ev = chat_msg_create(room, s->user, kind == CHAT_EDIT ? text : "", ref);
+    struct chat_msg *ev = chat_msg_create(room, s->user, kind == CHAT_EDIT ? f->text : "", ref);
     ev->kind = kind;
     if (kind == CHAT_REACT) {
-        ev->emoji = xstrdup(emoji);
-        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(frame, "add")))
+        ev->emoji = xstrdup(f->emoji);
+        if (!f->add)
             ev->kind = CHAT_UNREACT;
     }
-    ev->target = target;
+    ev->target = f->id;
     return ev;
 }
 
 /* edit, delete and react. */
-static void on_change(struct ws_session *s, const cJSON *frame, enum chat_kind kind)
+static void on_change(struct ws_session *s, const struct proto_frame *f, enum chat_kind kind)
 {
     const char *ref;
-    if (!optional_ref(s, frame, &ref) || !take_send_token(s, ref))
+    if (!optional_ref(s, f, &ref) || !take_send_token(s, ref))
         return;
-    const char *room = require_joined_room(s, frame, ref);
+    const char *room = require_joined_room(s, f, ref);
     /* A muted user may still delete their own messages. */
     if (room && kind != CHAT_DELETE && !may_act(s, room, true, ref))
         return;
-    struct chat_msg *ev = room ? parse_change(s, frame, kind, ref, room) : NULL;
+    struct chat_msg *ev = room ? parse_change(s, f, kind, ref, room) : NULL;
     if (!ev)
         return;
     bool moderator = s->ws->config->auth != CONFIG_AUTH_OFF && auth_is_moderator(&s->claims, room);
@@ -491,9 +449,9 @@ static void on_change(struct ws_session *s, const cJSON *frame, enum chat_kind k
     answer_verdict(s, ev, verdict, existing, &refusal);
 }
 
-static void on_typing(struct ws_session *s, const cJSON *frame)
+static void on_typing(struct ws_session *s, const struct proto_frame *f)
 {
-    const char *room = require_room(s, frame, NULL);
+    const char *room = require_room(s, f, NULL);
     if (!room)
         return;
     if (!hub_is_member(s->ws->hub, s->hc, room)) {
@@ -514,18 +472,18 @@ static void ignore_outcome(void *ctx, int status, const struct chat_msg *msg)
 
 /* read {room, id}: the account read room up to id; its other connections,
  * on every node, are told through the account's read log. No answer. */
-static void on_read(struct ws_session *s, const cJSON *frame)
+static void on_read(struct ws_session *s, const struct proto_frame *f)
 {
-    uint64_t id;
-    const char *room = require_room(s, frame, NULL);
+    uint64_t id = f->id;
+    const char *room = require_room(s, f, NULL);
     if (!room || !take_join_token(s, room))
         return;
     if (!s->ws->accounts) {
         send_error(s, PROTO_ERR_BAD_REQUEST, "read state is kept with auth = accounts", NULL, room);
         return;
     }
-    if (!proto_get_id(frame, "id", &id) || id == 0) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, "id is required: the id read up to", NULL, room);
+    if (f->why) {
+        send_error(s, PROTO_ERR_BAD_REQUEST, f->why, NULL, room);
         return;
     }
     char origin[PROTO_ROOM_MAX * 4];
@@ -545,10 +503,10 @@ static void on_read(struct ws_session *s, const cJSON *frame)
         log_msg(LOG_WARN, "read_not_published", "room=%s", room);
 }
 
-static void on_ping(struct ws_session *s, const cJSON *frame)
+static void on_ping(struct ws_session *s, const struct proto_frame *f)
 {
     cJSON *pong = frame_object("pong");
-    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(frame, "ref");
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(f->root, "ref");
     cJSON_AddItemToObject(pong, "ref", ref ? cJSON_Duplicate(ref, true) : cJSON_CreateNull());
     send_json(s, pong);
 }
@@ -556,43 +514,54 @@ static void on_ping(struct ws_session *s, const cJSON *frame)
 /* One complete text message. Returns false when the connection must close. */
 static bool on_text(struct ws_session *s, const char *data, size_t len)
 {
-    cJSON *frame = proto_parse_object(data, len);
-    if (!frame) {
-        send_error(s, PROTO_ERR_BAD_JSON,
-                   "the frame is not a JSON object (or is nested too deeply)", NULL, NULL);
+    struct proto_frame f;
+    enum proto_error err;
+    const char *why;
+    if (!proto_frame_parse(data, len, &f, &err, &why)) {
+        send_error(s, err, why, NULL, NULL);
+        proto_frame_dispose(&f);
         return true;
     }
     bool keep_open = true;
-    bool bad = false;
-    const char *type = proto_get_string(frame, "type", &bad);
-    if (!type) {
-        send_error(s, PROTO_ERR_BAD_REQUEST, "type is required and must be a string", NULL, NULL);
-    } else if (strcmp(type, "hello") == 0) {
-        keep_open = on_hello(s, frame);
+    if (f.type == PROTO_FRAME_HELLO) {
+        keep_open = on_hello(s, &f);
     } else if (!s->user) {
         send_error(s, PROTO_ERR_HELLO_REQUIRED, "the first frame must be hello", NULL, NULL);
-    } else if (strcmp(type, "join") == 0) {
-        on_join(s, frame);
-    } else if (strcmp(type, "leave") == 0) {
-        on_leave(s, frame);
-    } else if (strcmp(type, "send") == 0) {
-        on_send(s, frame);
-    } else if (strcmp(type, "edit") == 0) {
-        on_change(s, frame, CHAT_EDIT);
-    } else if (strcmp(type, "delete") == 0) {
-        on_change(s, frame, CHAT_DELETE);
-    } else if (strcmp(type, "react") == 0) {
-        on_change(s, frame, CHAT_REACT);
-    } else if (strcmp(type, "typing") == 0) {
-        on_typing(s, frame);
-    } else if (strcmp(type, "ping") == 0) {
-        on_ping(s, frame);
-    } else if (strcmp(type, "read") == 0) {
-        on_read(s, frame);
     } else {
-        send_error(s, PROTO_ERR_BAD_REQUEST, "unknown frame type", NULL, NULL);
+        switch (f.type) {
+        case PROTO_FRAME_JOIN:
+            on_join(s, &f);
+            break;
+        case PROTO_FRAME_LEAVE:
+            on_leave(s, &f);
+            break;
+        case PROTO_FRAME_SEND:
+            on_send(s, &f);
+            break;
+        case PROTO_FRAME_EDIT:
+            on_change(s, &f, CHAT_EDIT);
+            break;
+        case PROTO_FRAME_DELETE:
+            on_change(s, &f, CHAT_DELETE);
+            break;
+        case PROTO_FRAME_REACT:
+            on_change(s, &f, CHAT_REACT);
+            break;
+        case PROTO_FRAME_TYPING:
+            on_typing(s, &f);
+            break;
+        case PROTO_FRAME_PING:
+            on_ping(s, &f);
+            break;
+        case PROTO_FRAME_READ:
+            on_read(s, &f);
+            break;
+        default:
+            send_error(s, PROTO_ERR_BAD_REQUEST, "unknown frame type", NULL, NULL);
+            break;
+        }
     }
-    cJSON_Delete(frame);
+    proto_frame_dispose(&f);
     return keep_open;
 }
 

@@ -23,6 +23,7 @@
 
 #include "assets.h"
 #include "broker.h"
+#include "broker_internal.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -574,7 +575,73 @@ static int test_drain_refuses(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_publish_ids_and_duplicates), TEST_CASE(test_second_node_and_catch_up),
+/* Found by tests/fuzz/fuzz_broker.c: a received event whose ts does not fit
+ * int64_t (1e300, 1e999: infinity to cJSON) was converted anyway, which is
+ * undefined (UBSan aborted); such an event is malformed. */
+static int test_decode_event_ts_range(void)
+{
+    static const char *bad[] = {
+        "{\"room\":\"general\",\"id\":7,\"user\":\"a\",\"text\":\"b\",\"ts\":1e300}",
+        "{\"room\":\"general\",\"id\":7,\"user\":\"a\",\"text\":\"b\",\"ts\":-1e999}",
+        "{\"room\":\"general\",\"id\":7,\"user\":\"a\",\"text\":\"b\",\"ts\":17044407370955161600}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        TEST_ASSERT(broker__decode_event(bad[i], strlen(bad[i])) == NULL);
+    const char *good =
+        "{\"room\":\"general\",\"id\":7,\"user\":\"a\",\"text\":\"b\",\"ts\":1700000000000}";
+    struct chat_msg *msg = broker__decode_event(good, strlen(good));
+    TEST_ASSERT(msg != NULL);
+    TEST_ASSERT_INT(msg->ts, 1700000000000LL);
+    TEST_ASSERT_INT(msg->id, 7);
+    chat_msg_free(msg);
+    return 0;
+}
+
+static struct valkey_reply *string_reply(const char *s)
+{
+    struct valkey_reply *r = calloc(1, sizeof(*r));
+    r->type = VALKEY_REPLY_STRING;
+    r->str = strdup(s);
+    r->len = strlen(s);
+    return r;
+}
+
+/* Found with tests/fuzz/fuzz_broker.c (LeakSanitizer): a stream entry whose
+ * x field came twice applied both, leaking the first emoji, claim and reply
+ * strings; a repeated x is now malformed. */
+static int test_decode_entry_repeated_extras(void)
+{
+    const char *parts[] = {"u", "bob",
+                           "t", "",
+                           "x", "{\"kind\":\"react\",\"target\":7,\"emoji\":\"a\"}",
+                           "x", "{\"kind\":\"react\",\"target\":7,\"emoji\":\"b\"}"};
+    size_t n = sizeof(parts) / sizeof(parts[0]);
+    struct valkey_reply fields = {.type = VALKEY_REPLY_ARRAY, .elements = n};
+    fields.element = calloc(n, sizeof(*fields.element));
+    for (size_t i = 0; i < n; i++)
+        fields.element[i] = string_reply(parts[i]);
+    struct valkey_reply *id = string_reply("8-0");
+    struct valkey_reply *elements[] = {id, &fields};
+    struct valkey_reply entry = {.type = VALKEY_REPLY_ARRAY, .elements = 2, .element = elements};
+    struct chat_msg *msg = broker__decode_entry("general", &entry);
+    TEST_ASSERT(msg == NULL);
+    fields.elements = 6; /* the first x alone is a valid react */
+    msg = broker__decode_entry("general", &entry);
+    TEST_ASSERT(msg != NULL);
+    TEST_ASSERT_STR(msg->emoji, "a");
+    chat_msg_free(msg);
+    for (size_t i = 0; i < n; i++) {
+        free(fields.element[i]->str);
+        free(fields.element[i]);
+    }
+    free(fields.element);
+    free(id->str);
+    free(id);
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_decode_event_ts_range), TEST_CASE(test_decode_entry_repeated_extras),
+          TEST_CASE(test_publish_ids_and_duplicates), TEST_CASE(test_second_node_and_catch_up),
           TEST_CASE(test_gap_repair_and_replay), TEST_CASE(test_presence_between_nodes),
           TEST_CASE(test_outage_and_recovery), TEST_CASE(test_drain_refuses),
           TEST_CASE(test_refused_commit_is_stored_later))

@@ -470,10 +470,67 @@ static int test_message_json_matches_cjson(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_message_json_matches_cjson), TEST_CASE(test_room_names),
-          TEST_CASE(test_emoji), TEST_CASE(test_quote), TEST_CASE(test_extras_and_update_frames),
-          TEST_CASE(test_reasons_and_error_table), TEST_CASE(test_user_names),
-          TEST_CASE(test_user_names_hidden_characters), TEST_CASE(test_text_rules),
-          TEST_CASE(test_refs), TEST_CASE(test_parse_refuses_deep_nesting),
-          TEST_CASE(test_parse_objects_only), TEST_CASE(test_parse_masks_nul),
-          TEST_CASE(test_parse_refuses_trailing_garbage), TEST_CASE(test_encode_round_trip))
+/* proto_frame_parse: what ws.c answers, field by field, without a session. */
+static int parse_frame(const char *json, struct proto_frame *f)
+{
+    enum proto_error err;
+    const char *why = NULL;
+    return proto_frame_parse(json, strlen(json), f, &err, &why) ? 0 : -1;
+}
+
+static int test_frame_parse(void)
+{
+    struct proto_frame f;
+    enum proto_error err;
+    const char *why = NULL;
+    TEST_ASSERT(!proto_frame_parse("[1]", 3, &f, &err, &why));
+    TEST_ASSERT(err == PROTO_ERR_BAD_JSON && f.root == NULL);
+    proto_frame_dispose(&f);
+    TEST_ASSERT(!proto_frame_parse("{\"type\":1}", 10, &f, &err, &why));
+    TEST_ASSERT(err == PROTO_ERR_BAD_REQUEST);
+    TEST_ASSERT_STR(why, "type is required and must be a string");
+    proto_frame_dispose(&f);
+
+    TEST_ASSERT(!parse_frame("{\"type\":\"send\",\"room\":\"general\",\"text\":\"hi\","
+                             "\"ref\":\"r1\",\"reply_to\":7}",
+                             &f));
+    TEST_ASSERT(f.type == PROTO_FRAME_SEND && !f.why && !f.room_why && !f.ref_why);
+    TEST_ASSERT_STR(f.room, "general");
+    TEST_ASSERT_STR(f.text, "hi");
+    TEST_ASSERT_STR(f.ref, "r1");
+    TEST_ASSERT_INT(f.reply_to, 7);
+    proto_frame_dispose(&f);
+
+    TEST_ASSERT(!parse_frame("{\"type\":\"send\",\"room\":\"Bad Room\",\"ref\":5}", &f));
+    TEST_ASSERT(f.room == NULL && f.room_err == PROTO_ERR_ROOM_INVALID && f.room_why);
+    TEST_ASSERT_STR(f.ref_why, "ref must be a string of 1 to 64 characters");
+    TEST_ASSERT_STR(f.why, "text is required and must be a string");
+    proto_frame_dispose(&f);
+
+    TEST_ASSERT(!parse_frame("{\"type\":\"react\",\"room\":\"a\",\"emoji\":\"x\",\"id\":3}", &f));
+    TEST_ASSERT_STR(f.why, "add is required: true or false");
+    proto_frame_dispose(&f);
+    TEST_ASSERT(!parse_frame("{\"type\":\"edit\",\"room\":\"a\",\"id\":0}", &f));
+    TEST_ASSERT_STR(f.why, "id is required: the id of a message"); /* the id wins */
+    proto_frame_dispose(&f);
+    TEST_ASSERT(!parse_frame("{\"type\":\"join\",\"room\":\"a\",\"since\":1.5}", &f));
+    TEST_ASSERT_STR(f.why, "since must be a non-negative integer");
+    proto_frame_dispose(&f);
+    TEST_ASSERT(!parse_frame("{\"type\":\"join\"}", &f));
+    TEST_ASSERT(f.room_err == PROTO_ERR_BAD_REQUEST);
+    TEST_ASSERT_STR(f.room_why, "room is required and must be a string");
+    proto_frame_dispose(&f);
+    TEST_ASSERT(!parse_frame("{\"type\":\"shout\"}", &f));
+    TEST_ASSERT(f.type == PROTO_FRAME_UNKNOWN);
+    proto_frame_dispose(&f);
+    return 0;
+}
+
+TEST_MAIN(TEST_CASE(test_frame_parse), TEST_CASE(test_message_json_matches_cjson),
+          TEST_CASE(test_room_names), TEST_CASE(test_emoji), TEST_CASE(test_quote),
+          TEST_CASE(test_extras_and_update_frames), TEST_CASE(test_reasons_and_error_table),
+          TEST_CASE(test_user_names), TEST_CASE(test_user_names_hidden_characters),
+          TEST_CASE(test_text_rules), TEST_CASE(test_refs),
+          TEST_CASE(test_parse_refuses_deep_nesting), TEST_CASE(test_parse_objects_only),
+          TEST_CASE(test_parse_masks_nul), TEST_CASE(test_parse_refuses_trailing_garbage),
+          TEST_CASE(test_encode_round_trip))
