@@ -747,7 +747,7 @@ static int check_peer_url(const char *value, char *why, size_t whylen)
 {
     char host[256];
     int port;
-    return peer_url_parse(value, host, sizeof(host), &port, why, whylen);
+    return util_parse_http_url(value, host, sizeof(host), &port, why, whylen);
 }
 
 static int check_host(const char *value, char *why, size_t whylen)

@@ -21,11 +21,6 @@ struct store;
 #define PEER_AUTH_WINDOW_MS 60000      /* a signature this far from now is refused */
 #define PEER_HEADER_MAX 96             /* room for a header value, NUL included */
 
-/* Split an "http://host:port[/]" URL (an IPv6 host in brackets) into host
- * (without brackets) and port. 0, or -EINVAL with the reason in why. */
-int peer_url_parse(const char *url, char *host, size_t hostlen, int *port, char *why,
-                   size_t whylen);
-
 /* The header value that signs a request: "<now_ms>.<hex HMAC-SHA256(secret,
  * method "\n" target "\n" now_ms)>" into out (PEER_HEADER_MAX bytes); target
  * is the path with its query. Any thread. */

@@ -245,3 +245,53 @@ char *util_buf_take(struct util_buf *b, size_t *len)
     util_buf_init(b);
     return data;
 }
+
+int util_parse_http_url(const char *url, char *host, size_t hostlen, int *port, char *why,
+                        size_t whylen)
+{
+    const char *scheme = "http://";
+    if (strncmp(url, scheme, strlen(scheme)) != 0) {
+        snprintf(why, whylen, "must start with http:// (https is not supported for the copy)");
+        return -EINVAL;
+    }
+    const char *h = url + strlen(scheme), *end;
+    const char *colon;
+    if (*h == '[') {
+        end = strchr(h, ']');
+        if (!end || end[1] != ':') {
+            snprintf(why, whylen, "an IPv6 host needs ] and then :port");
+            return -EINVAL;
+        }
+        colon = end + 1;
+        h++;
+    } else {
+        colon = strchr(h, ':');
+        end = colon;
+        if (!colon) {
+            snprintf(why, whylen, "needs a port: http://host:port");
+            return -EINVAL;
+        }
+    }
+    size_t hl = (size_t)(end - h);
+    if (hl == 0 || hl >= hostlen) {
+        snprintf(why, whylen, "the host is empty or too long");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (c <= ' ' || c == '/' || c == '@' || c == '?' || c == '#' || c >= 0x7f) {
+            snprintf(why, whylen, "the host has a character a host name cannot have");
+            return -EINVAL;
+        }
+    }
+    char *rest = NULL;
+    long p = strtol(colon + 1, &rest, 10);
+    if (rest == colon + 1 || p < 1 || p > 65535 || (*rest && strcmp(rest, "/") != 0)) {
+        snprintf(why, whylen, "the port must be 1 to 65535, with nothing after it but /");
+        return -EINVAL;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}

@@ -112,4 +112,10 @@ void util_buf_appendf(struct util_buf *b, const char *fmt, ...)
 /* Hand the data to the caller (free() it) and reset the buffer. */
 char *util_buf_take(struct util_buf *b, size_t *len);
 
+/* Split an "http://host:port[/]" URL (an IPv6 host in brackets) into host
+ * (without brackets, hostlen bytes) and port. 0, or -EINVAL with the reason
+ * in why. */
+int util_parse_http_url(const char *url, char *host, size_t hostlen, int *port, char *why,
+                        size_t whylen);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "peer.h"
+#include "util.h"
 #include "test_help.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef"
@@ -57,22 +58,24 @@ static int test_url_parse(void)
     char host[64], why[128];
     int port = 0;
     TEST_ASSERT_INT(
-        peer_url_parse("http://10.0.0.5:8080", host, sizeof(host), &port, why, sizeof(why)), 0);
+        util_parse_http_url("http://10.0.0.5:8080", host, sizeof(host), &port, why, sizeof(why)),
+        0);
     TEST_ASSERT_STR(host, "10.0.0.5");
     TEST_ASSERT_INT(port, 8080);
     TEST_ASSERT_INT(
-        peer_url_parse("http://[fd00::1]:81/", host, sizeof(host), &port, why, sizeof(why)), 0);
+        util_parse_http_url("http://[fd00::1]:81/", host, sizeof(host), &port, why, sizeof(why)),
+        0);
     TEST_ASSERT_STR(host, "fd00::1");
     TEST_ASSERT_INT(port, 81);
-    TEST_ASSERT_INT(
-        peer_url_parse("http://chat-1.internal:9000", host, sizeof(host), &port, why, sizeof(why)),
-        0);
+    TEST_ASSERT_INT(util_parse_http_url("http://chat-1.internal:9000", host, sizeof(host), &port,
+                                        why, sizeof(why)),
+                    0);
     const char *bad[] = {
         "https://a:1",    "a:1",           "http://a",     "http://:80",    "http://a:0",
         "http://a:65536", "http://a:80/x", "http://[::1]", "http://a b:80", "http://u@a:80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         why[0] = '\0';
-        TEST_ASSERT_INT(peer_url_parse(bad[i], host, sizeof(host), &port, why, sizeof(why)),
+        TEST_ASSERT_INT(util_parse_http_url(bad[i], host, sizeof(host), &port, why, sizeof(why)),
                         -EINVAL);
         TEST_ASSERT(why[0] != '\0');
     }
