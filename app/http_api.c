@@ -581,6 +581,12 @@ static char *read_body(const struct config *config, struct mg_connection *mc, si
         api_send_error(mc, PROTO_ERR_TOO_LARGE, "the request body is too large");
         return NULL;
     }
+    /* CivetWeb's own read timeout (the same length, begun a little earlier)
+     * may end the read just before our deadline: that is a late body too,
+     * unlike one whose client closed early. */
+    if (n < (size_t)ri->content_length &&
+        util_mono_ms() >= deadline - config->request_timeout_ms / 10)
+        late = true;
     if (late) {
         free(body);
         mg_disable_connection_keep_alive(mc);
