@@ -47,3 +47,15 @@ enum api_path_message api_path_message(const char *rest, uint64_t *id, const cha
     }
     return API_PATH_OTHER;
 }
+
+bool api_path_room(const char *uri, char *room, size_t room_size)
+{
+    const char *prefix = "/api/rooms/";
+    if (strncmp(uri, prefix, strlen(prefix)) != 0)
+        return false;
+    size_t len = strlen(uri + strlen(prefix));
+    if (len == 0 || len >= room_size || strchr(uri + strlen(prefix), '/'))
+        return false;
+    memcpy(room, uri + strlen(prefix), len + 1);
+    return true;
+}

@@ -5,6 +5,7 @@
 #ifndef TURBOCHAT_API_PATH_H
 #define TURBOCHAT_API_PATH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,10 @@ enum api_path_message {
  * what (a pointer into uri), or NULL when uri is not such a path or the room
  * does not fit. The room is not validated. */
 const char *api_path_split_room(const char *uri, char *room, size_t room_size);
+
+/* /api/rooms/{room} alone: copies room into room[0..room_size), or false when
+ * uri is not such a path or the room does not fit. Not validated. */
+bool api_path_room(const char *uri, char *room, size_t room_size);
 
 /* A message id of a path, s[0..len): digits only, 1 to 2^53 - 1; 0 when not one. */
 uint64_t api_path_id(const char *s, size_t len);

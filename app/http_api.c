@@ -1109,25 +1109,11 @@ static void admin_rooms(struct api *api, struct mg_connection *mc, const char *r
 
 /* True when the caller moderates room: a token's admin, or mod of the
  * room; under accounts an admin account or an owner of the room. */
-static bool may_moderate(struct api *api, const struct auth_claims *claims, const char *room)
-{
-    if (!claims || api->config->auth == CONFIG_AUTH_OFF)
-        return false;
-    if (auth_is_moderator(claims, room))
-        return true;
-    char *role = NULL;
-    bool owner = api->config->auth == CONFIG_AUTH_ACCOUNTS &&
-                 store_member_role(api->store, room, claims->sub, &role) == 0 &&
-                 strcmp(role, "owner") == 0;
-    free(role);
-    return owner;
-}
-
 /* PATCH /api/rooms/{room} {"retention_days": N | null}. */
 static void patch_room(struct api *api, struct mg_connection *mc, const char *room,
                        const struct auth_claims *claims)
 {
-    if (!may_moderate(api, claims, room)) {
+    if (!rooms_is_moderator(api->rooms, room, claims)) {
         api_send_error(mc, PROTO_ERR_FORBIDDEN, "only a moderator of the room may change it");
         return;
     }
@@ -1149,19 +1135,6 @@ static void patch_room(struct api *api, struct mg_connection *mc, const char *ro
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddItemToObject(obj, "room", room_object_of(api, room, claims->sub));
     api_send_object(mc, 200, obj);
-}
-
-/* /api/rooms/{room} alone: copies room, or false when uri is not one. */
-static bool room_path(const char *uri, char *room, size_t room_size)
-{
-    const char *prefix = "/api/rooms/";
-    if (strncmp(uri, prefix, strlen(prefix)) != 0)
-        return false;
-    size_t len = strlen(uri + strlen(prefix));
-    if (len == 0 || len >= room_size || strchr(uri + strlen(prefix), '/'))
-        return false;
-    memcpy(room, uri + strlen(prefix), len + 1);
-    return true;
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -1292,7 +1265,7 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
         admin_rooms(api, mc, NULL, claims);
     } else if (strncmp(uri, admin_rooms_prefix, strlen(admin_rooms_prefix)) == 0) {
         admin_rooms(api, mc, uri + strlen(admin_rooms_prefix), claims);
-    } else if (room_path(uri, room, sizeof(room))) {
+    } else if (api_path_room(uri, room, sizeof(room))) {
         const char *why;
         if (!proto_room_is_valid(room, &why))
             api_send_error(mc, PROTO_ERR_ROOM_INVALID, why);

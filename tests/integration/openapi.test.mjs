@@ -764,10 +764,11 @@ describe('auth = accounts', () => {
         await call(url, 'PATCH', '/api/rooms/{room}', { params: { room: 'general' }, headers: root.bearer(), body: { retention_days: 30 }, expect: 200 });
         await call(url, 'PATCH', '/api/rooms/{room}', { params: { room: 'bea-priv' }, headers: root.bearer(), body: { retention_days: 30 }, expect: [404, 'not_found'] });
         await call(url, 'PATCH', '/api/rooms/{room}', { params: { room: 'general' }, headers: root.bearer(), body: {}, expect: [400, 'bad_request'] });
-        // PROTOCOL.md's PATCH row: an owner of the private room, not the maker of a public one.
+        // A moderator of the room (see Moderation): an owner of the private room, the maker of a public one.
         const own = await call(url, 'PATCH', '/api/rooms/{room}', { params: { room: 'bea-priv' }, headers: bea.bearer(), body: { retention_days: 7 }, expect: 200 });
         assert.equal(own.json.room.retention_days, 7);
-        await call(url, 'PATCH', '/api/rooms/{room}', { params: { room: 'bea-pub' }, headers: bea.bearer(), body: { retention_days: 7 }, expect: [403, 'forbidden'] });
+        await call(url, 'PATCH', '/api/rooms/{room}', { params: { room: 'bea-pub' }, headers: bea.bearer(), body: { retention_days: 7 }, expect: 200 });
+        await call(url, 'PATCH', '/api/rooms/{room}', { params: { room: 'bea-pub' }, headers: cid.bearer(), body: { retention_days: 7 }, expect: [403, 'forbidden'] });
         await call(url, 'PUT', '/api/rooms/{room}/mutes/{user}', { params: { room: 'bea-pub', user: 'cid' }, headers: bea.bearer(), expect: 200 });
         await call(url, 'PUT', '/api/rooms/{room}/bans/{user}', { params: { room: 'bea-pub', user: 'root' }, headers: bea.bearer(), expect: [403, 'forbidden'] });
         await call(url, 'PUT', '/api/rooms/{room}/bans/{user}', { params: { room: 'bea-pub', user: 'nobody-here' }, headers: bea.bearer(), expect: [404, 'not_found'] });

@@ -62,7 +62,7 @@ describe('retention on one node', () => {
         d.close();
     }));
 
-    it('under accounts: an admin or the owner of a private room sets its retention', T, withLogs(async () => {
+    it('under accounts: an admin, the owner of a private room or the maker of a public one sets its retention', T, withLogs(async () => {
         const srv = await startServer({ env: accountsEnv() });
         const admin = await signup(srv.url, uname('adm'), 'password-admin-1');
         const owner = await signup(srv.url, uname('own'), 'password-owner-1');
@@ -79,7 +79,9 @@ describe('retention on one node', () => {
         const pub = uniq('pub');
         await createRoom(srv.url, owner, pub, false);
         const patchPub = (s, body) => http(srv.url, `/api/rooms/${pub}`, { method: 'PATCH', body, headers: s.bearer() });
-        expectStatus(await patchPub(owner, { retention_days: 1 }), 403, 'forbidden', 'the maker of a public room');
+        // the maker of a public room moderates it (as for mutes and bans); anyone else does not
+        expectStatus(await patchPub(owner, { retention_days: 1 }), 200, undefined, 'the maker of a public room');
+        expectStatus(await patchPub(member, { retention_days: 1 }), 403, 'forbidden', 'a member of a public room');
         const a = expectStatus(await patchPub(admin, { retention_days: 1.5 }), 200, undefined, 'the admin');
         assert.equal(a.json.room.retention_days, 1.5);
         const list = await http(srv.url, '/api/rooms', { headers: member.bearer() });
