@@ -153,8 +153,13 @@ static void sign_out(struct accounts *accounts, const struct config *config,
     cJSON *body;
     if (!api_read_json_body(config, mc, true, &body))
         return;
-    bool everywhere = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "everywhere"));
+    const cJSON *field = cJSON_GetObjectItemCaseSensitive(body, "everywhere");
+    bool everywhere = cJSON_IsTrue(field), valid = !field || cJSON_IsBool(field);
     cJSON_Delete(body);
+    if (!valid) {
+        api_send_error(mc, PROTO_ERR_BAD_REQUEST, "everywhere must be true or false");
+        return;
+    }
     if (!caller->sid && !everywhere) {
         api_send_error(mc, PROTO_ERR_BAD_REQUEST, "an app's token is no session to end");
         return;

@@ -692,6 +692,7 @@ describe('auth = accounts', () => {
             const r = await call(url, 'POST', '/api/auth/signin', { body: { name: 'cid', password: PW }, expect: 200 });
             return r.json.token;
         })();
+        await call(url, 'POST', '/api/auth/signout', { headers: bearer(s), body: { everywhere: 'yes' }, expect: [400, 'bad_request'] });
         const out = await call(url, 'POST', '/api/auth/signout', { headers: bearer(s), expect: 200 });
         assert.match(String(out.headers['set-cookie']), /tc_session=;/);
         await call(url, 'POST', '/api/auth/signout', { headers: bearer(s), expect: [401, 'unauthorized'] });
