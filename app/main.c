@@ -335,8 +335,12 @@ static int run_user_command(struct app *app)
     bool cluster = config_is_cluster(&app->config);
     int status = 1;
     app->metrics = metrics_create();
-    struct store *node_store = store_create(app->config.db_path, migrations, n_migrations, 1,
-                                            app->metrics, err, sizeof(err));
+    /* A running node holds its database: beside it, in a cluster (where the
+     * writes go through Valkey), the command only reads it. */
+    struct store *node_store = cluster && access(app->config.db_path, F_OK) == 0
+                                   ? store_open_readonly(app->config.db_path, err, sizeof(err))
+                                   : store_create(app->config.db_path, migrations, n_migrations, 1,
+                                                  app->metrics, err, sizeof(err));
     struct store *broker_store = node_store;
     if (node_store && cluster && mkdtemp(scratch)) {
         char path[sizeof(scratch) + 16];

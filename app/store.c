@@ -1469,9 +1469,9 @@ static void *writer_main(void *arg)
 static int enqueue(struct store *s, struct store_job *job)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->stopping) {
+    if (s->stopping || !s->writer_started) { /* stopping, or opened read-only */
         pthread_mutex_unlock(&s->lock);
-        return -ESHUTDOWN;
+        return s->stopping ? -ESHUTDOWN : -EROFS;
     }
     UTIL_FIFO_PUSH(&s->jobs, job, next);
     s->depth++;
@@ -2992,8 +2992,40 @@ static int start_writer(struct store *s, char *err, size_t errlen)
         util_set_err(err, errlen, "cannot start the store writer: %s", strerror(rc));
         return -rc;
     }
+    pthread_mutex_lock(&s->lock); /* enqueue reads it under the lock */
     s->writer_started = true;
+    pthread_mutex_unlock(&s->lock);
     return 0;
+}
+
+static struct store *store_alloc(const char *path, int batch_max, struct metrics *metrics)
+{
+    struct store *s = xcalloc(1, sizeof(*s));
+    s->path = xstrdup(path);
+    s->lock_fd = -1;
+    s->metrics = metrics;
+    s->batch_max = batch_max;
+    pthread_mutex_init(&s->lock, NULL);
+    util_cond_init_monotonic(&s->cond);
+    pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_cond_init(&s->pool_cond, NULL);
+    pthread_cond_init(&s->purger_cond, NULL);
+    publish_depth(s);
+    return s;
+}
+
+struct store *store_open_readonly(const char *path, char *err, size_t errlen)
+{
+    struct store *s = store_alloc(path, 1, NULL);
+    struct store_reader *r = reader_get(s);
+    if (!r) {
+        util_set_err(err, errlen, "cannot open %s for reading (see the log)", path);
+        store_free(s);
+        return NULL;
+    }
+    reader_put(s, r);
+    atomic_store(&s->ready, true);
+    return s;
 }
 
 struct store *store_create(const char *path, const struct store_migration *migrations,
@@ -3011,17 +3043,7 @@ struct store *store_create(const char *path, const struct store_migration *migra
     struct migration_ref *refs = NULL;
     if (sort_migrations(migrations, n_migrations, &refs, err, errlen) != 0)
         return NULL;
-    struct store *s = xcalloc(1, sizeof(*s));
-    s->path = xstrdup(path);
-    s->lock_fd = -1;
-    s->metrics = metrics;
-    s->batch_max = batch_max;
-    pthread_mutex_init(&s->lock, NULL);
-    util_cond_init_monotonic(&s->cond);
-    pthread_mutex_init(&s->pool_lock, NULL);
-    pthread_cond_init(&s->pool_cond, NULL);
-    pthread_cond_init(&s->purger_cond, NULL);
-    publish_depth(s);
+    struct store *s = store_alloc(path, batch_max, metrics);
 
     if (make_parent_dirs(path, err, errlen) != 0 || lock_database(s, err, errlen) != 0 ||
         open_writer(s, err, errlen) != 0 ||

@@ -36,6 +36,12 @@ struct store *store_create(const char *path, const struct store_migration *migra
                            size_t n_migrations, int batch_max, struct metrics *metrics, char *err,
                            size_t errlen);
 
+/* The database at path (made and migrated by a node) for reading only:
+ * no writer, no lock, so another process may serve it meanwhile; its write
+ * functions fail. For the command line beside a running node. Free with
+ * store_free. NULL with the reason in err. */
+struct store *store_open_readonly(const char *path, char *err, size_t errlen);
+
 /* Commit everything queued, stop the writer thread, close. Accepts NULL. */
 void store_free(struct store *store);
 
