@@ -11,13 +11,9 @@
 // far is, once the node has caught up, on every node with its text, the
 // three histories identical.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { connectUser, fetchAllMessages, uniq, withTimeout } from '../lib/client.mjs';
-import { restPost } from '../lib/lifecycle.mjs';
+import { haveSqliteCli, integrityCheck, prng, restBurst, wsBurst } from '../lib/crash.mjs';
 import { stopAll, withLogs } from '../lib/server.mjs';
 import {
     historyOf,
@@ -167,106 +163,6 @@ const ROUNDS = Number(process.env.TURBOCHAT_CRASH_ROUNDS) || 20;
 const WS_WINDOW = 12; // sends in flight per WebSocket
 const REST_WINDOW = 3; // POSTs in flight
 
-// A small seeded PRNG (mulberry32), so that a failing run can be replayed
-// with TURBOCHAT_CRASH_SEED.
-function prng(seed) {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-}
-
-function haveSqliteCli() {
-    return spawnSync('sqlite3', ['-version'], { encoding: 'utf8' }).status === 0;
-}
-
-// PRAGMA integrity_check with the sqlite3 CLI on a copy of the database and
-// its WAL (not the -shm: the CLI rebuilds it from the WAL, as a restarted
-// node does); the original stays as the dead node left it. Returns the
-// CLI's output, trimmed.
-function integrityCheck(dbPath) {
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'turbochat-icheck-'));
-    try {
-        const copy = path.join(tmp, 'copy.db');
-        fs.copyFileSync(dbPath, copy);
-        if (fs.existsSync(`${dbPath}-wal`)) fs.copyFileSync(`${dbPath}-wal`, `${copy}-wal`);
-        const r = spawnSync('sqlite3', [copy, 'PRAGMA integrity_check;'], { encoding: 'utf8', timeout: 120000 });
-        assert.equal(r.status, 0, `sqlite3 ${copy} failed: ${r.stdout}\n${r.stderr}`);
-        return `${r.stdout}${r.stderr}`.trim();
-    } finally {
-        fs.rmSync(tmp, { recursive: true, force: true });
-    }
-}
-
-// Keep `window` sends in flight on a WebSocket until stopped or the
-// connection breaks; acks go to onAck, anything else while the connection
-// is open to errors.
-function wsBurst(c, rooms, user, tag, { window, onAck, sent, errors, state }) {
-    return (async () => {
-        const inflight = new Set();
-        let n = 0;
-        while (!state.stop && !c.closeInfo) {
-            if (inflight.size >= window) {
-                await Promise.race(inflight);
-                continue;
-            }
-            n += 1;
-            const room = rooms[n % rooms.length];
-            const text = `${tag} #${n}`;
-            sent.set(text, { room, user });
-            state.sent += 1;
-            const p = c
-                .sendMessage(room, text, `${tag}-${n}`, 60000)
-                .then((f) => {
-                    if (f.type === 'ack') onAck({ room, id: f.id, text, user });
-                    else errors.push(`${tag}: ${JSON.stringify(f)}`);
-                })
-                .catch((e) => {
-                    if (!c.closeInfo) errors.push(`${tag}: ${e.message.slice(0, 300)}`);
-                })
-                .finally(() => inflight.delete(p));
-            inflight.add(p);
-            if (n % 8 === 0) await new Promise((r) => setImmediate(r));
-        }
-        await Promise.allSettled([...inflight]);
-    })();
-}
-
-// The same over REST; dead() tells when the node was killed (a POST cut by
-// the kill is neither acked nor an error).
-function restBurst(url, rooms, user, tag, dead, { window, onAck, sent, errors, state }) {
-    return (async () => {
-        const inflight = new Set();
-        let n = 0;
-        while (!state.stop && !dead()) {
-            if (inflight.size >= window) {
-                await Promise.race(inflight);
-                continue;
-            }
-            n += 1;
-            const room = rooms[n % rooms.length];
-            const text = `${tag} #${n}`;
-            sent.set(text, { room, user });
-            state.sent += 1;
-            const p = restPost(url, room, { user, text, ref: `${tag}-${n}` })
-                .then((r) => {
-                    if (r.status === 201 && r.json && r.json.text === text) onAck({ room, id: r.json.id, text, user });
-                    else if (!dead()) errors.push(`${tag}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
-                })
-                .catch((e) => {
-                    if (!dead()) errors.push(`${tag}: ${e.message.slice(0, 300)}`);
-                })
-                .finally(() => inflight.delete(p));
-            inflight.add(p);
-        }
-        await Promise.allSettled([...inflight]);
-    })();
-}
-
 // What is wrong with one node's history of room, or null: ids ascend, every
 // stored message was sent (no stray or mangled rows), every acked message
 // of the room is there with its text and user.
@@ -344,8 +240,9 @@ describe('crash safety (cluster)', () => {
             );
             const r = round % nodes.length; // the node taking REST this round
             runs.push(
-                restBurst(nodes[r].url, rooms, 'rest', `r${round} rest`, () => victimDead && r === v, {
+                restBurst(nodes[r].url, rooms, 'rest', `r${round} rest`, {
                     ...opts,
+                    dead: () => victimDead && r === v,
                     onAck: (a) => onAck(r, a),
                     window: REST_WINDOW,
                 }),
