@@ -80,6 +80,7 @@ test('hover actions: edit in place, react and delete, seen live on a second page
     shown = await shownReactions(bob.page, id);
     assert.match(shown['👍'].title, /^bob, alice\b/, 'who reacted, in order');
     assert.equal(shown['👍'].mine, true, "bob's own reaction is pressed on his page");
+    await waitForReactions(alice.page, id, { '👍': 2 }); // her page learns of her reaction by its update frame too
     assert.equal((await shownReactions(alice.page, id))['👍'].mine, true, "and alice's on hers");
     // a second emoji from the bar's "+"; a click on one's own takes it back
     await theirs.locator('[data-testid=reaction-add]').click();
