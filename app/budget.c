@@ -6,7 +6,6 @@
 #include "budget.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
