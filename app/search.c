@@ -174,6 +174,10 @@ static int add_results(struct store *store, const struct search_request *req,
             continue; /* it left the log since */
         if (rc < 0)
             return rc;
+        if (msg->deleted_by) { /* deleted since the index was read */
+            chat_msg_free(msg);
+            continue;
+        }
         cJSON *item = proto_event_object(msg, false);
         cJSON_AddItemToObject(item, "snippet", search_snippet(&req->query, msg->text));
         cJSON_AddItemToArray(results, item);
