@@ -6,12 +6,15 @@
 #include "budget.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ratelimit.h"
 #include "strmap.h"
 #include "util.h"
+
+#define BUDGET_KEY_MAX 256 /* "u " or "a " and a user name (128 bytes) or an address */
 
 struct bucket {
     struct bucket *newer; /* towards the head: more recently used */
@@ -66,13 +69,10 @@ static void bucket_free(void *value)
  * most recently used. lock held. */
 static struct bucket *bucket_of(struct budgets *b, int kind, const char *name, uint64_t now_ns)
 {
-    struct util_buf buf;
-    util_buf_init(&buf);
-    util_buf_appendf(&buf, "%c %s", kind == PER_USER ? 'u' : 'a', name);
-    char *key = util_buf_take(&buf, NULL);
+    char key[BUDGET_KEY_MAX]; /* on the stack: a write allocates only for a new bucket */
+    snprintf(key, sizeof(key), "%c %s", kind == PER_USER ? 'u' : 'a', name);
     struct bucket *k = strmap_get(b->buckets, key);
     if (k) {
-        free(key);
         unlink_bucket(b, k);
         push_newest(b, k);
         return k;
@@ -83,7 +83,7 @@ static struct bucket *bucket_of(struct budgets *b, int kind, const char *name, u
         strmap_remove(b->buckets, evicted->key);
     }
     k = xcalloc(1, sizeof(*k));
-    k->key = key;
+    k->key = xstrdup(key);
     ratelimit_init(&k->limit, b->rate[kind], b->burst[kind], now_ns);
     strmap_put(b->buckets, key, k);
     push_newest(b, k);
