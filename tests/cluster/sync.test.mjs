@@ -144,11 +144,14 @@ async function fill(nodes, big, small) {
         assert.equal(r.status, 201, r.text);
         ids.push(r.json.id);
     }
-    // a change goes to any node: each must have its target first
-    await waitFor(async () => {
-        for (const node of nodes) if ((await roomsOf(node)).find((r) => r.name === small)?.last_id !== 20) return false;
-        return true;
-    }, { timeoutMs: 30000, what: `the 20 messages of ${small} on every node` });
+    // a change goes to any node: each must have its target, and the change
+    // before it (a reaction removed where it was not made), first
+    const everyNodeHas = (lastId) =>
+        waitFor(async () => {
+            for (const node of nodes) if ((await roomsOf(node)).find((r) => r.name === small)?.last_id !== lastId) return false;
+            return true;
+        }, { timeoutMs: 30000, what: `the ${lastId} events of ${small} on every node` });
+    await everyNodeHas(20);
     const changes = [
         [0, 'PATCH', `/messages/${ids[0]}`, { user: 'w0', text: 'edited 0' }],
         [1, 'PUT', `/messages/${ids[2]}/reactions/${encodeURIComponent('👍')}?user=w1`],
@@ -158,9 +161,10 @@ async function fill(nodes, big, small) {
         [2, 'PATCH', `/messages/${ids[5]}`, { user: 'w2', text: 'edited 5' }],
         [0, 'DELETE', `/messages/${ids[7]}?user=w1`],
     ];
-    for (const [n, method, p, body] of changes) {
+    for (const [k, [n, method, p, body]] of changes.entries()) {
         const r = await api(base(n), `/api/rooms/${small}${p}`, { method, body, headers: body ? {} : { 'Content-Length': 0 } });
         assert.equal(r.status, 200, `${method} ${p}: ${r.text}`);
+        await everyNodeHas(20 + k + 1);
     }
     return { [big]: BIG, [small]: 20 + changes.length };
 }
