@@ -1595,8 +1595,8 @@ static void apply_delta(struct broker_valkey *b, struct remote_node *node, const
 
 static uint64_t number_field(const cJSON *root, const char *name)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, name);
-    return cJSON_IsNumber(item) && item->valuedouble >= 0 ? (uint64_t)item->valuedouble : 0;
+    int64_t v;
+    return proto_get_int(root, name, &v) && v >= 0 ? (uint64_t)v : 0;
 }
 
 /* Collect one part of a snapshot; the last part replaces the node's pairs.

@@ -597,13 +597,14 @@ static struct chat_msg *parse_event(const char *log, const char *line, size_t le
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "ts");
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, "x");
     uint64_t id = 0;
+    int64_t ts_ms = 0;
     struct chat_msg *m = NULL;
-    if (bad || !u || !t || !cJSON_IsNumber(ts) || !cJSON_IsObject(x) ||
-        !proto_get_id(o, "id", &id) || id == 0)
+    if (bad || !u || !t || !cJSON_IsNumber(ts) || !proto_get_int(o, "ts", &ts_ms) ||
+        !cJSON_IsObject(x) || !proto_get_id(o, "id", &id) || id == 0)
         goto out;
     m = chat_msg_create(log, u, t, r);
     m->id = id;
-    m->ts = (int64_t)ts->valuedouble;
+    m->ts = ts_ms;
     if (!proto_extras_apply(m, x)) {
         chat_msg_free(m);
         m = NULL;

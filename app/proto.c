@@ -810,6 +810,19 @@ bool proto_get_id(const struct cJSON *obj, const char *name, uint64_t *out)
     return true;
 }
 
+bool proto_get_int(const struct cJSON *obj, const char *name, int64_t *out)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = 0;
+    if (!item || cJSON_IsNull(item))
+        return true;
+    if (!cJSON_IsNumber(item) || !(fabs(item->valuedouble) <= PROTO_ID_MAX) ||
+        floor(item->valuedouble) != item->valuedouble)
+        return false;
+    *out = (int64_t)item->valuedouble;
+    return true;
+}
+
 bool proto_extras_apply(struct chat_msg *msg, const struct cJSON *extras)
 {
     bool bad = false;

@@ -236,6 +236,11 @@ bool proto_extras_apply(struct chat_msg *msg, const struct cJSON *extras);
 /* A positive integer id field of obj (at most PROTO_ID_MAX): 0 when absent or
  * null; false when present but not such an integer. */
 bool proto_get_id(const struct cJSON *obj, const char *name, uint64_t *out);
+/* A whole-number field of obj within +-PROTO_ID_MAX (the integers JSON
+ * carries exactly), such as a time in ms: 0 when absent or null; false when
+ * present but not such a number, which no cast may then see (1e300 to an
+ * integer is undefined). */
+bool proto_get_int(const struct cJSON *obj, const char *name, int64_t *out);
 char *proto_encode_error(const char *code, const char *message, const char *ref, const char *room,
                          size_t *len);
 char *proto_encode_ack(const struct chat_msg *msg, size_t *len);

@@ -755,8 +755,8 @@ static const char *json_string(const cJSON *obj, const char *name)
 
 static int64_t json_int(const cJSON *obj, const char *name)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsNumber(item) ? (int64_t)item->valuedouble : 0;
+    int64_t v;
+    return proto_get_int(obj, name, &v) ? v : 0;
 }
 
 static int apply_account(struct store *s, const struct chat_msg *ev, const cJSON *rec)

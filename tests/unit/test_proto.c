@@ -471,6 +471,31 @@ static int test_message_json_matches_cjson(void)
 }
 
 /* proto_frame_parse: what ws.c answers, field by field, without a session. */
+/* Whole numbers from outside (peer pages, presence snapshots, stored
+ * records) reach an integer only when JSON carries them exactly: 1e300 cast
+ * to an integer is undefined behaviour. */
+static int test_get_int(void)
+{
+    const char *json =
+        "{\"ms\":1733374800123,\"neg\":-5,\"max\":9007199254740991,\"huge\":1e300,"
+        "\"low\":-1e300,\"over\":9007199254740992,\"half\":1.5,\"text\":\"7\",\"nul\":null}";
+    cJSON *o = proto_parse_object(json, strlen(json));
+    TEST_ASSERT(o != NULL);
+    int64_t v = -1;
+    TEST_ASSERT(proto_get_int(o, "ms", &v) && v == 1733374800123);
+    TEST_ASSERT(proto_get_int(o, "neg", &v) && v == -5);
+    TEST_ASSERT(proto_get_int(o, "max", &v) && v == 9007199254740991);
+    TEST_ASSERT(proto_get_int(o, "absent", &v) && v == 0);
+    TEST_ASSERT(proto_get_int(o, "nul", &v) && v == 0);
+    const char *refused[] = {"huge", "low", "over", "half", "text"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+        v = -1;
+        TEST_ASSERT(!proto_get_int(o, refused[i], &v) && v == 0);
+    }
+    cJSON_Delete(o);
+    return 0;
+}
+
 static int parse_frame(const char *json, struct proto_frame *f)
 {
     enum proto_error err;
@@ -526,11 +551,11 @@ static int test_frame_parse(void)
     return 0;
 }
 
-TEST_MAIN(TEST_CASE(test_frame_parse), TEST_CASE(test_message_json_matches_cjson),
-          TEST_CASE(test_room_names), TEST_CASE(test_emoji), TEST_CASE(test_quote),
-          TEST_CASE(test_extras_and_update_frames), TEST_CASE(test_reasons_and_error_table),
-          TEST_CASE(test_user_names), TEST_CASE(test_user_names_hidden_characters),
-          TEST_CASE(test_text_rules), TEST_CASE(test_refs),
-          TEST_CASE(test_parse_refuses_deep_nesting), TEST_CASE(test_parse_objects_only),
-          TEST_CASE(test_parse_masks_nul), TEST_CASE(test_parse_refuses_trailing_garbage),
-          TEST_CASE(test_encode_round_trip))
+TEST_MAIN(TEST_CASE(test_frame_parse), TEST_CASE(test_get_int),
+          TEST_CASE(test_message_json_matches_cjson), TEST_CASE(test_room_names),
+          TEST_CASE(test_emoji), TEST_CASE(test_quote), TEST_CASE(test_extras_and_update_frames),
+          TEST_CASE(test_reasons_and_error_table), TEST_CASE(test_user_names),
+          TEST_CASE(test_user_names_hidden_characters), TEST_CASE(test_text_rules),
+          TEST_CASE(test_refs), TEST_CASE(test_parse_refuses_deep_nesting),
+          TEST_CASE(test_parse_objects_only), TEST_CASE(test_parse_masks_nul),
+          TEST_CASE(test_parse_refuses_trailing_garbage), TEST_CASE(test_encode_round_trip))
