@@ -596,6 +596,26 @@ export async function waitHistoryCount(nodes, room, count, timeoutMs = 15000) {
     return hs;
 }
 
+// Wait until every node's history of room reaches lastId and all are alike;
+// resolves with the histories. Use it rather than a count when a message may
+// be stored without its ack (a killed sender, an outage), since a count can
+// then be met while another node's acked message is still on its way.
+export async function waitSameHistory(nodes, room, lastId, timeoutMs = 15000) {
+    let hs = [];
+    const lastOf = (h) => (h.length ? h[h.length - 1].id : 0);
+    await waitFor(
+        async () => {
+            hs = await Promise.all(nodes.map((n) => historyOf(n, room)));
+            return hs.every((h) => lastOf(h) >= lastId && JSON.stringify(h) === JSON.stringify(hs[0]));
+        },
+        { timeoutMs, what: `every node's history of ${room} through id ${lastId}, alike` },
+    ).catch((err) => {
+        err.message += ` (last ids: ${hs.map(lastOf).join(', ')})`;
+        throw err;
+    });
+    return hs;
+}
+
 // A TCP proxy on a free loopback port to 127.0.0.1:targetPort, to cut one
 // node off Valkey while the others stay connected. cut(): close the listener
 // and reset every proxied connection (new connections are refused);
