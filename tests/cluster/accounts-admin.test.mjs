@@ -164,6 +164,10 @@ describe('admin across nodes', () => {
         await waitFor(async () => (await me(C.url, other)).status === 200, { timeoutMs: 15000, what: 'session on C' });
         const wc = await wsSession(C.url, other);
         await joinEventually(wc, room);
+        await waitFor(async () => {
+            const r = await adminCall(A.url, root, 'GET', '/rooms');
+            return r.json && r.json.rooms.some((y) => y.name === room);
+        }, { timeoutMs: 10000, what: 'the room made on B in GET /api/admin/rooms on A' });
         const del = await adminCall(A.url, root, 'DELETE', `/rooms/${room}`);
         expectStatus(del, 200, undefined, 'close on A');
         for (const c of [wb, wc]) {

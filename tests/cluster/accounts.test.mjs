@@ -188,6 +188,7 @@ describe('cluster accounts', () => {
         const sa = await signup(A.url, name, PW);
         const sb = await signinEventually(B.url, name, PW);
         const sc = await signinEventually(C.url, name, PW);
+        await meEventually(A.url, sc, 200); // the session made on C has reached A
         const ws = [...(await wsEverywhere(sa, [A, B, C])), ...(await wsEverywhere(sb, [C])), await wsSession(A.url, sc)];
         expectStatus(await signout(C.url, sc, { everywhere: true }), 200, undefined, 'sign out everywhere on C');
         for (const [i, w] of ws.entries()) await expectClosed(w, 1008, `WebSocket ${i}`);

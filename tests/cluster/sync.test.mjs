@@ -220,6 +220,9 @@ describe('cluster sync', () => {
         const name = uname('old');
         await signup(nodes[0].url, uname('admin'), 'first-admin-pw-1');
         await signup(nodes[1].url, name, 'old-account-pw-1');
+        // whichever node the third copies from has both accounts
+        const sameStores = async () => JSON.stringify(await dumpLogs(vk, nodes[0])) === JSON.stringify(await dumpLogs(vk, nodes[1]));
+        await waitFor(sameStores, { what: 'both accounts on both nodes' });
         // the window forgets everything (as replay_ttl_s does to an idle log)
         const keys = await vk.command('KEYS', 'turbochat:{*}:log');
         assert.ok(keys.length > 0, 'replay windows exist');
