@@ -240,10 +240,8 @@ describe('read state across nodes', () => {
         const j0 = await joinEventually(tablet, room);
         assert.deepEqual({ unread: j0.unread, mentions: j0.mentions, last_read: j0.last_read }, { unread: 4, mentions: 2, last_read: 0 }, `joined on C before reading: ${JSON.stringify(j0)}`);
         // read two of them on the phone
-        const t0 = Date.now();
         phone.send({ type: 'read', room, id: ids[1] });
         const r1 = await laptop.next((x) => x.type === 'read' && x.room === room);
-        const took = Date.now() - t0;
         assert.equal(r1.id, ids[1], JSON.stringify(r1));
         await tablet.next((x) => x.type === 'read' && x.room === room && x.id === ids[1]);
         for (const n of [A, B, C]) await roomItemEventually(n.url, alice, room, (x) => x.unread === 2 && x.mentions === 1, 'unread 2, mentions 1 after reading two');
@@ -268,7 +266,6 @@ describe('read state across nodes', () => {
         const bv = await roomItemEventually(A.url, bob, room, () => true, 'bob\'s view');
         assert.equal(bv.unread, 1, `bob has alice's message unread, not alice's state: ${JSON.stringify(bv)}`);
         assert.equal(b.seen((x) => x.type === 'read').length, 0, 'another account never gets read frames');
-        assert.ok(took < 5000, `the read frame crossed nodes in ${took} ms`);
         // two devices read at once on two nodes: every node ends at the higher id
         const m6 = await say(b, room, 'six');
         const m7 = await say(b, room, 'seven');
