@@ -422,10 +422,10 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
     cJSON *list = cJSON_AddArrayToObject(obj, "rooms");
     const char *user = claims ? claims->sub : NULL;
     for (size_t i = 0; i < n; i++) {
-        if ((claims && !auth_room_allowed(claims, rows[i].name)) ||
-            !rooms_may_enter(api->rooms, rows[i].name, user))
-            continue;
-        cJSON_AddItemToArray(list, room_object(api, &rows[i], user));
+        enum proto_error err;
+        const char *why;
+        if (rooms_may_read(api->rooms, rows[i].name, claims, &err, &why))
+            cJSON_AddItemToArray(list, room_object(api, &rows[i], user));
     }
     if (more)
         cJSON_AddStringToObject(obj, "next", last);
@@ -1179,12 +1179,10 @@ static void route_message(struct api *api, struct mg_connection *mc, const char 
 static void route_room(struct api *api, struct mg_connection *mc, const char *room,
                        const char *what, const struct auth_claims *claims)
 {
-    if (claims && !auth_room_allowed(claims, room)) {
-        api_send_error(mc, PROTO_ERR_FORBIDDEN, "the token does not allow this room");
-        return;
-    }
-    if (!rooms_may_enter(api->rooms, room, claims ? claims->sub : NULL)) {
-        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such room");
+    enum proto_error err;
+    const char *why;
+    if (!rooms_may_read(api->rooms, room, claims, &err, &why)) {
+        api_send_error(mc, err, why);
         return;
     }
     if (!may_act(api, mc, room, claims, false) || route_moderation(api, mc, room, what, claims))
@@ -1267,12 +1265,11 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
         admin_rooms(api, mc, uri + strlen(admin_rooms_prefix), claims);
     } else if (api_path_room(uri, room, sizeof(room))) {
         const char *why;
+        enum proto_error err;
         if (!proto_room_is_valid(room, &why))
             api_send_error(mc, PROTO_ERR_ROOM_INVALID, why);
-        else if (claims && !auth_room_allowed(claims, room))
-            api_send_error(mc, PROTO_ERR_FORBIDDEN, "the token does not allow this room");
-        else if (!rooms_may_enter(api->rooms, room, claims ? claims->sub : NULL))
-            api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such room");
+        else if (!rooms_may_read(api->rooms, room, claims, &err, &why))
+            api_send_error(mc, err, why);
         else if (method_is(ri, "PATCH"))
             patch_room(api, mc, room, claims);
         else

@@ -64,7 +64,7 @@ static bool is_member(struct rooms *rooms, const char *room, const char *user, b
     return member;
 }
 
-bool rooms_may_enter(struct rooms *rooms, const char *room, const char *user)
+static bool may_enter(struct rooms *rooms, const char *room, const char *user)
 {
     if (rooms->config->auth != CONFIG_AUTH_ACCOUNTS)
         return true;
@@ -74,11 +74,27 @@ bool rooms_may_enter(struct rooms *rooms, const char *room, const char *user)
     return !info.is_private || is_member(rooms, room, user, NULL);
 }
 
+bool rooms_may_read(struct rooms *rooms, const char *room, const struct auth_claims *claims,
+                    enum proto_error *err, const char **why)
+{
+    if (claims && !auth_room_allowed(claims, room)) {
+        *err = PROTO_ERR_FORBIDDEN;
+        *why = "the token does not allow this room";
+        return false;
+    }
+    if (!may_enter(rooms, room, claims ? claims->sub : NULL)) {
+        *err = PROTO_ERR_NOT_FOUND;
+        *why = "no such room";
+        return false;
+    }
+    return true;
+}
+
 void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg)
 {
     size_t kept = 0;
     for (size_t i = 0; i < msg->mention_count; i++) {
-        if (rooms_may_enter(rooms, msg->room, msg->mentions[i]))
+        if (may_enter(rooms, msg->room, msg->mentions[i]))
             msg->mentions[kept++] = msg->mentions[i];
         else
             free(msg->mentions[i]);

@@ -28,9 +28,15 @@ struct rooms;
 struct rooms *rooms_create(const struct config *config, struct store *store, struct broker *broker);
 void rooms_free(struct rooms *rooms);
 
-/* True when user may read and write room: as if it did not exist otherwise.
- * Any thread; reads the store under auth = accounts. */
-bool rooms_may_enter(struct rooms *rooms, const char *room, const char *user);
+/* Whether the caller of claims (NULL under auth = off) may read and write
+ * room: the token's rooms first (forbidden, "the token does not allow this
+ * room"), then under auth = accounts an open room, public or with the caller
+ * as a member (not_found, "no such room": as if it did not exist). False
+ * after setting *err and *why. The one rule for every path to a room: REST,
+ * WebSocket, the room list and search. Any thread; reads the store under
+ * auth = accounts. */
+bool rooms_may_read(struct rooms *rooms, const char *room, const struct auth_claims *claims,
+                    enum proto_error *err, const char **why);
 
 /* Make room, public or private, by creator (its owner when private).
  * Refusals: room_invalid, exists, unavailable. Blocks: a worker thread. */

@@ -44,9 +44,9 @@ static bool caller_may_read(struct access_cache *cache, const char *room)
     for (size_t i = 0; i < cache->count; i++)
         if (strcmp(cache->names[i], room) == 0)
             return cache->allowed[i];
-    const struct auth_claims *claims = cache->claims;
-    bool allowed = (!claims || auth_room_allowed(claims, room)) &&
-                   rooms_may_enter(cache->rooms, room, claims ? claims->sub : NULL);
+    enum proto_error err;
+    const char *why;
+    bool allowed = rooms_may_read(cache->rooms, room, cache->claims, &err, &why);
     if (cache->count < ACCESS_CACHE_ROOMS) {
         cache->names[cache->count] = xstrdup(room);
         cache->allowed[cache->count++] = allowed;
@@ -234,10 +234,10 @@ void search_answer(struct mg_connection *mc, struct store *store, struct rooms *
         return;
     }
     struct access_cache cache = {.rooms = rooms, .claims = claims};
-    if (req.room[0] && claims && !auth_room_allowed(claims, req.room)) {
-        api_send_error(mc, PROTO_ERR_FORBIDDEN, "the token does not allow this room");
-    } else if (req.room[0] && !caller_may_read(&cache, req.room)) {
-        api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such room");
+    enum proto_error err;
+    const char *why;
+    if (req.room[0] && !rooms_may_read(rooms, req.room, claims, &err, &why)) {
+        api_send_error(mc, err, why);
     } else {
         cJSON *body = cJSON_CreateObject();
         cJSON *results = cJSON_AddArrayToObject(body, "results");

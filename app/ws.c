@@ -118,12 +118,11 @@ static const char *require_room(struct ws_session *s, const struct proto_frame *
         send_error(s, f->room_err, f->room_why, ref, NULL);
         return NULL;
     }
-    if (s->ws->config->auth != CONFIG_AUTH_OFF && !auth_room_allowed(&s->claims, room)) {
-        send_error(s, PROTO_ERR_FORBIDDEN, "the token does not allow this room", ref, room);
-        return NULL;
-    }
-    if (!rooms_may_enter(s->ws->rooms, room, s->user)) {
-        send_error(s, PROTO_ERR_NOT_FOUND, "no such room", ref, room);
+    enum proto_error err;
+    const char *why;
+    const struct auth_claims *claims = s->ws->config->auth != CONFIG_AUTH_OFF ? &s->claims : NULL;
+    if (!rooms_may_read(s->ws->rooms, room, claims, &err, &why)) {
+        send_error(s, err, why, ref, room);
         return NULL;
     }
     return room;
