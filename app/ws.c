@@ -457,7 +457,13 @@ static void on_typing(struct ws_session *s, const struct proto_frame *f)
         send_error(s, PROTO_ERR_NOT_JOINED, "join the room first", NULL, room);
         return;
     }
-    if (ratelimit_take(&s->typing, util_mono_ns()))
+    if (!ratelimit_take(&s->typing, util_mono_ns()))
+        return;
+    /* a muted user's typing is dropped as silently as excess typing: the
+     * composer of a muted user says so already */
+    enum proto_error err;
+    char why[PROTO_ROOM_MAX * 4 + 64];
+    if (rooms_may_act(s->ws->rooms, room, s->user, &s->claims, true, &err, why, sizeof(why)))
         hub_typing(s->ws->hub, s->hc, room);
 }
 

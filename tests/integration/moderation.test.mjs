@@ -105,6 +105,15 @@ describe('moderation under auth = token', () => {
         assertRestError(await restPost(srv.url, room, { text: 'rest while muted' }, bearer(tok.bob)), 403, 'forbidden', 'REST send while muted');
         assertRestError(await restEdit(srv.url, room, a1.id, { text: 'x' }, bearer(tok.bob)), 403, 'forbidden', 'REST edit while muted');
         assertRestError(await restReact(srv.url, room, a1.id, '👍', true, {}, bearer(tok.bob)), 403, 'forbidden', 'REST react while muted');
+        // A muted user's typing reaches nobody: carol gets a message sent
+        // after it (bob's refused send proves his typing was handled) and no
+        // typing of bob's before it.
+        const maude = await client('mod', [room]);
+        bob.send({ type: 'typing', room });
+        assertWsError(await wsSend(bob, room, 'after typing'), 'forbidden', 'send after typing while muted');
+        const mark = await wsSend(maude, room, 'after bob typed');
+        await carol.next((x) => x.type === 'message' && x.id === mark.id);
+        assert.deepEqual(carol.seen((x) => x.type === 'typing' && x.user === 'bob'), [], 'no typing of a muted user');
         // Reading, joining and deleting one's own message still work.
         const d = await wsDelete(bob, room, a2.id);
         assert.equal(d.type, 'ack', `a muted user deletes their own message: ${JSON.stringify(d)}`);
@@ -127,13 +136,14 @@ describe('moderation under auth = token', () => {
         await bob.leave(room);
         assert.equal((await bob.join(room)).muted, false, 'joined after the unmute');
         assert.equal(ok.type, 'ack', `send after the unmute: ${JSON.stringify(ok)}`);
+        bob.send({ type: 'typing', room });
+        await carol.next((x) => x.type === 'typing' && x.room === room && x.user === 'bob');
         const r = await restPost(srv.url, room, { text: 'rest after the unmute' }, bearer(tok.bob));
         assert.equal(r.status, 201, r.text);
         assert.deepEqual((await moderation(srv.url, bearer(tok.mod), room)).json.muted, []);
         const kinds = (await allEvents(srv.url, room, bearer(tok.admin))).map((e) => e.kind || e.type);
         assert.ok(kinds.includes('mute') && kinds.includes('unmute'), `the log holds the events: ${kinds}`);
-        bob.terminate();
-        carol.terminate();
+        for (const c of [bob, carol, maude]) c.terminate();
     }));
 
     it('ban: every connection of the user gets left {reason: banned}, join and REST are forbidden; unban lets them in again', T, withLogs(async () => {
