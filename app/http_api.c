@@ -423,8 +423,8 @@ static void get_rooms(struct api *api, struct mg_connection *mc, const struct au
     const char *user = claims ? claims->sub : NULL;
     for (size_t i = 0; i < n; i++) {
         enum proto_error err;
-        const char *why;
-        if (rooms_may_read(api->rooms, rows[i].name, claims, &err, &why))
+        char why[ROOMS_WHY_MAX];
+        if (rooms_may_use(api->rooms, rows[i].name, claims, ROOMS_READ, &err, why))
             cJSON_AddItemToArray(list, room_object(api, &rows[i], user));
     }
     if (more)
@@ -760,15 +760,14 @@ static void answer_verdict(struct api *api, struct mg_connection *mc, struct cha
     chat_msg_free(ev);
 }
 
-/* False after answering 403 when a mute (speak) or ban keeps the caller
- * from room. */
-static bool may_act(struct api *api, struct mg_connection *mc, const char *room,
-                    const struct auth_claims *claims, bool speak)
+/* False after answering the refusal when the caller may not use room so
+ * (rooms_may_use). */
+static bool may_use(struct api *api, struct mg_connection *mc, const char *room,
+                    const struct auth_claims *claims, enum rooms_use use)
 {
     enum proto_error err;
-    char why[PROTO_ROOM_MAX * 4 + 64];
-    if (!claims ||
-        rooms_may_act(api->rooms, room, claims->sub, claims, speak, &err, why, sizeof(why)))
+    char why[ROOMS_WHY_MAX];
+    if (rooms_may_use(api->rooms, room, claims, use, &err, why))
         return true;
     api_send_error(mc, err, why);
     return false;
@@ -778,7 +777,7 @@ static void post_message(struct api *api, struct mg_connection *mc, const char *
                          const struct auth_claims *claims)
 {
     cJSON *body;
-    if (!may_act(api, mc, room, claims, true))
+    if (!may_use(api, mc, room, claims, ROOMS_SPEAK))
         return;
     struct chat_msg *msg = begin_write(api, mc, room, claims, false, &body);
     if (!msg)
@@ -809,7 +808,7 @@ static void change_message(struct api *api, struct mg_connection *mc, const char
 {
     cJSON *body;
     /* A muted user may still delete their own messages. */
-    if (kind != CHAT_DELETE && !may_act(api, mc, room, claims, true))
+    if (kind != CHAT_DELETE && !may_use(api, mc, room, claims, ROOMS_SPEAK))
         return;
     struct chat_msg *ev = begin_write(api, mc, room, claims, kind != CHAT_EDIT, &body);
     if (!ev)
@@ -1179,13 +1178,8 @@ static void route_message(struct api *api, struct mg_connection *mc, const char 
 static void route_room(struct api *api, struct mg_connection *mc, const char *room,
                        const char *what, const struct auth_claims *claims)
 {
-    enum proto_error err;
-    const char *why;
-    if (!rooms_may_read(api->rooms, room, claims, &err, &why)) {
-        api_send_error(mc, err, why);
-        return;
-    }
-    if (!may_act(api, mc, room, claims, false) || route_moderation(api, mc, room, what, claims))
+    if (!may_use(api, mc, room, claims, ROOMS_READ) ||
+        route_moderation(api, mc, room, what, claims))
         return;
     const struct mg_request_info *ri = mg_get_request_info(mc);
     bool get = method_is(ri, "GET") || method_is(ri, "HEAD");
@@ -1220,6 +1214,18 @@ static void route_room(struct api *api, struct mg_connection *mc, const char *ro
     } else {
         api_send_error(mc, PROTO_ERR_NOT_FOUND, "no such resource");
     }
+}
+
+/* /api/rooms/{room}: its settings. */
+static void route_room_itself(struct api *api, struct mg_connection *mc, const char *room,
+                              const struct auth_claims *claims)
+{
+    if (!may_use(api, mc, room, claims, ROOMS_READ))
+        return;
+    if (method_is(mg_get_request_info(mc), "PATCH"))
+        patch_room(api, mc, room, claims);
+    else
+        method_not_allowed(mc, "PATCH");
 }
 
 /* With auth on: the bearer token's claims, or false after answering 401. */
@@ -1265,15 +1271,10 @@ static void route(struct api *api, struct mg_connection *mc, const struct auth_c
         admin_rooms(api, mc, uri + strlen(admin_rooms_prefix), claims);
     } else if (api_path_room(uri, room, sizeof(room))) {
         const char *why;
-        enum proto_error err;
         if (!proto_room_is_valid(room, &why))
             api_send_error(mc, PROTO_ERR_ROOM_INVALID, why);
-        else if (!rooms_may_read(api->rooms, room, claims, &err, &why))
-            api_send_error(mc, err, why);
-        else if (method_is(ri, "PATCH"))
-            patch_room(api, mc, room, claims);
         else
-            method_not_allowed(mc, "PATCH");
+            route_room_itself(api, mc, room, claims);
     } else if ((what = api_path_split_room(uri, room, sizeof(room))) != NULL) {
         const char *why;
         if (!proto_room_is_valid(room, &why))

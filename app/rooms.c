@@ -74,20 +74,42 @@ static bool may_enter(struct rooms *rooms, const char *room, const char *user)
     return !info.is_private || is_member(rooms, room, user, NULL);
 }
 
-bool rooms_may_read(struct rooms *rooms, const char *room, const struct auth_claims *claims,
-                    enum proto_error *err, const char **why)
+/* The sanctions part of rooms_may_use. */
+static bool sanctions_allow(struct rooms *rooms, const char *room, const struct auth_claims *claims,
+                            enum rooms_use use, enum proto_error *err, char *why)
+{
+    if (rooms->config->auth == CONFIG_AUTH_OFF || !claims || claims->role == AUTH_ROLE_ADMIN)
+        return true;
+    struct store_sanction sanction;
+    if (store_sanction(rooms->store, room, claims->sub, &sanction) < 0) {
+        *err = PROTO_ERR_UNAVAILABLE;
+        snprintf(why, ROOMS_WHY_MAX, "not possible now; retry");
+        return false;
+    }
+    *err = PROTO_ERR_FORBIDDEN;
+    if (sanction.banned)
+        snprintf(why, ROOMS_WHY_MAX, "you are banned from %s", room);
+    else if (use == ROOMS_SPEAK && sanction.muted)
+        snprintf(why, ROOMS_WHY_MAX, "you are muted in %s", room);
+    else
+        return true;
+    return false;
+}
+
+bool rooms_may_use(struct rooms *rooms, const char *room, const struct auth_claims *claims,
+                   enum rooms_use use, enum proto_error *err, char *why)
 {
     if (claims && !auth_room_allowed(claims, room)) {
         *err = PROTO_ERR_FORBIDDEN;
-        *why = "the token does not allow this room";
+        snprintf(why, ROOMS_WHY_MAX, "the token does not allow this room");
         return false;
     }
     if (!may_enter(rooms, room, claims ? claims->sub : NULL)) {
         *err = PROTO_ERR_NOT_FOUND;
-        *why = "no such room";
+        snprintf(why, ROOMS_WHY_MAX, "no such room");
         return false;
     }
-    return true;
+    return sanctions_allow(rooms, room, claims, use, err, why);
 }
 
 void rooms_keep_mentions_of_members(struct rooms *rooms, struct chat_msg *msg)
@@ -279,28 +301,6 @@ bool rooms_is_moderator(struct rooms *rooms, const char *room, const struct auth
         return true;
     return rooms->config->auth == CONFIG_AUTH_ACCOUNTS &&
            store_is_room_owner(rooms->store, room, claims->sub) == 1;
-}
-
-bool rooms_may_act(struct rooms *rooms, const char *room, const char *user,
-                   const struct auth_claims *claims, bool speak, enum proto_error *err, char *why,
-                   size_t whylen)
-{
-    if (rooms->config->auth == CONFIG_AUTH_OFF || (claims && claims->role == AUTH_ROLE_ADMIN))
-        return true;
-    struct store_sanction sanction;
-    if (store_sanction(rooms->store, room, user, &sanction) < 0) {
-        *err = PROTO_ERR_UNAVAILABLE;
-        snprintf(why, whylen, "not possible now; retry");
-        return false;
-    }
-    *err = PROTO_ERR_FORBIDDEN;
-    if (sanction.banned)
-        snprintf(why, whylen, "you are banned from %s", room);
-    else if (speak && sanction.muted)
-        snprintf(why, whylen, "you are muted in %s", room);
-    else
-        return true;
-    return false;
 }
 
 /* The name user as the record will have it, into name (PROTO_USER_MAX_BYTES

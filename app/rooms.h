@@ -28,15 +28,28 @@ struct rooms;
 struct rooms *rooms_create(const struct config *config, struct store *store, struct broker *broker);
 void rooms_free(struct rooms *rooms);
 
-/* Whether the caller of claims (NULL under auth = off) may read and write
- * room: the token's rooms first (forbidden, "the token does not allow this
- * room"), then under auth = accounts an open room, public or with the caller
- * as a member (not_found, "no such room": as if it did not exist). False
- * after setting *err and *why. The one rule for every path to a room: REST,
- * WebSocket, the room list and search. Any thread; reads the store under
- * auth = accounts. */
-bool rooms_may_read(struct rooms *rooms, const char *room, const struct auth_claims *claims,
-                    enum proto_error *err, const char **why);
+/* What a caller would do in a room: read it (join, history, search, the
+ * room list, a delete of one's own message), or speak there (send, reply,
+ * edit, react). */
+enum rooms_use { ROOMS_READ, ROOMS_SPEAK };
+
+/* Room of at most PROTO_ROOM_MAX code points, and the words around it. */
+#define ROOMS_WHY_MAX (PROTO_ROOM_MAX * 4 + 64)
+
+/* Whether the caller of claims (NULL under auth = off) may use room so, in
+ * this order:
+ * - the token's rooms (forbidden, "the token does not allow this room");
+ * - under auth = accounts an open room, public or with the caller as a
+ *   member (not_found, "no such room": as if it did not exist);
+ * - no ban, and to speak no mute, of the caller in room (forbidden, "you are
+ *   banned from <room>", "you are muted in <room>"; unavailable when the
+ *   store cannot say). A token of role admin is never held back by either.
+ * False after filling *err and why (ROOMS_WHY_MAX bytes). The one rule for
+ * every path to a room: REST, WebSocket, the room list and search. Any
+ * thread; reads the store (one primary-key read for the sanctions) but
+ * under auth = off. */
+bool rooms_may_use(struct rooms *rooms, const char *room, const struct auth_claims *claims,
+                   enum rooms_use use, enum proto_error *err, char *why);
 
 /* Make room, public or private, by creator (its owner when private).
  * Refusals: room_invalid, exists, unavailable. Blocks: a worker thread. */
@@ -84,16 +97,6 @@ int rooms_close(struct rooms *rooms, const char *room, const char *actor,
  * auth = accounts also an admin account, or the room's owner (its maker
  * when public). Any thread; may read the store. */
 bool rooms_is_moderator(struct rooms *rooms, const char *room, const struct auth_claims *claims);
-
-/* True when user may speak in room (send, reply, edit, react) with speak
- * set, or enter it (join, read it over REST) otherwise; false with
- * *err (forbidden, or unavailable when the store cannot say) and why
- * ("you are muted in general") when a mute or ban forbids it. An admin's
- * claims always pass; under auth off nothing is read. Any thread: one
- * primary-key read of the store. */
-bool rooms_may_act(struct rooms *rooms, const char *room, const char *user,
-                   const struct auth_claims *claims, bool speak, enum proto_error *err, char *why,
-                   size_t whylen);
 
 /* By the moderator of claims: kind (CHAT_MUTE, CHAT_UNMUTE, CHAT_BAN,
  * CHAT_UNBAN) of user in room, published to the room's log; *event is the

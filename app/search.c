@@ -45,8 +45,8 @@ static bool caller_may_read(struct access_cache *cache, const char *room)
         if (strcmp(cache->names[i], room) == 0)
             return cache->allowed[i];
     enum proto_error err;
-    const char *why;
-    bool allowed = rooms_may_read(cache->rooms, room, cache->claims, &err, &why);
+    char why[ROOMS_WHY_MAX];
+    bool allowed = rooms_may_use(cache->rooms, room, cache->claims, ROOMS_READ, &err, why);
     if (cache->count < ACCESS_CACHE_ROOMS) {
         cache->names[cache->count] = xstrdup(room);
         cache->allowed[cache->count++] = allowed;
@@ -235,8 +235,8 @@ void search_answer(struct mg_connection *mc, struct store *store, struct rooms *
     }
     struct access_cache cache = {.rooms = rooms, .claims = claims};
     enum proto_error err;
-    const char *why;
-    if (req.room[0] && !rooms_may_read(rooms, req.room, claims, &err, &why)) {
+    char why[ROOMS_WHY_MAX];
+    if (req.room[0] && !rooms_may_use(rooms, req.room, claims, ROOMS_READ, &err, why)) {
         api_send_error(mc, err, why);
     } else {
         cJSON *body = cJSON_CreateObject();

@@ -110,8 +110,15 @@ static cJSON *frame_object(const char *type)
 
 /* ---------------------------------------------------------------- fields */
 
-/* The room field: NULL after answering the error. */
-static const char *require_room(struct ws_session *s, const struct proto_frame *f, const char *ref)
+/* The claims rooms_may_use goes by: none under auth = off. */
+static const struct auth_claims *room_claims(const struct ws_session *s)
+{
+    return s->ws->config->auth != CONFIG_AUTH_OFF ? &s->claims : NULL;
+}
+
+/* The room field, which the user may use so: NULL after answering the error. */
+static const char *require_room(struct ws_session *s, const struct proto_frame *f,
+                                enum rooms_use use, const char *ref)
 {
     const char *room = f->room;
     if (f->room_why) {
@@ -119,9 +126,8 @@ static const char *require_room(struct ws_session *s, const struct proto_frame *
         return NULL;
     }
     enum proto_error err;
-    const char *why;
-    const struct auth_claims *claims = s->ws->config->auth != CONFIG_AUTH_OFF ? &s->claims : NULL;
-    if (!rooms_may_read(s->ws->rooms, room, claims, &err, &why)) {
+    char why[ROOMS_WHY_MAX];
+    if (!rooms_may_use(s->ws->rooms, room, room_claims(s), use, &err, why)) {
         send_error(s, err, why, ref, room);
         return NULL;
     }
@@ -238,22 +244,19 @@ static bool take_join_token(struct ws_session *s, const char *room)
     return false;
 }
 
-/* False after answering the error when a mute (speak) or ban keeps the
- * user from room. */
-static bool may_act(struct ws_session *s, const char *room, bool speak, const char *ref)
+/* True when the user may speak in room: a mute is silent in a joined frame
+ * and in typing. */
+static bool may_speak(struct ws_session *s, const char *room)
 {
     enum proto_error err;
-    char why[PROTO_ROOM_MAX * 4 + 64];
-    if (rooms_may_act(s->ws->rooms, room, s->user, &s->claims, speak, &err, why, sizeof(why)))
-        return true;
-    send_error(s, err, why, ref, room);
-    return false;
+    char why[ROOMS_WHY_MAX];
+    return rooms_may_use(s->ws->rooms, room, room_claims(s), ROOMS_SPEAK, &err, why);
 }
 
 static void on_join(struct ws_session *s, const struct proto_frame *f)
 {
-    const char *room = require_room(s, f, NULL);
-    if (!room || !take_join_token(s, room) || !may_act(s, room, false, NULL))
+    const char *room = require_room(s, f, ROOMS_READ, NULL);
+    if (!room || !take_join_token(s, room))
         return;
     if (f->why) {
         send_error(s, PROTO_ERR_BAD_REQUEST, f->why, NULL, room);
@@ -262,10 +265,7 @@ static void on_join(struct ws_session *s, const struct proto_frame *f)
     uint64_t since = f->since;
     bool has_since = f->has_since;
     struct hub_read_state read = {.begins = 1};
-    enum proto_error err;
-    char why[PROTO_ROOM_MAX * 4 + 64];
-    read.muted =
-        !rooms_may_act(s->ws->rooms, room, s->user, &s->claims, true, &err, why, sizeof(why));
+    read.muted = !may_speak(s, room);
     if (s->ws->accounts)
         store_unread(s->ws->store, room, s->user, &read.last_read, &read.unread, &read.mentions);
     store_history_head(s->ws->store, room, &read.begins, &read.retention_days);
@@ -279,7 +279,7 @@ static void on_join(struct ws_session *s, const struct proto_frame *f)
 
 static void on_leave(struct ws_session *s, const struct proto_frame *f)
 {
-    const char *room = require_room(s, f, NULL);
+    const char *room = require_room(s, f, ROOMS_READ, NULL);
     if (!room || !take_join_token(s, room))
         return;
     if (hub_leave(s->ws->hub, s->hc, room) < 0) {
@@ -350,12 +350,12 @@ static bool take_send_token(struct ws_session *s, const char *ref)
     return false;
 }
 
-/* The room of a send or change, which the connection must have joined; NULL
+/* The room of a send, change or typing, which the connection must have joined; NULL
  * after answering the error. */
 static const char *require_joined_room(struct ws_session *s, const struct proto_frame *f,
-                                       const char *ref)
+                                       enum rooms_use use, const char *ref)
 {
-    const char *room = require_room(s, f, ref);
+    const char *room = require_room(s, f, use, ref);
     if (room && !hub_is_member(s->ws->hub, s->hc, room)) {
         send_error(s, PROTO_ERR_NOT_JOINED, "join the room first", ref, room);
         return NULL;
@@ -390,8 +390,8 @@ static void on_send(struct ws_session *s, const struct proto_frame *f)
     const char *ref;
     if (!optional_ref(s, f, &ref) || !take_send_token(s, ref))
         return;
-    const char *room = require_joined_room(s, f, ref);
-    if (!room || !may_act(s, room, true, ref))
+    const char *room = require_joined_room(s, f, ROOMS_SPEAK, ref);
+    if (!room)
         return;
     if (f->why) {
         send_error(s, PROTO_ERR_BAD_REQUEST, f->why, ref, room);
@@ -433,10 +433,9 @@ static void on_change(struct ws_session *s, const struct proto_frame *f, enum ch
     const char *ref;
     if (!optional_ref(s, f, &ref) || !take_send_token(s, ref))
         return;
-    const char *room = require_joined_room(s, f, ref);
     /* A muted user may still delete their own messages. */
-    if (room && kind != CHAT_DELETE && !may_act(s, room, true, ref))
-        return;
+    const char *room =
+        require_joined_room(s, f, kind == CHAT_DELETE ? ROOMS_READ : ROOMS_SPEAK, ref);
     struct chat_msg *ev = room ? parse_change(s, f, kind, ref, room) : NULL;
     if (!ev)
         return;
@@ -450,20 +449,12 @@ static void on_change(struct ws_session *s, const struct proto_frame *f, enum ch
 
 static void on_typing(struct ws_session *s, const struct proto_frame *f)
 {
-    const char *room = require_room(s, f, NULL);
-    if (!room)
-        return;
-    if (!hub_is_member(s->ws->hub, s->hc, room)) {
-        send_error(s, PROTO_ERR_NOT_JOINED, "join the room first", NULL, room);
-        return;
-    }
-    if (!ratelimit_take(&s->typing, util_mono_ns()))
+    const char *room = require_joined_room(s, f, ROOMS_READ, NULL);
+    if (!room || !ratelimit_take(&s->typing, util_mono_ns()))
         return;
     /* a muted user's typing is dropped as silently as excess typing: the
      * composer of a muted user says so already */
-    enum proto_error err;
-    char why[PROTO_ROOM_MAX * 4 + 64];
-    if (rooms_may_act(s->ws->rooms, room, s->user, &s->claims, true, &err, why, sizeof(why)))
+    if (may_speak(s, room))
         hub_typing(s->ws->hub, s->hc, room);
 }
 
@@ -480,7 +471,7 @@ static void ignore_outcome(void *ctx, int status, const struct chat_msg *msg)
 static void on_read(struct ws_session *s, const struct proto_frame *f)
 {
     uint64_t id = f->id;
-    const char *room = require_room(s, f, NULL);
+    const char *room = require_room(s, f, ROOMS_READ, NULL);
     if (!room || !take_join_token(s, room))
         return;
     if (!s->ws->accounts) {

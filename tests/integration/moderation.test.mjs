@@ -153,6 +153,17 @@ describe('moderation under auth = token', () => {
         const carol = await client('carol', [room]);
         const other = uniq('team');
         await bob1.join(other);
+        const word = uniq('plan').replace(/[^a-z0-9]/gi, '');
+        assert.equal((await wsSend(carol, room, `the ${word} for later`)).type, 'ack');
+        // What bob can see of the room without joining it: the room list and search.
+        const visible = async () => {
+            const rooms = await api(srv.url, '/api/rooms', { headers: bearer(tok.bob) });
+            assert.equal(rooms.status, 200, rooms.text);
+            const found = await api(srv.url, `/api/search?q=${enc(word)}`, { headers: bearer(tok.bob) });
+            assert.equal(found.status, 200, found.text);
+            return { listed: rooms.json.rooms.some((r) => r.name === room), found: found.json.results.length };
+        };
+        assert.deepEqual(await visible(), { listed: true, found: 1 }, 'before the ban');
 
         const ev = assertSanctionEvent(await sanction(srv.url, bearer(tok.admin), room, 'bans', 'BOB'), { room, kind: 'ban', user: 'ada', member: 'BOB' }, 'ban bob');
         for (const c of [bob1, bob2]) {
@@ -161,20 +172,26 @@ describe('moderation under auth = token', () => {
         }
         const seen = await nextSanction(carol, room, 'ban', 'BOB');
         assert.equal(seen.id, ev.id);
-        // Out of the room: a send is not_joined, a join forbidden, the other room unaffected.
-        assertWsError(await wsSend(bob1, room, 'still here?'), 'not_joined', 'send after the ban');
+        // Out of the room: a send and a join are forbidden, saying why; the other room is unaffected.
+        const s = await wsSend(bob1, room, 'still here?');
+        assertWsError(s, 'forbidden', 'send after the ban');
+        assert.ok(s.message.includes(`banned from ${room}`), s.message);
         const j = await tryJoin(bob1, room);
         assertWsError(j, 'forbidden', 'join while banned');
         assert.ok(j.message.includes(`banned from ${room}`), j.message);
         assert.equal((await wsSend(bob1, other, 'elsewhere')).type, 'ack', 'the ban is of one room');
         assertRestError(await restPost(srv.url, room, { text: 'rest' }, bearer(tok.bob)), 403, 'forbidden', 'REST send while banned');
         assertRestError(await api(srv.url, `/api/rooms/${enc(room)}/messages`, { headers: bearer(tok.bob) }), 403, 'forbidden', 'REST history while banned');
+        assert.deepEqual(await visible(), { listed: false, found: 0 }, 'neither listed nor searched while banned');
+        const inRoom = await api(srv.url, `/api/search?q=${enc(word)}&room=${enc(room)}`, { headers: bearer(tok.bob) });
+        assertRestError(inRoom, 403, 'forbidden', 'search of the room while banned');
         const list = await moderation(srv.url, bearer(tok.mod), room);
         assert.deepEqual(list.json.banned.map((m) => [m.user, m.by]), [['BOB', 'ada']], show(list));
 
         assertSanctionEvent(await sanction(srv.url, bearer(tok.mod), room, 'bans', 'bob', false), { room, kind: 'unban', user: 'maude', member: 'bob' }, 'unban bob');
         await bob1.join(room);
         assert.equal((await wsSend(bob1, room, 'back')).type, 'ack');
+        assert.deepEqual(await visible(), { listed: true, found: 1 }, 'after the unban');
         for (const c of [bob1, bob2, carol]) c.terminate();
     }));
 
