@@ -173,7 +173,8 @@ static const struct config_option options[] = {
                check_origins, "browser origins allowed, comma-separated; unset: own origin"),
     STRING_OPT("trusted_proxies", "TURBOCHAT_TRUSTED_PROXIES", NULL, NULL, trusted_proxies,
                check_addresses,
-               "addresses of proxies (e.g. nginx) whose X-Forwarded-For names the client"),
+               "addresses or ranges (ADDRESS/BITS) of proxies (e.g. nginx) whose X-Forwarded-For "
+               "names the client"),
     INT_OPT("threads", "TURBOCHAT_THREADS", "32", 8, 4096, threads,
             "HTTP worker threads (WebSockets leave them after the upgrade)"),
     DURATION_OPT("request_timeout_ms", "TURBOCHAT_REQUEST_TIMEOUT_MS", OPT_DURATION_MS, "10000",
@@ -832,18 +833,60 @@ static int check_rooms(const char *value, char *why, size_t whylen)
     return for_each_item(value, room_item, &c, why, whylen);
 }
 
+/* The IPv4 or IPv6 address of text into net with every bit; an IPv4-mapped
+ * IPv6 address becomes its IPv4 address. False when text is neither. */
+static bool parse_address(const char *text, struct config_net *net)
+{
+    static const unsigned char v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memset(net, 0, sizeof(*net));
+    if (inet_pton(AF_INET, text, net->addr) == 1) {
+        net->family = AF_INET;
+        net->bits = 32;
+    } else if (inet_pton(AF_INET6, text, net->addr) == 1) {
+        net->family = AF_INET6;
+        net->bits = 128;
+        if (memcmp(net->addr, v4_mapped, sizeof(v4_mapped)) == 0) {
+            memmove(net->addr, net->addr + sizeof(v4_mapped), 4);
+            memset(net->addr + 4, 0, sizeof(net->addr) - 4);
+            net->family = AF_INET;
+            net->bits = 32;
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* "ADDRESS" or "ADDRESS/BITS" (len bytes) into net; false when neither. */
+static bool parse_net(const char *item, size_t len, struct config_net *net)
+{
+    char text[INET6_ADDRSTRLEN + 4];
+    if (len >= sizeof(text))
+        return false;
+    memcpy(text, item, len);
+    text[len] = '\0';
+    char *slash = strchr(text, '/');
+    if (slash)
+        *slash = '\0';
+    if (!parse_address(text, net))
+        return false;
+    int64_t bits = net->bits;
+    if (slash && (!isdigit((unsigned char)slash[1]) ||
+                  util_parse_int64(slash + 1, 0, net->bits, &bits) != 0))
+        return false;
+    net->bits = (unsigned)bits;
+    return true;
+}
+
 static int address_item(const char *item, size_t len, void *arg)
 {
     struct item_check *c = arg;
-    char text[INET6_ADDRSTRLEN];
-    unsigned char bin[sizeof(struct in6_addr)];
-    if (len < sizeof(text)) {
-        memcpy(text, item, len);
-        text[len] = '\0';
-        if (inet_pton(AF_INET, text, bin) == 1 || inet_pton(AF_INET6, text, bin) == 1)
-            return 0;
-    }
-    snprintf(c->why, c->whylen, "'%.*s': not an IPv4 or IPv6 address", (int)len, item);
+    struct config_net net;
+    if (parse_net(item, len, &net))
+        return 0;
+    snprintf(c->why, c->whylen,
+             "'%.*s': not an IPv4 or IPv6 address, nor a range of them (ADDRESS/BITS)", (int)len,
+             item);
     return -1;
 }
 
@@ -851,6 +894,47 @@ static int check_addresses(const char *value, char *why, size_t whylen)
 {
     struct item_check c = {why, whylen};
     return for_each_item(value, address_item, &c, why, whylen);
+}
+
+static int collect_net(const char *item, size_t len, void *arg)
+{
+    struct config_nets *nets = arg;
+    nets->items = xrealloc(nets->items, (nets->count + 1) * sizeof(*nets->items));
+    return parse_net(item, len, &nets->items[nets->count++]) ? 0 : -1;
+}
+
+/* The ranges of a list of addresses its check accepted (check_addresses). */
+static void split_nets(const char *text, struct config_nets *out)
+{
+    char why[WHY_MAX];
+    memset(out, 0, sizeof(*out));
+    if (text)
+        for_each_item(text, collect_net, out, why, sizeof(why));
+}
+
+static bool net_contains(const struct config_net *net, const struct config_net *address)
+{
+    unsigned whole = net->bits / 8, rest = net->bits % 8;
+    if (net->family != address->family || memcmp(net->addr, address->addr, whole) != 0)
+        return false;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return rest == 0 || (net->addr[whole] & mask) == (address->addr[whole] & mask);
+}
+
+bool config_nets_contain(const struct config_nets *nets, const char *address, size_t len)
+{
+    char text[INET6_ADDRSTRLEN];
+    struct config_net parsed;
+    if (nets->count == 0 || len >= sizeof(text))
+        return false;
+    memcpy(text, address, len);
+    text[len] = '\0';
+    if (!parse_address(text, &parsed))
+        return false;
+    for (size_t i = 0; i < nets->count; i++)
+        if (net_contains(&nets->items[i], &parsed))
+            return true;
+    return false;
 }
 
 static int check_role(const char *value, char *why, size_t whylen)
@@ -1900,7 +1984,7 @@ int config_load(struct config *cfg, int argc, char **argv, char **environ_vars, 
 
     finish(&ld);
     split_list(cfg->allowed_origins, &cfg->origins);
-    split_list(cfg->trusted_proxies, &cfg->proxies);
+    split_nets(cfg->trusted_proxies, &cfg->proxies);
     split_list(cfg->token_rooms, &cfg->token_room_list);
 
     if (cl.backup) {
@@ -1947,7 +2031,8 @@ void config_dispose(struct config *cfg)
     free(cfg->config_file);
     cfg->config_file = NULL;
     list_dispose(&cfg->origins);
-    list_dispose(&cfg->proxies);
+    free(cfg->proxies.items);
+    memset(&cfg->proxies, 0, sizeof(cfg->proxies));
     list_dispose(&cfg->token_room_list);
 }
 

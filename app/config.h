@@ -40,6 +40,19 @@ struct config_list {
     size_t count;
 };
 
+/* An address range of trusted_proxies: the first bits of addr (4 bytes for
+ * AF_INET, 16 for AF_INET6) decide. A single address has every bit. */
+struct config_net {
+    int family;
+    unsigned char addr[16];
+    unsigned bits;
+};
+
+struct config_nets {
+    struct config_net *items;
+    size_t count;
+};
+
 struct config {
     /* operator interface */
     char *listen;               /* "8080", "127.0.0.1:8080", "8080,8443s" */
@@ -56,8 +69,8 @@ struct config {
     char *auth_secret;          /* HS256 secret; NULL: no tokens of our own minting (secret) */
     char *allowed_origins;      /* comma-separated; NULL: the server's own origin */
     struct config_list origins; /* allowed_origins, parsed */
-    char *trusted_proxies;      /* comma-separated addresses whose X-Forwarded-For counts */
-    struct config_list proxies; /* trusted_proxies, parsed */
+    char *trusted_proxies;      /* comma-separated addresses and ranges (ADDRESS/BITS) */
+    struct config_nets proxies; /* trusted_proxies, parsed */
     int threads;                /* CivetWeb worker threads: HTTP and upgrades only */
     int request_timeout_ms;     /* HTTP read/write timeout; a WebSocket frame's too */
     int ws_ping_ms;             /* idle time before the server pings a WebSocket */
@@ -137,6 +150,11 @@ void config_dispose(struct config *cfg);
 
 /* True when a Valkey broker is configured (cluster mode). */
 bool config_is_cluster(const struct config *cfg);
+
+/* True when address (len bytes of text) is an IPv4 or IPv6 address within
+ * one of nets; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is its IPv4
+ * address, on either side. */
+bool config_nets_contain(const struct config_nets *nets, const char *address, size_t len);
 
 /* Port of the first listener, for the default node id and tests. */
 int config_first_port(const struct config *cfg);

@@ -159,17 +159,9 @@ static bool origin_in_list(const char *origin, const struct config_list *list, b
     return false;
 }
 
-static bool in_list(const struct config_list *list, const char *item, size_t len)
-{
-    for (size_t i = 0; i < list->count; i++)
-        if (strlen(list->items[i]) == len && strncmp(list->items[i], item, len) == 0)
-            return true;
-    return false;
-}
-
 /* The rightmost address of the X-Forwarded-For list that is not a trusted
  * proxy's, into out when it is an address; false otherwise. */
-static bool forwarded_for(const char *header, const struct config_list *proxies, char *out,
+static bool forwarded_for(const char *header, const struct config_nets *proxies, char *out,
                           size_t outlen)
 {
     for (size_t end = strlen(header); end > 0;) {
@@ -181,7 +173,7 @@ static bool forwarded_for(const char *header, const struct config_list *proxies,
             a++;
         while (b > a && (header[b - 1] == ' ' || header[b - 1] == '\t'))
             b--;
-        if (!in_list(proxies, header + a, b - a)) {
+        if (!config_nets_contain(proxies, header + a, b - a)) {
             unsigned char bin[sizeof(struct in6_addr)];
             if (b - a >= outlen)
                 return false;
@@ -199,7 +191,7 @@ void api_client_address(const struct mg_connection *mc, const struct config *con
 {
     const char *peer = mg_get_request_info(mc)->remote_addr;
     const char *header = mg_get_header(mc, "X-Forwarded-For");
-    if (header && in_list(&config->proxies, peer, strlen(peer)) &&
+    if (header && config_nets_contain(&config->proxies, peer, strlen(peer)) &&
         forwarded_for(header, &config->proxies, out, outlen))
         return;
     snprintf(out, outlen, "%s", peer);
@@ -211,7 +203,7 @@ static bool request_is_https(const struct mg_connection *mc, const struct config
 {
     const struct mg_request_info *ri = mg_get_request_info(mc);
     const char *proto = mg_get_header(mc, "X-Forwarded-Proto");
-    if (proto && in_list(&config->proxies, ri->remote_addr, strlen(ri->remote_addr)))
+    if (proto && config_nets_contain(&config->proxies, ri->remote_addr, strlen(ri->remote_addr)))
         return strcasecmp(proto, "https") == 0;
     return ri->is_ssl;
 }

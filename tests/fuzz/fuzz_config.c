@@ -60,6 +60,14 @@ static void fuzz_file(const uint8_t *data, size_t size, bool dotenv)
     fclose(f);
     finish(&ld);
     check_loaded(&ld, err);
+    if (ld.nerr == 0) {
+        /* the ranges of trusted_proxies, as config_load splits them */
+        split_nets(cfg.trusted_proxies, &cfg.proxies);
+        CHECK(!cfg.trusted_proxies || cfg.proxies.count > 0);
+        for (size_t i = 0; i < cfg.proxies.count; i++)
+            CHECK(cfg.proxies.items[i].bits <= (cfg.proxies.items[i].family == AF_INET ? 32 : 128));
+        (void)config_nets_contain(&cfg.proxies, "10.1.2.3", 8);
+    }
     config_dispose(&cfg);
 }
 

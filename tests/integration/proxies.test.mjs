@@ -38,7 +38,8 @@ async function upgrade(srv, forwardedFor) {
 describe('with trusted_proxies', () => {
     let srv;
     before(async () => {
-        srv = await startServer({ env: { ...BUDGET, TURBOCHAT_TRUSTED_PROXIES: '127.0.0.1, 10.9.9.9' } });
+        // the proxy this test speaks from by a range, a second hop by address and a third by range
+        srv = await startServer({ env: { ...BUDGET, TURBOCHAT_TRUSTED_PROXIES: '127.0.0.0/8, 10.9.9.9, 10.8.0.0/16' } });
     });
 
     it('each forwarded client has its own write budget', T, withLogs(async () => {
@@ -46,6 +47,8 @@ describe('with trusted_proxies', () => {
         assert.deepEqual(await statuses(srv, '10.0.0.2', 2), [201, 201], 'another client is not held back');
         // the rightmost address that is not a trusted proxy's counts
         assert.deepEqual(await statuses(srv, '10.0.0.3, 10.9.9.9', 2), [201, 201]);
+        assert.deepEqual(await statuses(srv, '10.0.0.4, 10.8.200.1', 2), [201, 201], 'a hop within a trusted range');
+        assert.deepEqual(await statuses(srv, '10.0.0.4, 10.7.0.1', 1), [201], '10.7.0.1 is no proxy: it is the client');
         assert.deepEqual(await statuses(srv, '6.6.6.6, 10.0.0.3', 1), [429], 'a spoofed left part is ignored');
     }));
 
@@ -87,6 +90,6 @@ describe('without trusted_proxies', () => {
 
     it('a bad trusted_proxies entry is refused at start', T, withLogs(async () => {
         await assert.rejects(startServer({ env: { TURBOCHAT_TRUSTED_PROXIES: '127.0.0.1, nginx' }, startTimeoutMs: 8000 }),
-            /not an IPv4 or IPv6 address/);
+            /'nginx': not an IPv4 or IPv6 address, nor a range of them \(ADDRESS\/BITS\)/);
     }));
 });

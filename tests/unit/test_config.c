@@ -637,6 +637,44 @@ IN_TMPDIR(test_tls_auto)
     return 0;
 }
 
+static bool trusts(const struct config *cfg, const char *address)
+{
+    return config_nets_contain(&cfg->proxies, address, strlen(address));
+}
+
+/* trusted_proxies takes addresses and ranges: a proxy fleet (a Kubernetes
+ * pod network, an autoscaled balancer) has no fixed address. */
+IN_TMPDIR(test_trusted_proxies)
+{
+    LOAD_OK(cfg, NONE,
+            ARGS("TURBOCHAT_TRUSTED_PROXIES=10.0.0.0/8, 192.168.1.7 ,::1,\tfd00::/8, 172.16.0.0/12,"
+                 "::ffff:100.64.0.1"),
+            CONFIG_CMD_SERVE);
+    TEST_ASSERT_INT(cfg->proxies.count, 6);
+    const char *inside[] = {"10.200.3.4", "10.0.0.0",       "192.168.1.7",     "::1",
+                            "fd12::5",    "172.31.255.255", "::ffff:10.1.1.1", "100.64.0.1"};
+    for (size_t i = 0; i < sizeof(inside) / sizeof(*inside); i++)
+        TEST_ASSERT(trusts(cfg, inside[i]));
+    const char *outside[] = {"11.0.0.1",   "192.168.1.8", "::2",       "fe80::1",    "172.32.0.0",
+                             "172.15.0.1", "10.0.0.1/8",  "localhost", "10.0.0.1 x", ""};
+    for (size_t i = 0; i < sizeof(outside) / sizeof(*outside); i++)
+        TEST_ASSERT(!trusts(cfg, outside[i]));
+
+    const char *bad[] = {"10.0.0.0/33", "::/129",      "10.0.0.0/",   "10.0.0.0/a",
+                         "/8",          "10.0.0.0/+8", "10.0.0.0/ 8", "nginx"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        char var[64];
+        snprintf(var, sizeof(var), "TURBOCHAT_TRUSTED_PROXIES=%s", bad[i]);
+        RELOAD(cfg);
+        LOAD_FAILS(cfg, NONE, ARGS(var));
+        ERR_HAS("not an IPv4 or IPv6 address, nor a range of them (ADDRESS/BITS)");
+    }
+    RELOAD(cfg);
+    LOAD_OK(cfg, NONE, NONE, CONFIG_CMD_SERVE);
+    TEST_ASSERT(!trusts(cfg, "127.0.0.1"));
+    return 0;
+}
+
 IN_TMPDIR(test_other_values)
 {
     TEST_ASSERT(make_dir("site") == 0);
@@ -952,7 +990,8 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_precedence), TEST_CASE(test_c
           TEST_CASE(test_auth_secret_rules), TEST_CASE(test_errors_name_origin),
           TEST_CASE(test_numbers_and_durations), TEST_CASE(test_listen),
           TEST_CASE(test_tls_listener), TEST_CASE(test_redis_url), TEST_CASE(test_redis_conflicts),
-          TEST_CASE(test_tls_auto), TEST_CASE(test_other_values), TEST_CASE(test_flag_forms),
-          TEST_CASE(test_commands), TEST_CASE(test_token), TEST_CASE(test_backup_and_retention),
-          TEST_CASE(test_print_masks_secrets), TEST_CASE(test_shipped_conf),
-          TEST_CASE(test_dispose_accepts_zeroed), TEST_CASE(test_error_buffer_bounds))
+          TEST_CASE(test_tls_auto), TEST_CASE(test_trusted_proxies), TEST_CASE(test_other_values),
+          TEST_CASE(test_flag_forms), TEST_CASE(test_commands), TEST_CASE(test_token),
+          TEST_CASE(test_backup_and_retention), TEST_CASE(test_print_masks_secrets),
+          TEST_CASE(test_shipped_conf), TEST_CASE(test_dispose_accepts_zeroed),
+          TEST_CASE(test_error_buffer_bounds))
