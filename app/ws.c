@@ -110,8 +110,8 @@ static cJSON *frame_object(const char *type)
 
 /* ---------------------------------------------------------------- fields */
 
-/* The claims rooms_may_use goes by: none under auth = off. */
-static const struct auth_claims *room_claims(const struct ws_session *s)
+/* The claims of the session: none under auth = off. */
+static const struct auth_claims *claims_of(const struct ws_session *s)
 {
     return s->ws->config->auth != CONFIG_AUTH_OFF ? &s->claims : NULL;
 }
@@ -127,7 +127,7 @@ static const char *require_room(struct ws_session *s, const struct proto_frame *
     }
     enum proto_error err;
     char why[ROOMS_WHY_MAX];
-    if (!rooms_may_use(s->ws->rooms, room, room_claims(s), use, &err, why)) {
+    if (!rooms_may_use(s->ws->rooms, room, claims_of(s), use, &err, why)) {
         send_error(s, err, why, ref, room);
         return NULL;
     }
@@ -219,8 +219,7 @@ static bool on_hello(struct ws_session *s, const struct proto_frame *f)
     if (!user)
         return false;
     s->user = user;
-    hub_conn_set_user(s->hc, user, s->sid,
-                      s->ws->config->auth != CONFIG_AUTH_OFF ? &s->claims : NULL);
+    hub_conn_set_user(s->hc, user, s->sid, claims_of(s));
     conn_hello_done(s->conn);
     if (s->ws->config->auth != CONFIG_AUTH_OFF && s->claims.exp > 0)
         conn_set_expiry(s->conn, s->claims.exp * 1000,
@@ -250,7 +249,7 @@ static bool may_speak(struct ws_session *s, const char *room)
 {
     enum proto_error err;
     char why[ROOMS_WHY_MAX];
-    return rooms_may_use(s->ws->rooms, room, room_claims(s), ROOMS_SPEAK, &err, why);
+    return rooms_may_use(s->ws->rooms, room, claims_of(s), ROOMS_SPEAK, &err, why);
 }
 
 static void on_join(struct ws_session *s, const struct proto_frame *f)
