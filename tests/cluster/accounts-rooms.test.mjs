@@ -253,9 +253,16 @@ describe('read state across nodes', () => {
         const pc = await wsSession(A.url, alice);
         const j1 = await pc.join(room);
         assert.deepEqual({ unread: j1.unread, mentions: j1.mentions, last_read: j1.last_read }, { unread: 0, mentions: 0, last_read: last }, `joined on A after reading: ${JSON.stringify(j1)}`);
-        // a stale read from another node does not move it back
+        // a stale read from another node does not move it back; a read of
+        // another room sent after it, once seen on A and B, shows both nodes
+        // have handled the stale one
+        const aside = rname('xread-aside');
+        await createRoom(C.url, bob, aside, false);
+        await joinEventually(b, aside);
+        const asideMsg = await say(b, aside, 'aside');
         tablet.send({ type: 'read', room, id: ids[0] });
-        await tablet.ping();
+        tablet.send({ type: 'read', room: aside, id: asideMsg.id });
+        for (const device of [phone, laptop]) await device.next((x) => x.type === 'read' && x.room === aside && x.id === asideMsg.id);
         const more = await say(b, room, 'five');
         await phone.next((x) => x.type === 'message' && x.id === more.id);
         for (const n of [A, B, C]) await roomItemEventually(n.url, alice, room, (x) => x.unread === 1, 'unread 1: the stale read did not move the last read back');
