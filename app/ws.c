@@ -448,12 +448,18 @@ static void on_change(struct ws_session *s, const struct proto_frame *f, enum ch
 
 static void on_typing(struct ws_session *s, const struct proto_frame *f)
 {
-    const char *room = require_joined_room(s, f, ROOMS_READ, NULL);
-    if (!room || !ratelimit_take(&s->typing, util_mono_ns()))
+    /* a malformed frame is answered; excess typing is dropped before the
+     * room is looked up, so a flood costs no store reads */
+    if (f->room_why) {
+        send_error(s, f->room_err, f->room_why, NULL, NULL);
         return;
-    /* a muted user's typing is dropped as silently as excess typing: the
-     * composer of a muted user says so already */
-    if (may_speak(s, room))
+    }
+    if (!ratelimit_take(&s->typing, util_mono_ns()))
+        return;
+    const char *room = require_joined_room(s, f, ROOMS_READ, NULL);
+    /* a muted user's typing is dropped as silently: the composer of a muted
+     * user says so already */
+    if (room && may_speak(s, room))
         hub_typing(s->ws->hub, s->hc, room);
 }
 
