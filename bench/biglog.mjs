@@ -47,22 +47,12 @@ import WebSocket from 'ws';
 import { nowUs } from './lib/clock.mjs';
 import { percentile } from './lib/gen.mjs';
 import { REPO, cpuUs, delay, machineBusyUs, rssKiB, startTurbochat } from './lib/procs.mjs';
+import { prng } from '../tests/lib/prng.mjs';
 
 // ------------------------------------------------------------------ vocabulary
 //
 // Deterministic (seeded), the same in every thread and every run, so that a
 // kept log (--keep-db, --db) answers the same queries the same way.
-
-function mulberry32(seed) {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-}
 
 // English chat words, most frequent first (drawn with Zipf weights 1/rank).
 const COMMON = `the i you to a and it is that of in we for this on be have
@@ -119,7 +109,7 @@ ster ax on ub rat ci vel hom ju ne ost pri dal wy sk ir tho gan bri ce fle`
     .split(/\s+/)
     .filter(Boolean);
 function tailWords(n) {
-    const rnd = mulberry32(1234);
+    const rnd = prng(1234);
     const set = new Set();
     while (set.size < n) {
         const k = 2 + Math.floor(rnd() * 2);
@@ -151,7 +141,7 @@ function pickCum(cum, r) {
 
 // A message text generator with its own seed.
 function textMaker(seed) {
-    const rnd = mulberry32(seed);
+    const rnd = prng(seed);
     const tail = tailWords(20000);
     const zipfCommon = zipfTable(COMMON.length);
     const zipfCjk = zipfTable(CJK.length);
@@ -259,7 +249,7 @@ const HIST_N = 200000; // up to 2 s
 
 function historyWorker(o) {
     const hist = new Uint32Array(HIST_N);
-    const rnd = mulberry32(o.seed);
+    const rnd = prng(o.seed);
     const status = {};
     let count = 0;
     let bytes = 0;

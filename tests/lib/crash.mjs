@@ -9,18 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { restPost } from './lifecycle.mjs';
 
-// A small seeded PRNG (mulberry32), so that a failing run can be replayed
-// with TURBOCHAT_CRASH_SEED.
-export function prng(seed) {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-}
+export { prng } from './prng.mjs';
 
 export function haveSqliteCli() {
     const r = spawnSync('sqlite3', ['-version'], { encoding: 'utf8' });
@@ -45,14 +34,13 @@ export function integrityCheck(dbPath) {
     }
 }
 
-// Keep `window` sends in flight on a WebSocket until stopped or the
-// connection breaks. Every ack is recorded with onAck; an answer that is
-// not an ack, or a failure while the connection is open, goes to errors.
-export function wsBurst(c, rooms, user, tag, { window, onAck, sent, errors, state }) {
+// Keep `window` sends in flight while running(): send(room, text, ref) is
+// the n-th, to rooms in turn, recorded in sent before it goes.
+function burst(rooms, user, tag, { window, sent, state }, running, send) {
     return (async () => {
         const inflight = new Set();
         let n = 0;
-        while (!state.stop && !c.closeInfo) {
+        while (running()) {
             if (inflight.size >= window) {
                 await Promise.race(inflight);
                 continue;
@@ -62,16 +50,7 @@ export function wsBurst(c, rooms, user, tag, { window, onAck, sent, errors, stat
             const text = `${tag} #${n}`;
             sent.set(text, { room, user });
             state.sent += 1;
-            const p = c
-                .sendMessage(room, text, `${tag}-${n}`, 60000)
-                .then((f) => {
-                    if (f.type === 'ack') onAck({ room, id: f.id, text, user });
-                    else errors.push(`${tag}: ${JSON.stringify(f)}`);
-                })
-                .catch((e) => {
-                    if (!c.closeInfo && !state.killed) errors.push(`${tag}: ${e.message.slice(0, 300)}`);
-                })
-                .finally(() => inflight.delete(p));
+            const p = send(room, text, `${tag}-${n}`).finally(() => inflight.delete(p));
             inflight.add(p);
             if (n % 8 === 0) await new Promise((r) => setImmediate(r));
         }
@@ -79,34 +58,36 @@ export function wsBurst(c, rooms, user, tag, { window, onAck, sent, errors, stat
     })();
 }
 
-// The same over REST: `window` POSTs in flight until stopped or the node is
-// dead (dead(): by default state.killed); a POST cut by the kill is not acked
-// and not an error.
-export function restBurst(url, rooms, user, tag, { window, onAck, sent, errors, state, dead = () => state.killed }) {
-    return (async () => {
-        const inflight = new Set();
-        let n = 0;
-        while (!state.stop && !dead()) {
-            if (inflight.size >= window) {
-                await Promise.race(inflight);
-                continue;
-            }
-            n += 1;
-            const room = rooms[n % rooms.length];
-            const text = `${tag} #${n}`;
-            sent.set(text, { room, user });
-            state.sent += 1;
-            const p = restPost(url, room, { user, text, ref: `${tag}-${n}` })
-                .then((r) => {
-                    if (r.status === 201 && r.json && r.json.text === text) onAck({ room, id: r.json.id, text, user });
-                    else if (!dead()) errors.push(`${tag}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
-                })
-                .catch((e) => {
-                    if (!dead()) errors.push(`${tag}: ${e.message.slice(0, 300)}`);
-                })
-                .finally(() => inflight.delete(p));
-            inflight.add(p);
-        }
-        await Promise.allSettled([...inflight]);
-    })();
+// Sends on a WebSocket until stopped or the connection breaks. Every ack is
+// recorded with onAck; an answer that is not an ack, or a failure while the
+// connection is open, goes to errors.
+export function wsBurst(c, rooms, user, tag, opts) {
+    const { onAck, errors, state } = opts;
+    return burst(rooms, user, tag, opts, () => !state.stop && !c.closeInfo, (room, text, ref) =>
+        c
+            .sendMessage(room, text, ref, 60000)
+            .then((f) => {
+                if (f.type === 'ack') onAck({ room, id: f.id, text, user });
+                else errors.push(`${tag}: ${JSON.stringify(f)}`);
+            })
+            .catch((e) => {
+                if (!c.closeInfo && !state.killed) errors.push(`${tag}: ${e.message.slice(0, 300)}`);
+            }),
+    );
+}
+
+// The same over REST until stopped or the node is dead (dead(): by default
+// state.killed); a POST cut by the kill is not acked and not an error.
+export function restBurst(url, rooms, user, tag, opts) {
+    const { onAck, errors, state, dead = () => state.killed } = opts;
+    return burst(rooms, user, tag, opts, () => !state.stop && !dead(), (room, text, ref) =>
+        restPost(url, room, { user, text, ref })
+            .then((r) => {
+                if (r.status === 201 && r.json && r.json.text === text) onAck({ room, id: r.json.id, text, user });
+                else if (!dead()) errors.push(`${tag}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
+            })
+            .catch((e) => {
+                if (!dead()) errors.push(`${tag}: ${e.message.slice(0, 300)}`);
+            }),
+    );
 }
