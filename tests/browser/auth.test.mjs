@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { after, before, test } from 'node:test';
 import { binaryPath, startServer, stopAll } from '../lib/server.mjs';
-import { SERVER_ARGS, assertClean, launchBrowser, openPage, screenshot, send, waitForTexts, waitJoined,
+import { SERVER_ARGS, assertClean, launchBrowser, openPage, rest, screenshot, send, waitForTexts, waitJoined,
     waitOnline } from './helpers.mjs';
 
 const SECRET = 'browser-test-secret-0123456789abcdef';
@@ -43,12 +43,8 @@ function mintToken(user, rooms, secret = SECRET) {
 }
 
 async function postAs(token, room, text) {
-    const res = await fetch(`${server.url}/api/rooms/${room}/messages`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ text }),
-    });
-    assert.equal(res.status, 201, `POST as token: ${res.status} ${await res.text()}`);
+    const res = await rest(server, 'POST', `/api/rooms/${room}/messages`, { text }, { Authorization: `Bearer ${token}` });
+    assert.equal(res.status, 201, `POST as token: ${res.status} ${res.text}`);
 }
 
 async function signIn(page, token) {

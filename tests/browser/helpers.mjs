@@ -33,6 +33,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { api } from '../lib/client.mjs';
 
 export const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'artifacts');
 
@@ -128,21 +129,16 @@ export async function send(page, text) {
 }
 
 export async function postMessage(server, room, user, text, ref) {
-    const res = await fetch(`${server.url}/api/rooms/${encodeURIComponent(room)}/messages`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify(ref ? { user, text, ref } : { user, text }),
-    });
-    if (res.status !== 201 && res.status !== 200) throw new Error(`POST ${room}: ${res.status} ${await res.text()}`);
-    return res.json();
+    const res = await rest(server, 'POST', `/api/rooms/${encodeURIComponent(room)}/messages`, ref ? { user, text, ref } : { user, text });
+    if (res.status !== 201 && res.status !== 200) throw new Error(`POST ${room}: ${res.status} ${res.text}`);
+    return res.body;
 }
 
 export async function history(server, room) {
     const all = [];
     let after = 0;
     for (;;) {
-        const res = await fetch(`${server.url}/api/rooms/${encodeURIComponent(room)}/messages?after=${after}&limit=200`);
-        const body = await res.json();
+        const { body } = await rest(server, 'GET', `/api/rooms/${encodeURIComponent(room)}/messages?after=${after}&limit=200`);
         all.push(...body.messages);
         if (!body.has_more || body.messages.length === 0) return all;
         after = body.messages.at(-1).id;
@@ -215,22 +211,13 @@ export function recordFrames(page) {
     return seen;
 }
 
-// One REST call with a JSON body (or none); resolves with {status, body}.
-export async function rest(server, method, urlPath, body) {
-    const init = { method, headers: {} };
-    if (body !== undefined) {
-        init.headers['Content-Type'] = 'application/json';
-        init.body = JSON.stringify(body);
-    }
-    const res = await fetch(`${server.url}${urlPath}`, init);
-    const text = await res.text();
-    let parsed = null;
-    try {
-        parsed = JSON.parse(text);
-    } catch {
-        /* not JSON */
-    }
-    return { status: res.status, body: parsed, text };
+// One REST call with a JSON body (or none); resolves with {status, body,
+// text}. A fresh connection each time (api): a kept-alive one may be closed
+// by the server (idle 500 ms) just as a request is written on it.
+export async function rest(server, method, urlPath, body, headers = {}) {
+    const empty = body === undefined && method !== 'GET' && method !== 'HEAD' ? { 'Content-Length': 0 } : {};
+    const res = await api(server.url, urlPath, { method, body, headers: { ...empty, ...headers } });
+    return { status: res.status, body: res.json, text: res.text };
 }
 
 function messagePath(room, id) {

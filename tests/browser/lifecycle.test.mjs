@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RELAXED_RATE_ENV, startServer, stopAll } from '../lib/server.mjs';
 import { SERVER_ARGS, assertClean, launchBrowser, messageId, messageRow, openChat, postMessage, reactOverRest,
-    screenshot, send, shownReactions, storedTexts, waitForReactions, waitForRowText,
+    rest, screenshot, send, shownReactions, storedTexts, waitForReactions, waitForRowText,
     waitForTexts } from './helpers.mjs';
 
 const MAX_REACTIONS = 3;
@@ -126,7 +126,7 @@ test('a reload shows edits, reactions and tombstones from history', { timeout: 1
     await waitForRowText(dana.page, own, 'dana was here, edited');
     await reactOverRest(server, room, kept.id, 'carl', '🔥');
     await waitForReactions(dana.page, kept.id, { '🔥': 1 });
-    const del = await fetch(`${server.url}/api/rooms/${room}/messages/${gone.id}?user=carl`, { method: 'DELETE' });
+    const del = await rest(server, 'DELETE', `/api/rooms/${room}/messages/${gone.id}?user=carl`);
     assert.equal(del.status, 200);
     await waitForRowText(dana.page, gone.id, 'message deleted');
 

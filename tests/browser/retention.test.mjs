@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RELAXED_RATE_ENV, startServer, stopAll } from '../lib/server.mjs';
 import { waitFor } from '../lib/valkey.mjs';
-import { SERVER_ARGS, TIMEOUT, assertClean, launchBrowser, openChat, postMessage, screenshot } from './helpers.mjs';
+import { SERVER_ARGS, TIMEOUT, assertClean, launchBrowser, openChat, postMessage, rest, screenshot } from './helpers.mjs';
 
 const ROOM = 'expiring';
 const DAYS = '0.00005'; // 4.32 s
@@ -25,8 +25,7 @@ after(async () => {
 });
 
 async function begins(room) {
-    const res = await fetch(`${server.url}/api/rooms/${room}/messages`);
-    return (await res.json()).begins;
+    return (await rest(server, 'GET', `/api/rooms/${room}/messages`)).body.begins;
 }
 
 test('the top of an expired history says it was removed, and after how long', { timeout: 120000 }, async () => {
